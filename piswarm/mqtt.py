@@ -1,0 +1,172 @@
+"""How every piswarm process talks MQTT: settings, credentials, client, safe callbacks.
+
+All clients are paho-mqtt 2.x with VERSION2 callbacks and MQTT v5 (so a refused publish
+comes back as a reason code instead of being dropped silently). paho kills its network
+thread when a callback raises, so every callback piswarm installs goes through
+:func:`guarded`.
+"""
+
+import functools
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from piswarm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+DEFAULT_PORT = 1883
+DEFAULT_KEEPALIVE = 30
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A broker username and password; the password never appears in ``repr``."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "Credentials":
+        """Read a credentials file written by ``piswarm broker users``."""
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"credentials file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"credentials file {path} is not valid TOML: {exc}") from None
+        username, password = data.get("username"), data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ConfigError(f"credentials file {path} needs string 'username' and 'password'")
+        return cls(username=username, password=password)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and how to log in."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    credentials: Credentials | None = None
+    keepalive: int = DEFAULT_KEEPALIVE
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("broker host is empty")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"broker port {self.port} is not in 1-65535")
+        if not 5 <= self.keepalive <= 3600:
+            raise ConfigError(f"broker keepalive {self.keepalive} s is not in 5-3600")
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        table: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        credentials_file: Path | None = None,
+        keepalive: int | None = None,
+    ) -> "BrokerSettings":
+        """Merge a TOML ``[broker]`` table, then ``PISWARM_*`` environment, then flags.
+
+        Passwords come only from a credentials file or ``PISWARM_MQTT_PASSWORD``, never
+        from a flag (which ``ps`` would show).
+        """
+        table = table or {}
+        env = os.environ if env is None else env
+        merged_host = host or env.get("PISWARM_BROKER_HOST") or table.get("host") or "localhost"
+        merged_port = port or _int(env.get("PISWARM_BROKER_PORT"), "PISWARM_BROKER_PORT")
+        merged_port = merged_port or _int(table.get("port"), "[broker] port") or DEFAULT_PORT
+        merged_keepalive = keepalive or _int(table.get("keepalive"), "[broker] keepalive")
+        cred_path = credentials_file or _path(env.get("PISWARM_CREDENTIALS"))
+        cred_path = cred_path or _path(table.get("credentials"))
+        creds: Credentials | None = None
+        if cred_path is not None:
+            creds = Credentials.load(cred_path)
+        user, password = env.get("PISWARM_MQTT_USERNAME"), env.get("PISWARM_MQTT_PASSWORD")
+        if user and password:
+            creds = Credentials(username=user, password=password)
+        elif user or password:
+            raise ConfigError(
+                "set both PISWARM_MQTT_USERNAME and PISWARM_MQTT_PASSWORD, or neither"
+            )
+        return cls(
+            host=str(merged_host),
+            port=merged_port,
+            credentials=creds,
+            keepalive=merged_keepalive or DEFAULT_KEEPALIVE,
+        )
+
+
+def _int(value: object, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not an integer") from None
+
+
+def _path(value: object) -> Path | None:
+    return Path(str(value)).expanduser() if value else None
+
+
+def new_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:
+    """A paho client with piswarm's conventions; connect it with :func:`connect_async`."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        reconnect_on_failure=True,
+    )
+    if settings.credentials is not None:
+        client.username_pw_set(settings.credentials.username, settings.credentials.password)
+    # Capped exponential backoff: 1, 2, 4, ... 30 s between reconnect attempts.
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    # Queue QoS>0 messages while disconnected, but never without bound.
+    client.max_queued_messages_set(1000)
+    return client
+
+
+def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
+    """Start connecting in paho's network thread; it retries until the broker answers."""
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+    client.loop_start()
+
+
+def guarded(
+    name: str, on_error: Callable[[], None] | None = None
+) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """Wrap a paho callback so an exception is logged and counted, never raised into paho."""
+
+    def wrap(fn: Callable[P, None]) -> Callable[P, None]:
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # boundary: an exception here would kill paho's thread
+                log.exception("%s callback failed", name)
+                if on_error is not None:
+                    on_error()
+
+        return inner
+
+    return wrap
+
+
+def reason_text(reason_code: Any) -> str:
+    """A paho reason code (v5 ``ReasonCode`` or an int) as readable text."""
+    return str(getattr(reason_code, "getName", lambda: reason_code)())
