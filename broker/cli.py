@@ -1,0 +1,160 @@
+"""``piswarm broker users ...``, ``piswarm broker run`` and ``piswarm broker config``."""
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir",
+        dest="users_dir",
+        type=Path,
+        help="users directory (default $PISWARM_BROKER_DIR or ~/.config/piswarm/broker)",
+    )
+
+
+def register(sub: Any) -> None:
+    broker = sub.add_parser("broker", help="the Mosquitto broker: users, config, run")
+    bsub = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
+
+    users = bsub.add_parser("users", help="create and list broker credentials")
+    usub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    init = usub.add_parser("init", help="create the admin and viewer users")
+    _users_dir_flag(init)
+    add = usub.add_parser("add", help="create node users (one per node id)")
+    add.add_argument("node_ids", nargs="*", metavar="NODE_ID")
+    add.add_argument("--count", type=int, help="also create PREFIX-001 ... PREFIX-COUNT")
+    add.add_argument("--prefix", default="sim", help="prefix for --count (default 'sim')")
+    add.add_argument("--rotate", action="store_true", help="new passwords for existing users")
+    _users_dir_flag(add)
+    remove = usub.add_parser("remove", help="delete users")
+    remove.add_argument("names", nargs="+", metavar="NAME")
+    _users_dir_flag(remove)
+    listing = usub.add_parser("list", help="list users and roles (never passwords)")
+    _users_dir_flag(listing)
+    for parser in (init, add, remove, listing):
+        parser.set_defaults(handler=run_users)
+
+    run = bsub.add_parser("run", help="run mosquitto with the piswarm config in the foreground")
+    run.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 = a free one)")
+    run.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
+    run.add_argument("--state-dir", type=Path, help="config, persistence and log directory")
+    _users_dir_flag(run)
+    run.set_defaults(handler=run_broker)
+
+    config = bsub.add_parser(
+        "config", help="print a mosquitto.conf for /etc/mosquitto/conf.d (head node)"
+    )
+    config.add_argument("--port", type=int, default=1883)
+    config.add_argument("--state-dir", type=Path, default=Path("/var/lib/mosquitto"))
+    config.add_argument("--log-file", type=Path, default=Path("/var/log/mosquitto/mosquitto.log"))
+    _users_dir_flag(config)
+    config.set_defaults(handler=print_config)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from broker.users import UserStore
+    from piswarm import paths
+
+    return UserStore(args.users_dir or paths.broker_users_dir())
+
+
+def run_users(args: argparse.Namespace) -> int:
+    from broker.errors import UserStoreError
+    from node_agent.sim import sim_node_ids
+    from piswarm.protocol import ProtocolError
+
+    store = _store(args)
+    if args.users_command == "init":
+        created = store.init()
+        print(
+            f"{len(created)} users created in {store.root}"
+            + "".join(f"\n  {u.name} ({u.role}): {store.credentials_path(u.name)}" for u in created)
+        )
+    elif args.users_command == "add":
+        ids = list(args.node_ids)
+        if args.count is not None:
+            if not 1 <= args.count <= 5000:
+                raise UserStoreError(f"--count {args.count} is not in 1-5000")
+            try:
+                ids += sim_node_ids(args.count, args.prefix)
+            except ProtocolError as exc:
+                raise UserStoreError(f"--prefix {args.prefix!r}: {exc}") from None
+        if not ids:
+            raise UserStoreError("name at least one NODE_ID, or use --count")
+        changed = store.add_nodes(ids, rotate=args.rotate)
+        print(
+            f"{len(changed)} node users {'written' if args.rotate else 'created'}, "
+            f"{len(ids) - len(changed)} already existed; credentials in "
+            f"{store.root / 'credentials'} (reload a running broker: kill -HUP <pid>)"
+        )
+    elif args.users_command == "remove":
+        store.remove(args.names)
+        print(f"removed {len(args.names)} users (reload a running broker: kill -HUP <pid>)")
+    else:
+        users = store.users()
+        for user in users:
+            print(f"{user.name:<24} {user.role:<7} {store.credentials_path(user.name)}")
+        print(f"{len(users)} users in {store.root}", file=sys.stderr)
+    return 0
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    from broker.errors import BrokerError
+    from broker.runner import BrokerProcess
+    from piswarm import paths
+
+    store = _store(args)
+    created = store.init()
+    state_dir = args.state_dir or paths.state_home() / "broker"
+    broker = BrokerProcess(
+        users=store,
+        state_dir=state_dir,
+        port=args.port or None,
+        bind=args.bind,
+        die_with_parent=True,
+    )
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    # SIGHUP reloads users: 'piswarm broker users add' then 'kill -HUP <this pid>'.
+    signal.signal(signal.SIGHUP, lambda _s, _f: broker.reload())
+    broker.start()
+    if created:
+        print(f"created admin and viewer users in {store.root}/credentials")
+    print(
+        f"broker listening on {args.bind}:{broker.port} (mosquitto pid {broker.pid}); "
+        f"state in {state_dir}, log {broker.log_path}; Ctrl-C stops it",
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            if not broker.running:
+                raise BrokerError(f"mosquitto exited: {broker.tail_log() or 'see its log'}")
+    finally:
+        broker.stop()
+    return 0
+
+
+def print_config(args: argparse.Namespace) -> int:
+    from broker.config import BrokerConfig
+
+    store = _store(args)
+    config = BrokerConfig(
+        port=args.port,
+        bind=None,
+        passwd_file=store.passwd_path,
+        acl_file=store.acl_path,
+        persistence_dir=args.state_dir,
+        log_file=args.log_file,
+    )
+    sys.stdout.write(config.render())
+    return 0

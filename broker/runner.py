@@ -1,0 +1,190 @@
+"""Start and stop a real ``mosquitto`` with piswarm's generated configuration.
+
+Used by ``piswarm broker run``, the demo and the test fixtures. The broker gets its own
+state directory (config, persistence database, log) and a chosen or free port.
+"""
+
+import contextlib
+import ctypes
+import getpass
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from broker.config import BrokerConfig
+from broker.errors import BrokerError, MosquittoNotFound
+from broker.users import UserStore
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def find_mosquitto() -> str:
+    """The mosquitto binary: ``$PISWARM_MOSQUITTO``, PATH, then /usr/sbin."""
+    explicit = os.environ.get("PISWARM_MOSQUITTO")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BrokerError(f"PISWARM_MOSQUITTO={explicit} is not an executable file")
+        return explicit
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise MosquittoNotFound()
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the broker if the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class BrokerProcess:
+    """A mosquitto child process with its own state directory.
+
+    ``start()`` writes the config and waits until the port accepts connections;
+    ``stop()`` sends SIGTERM, waits, then kills. ``kill()`` is ``kill -9`` for tests.
+    The same state directory can be started again (persistence survives).
+    """
+
+    def __init__(
+        self,
+        *,
+        users: UserStore,
+        state_dir: Path,
+        port: int | None = None,
+        bind: str = "127.0.0.1",
+        die_with_parent: bool = False,
+        log_to_file: bool = True,
+    ) -> None:
+        self.users = users
+        self.state_dir = state_dir
+        self.port = port or free_port(bind)
+        self.bind = bind
+        self.die_with_parent = die_with_parent
+        self.log_to_file = log_to_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "mosquitto.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def config(self) -> BrokerConfig:
+        return BrokerConfig(
+            port=self.port,
+            bind=self.bind,
+            passwd_file=self.users.passwd_path,
+            acl_file=self.users.acl_path,
+            persistence_dir=self.state_dir,
+            # Run as whoever started us: as root, mosquitto would otherwise switch to the
+            # "mosquitto" user, which cannot read a private users directory.
+            run_as_user=getpass.getuser(),
+            log_file=self.log_path if self.log_to_file else None,
+        )
+
+    def start(self, *, timeout: float = 10.0) -> "BrokerProcess":
+        if self.running:
+            raise BrokerError(f"broker already running (pid {self.pid})")
+        binary = find_mosquitto()
+        if not self.users.passwd_path.exists():
+            self.users.init()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.config_path.write_text(self.config().render())
+        log.info("starting %s on %s:%d (%s)", binary, self.bind, self.port, self.config_path)
+        # Errors before the config is read (and the root warning) go to stderr: keep them.
+        with (self.state_dir / "mosquitto.stderr").open("ab") as stderr:
+            self._proc = subprocess.Popen(
+                [binary, "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the broker
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise BrokerError(
+                    f"mosquitto exited with code {self._proc.returncode} at start: "
+                    f"{self.tail_log() or 'no log'}"
+                )
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.settimeout(0.2)
+                if sock.connect_ex((self.bind, self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        self.kill()
+        raise BrokerError(f"mosquitto did not listen on {self.bind}:{self.port} within {timeout}s")
+
+    def tail_log(self, lines: int = 3) -> str:
+        """The last lines of the broker's log and stderr (for error messages)."""
+        found: list[str] = []
+        for path in (self.log_path, self.state_dir / "mosquitto.stderr"):
+            with contextlib.suppress(OSError):
+                found += path.read_text(errors="replace").strip().splitlines()[-lines:]
+        return " | ".join(line for line in found if "run as root" not in line)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads the password file and ACL."""
+        if self._proc is not None and self.running:
+            self._proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; always reaps the process."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("mosquitto ignored SIGTERM for %.0fs; killing it", timeout)
+                proc.kill()
+                proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL (a crash): nothing is saved beyond what autosave already wrote."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> "BrokerProcess":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
