@@ -1,0 +1,297 @@
+"""The node agent: one MQTT client that announces a node and reports its sensors.
+
+An :class:`Agent` owns a paho client (network I/O in paho's thread) and is *ticked* by a
+driver loop (:func:`drive`) that publishes telemetry when it is due. The real agent drives
+one Agent; the simulated fleet drives hundreds from one loop in one process.
+
+Lifecycle on the wire (docs/topics.md):
+- will, registered before connecting: retained ``offline`` / ``lost`` on the status topic;
+- on every (re)connect: subscribe to the node's ``cmd`` topic, publish retained ``online``;
+- every ``interval`` seconds: ``telemetry`` with ``seq`` counting periods since start;
+- on ``stop()``: retained ``offline`` / ``shutdown``, then a clean disconnect (which, by the
+  MQTT spec, does not send the will).
+"""
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from node_agent.identity import Identity
+from node_agent.sensors import Sensors
+from piswarm import __version__, protocol
+from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
+from piswarm.protocol import topics
+
+log = logging.getLogger(__name__)
+
+_SESSION_TAKEN_OVER = 0x8E
+_PENDING_LIMIT = 1000  # QoS 1 publishes remembered for refusal messages
+
+
+@dataclass
+class AgentStats:
+    """Counters an operator (or a test) can read; approximate across threads."""
+
+    telemetry_sent: int = 0
+    telemetry_dropped: int = 0  # due while disconnected
+    periods_missed: int = 0  # the driver was late by whole periods
+    publish_refused: int = 0  # the broker answered with a failure reason code
+    malformed: int = 0  # bad commands received
+    callback_errors: int = 0
+    connects: int = 0
+
+
+class Agent:
+    """One node on the broker. No I/O until :meth:`start`."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        settings: BrokerSettings,
+        sensors: Sensors,
+        identity: Identity,
+        interval: float = 5.0,
+        simulated: bool = False,
+        version: str = __version__,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.node_id = topics.validate_node_id(node_id)
+        self.settings = settings
+        self.sensors = sensors
+        self.identity = identity
+        self.interval = interval
+        self.simulated = simulated
+        self.version = version
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.wake = wake
+        self.stats = AgentStats()
+        self.seq = 0
+        self.connected = threading.Event()
+        self.fatal: str | None = None  # set when the agent must stop (e.g. replaced)
+        self._client: mqtt.Client | None = None
+        self._next_due: float | None = None
+        self._send_now = False
+        self._pending: OrderedDict[int, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._status_topic = topics.node_status(node_id)
+        self._telemetry_topic = topics.node_telemetry(node_id)
+        self._cmd_topic = topics.node_cmd(node_id)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, *, first_due: float | None = None) -> None:
+        """Register the will and start connecting (retries until the broker answers)."""
+        client = new_client(f"piswarm-{self.node_id}", self.settings)
+        will = protocol.NodeOffline(node=self.node_id, ts=self.wall_clock(), reason="lost")
+        client.will_set(self._status_topic, protocol.encode(will), qos=1, retain=True)
+        count_error = self._count_callback_error
+        client.on_connect = guarded("on_connect", count_error)(self._on_connect)
+        client.on_disconnect = guarded("on_disconnect", count_error)(self._on_disconnect)
+        client.on_publish = guarded("on_publish", count_error)(self._on_publish)
+        client.on_subscribe = guarded("on_subscribe", count_error)(self._on_subscribe)
+        client.on_message = guarded("on_message", count_error)(self._on_message)
+        self._client = client
+        self._next_due = first_due if first_due is not None else self.clock()
+        connect_async(client, self.settings)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish retained ``offline``, disconnect cleanly and stop the network thread."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if self.connected.is_set() and self.fatal is None:
+            offline = protocol.NodeOffline(
+                node=self.node_id, ts=self.wall_clock(), reason="shutdown"
+            )
+            info = client.publish(self._status_topic, protocol.encode(offline), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("%s: offline status not confirmed: %s", self.node_id, exc)
+        client.disconnect()
+        client.loop_stop()
+        self.connected.clear()
+
+    # -- the driver's side ----------------------------------------------------------------
+
+    def tick(self, now: float) -> float:
+        """Publish telemetry if due; return when the next period is due (``clock`` time)."""
+        if self._next_due is None:
+            return now + self.interval
+        if self._send_now:
+            self._send_now = False
+            self.publish_telemetry()
+        if now >= self._next_due:
+            missed = int((now - self._next_due) // self.interval)
+            if missed:
+                self.stats.periods_missed += missed
+                self.seq += missed
+            self._next_due += (missed + 1) * self.interval
+            self.publish_telemetry()
+        return self._next_due
+
+    def telemetry(self) -> protocol.Telemetry:
+        """A telemetry message from the sensors, numbered with the current ``seq``."""
+        reading = self.sensors.read()
+        return protocol.Telemetry(
+            node=self.node_id,
+            seq=self.seq,
+            ts=self.wall_clock(),
+            temp_c=None if reading.temp_c is None else round(reading.temp_c, 2),
+            temp_source=reading.temp_source,
+            throttle=reading.throttle,
+            cpu_percent=round(reading.cpu_percent, 1),
+            load=tuple(round(x, 2) for x in reading.load),
+            mem_percent=round(reading.mem_percent, 1),
+            freq_mhz=None if reading.freq_mhz is None else round(reading.freq_mhz, 1),
+            uptime_s=round(reading.uptime_s, 1),
+        )
+
+    def publish_telemetry(self) -> None:
+        client = self._client
+        message = self.telemetry()
+        self.seq += 1
+        if client is None or not self.connected.is_set():
+            self.stats.telemetry_dropped += 1
+            return
+        info = client.publish(self._telemetry_topic, protocol.encode(message), qos=0)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self.stats.telemetry_sent += 1
+        else:
+            self.stats.telemetry_dropped += 1
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Publish on behalf of the node; a QoS 1 refusal by the broker is logged."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("agent not started")
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if qos > 0:
+            with self._lock:
+                self._pending[info.mid] = topic
+                while len(self._pending) > _PENDING_LIMIT:
+                    self._pending.popitem(last=False)
+        return info.mid
+
+    def request_telemetry(self) -> None:
+        """Send telemetry at the next tick, out of period (the ``telemetry`` command)."""
+        self._send_now = True
+        self.wake()
+
+    # -- paho callbacks (network thread; all wrapped by ``guarded``) ------------------------
+
+    def _count_callback_error(self) -> None:
+        self.stats.callback_errors += 1
+
+    def birth(self) -> protocol.NodeOnline:
+        return protocol.NodeOnline(
+            node=self.node_id,
+            ts=self.wall_clock(),
+            host=self.identity.host,
+            ip=self.identity.ip,
+            version=self.version,
+            cores=self.identity.cores,
+            model=self.identity.model,
+            telemetry_interval=self.interval,
+            simulated=self.simulated,
+        )
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("%s: broker refused the connection: %s", self.node_id, reason_text(reason))
+            return
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            log.info(
+                "%s: reconnected to %s:%d", self.node_id, self.settings.host, self.settings.port
+            )
+        client.subscribe(self._cmd_topic, qos=1)
+        self.publish(self._status_topic, protocol.encode(self.birth()), qos=1, retain=True)
+        self.connected.set()
+        self.request_telemetry()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self.connected.clear()
+        if reason.value == _SESSION_TAKEN_OVER:
+            self.fatal = (
+                f"another client connected as node {self.node_id!r} (session taken over); "
+                "two machines share this node id"
+            )
+            log.error("%s: %s", self.node_id, self.fatal)
+            self.wake()
+        elif self._client is not None:
+            log.warning("%s: disconnected (%s); reconnecting", self.node_id, reason_text(reason))
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
+    ) -> None:
+        with self._lock:
+            topic = self._pending.pop(mid, "?")
+        if reason.is_failure:
+            self.stats.publish_refused += 1
+            log.warning(
+                "%s: broker refused publish to %s: %s", self.node_id, topic, reason_text(reason)
+            )
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reasons: Sequence[ReasonCode],
+        _props: Any,
+    ) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("%s: subscription refused: %s", self.node_id, reason_text(reason))
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            command = protocol.decode_command(bytes(msg.payload))
+        except protocol.ProtocolError as exc:
+            self.stats.malformed += 1
+            log.warning("%s: ignored bad command %r: %s", self.node_id, msg.payload[:200], exc)
+            return
+        if command.cmd == "ping":
+            pong = protocol.Pong(
+                node=self.node_id, id=command.id, ts=self.wall_clock(), version=self.version
+            )
+            self.publish(topics.node_pong(self.node_id), protocol.encode(pong), qos=1)
+        elif command.cmd == "telemetry":
+            self.request_telemetry()
+
+
+def drive(
+    agents: Sequence[Agent],
+    stop: threading.Event,
+    wake: threading.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Tick ``agents`` until ``stop`` is set or one of them hits a fatal error.
+
+    ``wake`` is what the agents' ``wake`` callbacks set: it cuts the wait short when an
+    agent wants to send out of period or has failed.
+    """
+    while not stop.is_set():
+        wake.clear()
+        now = clock()
+        next_due = min((agent.tick(now) for agent in agents), default=now + 1.0)
+        if any(agent.fatal for agent in agents):
+            return
+        wake.wait(max(0.0, next_due - clock()))

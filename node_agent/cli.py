@@ -1,0 +1,143 @@
+"""``piswarm agent`` (the real node) and ``piswarm sim`` (a simulated fleet)."""
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def add_broker_flags(parser: argparse.ArgumentParser) -> None:
+    """``--broker-host`` / ``--broker-port``: where the broker is (no password flag, ever)."""
+    parser.add_argument("--broker-host", metavar="HOST", help="broker host (default localhost)")
+    parser.add_argument("--broker-port", metavar="PORT", type=int, help="broker port (1883)")
+
+
+def register(sub: Any) -> None:
+    agent = sub.add_parser("agent", help="run the node agent on this machine")
+    agent.add_argument("--config", type=Path, help="agent TOML file (see node_agent/config.py)")
+    agent.add_argument("--node-id", help="this node's id (default: hostname)")
+    agent.add_argument("--interval", type=float, help="seconds between telemetry (default 5)")
+    agent.add_argument("--lock-dir", type=Path, help="where the pidfile lock lives")
+    agent.add_argument("--credentials", type=Path, help="credentials file from 'broker users'")
+    add_broker_flags(agent)
+    agent.set_defaults(handler=run_agent)
+
+    sim = sub.add_parser("sim", help="run a simulated fleet of Pis in one process")
+    sim.add_argument("--nodes", type=int, default=240, help="how many nodes (default 240)")
+    sim.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
+    sim.add_argument("--interval", type=float, default=5.0, help="telemetry period in s")
+    sim.add_argument("--seed", type=int, default=1, help="random seed of the sensors")
+    sim.add_argument(
+        "--users-dir",
+        type=Path,
+        help="broker users directory with the nodes' credentials "
+        "(default $PISWARM_BROKER_DIR or ~/.config/piswarm/broker)",
+    )
+    add_broker_flags(sim)
+    sim.set_defaults(handler=run_sim)
+
+
+def _stop_on_signals(stop: threading.Event, wake: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from node_agent.agent import Agent, drive
+    from node_agent.config import load_agent_config
+    from node_agent.errors import AgentError
+    from node_agent.identity import host_identity
+    from node_agent.lock import NodeLock
+    from node_agent.sensors import HostSensors
+    from piswarm.errors import ConfigError
+
+    config = load_agent_config(
+        config_file=args.config,
+        node_id=args.node_id,
+        telemetry_interval=args.interval,
+        lock_dir=args.lock_dir,
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        credentials_file=args.credentials,
+    )
+    if config.broker.credentials is None:
+        raise ConfigError(
+            "no broker credentials: set [broker] credentials in the config, "
+            "PISWARM_CREDENTIALS, or --credentials (files come from 'piswarm broker users')"
+        )
+    stop, wake = threading.Event(), threading.Event()
+    with NodeLock(config.lock_dir, config.node_id):
+        _stop_on_signals(stop, wake)
+        sensors = HostSensors(thermal_root=config.thermal_root, vcgencmd=config.vcgencmd)
+        sensors.start()
+        agent = Agent(
+            node_id=config.node_id,
+            settings=config.broker,
+            sensors=sensors,
+            identity=host_identity(),
+            interval=config.telemetry_interval,
+            wake=wake.set,
+        )
+        log.info(
+            "agent %s: broker %s:%d, telemetry every %.1fs",
+            config.node_id,
+            config.broker.host,
+            config.broker.port,
+            config.telemetry_interval,
+        )
+        agent.start()
+        try:
+            drive([agent], stop, wake)
+        finally:
+            agent.stop()
+        if agent.fatal:
+            raise AgentError(agent.fatal)
+    log.info("agent %s stopped", config.node_id)
+    return 0
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from broker.users import UserStore
+    from node_agent.sim import build_fleet, run_fleet, sim_node_ids
+    from piswarm import paths
+    from piswarm.errors import ConfigError
+    from piswarm.mqtt import BrokerSettings, Credentials
+
+    if not 1 <= args.nodes <= 5000:
+        raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
+    if not 0.05 <= args.interval <= 3600:
+        raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
+    store = UserStore(args.users_dir or paths.broker_users_dir())
+    node_ids = sim_node_ids(args.nodes, args.prefix)
+    missing = [n for n in node_ids if not store.credentials_path(n).exists()]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} simulated nodes have no credentials in {store.root} "
+            f"(first: {missing[0]}): run 'piswarm broker users add --count {args.nodes} "
+            f"--prefix {args.prefix}' and reload the broker"
+        )
+    base = BrokerSettings.from_sources(host=args.broker_host, port=args.broker_port)
+
+    def settings_for(node_id: str) -> BrokerSettings:
+        creds = Credentials.load(store.credentials_path(node_id))
+        return BrokerSettings(host=base.host, port=base.port, credentials=creds)
+
+    stop, wake = threading.Event(), threading.Event()
+    _stop_on_signals(stop, wake)
+    agents = build_fleet(
+        node_ids, settings_for, interval=args.interval, seed=args.seed, wake=wake.set
+    )
+    run_fleet(agents, stop, wake)
+    fatal = [a.fatal for a in agents if a.fatal]
+    if fatal:
+        raise ConfigError(fatal[0])
+    return 0

@@ -1,0 +1,122 @@
+"""Agent configuration: a TOML file, then ``PISWARM_*`` environment, then flags.
+
+Example ``~/.config/piswarm/agent.toml`` (``piswarm deploy`` writes one per node)::
+
+    [agent]
+    node_id = "pi-04-1"          # default: this host's name
+    telemetry_interval = 5.0     # seconds
+    lock_dir = "/run/piswarm"    # default: ~/.local/state/piswarm
+
+    [broker]
+    host = "head.lab"
+    port = 1883
+    keepalive = 30
+    credentials = "~/.config/piswarm/credentials.toml"   # written by 'piswarm broker users'
+
+Environment: ``PISWARM_CONFIG`` (the file), ``PISWARM_NODE_ID``,
+``PISWARM_TELEMETRY_INTERVAL``, ``PISWARM_BROKER_HOST``, ``PISWARM_BROKER_PORT``,
+``PISWARM_CREDENTIALS``, ``PISWARM_MQTT_USERNAME`` + ``PISWARM_MQTT_PASSWORD``.
+"""
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from piswarm import paths
+from piswarm.errors import ConfigError
+from piswarm.mqtt import BrokerSettings
+from piswarm.protocol import ProtocolError, topics
+
+
+def default_node_id() -> str:
+    """This host's name, lower-cased, without its domain."""
+    return socket.gethostname().split(".")[0].lower()
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_id: str
+    broker: BrokerSettings
+    telemetry_interval: float = 5.0
+    lock_dir: Path = field(default_factory=paths.state_home)
+    thermal_root: Path = Path("/sys/class/thermal")
+    vcgencmd: str = "vcgencmd"
+
+    def __post_init__(self) -> None:
+        try:
+            topics.validate_node_id(self.node_id)
+        except ProtocolError as exc:
+            raise ConfigError(f"{exc} (set node_id in the config or PISWARM_NODE_ID)") from None
+        if not 0.05 <= self.telemetry_interval <= 3600:
+            raise ConfigError(f"telemetry_interval {self.telemetry_interval} s is not in 0.05-3600")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _float(value: object, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a number") from None
+
+
+def _table(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table
+
+
+def load_agent_config(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    node_id: str | None = None,
+    telemetry_interval: float | None = None,
+    lock_dir: Path | None = None,
+    broker_host: str | None = None,
+    broker_port: int | None = None,
+    credentials_file: Path | None = None,
+) -> AgentConfig:
+    """Merge file < environment < flags (the keyword arguments) into an AgentConfig."""
+    env = os.environ if env is None else env
+    path = config_file or (Path(env["PISWARM_CONFIG"]) if env.get("PISWARM_CONFIG") else None)
+    if path is None and (paths.config_home(env) / "agent.toml").is_file():
+        path = paths.config_home(env) / "agent.toml"
+    data = read_toml(path) if path else {}
+    agent = _table(data, "agent", path)
+    broker = BrokerSettings.from_sources(
+        table=_table(data, "broker", path),
+        env=env,
+        host=broker_host,
+        port=broker_port,
+        credentials_file=credentials_file,
+    )
+    interval = telemetry_interval or _float(
+        env.get("PISWARM_TELEMETRY_INTERVAL"), "PISWARM_TELEMETRY_INTERVAL"
+    )
+    interval = interval or _float(agent.get("telemetry_interval"), "[agent] telemetry_interval")
+    lock = lock_dir or (Path(agent["lock_dir"]).expanduser() if agent.get("lock_dir") else None)
+    return AgentConfig(
+        node_id=node_id or env.get("PISWARM_NODE_ID") or agent.get("node_id") or default_node_id(),
+        broker=broker,
+        telemetry_interval=interval or 5.0,
+        lock_dir=lock or paths.state_home(env),
+        thermal_root=Path(agent.get("thermal_root", "/sys/class/thermal")),
+        vcgencmd=str(agent.get("vcgencmd", "vcgencmd")),
+    )
