@@ -1,0 +1,94 @@
+"""The ``piswarm`` command: one entry point, a subcommand per role.
+
+Each role registers its own subcommands (``node_agent.cli``, ``broker.cli``, ``head.cli``)
+and imports its heavy dependencies only when run, so a Pi with just paho-mqtt, psutil and
+numpy can run ``piswarm agent``. Errors are one line on stderr and an exit code:
+0 ok, 1 failed, 2 bad usage or configuration, 3 already running, 130 interrupted.
+"""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from piswarm import __version__
+from piswarm.errors import NotAvailable, PiswarmError
+from piswarm.protocol import ProtocolError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what is wrong, and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def not_yet(what: str, issue: str) -> Handler:
+    """A handler for a subcommand that a later issue delivers: a clear error, exit 2."""
+
+    def handler(_args: argparse.Namespace) -> int:
+        raise NotAvailable(f"'{what}' is not yet available (it arrives with {issue})")
+
+    return handler
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log on stderr (default INFO)",
+    )
+
+
+def build_parser() -> Parser:
+    from broker.cli import register as register_broker
+    from head.cli import register as register_head
+    from node_agent.cli import register as register_agent
+
+    parser = Parser(
+        prog="piswarm",
+        description="A room of Raspberry Pis as one parallel computer you can watch.",
+    )
+    parser.add_argument("--version", action="version", version=f"piswarm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    register_agent(sub)
+    register_broker(sub)
+    register_head(sub)
+    job = sub.add_parser("job", help="submit and follow jobs (primes, life): not yet available")
+    job.add_argument("rest", nargs=argparse.REMAINDER)
+    job.set_defaults(handler=not_yet("piswarm job", "the prime search issue"))
+    deploy = sub.add_parser("deploy", help="push the agent to the fleet: not yet available")
+    deploy.add_argument("rest", nargs=argparse.REMAINDER)
+    deploy.set_defaults(handler=not_yet("piswarm deploy", "the fleet deployment issue"))
+    for name in sub.choices.values():
+        if not any(a.dest == "log_level" for a in name._actions):
+            add_logging_flags(name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PiswarmError as exc:
+        print(f"piswarm {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ProtocolError as exc:
+        print(f"piswarm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
