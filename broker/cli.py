@@ -64,9 +64,9 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def run_users(args: argparse.Namespace) -> int:
-    from broker.errors import UserStoreError
     from node_agent.sim import sim_node_ids
-    from piswarm.protocol import ProtocolError
+    from piswarm.errors import ConfigError
+    from piswarm.protocol import ProtocolError, topics
 
     store = _store(args)
     if args.users_command == "init":
@@ -76,16 +76,19 @@ def run_users(args: argparse.Namespace) -> int:
             + "".join(f"\n  {u.name} ({u.role}): {store.credentials_path(u.name)}" for u in created)
         )
     elif args.users_command == "add":
-        ids = list(args.node_ids)
+        try:
+            ids = [topics.validate_node_id(node_id) for node_id in args.node_ids]
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
         if args.count is not None:
             if not 1 <= args.count <= 5000:
-                raise UserStoreError(f"--count {args.count} is not in 1-5000")
+                raise ConfigError(f"--count {args.count} is not in 1-5000")
             try:
                 ids += sim_node_ids(args.count, args.prefix)
             except ProtocolError as exc:
-                raise UserStoreError(f"--prefix {args.prefix!r}: {exc}") from None
+                raise ConfigError(f"--prefix {args.prefix!r}: {exc}") from None
         if not ids:
-            raise UserStoreError("name at least one NODE_ID, or use --count")
+            raise ConfigError("name at least one NODE_ID, or use --count")
         changed = store.add_nodes(ids, rotate=args.rotate)
         print(
             f"{len(changed)} node users {'written' if args.rotate else 'created'}, "
@@ -105,9 +108,10 @@ def run_users(args: argparse.Namespace) -> int:
 
 def run_broker(args: argparse.Namespace) -> int:
     from broker.errors import BrokerError
-    from broker.runner import BrokerProcess
+    from broker.runner import BrokerProcess, find_mosquitto
     from piswarm import paths
 
+    find_mosquitto()  # before touching anything on disk
     store = _store(args)
     created = store.init()
     state_dir = args.state_dir or paths.state_home() / "broker"

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from broker.config import BrokerConfig
 from broker.errors import BrokerError, MosquittoNotFound
 from broker.users import UserStore
@@ -26,14 +28,17 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def find_mosquitto() -> str:
-    """The mosquitto binary: ``$PISWARM_MOSQUITTO``, PATH, then /usr/sbin."""
+def find_mosquitto(search_path: str | None = None) -> str:
+    """The mosquitto binary: ``$PISWARM_MOSQUITTO``, else ``search_path`` (default: PATH
+    plus the sbin directories, where Debian installs it but a user's PATH may not look)."""
     explicit = os.environ.get("PISWARM_MOSQUITTO")
     if explicit:
         if not os.access(explicit, os.X_OK):
             raise BrokerError(f"PISWARM_MOSQUITTO={explicit} is not an executable file")
         return explicit
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if search_path is None:
+        search_path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin"])
+    found = shutil.which("mosquitto", path=search_path)
     if not found:
         raise MosquittoNotFound()
     return found
@@ -44,6 +49,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on ``host:port`` (SO_REUSEADDR, as mosquitto binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -107,6 +123,8 @@ class BrokerProcess:
         if self.running:
             raise BrokerError(f"broker already running (pid {self.pid})")
         binary = find_mosquitto()
+        if not port_is_free(self.bind, self.port):
+            raise BrokerError(f"port {self.port} on {self.bind} is already in use")
         if not self.users.passwd_path.exists():
             self.users.init()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -124,6 +142,16 @@ class BrokerProcess:
         self._wait_ready(timeout)
         return self
 
+    def _listening(self) -> bool:
+        """True once *our* mosquitto (not whoever else) listens on the port."""
+        if self._proc is None:
+            return False
+        try:
+            conns = psutil.Process(self._proc.pid).net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -132,10 +160,8 @@ class BrokerProcess:
                     f"mosquitto exited with code {self._proc.returncode} at start: "
                     f"{self.tail_log() or 'no log'}"
                 )
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.settimeout(0.2)
-                if sock.connect_ex((self.bind, self.port)) == 0:
-                    return
+            if self._listening():
+                return
             time.sleep(0.02)
         self.kill()
         raise BrokerError(f"mosquitto did not listen on {self.bind}:{self.port} within {timeout}s")

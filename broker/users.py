@@ -162,7 +162,7 @@ class UserStore:
             f'username = "{user.name}"\npassword = "{user.password}"\nrole = "{role}"\n'
         )
         _write_private(path, text)
-        log.info("created broker user %s (%s) in %s", name, role, path)
+        log.debug("created broker user %s (%s) in %s", name, role, path)
         return user
 
     def _read(self, path: Path) -> User:

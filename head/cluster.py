@@ -65,8 +65,8 @@ class NodeView:
             return NodeState.NEVER
         if not self.online:
             return NodeState.OFFLINE
-        last = self.telemetry_at or self.status_at or now
-        if now - last > STALE_PERIODS * self.interval:
+        last = self.last_seen
+        if last is not None and now - last > STALE_PERIODS * self.interval:
             return NodeState.STALE
         return NodeState.LIVE
 

@@ -1,0 +1,130 @@
+"""Fixtures: a real mosquitto with the project's own config, and real agent processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from broker.runner import BrokerProcess
+from broker.users import UserStore
+from tests.mqtt_helpers import Recorder
+
+NODE_IDS = ["node-a", "node-b", "node-c"]
+
+
+@pytest.fixture
+def users(tmp_path) -> UserStore:
+    store = UserStore(tmp_path / "users")
+    store.add_nodes(NODE_IDS)
+    return store
+
+
+@pytest.fixture
+def broker(users, tmp_path):
+    """A running mosquitto on a free port; terminated (then killed) afterwards."""
+    proc = BrokerProcess(users=users, state_dir=tmp_path / "broker")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def recorder(broker, users):
+    """A viewer subscribed to piswarm/#, recording everything."""
+    made = []
+
+    def make(user="viewer", filters=("piswarm/#",)):
+        rec = Recorder(broker.port, users.get(user) if user else None, filters)
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        rec.close()
+
+
+class AgentProcess:
+    """``python -m piswarm agent`` as a real child process."""
+
+    def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5):
+        self.node_id = node_id
+        self.config = tmp_path / f"agent-{node_id}.toml"
+        self.config.write_text(
+            "[agent]\n"
+            f'node_id = "{node_id}"\n'
+            f"telemetry_interval = {interval}\n"
+            f'lock_dir = "{tmp_path / "locks"}"\n'
+            "[broker]\n"
+            'host = "127.0.0.1"\n'
+            f"port = {broker.port}\n"
+            f"keepalive = {keepalive}\n"
+            f'credentials = "{users.credentials_path(node_id)}"\n'
+        )
+        self.log_path = tmp_path / f"agent-{node_id}-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "piswarm", "agent", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=15.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def agents(broker, users, tmp_path):
+    made = []
+
+    def make(node_id="node-a", **kw) -> AgentProcess:
+        agent = AgentProcess(node_id, broker, users, tmp_path, **kw)
+        made.append(agent)
+        return agent.start()
+
+    yield make
+    for agent in made:
+        agent.stop()
+
+
+def status_is(node_id, state, reason=None):
+    """Predicate: a status message of ``node_id`` in ``state`` (and ``reason``)."""
+
+    def pred(msg):
+        if msg.topic != f"piswarm/nodes/{node_id}/status":
+            return False
+        body = json.loads(msg.payload)
+        return body["state"] == state and (reason is None or body.get("reason") == reason)
+
+    return pred
+
+
+def telemetry_of(node_id, min_seq=0):
+    def pred(msg):
+        return (
+            msg.topic == f"piswarm/nodes/{node_id}/telemetry"
+            and json.loads(msg.payload)["seq"] >= min_seq
+        )
+
+    return pred

@@ -1,0 +1,73 @@
+"""``piswarm demo`` as a user runs it: it shows the fleet, and Ctrl-C leaves nothing behind."""
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+def lines_of(proc):
+    q = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            q.put(line.decode(errors="replace"))
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def wait_line(q, pattern, timeout):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = q.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r}; last output: {''.join(seen[-10:])}")
+
+
+def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "piswarm", "demo", "--nodes", "12", "--interval", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out = lines_of(demo)
+        wait_line(out, r"nodes online 12/12 .*hottest sim-\d+ \d+\.\dC", timeout=30)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        (broker,) = [p for p in children if p.name() == "mosquitto"]
+        config = Path(broker.cmdline()[-1])  # <tmp>/broker/mosquitto.conf
+        assert config.exists()
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C does
+        wait_line(out, r"demo stopped", timeout=20)
+        assert demo.wait(timeout=20) == 0
+        _gone, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == [], f"left behind: {alive}"
+        assert not config.parent.parent.exists()  # the temporary directory is gone too
+    finally:
+        demo.kill()
+        demo.wait()
+        demo.stdout.close()
+
+
+def test_demo_rejects_bad_arguments_in_one_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "piswarm", "demo", "--nodes", "0"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "piswarm demo: error: --nodes 0 is not in 1-5000"

@@ -1,0 +1,87 @@
+"""``piswarm sim``: hundreds of real MQTT clients in one process, against the real broker."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+
+from node_agent.sim import sim_node_ids
+from tests.mqtt_helpers import Recorder
+
+
+def start_sim(broker, users, nodes, interval):
+    env = {**os.environ, "PISWARM_BROKER_DIR": str(users.root)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "piswarm", "sim", "--nodes", str(nodes), "--interval",
+         str(interval), "--broker-host", "127.0.0.1", "--broker-port", str(broker.port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def nodes_in_state(rec, state):
+    marker = f'"state":"{state}"'.encode()
+    return {
+        m.topic.split("/")[2]
+        for m in rec.matching(lambda m: m.topic.endswith("/status") and marker in m.payload)
+    }
+
+
+@pytest.mark.slow
+def test_240_nodes_for_30_seconds_without_a_missing_period(broker, users):
+    ids = sim_node_ids(240)
+    users.add_nodes(ids)
+    broker.reload()
+    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
+    sim = start_sim(broker, users, 240, 1.0)
+    try:
+        rec.wait_for(lambda _m: len(nodes_in_state(rec, "online")) == 240, timeout=30)
+        start = time.time()
+        rec.wait_for(lambda m: m.at - start >= 30, timeout=40)
+        window = [m for m in rec.matching(lambda m: m.topic.endswith("/telemetry"))
+                  if start <= m.at < start + 30]  # fmt: skip
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        out, _ = sim.communicate(timeout=30)
+        rec.close()
+    assert sim.returncode == 0, out.decode()[-2000:]
+    seqs = defaultdict(list)
+    for m in window:
+        body = json.loads(m.payload)
+        seqs[body["node"]].append(body["seq"])
+    assert set(seqs) == set(ids)
+    for node, got in seqs.items():
+        assert got == list(range(got[0], got[0] + len(got))), f"{node}: gap in {got}"
+        assert len(got) >= 29, f"{node}: only {len(got)} periods in 30 s"
+
+
+def test_sim_stops_cleanly_and_every_node_says_offline(broker, users):
+    ids = sim_node_ids(20)
+    users.add_nodes(ids)
+    broker.reload()
+    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
+    sim = start_sim(broker, users, 20, 0.5)
+    try:
+        rec.wait_for(lambda _m: nodes_in_state(rec, "online") == set(ids), timeout=20)
+        sim.send_signal(signal.SIGINT)
+        rec.wait_for(lambda _m: nodes_in_state(rec, "offline") == set(ids), timeout=20)
+        assert sim.wait(timeout=20) == 0
+        bodies = [
+            json.loads(m.payload) for m in rec.matching(lambda m: "offline" in m.payload.decode())
+        ]
+        assert {b["reason"] for b in bodies} == {"shutdown"}
+    finally:
+        sim.kill()
+        sim.communicate()
+        rec.close()
+
+
+def test_sim_without_credentials_says_how_to_create_them(broker, users):
+    sim = start_sim(broker, users, 5, 1.0)
+    out, _ = sim.communicate(timeout=30)
+    assert sim.returncode == 2
+    assert "piswarm broker users add --count 5 --prefix sim" in out.decode()

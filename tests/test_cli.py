@@ -1,0 +1,106 @@
+"""The ``piswarm`` command as users type it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import status_is
+
+
+def piswarm(*args, env=None, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "piswarm", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["sim", "--nodes", "many"], "argument --nodes: invalid int value: 'many'"),
+        (["agent", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
+        (
+            ["broker", "users", "add", "Bad_Name", "--dir", "unused-dir"],
+            "invalid node id 'Bad_Name'",
+        ),
+        (["broker", "users", "add", "--count", "0", "--dir", "unused-dir"], "--count 0 is not in"),
+    ],
+)
+def test_bad_arguments_print_one_line(args, message):
+    done = piswarm(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "issue"),
+    [("job", "prime search"), ("deploy", "fleet deployment"), ("display", "head display"),
+     ("head", "prime search")],
+)  # fmt: skip
+def test_later_subcommands_say_they_are_not_yet_available(command, issue):
+    done = piswarm(command)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"piswarm {command}: error: 'piswarm {command}' is not yet available "
+        f"(it arrives with the {issue} issue)"
+    )
+
+
+def test_users_are_created_and_passwords_never_printed(tmp_path):
+    users_dir = tmp_path / "users"
+    done = piswarm("broker", "users", "add", "pi-1", "--count", "3", "--dir", str(users_dir))
+    assert done.returncode == 0, done.stderr
+    assert "4 node users created" in done.stdout
+    listing = piswarm("broker", "users", "list", "--dir", str(users_dir))
+    assert [line.split()[:2] for line in listing.stdout.splitlines()] == [
+        ["admin", "admin"], ["pi-1", "node"], ["sim-001", "node"], ["sim-002", "node"],
+        ["sim-003", "node"], ["viewer", "viewer"],
+    ]  # fmt: skip
+    from broker.users import UserStore
+
+    for user in UserStore(users_dir).users():
+        for out in (done, listing):
+            assert user.password not in out.stdout + out.stderr
+
+
+def test_broker_config_prints_a_production_config(tmp_path):
+    done = piswarm("broker", "config", "--dir", str(tmp_path))
+    assert done.returncode == 0
+    assert "listener 1883\n" in done.stdout
+    assert f"password_file {tmp_path}/passwd" in done.stdout
+    assert "user " not in done.stdout  # the packaged mosquitto user is kept
+
+
+def test_status_lists_nodes_from_the_broker(broker, users, agents, recorder):
+    rec = recorder()
+    agents("node-a")
+    agents("node-b")
+    rec.wait_for(status_is("node-a", "online"))
+    rec.wait_for(status_is("node-b", "online"))
+    done = piswarm(
+        "status", "--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
+        "--wait", "1.5", env={"PISWARM_BROKER_DIR": str(users.root)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()[1:-1]}
+    assert rows == {"node-a": "live", "node-b": "live"}
+    assert "nodes online 2/2" in done.stdout
+
+
+def test_status_without_a_broker_is_one_line(tmp_path):
+    from broker.runner import free_port
+
+    done = piswarm(
+        "status", "--broker-port", str(free_port()), "--wait", "0.1",
+        env={"PISWARM_BROKER_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("piswarm status: error: cannot reach the broker at localhost:")
+    )
