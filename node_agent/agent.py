@@ -12,6 +12,7 @@ Lifecycle on the wire (docs/topics.md):
   MQTT spec, does not send the will).
 """
 
+import heapq
 import logging
 import threading
 import time
@@ -184,6 +185,11 @@ class Agent:
                     self._pending.popitem(last=False)
         return info.mid
 
+    @property
+    def wants_tick(self) -> bool:
+        """True when the agent has something to send before its next period."""
+        return self._send_now
+
     def request_telemetry(self) -> None:
         """Send telemetry at the next tick, out of period (the ``telemetry`` command)."""
         self._send_now = True
@@ -282,16 +288,31 @@ def drive(
     wake: threading.Event,
     *,
     clock: Callable[[], float] = time.monotonic,
+    slot: float = 0.02,
 ) -> None:
-    """Tick ``agents`` until ``stop`` is set or one of them hits a fatal error.
+    """Tick ``agents`` when each is due, until ``stop`` is set or one hits a fatal error.
 
-    ``wake`` is what the agents' ``wake`` callbacks set: it cuts the wait short when an
-    agent wants to send out of period or has failed.
+    A heap keyed by due time means a wake-up touches only the agents that are due, so a
+    fleet of 240 staggered agents costs one tick per message, not 240. ``wake`` is what
+    the agents' ``wake`` callbacks set (out-of-period telemetry, a fatal error) and what a
+    signal handler sets after ``stop``: it cuts the wait short. Agents due within ``slot``
+    seconds of each other are ticked in one wake-up (240 nodes at 1 Hz: ~50 wake-ups a
+    second instead of 240); each message still carries the time it was taken.
     """
+    now = clock()
+    heap = [(agent.tick(now), i) for i, agent in enumerate(agents)]
+    heapq.heapify(heap)
     while not stop.is_set():
-        wake.clear()
-        now = clock()
-        next_due = min((agent.tick(now) for agent in agents), default=now + 1.0)
-        if any(agent.fatal for agent in agents):
-            return
-        wake.wait(max(0.0, next_due - clock()))
+        timeout = heap[0][0] - clock() + slot if heap else 1.0
+        if wake.wait(max(0.0, timeout)):
+            wake.clear()
+            if any(agent.fatal for agent in agents):
+                return
+            now = clock()
+            for agent in agents:  # rare: connects and commands
+                if agent.wants_tick:
+                    agent.tick(now)
+        horizon = clock() + slot
+        while heap and heap[0][0] <= horizon:
+            _due, i = heapq.heappop(heap)
+            heapq.heappush(heap, (agents[i].tick(horizon), i))

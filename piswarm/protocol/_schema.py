@@ -15,7 +15,8 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from piswarm.protocol.errors import ProtocolError
@@ -47,105 +48,156 @@ def spec(
     }
 
 
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+Converter = Callable[[str, Any], Any]
 
 
-def _check_limits(name: str, value: Any, meta: Mapping[str, Any]) -> None:
-    """Apply a field's limits; on a tuple, length applies to the whole, the rest to each item."""
-    max_len = meta.get("max_len")
-    if max_len is not None and isinstance(value, str | tuple) and len(value) > max_len:
-        raise ProtocolError(f"field {name!r}: longer than {max_len}")
-    lo, hi = meta.get("lo"), meta.get("hi")
+def _limits(meta: Mapping[str, Any]) -> Callable[[str, Any], None] | None:
+    """A checker for a field's limits, built once: length applies to a whole string or
+    tuple; range, pattern and allowed values to each item. ``None`` when there are none."""
+    max_len, lo, hi = meta.get("max_len"), meta.get("lo"), meta.get("hi")
     pattern, choices = meta.get("pattern"), meta.get("choices")
-    for item in value if isinstance(value, tuple) else (value,):
-        if isinstance(item, int | float) and not isinstance(item, bool):
-            if lo is not None and item < lo:
-                raise ProtocolError(f"field {name!r}: {item!r} is below {lo}")
-            if hi is not None and item > hi:
-                raise ProtocolError(f"field {name!r}: {item!r} is above {hi}")
-        if pattern is not None and isinstance(item, str) and not pattern.fullmatch(item):
-            raise ProtocolError(f"field {name!r}: {item!r} does not match {pattern.pattern}")
-        if choices is not None and item is not None and item not in choices:
-            raise ProtocolError(f"field {name!r}: {item!r} is not one of {sorted(choices)}")
+    if max_len is None and lo is None and hi is None and pattern is None and choices is None:
+        return None
+
+    def check(name: str, value: Any) -> None:
+        if max_len is not None and isinstance(value, str | tuple) and len(value) > max_len:
+            raise ProtocolError(f"field {name!r}: longer than {max_len}")
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, int | float) and not isinstance(item, bool):
+                if lo is not None and item < lo:
+                    raise ProtocolError(f"field {name!r}: {item!r} is below {lo}")
+                if hi is not None and item > hi:
+                    raise ProtocolError(f"field {name!r}: {item!r} is above {hi}")
+            elif pattern is not None and isinstance(item, str) and not pattern.fullmatch(item):
+                raise ProtocolError(f"field {name!r}: {item!r} does not match {pattern.pattern}")
+            if choices is not None and item is not None and item not in choices:
+                raise ProtocolError(f"field {name!r}: {item!r} is not one of {sorted(choices)}")
+
+    return check
 
 
-def _convert(name: str, tp: Any, raw: Any) -> Any:
-    """Check ``raw`` (from JSON) against type ``tp`` and return the Python value."""
+def _bool(name: str, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ProtocolError(f"field {name!r}: expected true/false")
+    return raw
+
+
+def _int(name: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ProtocolError(f"field {name!r}: expected an integer")
+    return raw
+
+
+def _float(name: str, raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ProtocolError(f"field {name!r}: expected a number")
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ProtocolError(f"field {name!r}: not a finite number")
+    return value
+
+
+def _str(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ProtocolError(f"field {name!r}: expected a string")
+    return raw
+
+
+@functools.cache
+def _converter(tp: Any) -> Converter:
+    """A function checking a JSON value against type ``tp``, built once per type."""
     origin = get_origin(tp)
     if origin is types.UnionType or origin is typing.Union:
-        args = get_args(tp)
-        if raw is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(name, inner, raw)
+        (inner,) = [a for a in get_args(tp) if a is not type(None)]
+        convert_inner = _converter(inner)
+        return lambda name, raw: None if raw is None else convert_inner(name, raw)
     if origin is Literal:
-        if raw not in get_args(tp):
-            raise ProtocolError(f"field {name!r}: {raw!r} is not one of {list(get_args(tp))}")
-        return raw
+        allowed = get_args(tp)
+
+        def literal(name: str, raw: Any) -> Any:
+            if raw not in allowed:
+                raise ProtocolError(f"field {name!r}: {raw!r} is not one of {list(allowed)}")
+            return raw
+
+        return literal
     if origin is tuple:
-        if not isinstance(raw, list | tuple):
-            raise ProtocolError(f"field {name!r}: expected a list, got {type(raw).__name__}")
-        (item_tp, _ellipsis) = get_args(tp)
-        return tuple(_convert(f"{name}[{i}]", item_tp, v) for i, v in enumerate(raw))
+        item = _converter(get_args(tp)[0])
+
+        def sequence(name: str, raw: Any) -> tuple[Any, ...]:
+            if not isinstance(raw, list | tuple):
+                raise ProtocolError(f"field {name!r}: expected a list, got {type(raw).__name__}")
+            return tuple(item(f"{name}[{i}]", v) for i, v in enumerate(raw))
+
+        return sequence
     if dataclasses.is_dataclass(tp):
-        if not isinstance(raw, dict):
-            raise ProtocolError(f"field {name!r}: expected an object")
-        return _from_mapping(typing.cast(type, tp), raw)
-    if tp is bool:
-        if not isinstance(raw, bool):
-            raise ProtocolError(f"field {name!r}: expected true/false")
-        return raw
-    if tp is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ProtocolError(f"field {name!r}: expected an integer")
-        return raw
-    if tp is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ProtocolError(f"field {name!r}: expected a number")
-        value = float(raw)
-        if not math.isfinite(value):
-            raise ProtocolError(f"field {name!r}: not a finite number")
-        return value
-    if tp is str:
-        if not isinstance(raw, str):
-            raise ProtocolError(f"field {name!r}: expected a string")
-        return raw
-    raise TypeError(f"unsupported field type {tp!r} for {name!r}")  # a bug in a payload class
+
+        def nested(name: str, raw: Any) -> Any:
+            if not isinstance(raw, dict):
+                raise ProtocolError(f"field {name!r}: expected an object")
+            return _from_mapping(typing.cast(type, tp), raw)
+
+        return nested
+    simple: dict[Any, Converter] = {bool: _bool, int: _int, float: _float, str: _str}
+    if tp in simple:
+        return simple[tp]
+    raise TypeError(f"unsupported field type {tp!r}")  # a bug in a payload class
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    convert: Converter
+    check: Callable[[str, Any], None] | None
+    required: bool
+
+
+@functools.cache
+def _plan(cls: Any) -> tuple[_Field, ...]:
+    """How to check each field of a payload class: type hints are read once, here."""
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        _Field(
+            name=f.name,
+            convert=_converter(hints[f.name]),
+            check=_limits(f.metadata),
+            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
 
 
 def _from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
-    hints = _hints(typing.cast(Any, cls))
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"missing field {f.name!r}")
+    for field in _plan(typing.cast(Any, cls)):
+        if field.name not in data:
+            if field.required:
+                raise ProtocolError(f"missing field {field.name!r}")
             continue
-        value = _convert(f.name, hints[f.name], data[f.name])
-        _check_limits(f.name, value, f.metadata)
-        kwargs[f.name] = value
+        value = field.convert(field.name, data[field.name])
+        if field.check is not None:
+            field.check(field.name, value)
+        kwargs[field.name] = value
     return cls(**kwargs)
 
 
-def validate(obj: Any) -> None:
-    """Check every field of a payload object against its type and limits."""
-    _from_mapping(type(obj), _to_jsonable(obj))
+def validate(obj: Any) -> dict[str, Any]:
+    """Check every field of a payload object against its type and limits; return its JSON."""
+    data = _to_jsonable(obj)
+    _from_mapping(type(obj), data)
+    return typing.cast(dict[str, Any], data)
 
 
 def _to_jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if obj is None or isinstance(obj, str | int | float):
+        return obj
     if isinstance(obj, tuple | list):
         return [_to_jsonable(v) for v in obj]
-    return obj
+    return {f.name: _to_jsonable(getattr(obj, f.name)) for f in _plan(typing.cast(Any, type(obj)))}
 
 
 def encode(obj: Any) -> bytes:
     """Validate a payload dataclass and serialise it as compact JSON with ``v``."""
-    validate(obj)
-    body = {"v": SCHEMA_VERSION, **_to_jsonable(obj)}
+    body = {"v": SCHEMA_VERSION, **validate(obj)}
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     if len(data) > MAX_JSON_BYTES:
         raise ProtocolError(f"payload of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
