@@ -50,7 +50,11 @@ def run_demo(
         feed: ClusterFeed | None = None
         fleet_thread: threading.Thread | None = None
         try:
-            show(f"broker on 127.0.0.1:{broker.port}; starting {nodes} simulated nodes ...")
+            show(
+                f"broker on 127.0.0.1:{broker.port}; starting {nodes} simulated nodes ...\n"
+                f"watch the raw messages: mosquitto_sub -p {broker.port} -u viewer -P <password"
+                f" in {store.credentials_path(VIEWER_USER)}> -v -t 'piswarm/#'"
+            )
 
             def settings_for(node_id: str) -> BrokerSettings:
                 creds = Credentials.load(store.credentials_path(node_id))

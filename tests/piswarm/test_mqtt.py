@@ -1,0 +1,54 @@
+"""piswarm.mqtt: settings from their sources, and callbacks that cannot kill paho."""
+
+import logging
+import queue
+
+import pytest
+
+from piswarm.errors import ConfigError
+from piswarm.mqtt import BrokerSettings, Credentials, connect_async, guarded, new_client
+from tests.mqtt_helpers import Recorder
+
+
+def test_a_raising_callback_is_logged_and_the_client_keeps_receiving(broker, users, caplog):
+    """Unguarded, the first exception would kill paho's network thread for good."""
+    got: queue.Queue = queue.Queue()
+    errors = []
+
+    def on_message(_c, _u, msg):
+        if msg.payload == b"boom":
+            raise RuntimeError("handler bug")
+        got.put(msg.payload)
+
+    viewer = users.get("viewer")
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
+    )
+    client = new_client("guarded-test", settings)
+    client.on_message = guarded("on_message", lambda: errors.append(1))(on_message)
+    subscribed = queue.Queue()
+    client.on_connect = lambda c, *_: c.subscribe("piswarm/t", qos=1)
+    client.on_subscribe = lambda *_: subscribed.put(True)
+    connect_async(client, settings)
+    admin = Recorder(broker.port, users.get("admin"), ()).wait_connected()
+    try:
+        assert subscribed.get(timeout=10)
+        with caplog.at_level(logging.ERROR, logger="piswarm.mqtt"):
+            admin.publish("piswarm/t", b"boom")
+            admin.publish("piswarm/t", b"after")
+            assert got.get(timeout=10) == b"after"
+        assert errors == [1]
+        assert "on_message callback failed" in caplog.text and "handler bug" in caplog.text
+    finally:
+        admin.close()
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_settings_validate_themselves():
+    with pytest.raises(ConfigError, match="port 0"):
+        BrokerSettings(port=0)
+    with pytest.raises(ConfigError, match="keepalive 1"):
+        BrokerSettings(keepalive=1)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Credentials.load(__import__("pathlib").Path(__file__))  # a .py file is not TOML
