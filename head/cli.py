@@ -1,6 +1,8 @@
-"""``piswarm status``, ``piswarm demo``, and the head node's ``head`` / ``display``."""
+"""``piswarm status``, ``piswarm display``, ``piswarm head`` and ``piswarm demo``."""
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -8,7 +10,39 @@ import time
 from pathlib import Path
 from typing import Any
 
-from piswarm.cli import not_yet
+log = logging.getLogger(__name__)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (160 <= w <= 10000 and 120 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"{text!r}: width 160-10000, height 120-10000")
+    return w, h
+
+
+def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | None) -> None:
+    view = parser.add_argument_group("display")
+    view.add_argument(
+        "--windowed",
+        type=_size,
+        metavar="WxH",
+        default=_size(windowed_default) if windowed_default else None,
+        help="a window of this size instead of fullscreen"
+        + (f" (default {windowed_default})" if windowed_default else ""),
+    )
+    view.add_argument("--kiosk", action="store_true", help="fullscreen, no mouse, rotate scenes")
+    view.add_argument("--rotate", type=float, default=20.0, help="seconds per scene in kiosk")
+    view.add_argument("--palette", choices=["classic", "cividis"], default="classic",
+                      help="temperature colours; cividis is colour-blind safe")  # fmt: skip
+    view.add_argument("--layout", type=Path, help="room layout TOML (see head/display/layout.py)")
+    view.add_argument("--rows", type=int, default=0, help="grid rows (default: fit the fleet)")
+    view.add_argument("--columns", type=int, default=0, help="grid columns")
+    view.add_argument("--fps", type=int, default=60, help="frame rate cap (default 60)")
+    view.add_argument("--screenshot-dir", type=Path, default=Path(),
+                      help="where the S key saves PNGs (default: here)")  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -22,34 +56,53 @@ def register(sub: Any) -> None:
     )
     status.set_defaults(handler=run_status)
 
-    demo = sub.add_parser("demo", help="broker + simulated fleet + live view on this machine")
+    display = sub.add_parser("display", help="the pygame kiosk display of the cluster")
+    add_broker_flags(display)
+    display.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
+    _display_flags(display, windowed_default=None)
+    display.add_argument("--screenshot", type=Path, metavar="PNG",
+                         help="render headless, save one frame here and exit")  # fmt: skip
+    display.add_argument("--after", type=float, default=3.0,
+                         help="seconds to listen before --screenshot (default 3)")  # fmt: skip
+    display.set_defaults(handler=run_display)
+
+    head = sub.add_parser("head", help="the head node: display now, coordinator to come")
+    add_broker_flags(head)
+    head.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
+    head.add_argument("--no-display", action="store_true", help="run the coordinator alone")
+    _display_flags(head, windowed_default=None)
+    head.set_defaults(handler=run_head, screenshot=None, after=3.0)
+
+    demo = sub.add_parser("demo", help="broker + simulated fleet + display on this machine")
     demo.add_argument("--nodes", type=int, default=240, help="simulated nodes (default 240)")
     demo.add_argument("--interval", type=float, default=2.0, help="telemetry period (s)")
     demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--text", action="store_true", help="a text summary instead of the display")
+    _display_flags(demo, windowed_default="1280x720")
     demo.set_defaults(handler=run_demo)
 
-    head = sub.add_parser("head", help="coordinator and display: not yet available")
-    head.set_defaults(handler=not_yet("piswarm head", "the prime search issue"))
-    display = sub.add_parser("display", help="pygame kiosk: not yet available")
-    display.set_defaults(handler=not_yet("piswarm display", "the head display issue"))
 
-
-def run_status(args: argparse.Namespace) -> int:
-    from head.cluster import ClusterModel
-    from head.feed import ClusterFeed
-    from head.summary import table
+def _viewer_settings(args: argparse.Namespace) -> Any:
     from piswarm import paths
-    from piswarm.errors import PiswarmError
     from piswarm.mqtt import BrokerSettings
 
     creds = args.credentials
     viewer = paths.broker_users_dir() / "credentials" / "viewer.toml"
     if creds is None and viewer.exists():
         creds = viewer
-    settings = BrokerSettings.from_sources(
+    return BrokerSettings.from_sources(
         host=args.broker_host, port=args.broker_port, credentials_file=creds
     )
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from head.cluster import ClusterModel
+    from head.feed import ClusterFeed
+    from head.summary import table
+    from piswarm.errors import PiswarmError
+
+    settings = _viewer_settings(args)
     feed = ClusterFeed(settings=settings, client_id=f"piswarm-status-{time.time_ns() % 10**9}")
     feed.start()
     try:
@@ -66,15 +119,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from head.demo import run_demo as demo
-    from head.summary import live_printer
-    from piswarm.errors import ConfigError
-
-    if not 1 <= args.nodes <= 5000:
-        raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
-    if not 0.05 <= args.interval <= 3600:
-        raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
+def _stop_event() -> threading.Event:
     stop = threading.Event()
 
     def handle(_signum: int, _frame: object) -> None:
@@ -82,12 +127,100 @@ def run_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    demo(
-        nodes=args.nodes,
-        interval=args.interval,
-        port=args.port or None,
-        stop=stop,
-        duration=args.duration,
-        show=live_printer(sys.stdout.isatty(), sys.stdout.write),
+    return stop
+
+
+def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None = None) -> Any:
+    """The display app for these flags (imports pygame: only called to show a display)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    from head.cluster import ClusterModel
+    from head.display.app import DisplayApp, DisplayOptions
+    from head.display.cluster_scene import ClusterScene
+    from head.display.layout import Layout
+    from piswarm.errors import ConfigError
+
+    if not 1 <= args.fps <= 240:
+        raise ConfigError(f"--fps {args.fps} is not in 1-240")
+    if args.rotate < 1:
+        raise ConfigError(f"--rotate {args.rotate} must be at least 1 second")
+    layout = Layout.load(args.layout) if args.layout else None
+    scene = ClusterScene(layout=layout, rows=args.rows, columns=args.columns)
+    seats = layout.expected if layout else []
+    model = ClusterModel(expected=seats or expected or [])
+    size = None if args.kiosk else args.windowed
+    options = DisplayOptions(
+        size=size,
+        kiosk=args.kiosk,
+        rotate_every=args.rotate,
+        fps=args.fps,
+        palette=args.palette,
+        screenshot_dir=args.screenshot_dir,
     )
+    return DisplayApp(model=model, source=source, scenes=[scene], options=options)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from head.feed import ClusterFeed
+
+    if args.screenshot is not None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
+        if args.windowed is None and not args.kiosk:
+            args.windowed = (1920, 1080)
+    feed = ClusterFeed(settings=_viewer_settings(args), client_id=f"piswarm-display-{os.getpid()}")
+    app = _build_app(args, feed)
+    stop = _stop_event()
+    feed.start()
+    try:
+        if args.screenshot is not None:
+            app.run(stop=stop, duration=args.after, screenshot=args.screenshot)
+            print(f"saved {args.screenshot}")
+        else:
+            app.run(stop=stop)
+    finally:
+        feed.stop()
+    return 0
+
+
+def run_display(args: argparse.Namespace) -> int:
+    return _show(args)
+
+
+def run_head(args: argparse.Namespace) -> int:
+    from piswarm.errors import NotAvailable
+
+    if args.no_display:
+        raise NotAvailable(
+            "the coordinator is not yet available (it arrives with the prime search issue)"
+        )
+    log.info("coordinator not yet available (prime search issue): running the display only")
+    return _show(args)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from head.demo import DemoCluster, text_view
+    from head.summary import live_printer
+    from piswarm.errors import ConfigError
+
+    if not 1 <= args.nodes <= 5000:
+        raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
+    if not 0.05 <= args.interval <= 3600:
+        raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
+    stop = _stop_event()
+    show = live_printer(sys.stdout.isatty(), sys.stdout.write)
+    with DemoCluster(nodes=args.nodes, interval=args.interval, port=args.port or None) as cluster:
+        print(cluster.watch_hint(), flush=True)
+        app = None
+        if not args.text:
+            app = _build_app(args, cluster.feed, expected=cluster.node_ids)
+        if app is None:
+            text_view(cluster, stop, show, duration=args.duration)
+        else:
+            import pygame
+
+            try:
+                app.run(stop=stop, duration=args.duration)
+            except pygame.error as exc:  # no screen here (ssh, a server)
+                print(f"no screen for the display ({exc}); a text summary instead", flush=True)
+                text_view(cluster, stop, show, duration=args.duration)
+    print("demo stopped: fleet offline, broker stopped")
     return 0

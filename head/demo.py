@@ -1,9 +1,10 @@
-"""``piswarm demo``: a broker, a simulated fleet and a live view, on one machine.
+"""``piswarm demo``: a broker, a simulated fleet and a view of it, on one machine.
 
-Everything lives in a temporary directory (users, broker state) that is removed at the
-end. Ctrl-C (or SIGTERM) stops the fleet first, so every node says ``offline``, then the
-view, then the broker; the broker is also tied to this process's life (PDEATHSIG) so not
-even a crash leaves it behind.
+:class:`DemoCluster` starts everything in a temporary directory (users, broker state)
+that is removed at the end; the view (the kiosk display, or a text summary) runs in the
+main thread while it is open. Leaving it stops the fleet first, so every node says
+``offline``, then the feed, then the broker. The broker is also tied to this process's
+life (PDEATHSIG), so not even a crash leaves it behind.
 """
 
 import logging
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 from broker.runner import BrokerProcess
 from broker.users import VIEWER_USER, UserStore
@@ -24,70 +26,102 @@ from piswarm.mqtt import BrokerSettings, Credentials
 log = logging.getLogger(__name__)
 
 
-def run_demo(
-    *,
-    nodes: int,
-    interval: float,
+class DemoCluster:
+    """Broker + simulated fleet + a viewer feed, for as long as the ``with`` block runs."""
+
+    def __init__(self, *, nodes: int, interval: float, port: int | None = None) -> None:
+        self.node_ids = sim_node_ids(nodes)
+        self.interval = interval
+        self.port = port
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.broker: BrokerProcess | None = None
+        self.feed: ClusterFeed | None = None
+        self._fleet_stop = threading.Event()
+        self._wake = threading.Event()
+        self._fleet: threading.Thread | None = None
+        self.viewer_credentials: Path | None = None
+
+    def __enter__(self) -> "DemoCluster":
+        self._tmp = tempfile.TemporaryDirectory(prefix="piswarm-demo-")
+        try:
+            self._start(Path(self._tmp.name))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, root: Path) -> None:
+        store = UserStore(root / "users")
+        store.add_nodes(self.node_ids)
+        self.broker = BrokerProcess(
+            users=store, state_dir=root / "broker", port=self.port, die_with_parent=True
+        ).start()
+        port = self.broker.port
+
+        def settings_for(node_id: str) -> BrokerSettings:
+            creds = Credentials.load(store.credentials_path(node_id))
+            return BrokerSettings(host="127.0.0.1", port=port, credentials=creds)
+
+        agents = build_fleet(
+            self.node_ids, settings_for, interval=self.interval, wake=self._wake.set
+        )
+        self._fleet = threading.Thread(
+            target=run_fleet, args=(agents, self._fleet_stop, self._wake), name="sim-fleet"
+        )
+        self._fleet.start()
+        self.viewer_credentials = store.credentials_path(VIEWER_USER)
+        viewer = Credentials.load(self.viewer_credentials)
+        self.feed = ClusterFeed(
+            settings=BrokerSettings(host="127.0.0.1", port=port, credentials=viewer),
+            client_id="piswarm-demo-view",
+        ).start()
+
+    def watch_hint(self) -> str:
+        port = self.broker.port if self.broker else "?"
+        return (
+            f"broker on 127.0.0.1:{port} with {len(self.node_ids)} simulated nodes; watch the "
+            f"raw messages: mosquitto_sub -p {port} -u viewer -P <password in "
+            f"{self.viewer_credentials}> -v -t 'piswarm/#'"
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._fleet_stop.set()
+        self._wake.set()
+        if self._fleet is not None:
+            self._fleet.join()
+        if self.feed is not None:
+            self.feed.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def text_view(
+    cluster: DemoCluster,
     stop: threading.Event,
     show: Callable[[str], None],
-    port: int | None = None,
+    *,
     refresh: float = 2.0,
     duration: float | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Run until ``stop`` is set (or ``duration`` seconds pass)."""
-    with tempfile.TemporaryDirectory(prefix="piswarm-demo-") as tmp:
-        root = Path(tmp)
-        store = UserStore(root / "users")
-        node_ids = sim_node_ids(nodes)
-        store.add_nodes(node_ids)
-        broker = BrokerProcess(
-            users=store, state_dir=root / "broker", port=port, die_with_parent=True
-        )
-        broker.start()
-        wake = threading.Event()
-        fleet_stop = threading.Event()
-        feed: ClusterFeed | None = None
-        fleet_thread: threading.Thread | None = None
-        try:
-            show(
-                f"broker on 127.0.0.1:{broker.port}; starting {nodes} simulated nodes ...\n"
-                f"watch the raw messages: mosquitto_sub -p {broker.port} -u viewer -P <password"
-                f" in {store.credentials_path(VIEWER_USER)}> -v -t 'piswarm/#'"
-            )
-
-            def settings_for(node_id: str) -> BrokerSettings:
-                creds = Credentials.load(store.credentials_path(node_id))
-                return BrokerSettings(host="127.0.0.1", port=broker.port, credentials=creds)
-
-            agents = build_fleet(node_ids, settings_for, interval=interval, wake=wake.set)
-            fleet_thread = threading.Thread(
-                target=run_fleet, args=(agents, fleet_stop, wake), name="sim-fleet"
-            )
-            fleet_thread.start()
-            viewer = Credentials.load(store.credentials_path(VIEWER_USER))
-            feed = ClusterFeed(
-                settings=BrokerSettings(host="127.0.0.1", port=broker.port, credentials=viewer),
-                client_id="piswarm-demo-view",
-            ).start()
-            model = ClusterModel(expected=node_ids)
-            deadline = None if duration is None else time.monotonic() + duration
-            while not stop.is_set():
-                for topic, payload, at in feed.drain():
-                    model.apply(topic, payload, at)
-                show(render(model, clock()) + f"\nbroker 127.0.0.1:{broker.port} - Ctrl-C stops")
-                if not broker.running:
-                    log.error("the broker died: %s", broker.tail_log())
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                stop.wait(refresh)
-        finally:
-            fleet_stop.set()
-            wake.set()
-            if fleet_thread is not None:
-                fleet_thread.join()
-            if feed is not None:
-                feed.stop()
-            broker.stop()
-            show("demo stopped: fleet offline, broker stopped")
+    """Print the cluster summary every ``refresh`` seconds until ``stop`` or ``duration``."""
+    assert cluster.feed is not None and cluster.broker is not None  # noqa: S101 - entered
+    model = ClusterModel(expected=cluster.node_ids)
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.is_set():
+        for topic, payload, at in cluster.feed.drain():
+            model.apply(topic, payload, at)
+        show(render(model, clock()) + f"\nbroker 127.0.0.1:{cluster.broker.port} - Ctrl-C stops")
+        if not cluster.broker.running:
+            log.error("the broker died: %s", cluster.broker.tail_log())
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        stop.wait(refresh)

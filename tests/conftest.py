@@ -2,6 +2,11 @@
 
 import json
 import os
+
+# Display tests render real frames without a screen; the agent's children inherit these.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import signal
 import subprocess
 import sys

@@ -36,11 +36,8 @@ def test_bad_arguments_print_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-@pytest.mark.parametrize(
-    ("command", "issue"),
-    [("job", "prime search"), ("deploy", "fleet deployment"), ("display", "head display"),
-     ("head", "prime search")],
-)  # fmt: skip
+@pytest.mark.parametrize(("command", "issue"), [("job", "prime search"),
+                                                 ("deploy", "fleet deployment")])  # fmt: skip
 def test_later_subcommands_say_they_are_not_yet_available(command, issue):
     done = piswarm(command)
     assert done.returncode == 2
@@ -48,6 +45,28 @@ def test_later_subcommands_say_they_are_not_yet_available(command, issue):
         f"piswarm {command}: error: 'piswarm {command}' is not yet available "
         f"(it arrives with the {issue} issue)"
     )
+
+
+def test_head_without_display_needs_the_coordinator():
+    done = piswarm("head", "--no-display")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "piswarm head: error: the coordinator is not yet available "
+        "(it arrives with the prime search issue)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["display", "--windowed", "huge"], "'huge' is not WIDTHxHEIGHT"),
+     (["display", "--palette", "rainbow"], "invalid choice: 'rainbow'"),
+     (["display", "--fps", "0", "--broker-port", "1"], "--fps 0 is not in 1-240"),
+     (["display", "--layout", "/nonexistent.toml"], "/nonexistent.toml does not exist")],
+)  # fmt: skip
+def test_display_arguments_are_checked_before_anything_opens(args, message):
+    done = piswarm(*args, env={"SDL_VIDEODRIVER": "dummy"}, timeout=30)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_users_are_created_and_passwords_never_printed(tmp_path):

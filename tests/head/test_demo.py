@@ -42,7 +42,7 @@ def wait_line(q, pattern, timeout):
 
 def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
     demo = subprocess.Popen(
-        [sys.executable, "-m", "piswarm", "demo", "--nodes", "12", "--interval", "0.5"],
+        [sys.executable, "-m", "piswarm", "demo", "--text", "--nodes", "12", "--interval", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -71,3 +71,26 @@ def test_demo_rejects_bad_arguments_in_one_line():
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip() == "piswarm demo: error: --nodes 0 is not in 1-5000"
+
+
+def test_demo_opens_the_display_and_stops_cleanly(tmp_path):
+    """With a screen (here the SDL dummy driver) the demo shows the kiosk display."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "piswarm", "demo", "--nodes", "12", "--interval", "0.5",
+         "--screenshot-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out = lines_of(demo)
+        wait_line(out, r"watch the raw messages: mosquitto_sub -p \d+ -u viewer", timeout=30)
+        children = psutil.Process(demo.pid).children(recursive=True)
+        wait_line(out, r"display running at 1280x720 \(dummy driver\)", timeout=30)
+        demo.send_signal(signal.SIGINT)
+        wait_line(out, r"demo stopped", timeout=20)
+        assert demo.wait(timeout=20) == 0
+        _gone, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
+    finally:
+        demo.kill()
+        demo.wait()
+        demo.stdout.close()

@@ -1,0 +1,231 @@
+"""The display's main loop: the only code that touches pygame's screen and events.
+
+Each frame: handle events (keys, scheduled events), apply the messages the MQTT feed has
+queued to the model, let the current scene draw what changed, update only those
+rectangles, and sleep to the frame rate. MQTT callbacks never touch any of this; they
+only fill the feed's bounded queue.
+
+Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q / Esc quit.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pygame
+
+from head.cluster import ClusterModel
+from head.display.scene import Frame, Link, Scene
+from head.display.text import TextCache
+from head.feed import Message
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    """Where messages come from (``head.feed.ClusterFeed``)."""
+
+    connected: threading.Event
+    refused: str | None
+
+    def drain(self, limit: int = ...) -> list[Message]: ...
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    size: tuple[int, int] | None = None  # None: fullscreen at the screen's size
+    kiosk: bool = False
+    rotate_every: float = 20.0
+    fps: int = 60
+    palette: str = "classic"
+    screenshot_dir: Path = Path()
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    seconds: float = 0.0
+    screenshots: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+class DisplayApp:
+    """Owns the window; build it, then call :meth:`run` from the main thread."""
+
+    def __init__(
+        self,
+        *,
+        model: ClusterModel,
+        source: Source,
+        scenes: Sequence[Scene],
+        options: DisplayOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not scenes:
+            raise ValueError("a display needs at least one scene")
+        self.model = model
+        self.source = source
+        self.scenes = list(scenes)
+        self.options = options
+        self.clock = clock
+        self.scene_index = 0
+        self.paused = False
+        self.fullscreen = options.size is None
+        self.link = Link("connecting", clock())
+        self.stats = RunStats()
+        self.text = TextCache()
+        self._screen: pygame.Surface | None = None
+        self._full = True
+        self._scene_since = time.monotonic()
+
+    @property
+    def surface(self) -> pygame.Surface:
+        """The screen as last drawn."""
+        if self._screen is None:
+            raise RuntimeError("the display is not running")
+        return self._screen
+
+    @property
+    def scene(self) -> Scene:
+        return self.scenes[self.scene_index]
+
+    def _open_window(self) -> pygame.Surface:
+        if self.fullscreen:
+            screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
+        else:
+            screen = pygame.display.set_mode(self.options.size or (1280, 720))
+        pygame.display.set_caption("piswarm")
+        pygame.mouse.set_visible(not (self.options.kiosk and self.fullscreen))
+        self._full = True
+        return screen
+
+    def show_scene(self, index: int) -> None:
+        if 0 <= index < len(self.scenes) and index != self.scene_index:
+            self.scene_index = index
+            self._full = True
+        self._scene_since = time.monotonic()
+
+    def screenshot(self, path: Path | None = None) -> Path:
+        """Save the current frame as PNG (default: a timestamped name in screenshot_dir)."""
+        if self._screen is None:
+            raise RuntimeError("no frame drawn yet")
+        if path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock()))
+            path = self.options.screenshot_dir / f"piswarm-{stamp}-{self.stats.screenshots}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygame.image.save(self._screen, str(path))
+        self.stats.screenshots += 1
+        log.info("screenshot saved to %s", path)
+        return path
+
+    def _handle(self, event: pygame.event.Event) -> bool:
+        """React to one event; False means quit."""
+        if event.type == pygame.QUIT:
+            return False
+        if event.type == pygame.KEYDOWN:
+            key = event.key
+            if key in (pygame.K_q, pygame.K_ESCAPE):
+                return False
+            if key == pygame.K_f:
+                self.fullscreen = not self.fullscreen
+                self._screen = self._open_window()
+            elif key == pygame.K_SPACE:
+                self.paused = not self.paused
+                log.info("scene rotation %s", "paused" if self.paused else "resumed")
+            elif key == pygame.K_s:
+                self.screenshot()
+            elif pygame.K_1 <= key <= pygame.K_9:
+                self.show_scene(key - pygame.K_1)
+        elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWEXPOSED):
+            self._full = True
+        return True
+
+    def _update_link(self) -> None:
+        connected = self.source.connected.is_set()
+        problem = self.source.refused
+        if connected and self.link.state != "connected":
+            self.link = Link("connected", self.clock())
+            log.info("display connected to the broker")
+        elif not connected and self.link.state == "connected":
+            self.link = Link("lost", self.clock(), problem)
+            log.warning("display lost the broker; keeping the last known state")
+        elif not connected and problem != self.link.problem:
+            self.link = Link(self.link.state, self.link.since, problem)
+
+    def _rotate(self) -> None:
+        if not self.options.kiosk or self.paused or len(self.scenes) < 2:
+            return
+        if time.monotonic() - self._scene_since >= self.options.rotate_every:
+            self.show_scene((self.scene_index + 1) % len(self.scenes))
+
+    def frame(self) -> Frame:
+        now = self.clock()
+        # While the broker is away nothing new can arrive: judge staleness as of the loss,
+        # so the last known state is shown as it was, not as everything going stale.
+        view_time = self.link.since if self.link.state == "lost" else now
+        return Frame(self.model, now, view_time, self.link, self.options.palette, self.text)
+
+    def run(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        duration: float | None = None,
+        screenshot: Path | None = None,
+        on_start: Callable[["DisplayApp"], None] | None = None,
+        on_frame: Callable[["DisplayApp"], bool] | None = None,
+    ) -> RunStats:
+        """Run until Q/Esc/window close, ``stop``, or ``duration`` seconds.
+
+        With ``screenshot``, the frame at the end of ``duration`` is saved there.
+        ``on_start`` runs once the window exists; ``on_frame`` after every frame, and a
+        False from it ends the run (tests look at pixels this way).
+        """
+        pygame.display.init()
+        pygame.font.init()
+        # Fonts and rendered text die with pygame.quit(): a cache per run, never reused.
+        self.text = TextCache()
+        try:
+            self._screen = self._open_window()
+            w, h = self._screen.get_size()
+            log.info(
+                "display running at %dx%d%s (%s driver)",
+                w, h, " fullscreen" if self.fullscreen else "", pygame.display.get_driver(),
+            )  # fmt: skip
+            if on_start is not None:
+                on_start(self)
+            ticker = pygame.time.Clock()
+            started = time.monotonic()
+            running = True
+            while running:
+                for event in pygame.event.get():
+                    running = self._handle(event) and running
+                if stop is not None and stop.is_set():
+                    running = False
+                for topic, payload, at in self.source.drain(5000):
+                    self.model.apply(topic, payload, at)
+                self._update_link()
+                self._rotate()
+                dirty = self.scene.draw(self._screen, self.frame(), self._full)
+                self._full = False
+                if dirty:
+                    pygame.display.update(dirty)
+                self.stats.frames += 1
+                elapsed = time.monotonic() - started
+                if duration is not None and elapsed >= duration:
+                    running = False
+                if on_frame is not None and not on_frame(self):
+                    running = False
+                ticker.tick(self.options.fps)
+            self.stats.seconds = time.monotonic() - started
+            if screenshot is not None:
+                self.screenshot(screenshot)
+        finally:
+            pygame.quit()
+        return self.stats

@@ -1,0 +1,327 @@
+"""The cluster scene: one tile per node, laid out like the room.
+
+Each tile shows the node's name, its temperature in large type on a colour from the
+temperature scale, a CPU-load bar, and icons for throttling and under-voltage. States are
+told apart by more than colour: stale tiles are faded and hatched, offline tiles are grey
+and say when the node was last seen, seats never heard from are dark and empty.
+
+Only tiles whose content changed are redrawn (a signature per tile), so a frame with
+nothing new costs almost nothing.
+"""
+
+import time
+from dataclasses import dataclass
+
+import pygame
+
+from head.cluster import NodeState, NodeView
+from head.display import colors
+from head.display.colors import RGB
+from head.display.layout import Geometry, Layout, Rect
+from head.display.scene import Frame
+
+HEADER_SHARE = 0.085
+LEGEND_SHARE = 0.055
+RELAYOUT_EVERY = 1.0  # seconds: an auto layout follows new nodes at most this often
+
+
+@dataclass(frozen=True)
+class TileLook:
+    """Everything that decides how a tile looks: equal looks need no redraw."""
+
+    state: NodeState
+    label: str
+    temp: str
+    background: RGB
+    load: int  # CPU percent, in steps of 5
+    throttled: bool
+    under_voltage: bool
+    footer: str
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, int(seconds))}s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def tile_look(view: NodeView, frame: Frame) -> TileLook:
+    """How one node's tile should look now (pure: tested without a screen)."""
+    state = view.state(frame.view_time)
+    telemetry = view.telemetry
+    throttle = telemetry.throttle if telemetry else None
+    now_flags = throttle.now if throttle else ()
+    temp = view.temp_c
+    ip = view.birth.ip if view.birth and view.birth.ip else ""
+    if state is NodeState.NEVER:
+        return TileLook(state, view.node_id, "", colors.NEVER_SEEN, 0, False, False, "never seen")
+    if state is NodeState.OFFLINE:
+        seen = view.last_seen
+        footer = f"seen {_ago(frame.view_time - seen)}" if seen is not None else "offline"
+        return TileLook(state, view.node_id, "offline", colors.OFFLINE, 0, False, False, footer)
+    base = colors.NO_SENSOR if temp is None else colors.temp_color(temp, frame.palette)
+    background = base if state is NodeState.LIVE else colors.blend(base, colors.BACKGROUND, 0.6)
+    return TileLook(
+        state=state,
+        label=view.node_id,
+        temp="--" if temp is None else f"{temp:.1f}°C",
+        background=background,
+        load=int(telemetry.cpu_percent // 5 * 5) if telemetry else 0,
+        throttled=any(f in now_flags for f in ("throttled", "freq_capped", "soft_temp_limit")),
+        under_voltage="under_voltage" in now_flags,
+        footer="stale" if state is NodeState.STALE else ip,
+    )
+
+
+class ClusterScene:
+    """The whole room at a glance."""
+
+    name = "cluster"
+
+    def __init__(self, *, layout: Layout | None = None, rows: int = 0, columns: int = 0) -> None:
+        self.fixed_layout = layout
+        self.rows, self.columns = rows, columns
+        self.layout = layout or Layout.from_nodes([], rows, columns)
+        self.geometry: Geometry | None = None
+        self._size: tuple[int, int] = (0, 0)
+        self._looks: dict[str, TileLook] = {}
+        self._rects: dict[str, Rect] = {}
+        self._header: tuple[object, ...] = ()
+        self._overflow: list[str] = []
+        self._laid_out_at = 0.0
+        self._known: frozenset[str] = frozenset()
+
+    # -- geometry ---------------------------------------------------------------------------
+
+    def _plan(self, frame: Frame, size: tuple[int, int], full: bool) -> bool:
+        """(Re)compute layout and tile rectangles; True when everything must be redrawn."""
+        ids = frozenset(v.node_id for v in frame.model.nodes())
+        relayout = False
+        if self.fixed_layout is None:
+            # Follow the fleet as it appears (retained messages arrive in a burst at start),
+            # but re-arrange the room at most once a second.
+            due = time.monotonic() - self._laid_out_at >= RELAYOUT_EVERY
+            if ids != self._known and (due or not self._known):
+                self.layout = Layout.from_nodes(ids, self.rows, self.columns)
+                self._laid_out_at = time.monotonic()
+                self._known = ids
+                relayout = True
+            ids = self._known
+        overflow = sorted(ids - set(self.layout.seats))
+        if overflow != self._overflow:
+            relayout = True
+        if not (full or relayout or size != self._size or self.geometry is None):
+            return False
+        w, h = size
+        header, legend = int(h * HEADER_SHARE), int(h * LEGEND_SHARE)
+        self.geometry = Geometry(
+            layout=self.layout,
+            area=(0, header, w, h - header - legend),
+            overflow_rows=1 if overflow else 0,
+        )
+        self._overflow = overflow
+        self._size = size
+        self._rects = {n: r for n in self.layout.seats if (r := self.geometry.tile_rect(n))}
+        for node_id, rect in zip(
+            overflow, self.geometry.overflow_rects(len(overflow)), strict=False
+        ):
+            self._rects[node_id] = rect
+        self._looks.clear()
+        self._header = ()
+        return True
+
+    def tile_rect(self, node_id: str) -> pygame.Rect | None:
+        """Where ``node_id``'s tile is on screen (after a frame was drawn)."""
+        rect = self._rects.get(node_id)
+        return pygame.Rect(rect) if rect else None
+
+    def probe_point(self, node_id: str) -> tuple[int, int] | None:
+        """A pixel inside the tile that shows its background colour (no text, no bar)."""
+        rect = self.tile_rect(node_id)
+        return None if rect is None else (rect.x + 4, rect.y + rect.h // 2)
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
+        full = self._plan(frame, surface.get_size(), full)
+        dirty: list[pygame.Rect] = []
+        if full:
+            surface.fill(colors.BACKGROUND)
+            dirty.append(surface.get_rect())
+            self._draw_legend(surface, frame)
+        header = self._draw_header(surface, frame, full)
+        if header:
+            dirty.append(header)
+        for node_id, rect in self._rects.items():
+            view = frame.model.get(node_id)
+            if view is None:
+                continue
+            look = tile_look(view, frame)
+            if not full and self._looks.get(node_id) == look:
+                continue
+            self._looks[node_id] = look
+            dirty.append(self._draw_tile(surface, frame, pygame.Rect(rect), look))
+        return [surface.get_rect()] if full else dirty
+
+    def _draw_tile(
+        self, surface: pygame.Surface, frame: Frame, rect: pygame.Rect, look: TileLook
+    ) -> pygame.Rect:
+        text = frame.text
+        pygame.draw.rect(surface, colors.BACKGROUND, rect)
+        pygame.draw.rect(surface, look.background, rect, border_radius=4)
+        ink = colors.text_on(look.background)
+        if look.state is NodeState.NEVER:
+            ink = colors.TEXT_DIM
+            pygame.draw.rect(surface, colors.PANEL, rect, width=1, border_radius=4)
+        if look.state is NodeState.STALE:
+            self._hatch(surface, rect, colors.blend(look.background, colors.BACKGROUND, 0.5))
+        small = max(9, int(rect.h * 0.2))
+        label = text.render(look.label, text.fit(look.label, small, rect.w - 22), ink)
+        surface.blit(label, (rect.x + 5, rect.y + 4))
+        if look.temp:
+            size = text.fit(look.temp, int(rect.h * 0.42), rect.w - 10)
+            big = text.render(look.temp, size, ink)
+            surface.blit(big, big.get_rect(center=(rect.centerx, rect.centery + rect.h // 20)))
+        footer_y = rect.bottom - 7 - small
+        if look.footer and rect.h >= 48:
+            foot = text.render(look.footer, text.fit(look.footer, small, rect.w - 10), ink)
+            surface.blit(foot, (rect.x + 5, footer_y))
+        if look.state in (NodeState.LIVE, NodeState.STALE):
+            bar = pygame.Rect(rect.x + 4, rect.bottom - 6, rect.w - 8, 3)
+            pygame.draw.rect(surface, colors.blend(look.background, (0, 0, 0), 0.45), bar)
+            bar.w = round(bar.w * min(look.load, 100) / 100)
+            pygame.draw.rect(surface, ink, bar)
+        icon_x = rect.right - 11
+        if look.throttled:
+            self._warning_icon(surface, (icon_x, rect.y + 11))
+            icon_x -= 18
+        if look.under_voltage:
+            self._bolt_icon(surface, (icon_x, rect.y + 11))
+        return rect
+
+    @staticmethod
+    def _hatch(surface: pygame.Surface, rect: pygame.Rect, colour: RGB) -> None:
+        clip = surface.get_clip()
+        surface.set_clip(rect.inflate(-2, -2))
+        for offset in range(-rect.h, rect.w, 9):
+            start = (rect.x + offset, rect.bottom)
+            end = (rect.x + offset + rect.h, rect.y)
+            pygame.draw.line(surface, colour, start, end, 2)
+        surface.set_clip(clip)
+
+    @staticmethod
+    def _warning_icon(surface: pygame.Surface, centre: tuple[int, int]) -> None:
+        """Throttled: a red triangle with '!' on a dark disc (visible on any tile colour)."""
+        x, y = centre
+        pygame.draw.circle(surface, (20, 20, 24), centre, 9)
+        pygame.draw.polygon(surface, colors.ALERT, [(x, y - 6), (x - 6, y + 5), (x + 6, y + 5)])
+        pygame.draw.line(surface, (255, 255, 255), (x, y - 2), (x, y + 1), 2)
+        pygame.draw.line(surface, (255, 255, 255), (x, y + 3), (x, y + 3), 2)
+
+    @staticmethod
+    def _bolt_icon(surface: pygame.Surface, centre: tuple[int, int]) -> None:
+        """Under-voltage: a yellow lightning bolt on a dark disc."""
+        x, y = centre
+        pygame.draw.circle(surface, (20, 20, 24), centre, 9)
+        bolt = [(x + 2, y - 7), (x - 4, y + 1), (x, y + 1), (x - 2, y + 7), (x + 4, y - 1),
+                (x, y - 1)]  # fmt: skip
+        pygame.draw.polygon(surface, colors.WARNING, bolt)
+
+    def _draw_header(self, surface: pygame.Surface, frame: Frame, full: bool) -> pygame.Rect | None:
+        w, h = surface.get_size()
+        s = frame.model.summary(frame.view_time)
+        link = frame.link
+        clock = time.strftime("%H:%M:%S", time.localtime(frame.now))
+        hottest = f"{s.hottest[0]}  {s.hottest[1]:.1f}°C" if s.hottest else "-"
+        average = f"{s.average_temp:.1f}°C" if s.average_temp is not None else "-"
+        if link.state == "connected":
+            broker, broker_colour = "broker connected", colors.OK
+        elif link.state == "connecting":
+            why = f" ({link.problem})" if link.problem else ""
+            broker, broker_colour = f"connecting to the broker{why}", colors.WARNING
+        else:
+            since = time.strftime("%H:%M:%S", time.localtime(link.since))
+            why = f" ({link.problem})" if link.problem else ""
+            broker = f"BROKER UNREACHABLE{why} - last known state from {since}"
+            broker_colour = colors.ALERT
+        online = s.live + s.stale
+        signature = (online, s.total, hottest, average, broker, clock, s.throttled)
+        if not full and signature == self._header:
+            return None
+        self._header = signature
+        rect = pygame.Rect(0, 0, w, int(h * HEADER_SHARE))
+        surface.fill(colors.PANEL, rect)
+        text = frame.text
+        big, small = int(rect.h * 0.48), int(rect.h * 0.3)
+        title = text.render("piswarm", big, colors.TEXT)
+        surface.blit(title, (16, (rect.h - title.get_height()) // 2))
+        items = [
+            (f"{online}/{s.total} online", colors.TEXT),
+            (f"hottest {hottest}", colors.TEXT),
+            (f"average {average}", colors.TEXT),
+            (f"{s.throttled} throttled", colors.ALERT if s.throttled else colors.TEXT_DIM),
+        ]
+        x = 32 + title.get_width()
+        for label, colour in items:
+            surf = text.render(label, small + 4, colour)
+            surface.blit(surf, (x, (rect.h - surf.get_height()) // 2))
+            x += surf.get_width() + 36
+        clock_surf = text.render(clock, big, colors.TEXT)
+        clock_x = w - clock_surf.get_width() - 16
+        surface.blit(clock_surf, (clock_x, (rect.h - clock_surf.get_height()) // 2))
+        broker_surf = text.render(broker, small, broker_colour)
+        bx = w - clock_surf.get_width() - 36 - broker_surf.get_width()
+        if link.state == "lost":  # a banner nobody can miss
+            banner = pygame.Rect(bx - 10, 4, broker_surf.get_width() + 20, rect.h - 8)
+            pygame.draw.rect(surface, (60, 10, 10), banner, border_radius=6)
+        surface.blit(broker_surf, (bx, (rect.h - broker_surf.get_height()) // 2))
+        return rect
+
+    def _draw_legend(self, surface: pygame.Surface, frame: Frame) -> None:
+        w, h = surface.get_size()
+        rect = pygame.Rect(0, h - int(h * LEGEND_SHARE), w, int(h * LEGEND_SHARE))
+        surface.fill(colors.PANEL, rect)
+        text = frame.text
+        size = max(10, int(rect.h * 0.42))
+        bar = pygame.Rect(16, rect.y + rect.h // 4, min(420, w // 3), rect.h // 2)
+        for i in range(bar.w):
+            temp = colors.SCALE_MIN_C + (colors.SCALE_MAX_C - colors.SCALE_MIN_C) * i / bar.w
+            pygame.draw.line(surface, colors.temp_color(temp, frame.palette),
+                             (bar.x + i, bar.y), (bar.x + i, bar.bottom))  # fmt: skip
+        for temp in (40, 50, 60, 70, 80):
+            x = bar.x + round(bar.w * (temp - 40) / 40)
+            ink = colors.text_on(colors.temp_color(temp, frame.palette))
+            tick = text.render(f"{temp}", max(9, size - 4), ink)
+            centre = (min(max(x, bar.x + 10), bar.right - 10), bar.centery)
+            surface.blit(tick, tick.get_rect(center=centre))
+        x = bar.right + 24
+        swatch = pygame.Rect(0, rect.y + rect.h // 4, rect.h // 2 + 8, rect.h // 2)
+        samples = [
+            ("stale", colors.blend(colors.temp_color(55, frame.palette), colors.BACKGROUND, 0.6)),
+            ("offline", colors.OFFLINE),
+            ("never seen", colors.NEVER_SEEN),
+            ("no sensor", colors.NO_SENSOR),
+        ]
+        for label, colour in samples:
+            swatch.x = x
+            pygame.draw.rect(surface, colour, swatch, border_radius=3)
+            if label == "stale":
+                self._hatch(surface, swatch, colors.blend(colour, colors.BACKGROUND, 0.5))
+            if label == "never seen":
+                pygame.draw.rect(surface, colors.TEXT_DIM, swatch, width=1, border_radius=3)
+            surf = text.render(label, size, colors.TEXT_DIM)
+            surface.blit(surf, (swatch.right + 8, rect.centery - surf.get_height() // 2))
+            x = swatch.right + 8 + surf.get_width() + 24
+        for label, icon in (("throttled", self._warning_icon), ("under-voltage", self._bolt_icon)):
+            icon(surface, (x + 9, rect.centery))
+            surf = text.render(label, size, colors.TEXT_DIM)
+            surface.blit(surf, (x + 24, rect.centery - surf.get_height() // 2))
+            x += 24 + surf.get_width() + 24
+        if self._overflow:
+            note = text.render(f"bottom row: {len(self._overflow)} nodes not in the layout",
+                               size, colors.WARNING)  # fmt: skip
+            surface.blit(note, (w - note.get_width() - 16, rect.centery - note.get_height() // 2))

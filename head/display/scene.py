@@ -1,0 +1,42 @@
+"""What every scene gets to draw with, and what a scene is."""
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import pygame
+
+from head.cluster import ClusterModel
+from head.display.text import TextCache
+
+
+@dataclass(frozen=True)
+class Link:
+    """The display's connection to the broker, as the header shows it."""
+
+    state: Literal["connecting", "connected", "lost"]
+    since: float  # wall clock of the last change
+    problem: str | None = None  # e.g. "Not authorized"
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Everything a scene needs for one frame."""
+
+    model: ClusterModel
+    now: float  # wall clock
+    view_time: float  # "now" for staleness: frozen while the broker is unreachable
+    link: Link
+    palette: str
+    text: TextCache
+
+
+class Scene(Protocol):
+    name: str
+
+    def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
+        """Draw what changed (everything when ``full``); return the rectangles touched."""
+        ...
