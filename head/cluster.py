@@ -37,6 +37,7 @@ class NodeView:
     telemetry: protocol.Telemetry | None = None
     status_at: float | None = None  # receive time of the latest status
     telemetry_at: float | None = None  # receive time of the latest telemetry
+    version: int = 0  # +1 on every change: views redraw a node only when it moved
 
     @property
     def online(self) -> bool:
@@ -102,6 +103,8 @@ class ClusterModel:
 
     def __post_init__(self) -> None:
         self._nodes: dict[str, NodeView] = {n: NodeView(n) for n in self.expected}
+        self.members = 0  # +1 whenever a node is added: views re-arrange only then
+        self.version = 0  # +1 on every applied change
 
     def _node(self, node_id: str) -> NodeView | None:
         view = self._nodes.get(node_id)
@@ -110,7 +113,14 @@ class ClusterModel:
                 self.stats.over_capacity += 1
                 return None
             view = self._nodes[node_id] = NodeView(node_id)
+            self.members += 1
         return view
+
+    def _changed(self, view: NodeView) -> bool:
+        view.version += 1
+        self.version += 1
+        self.stats.applied += 1
+        return True
 
     def apply(self, topic: str, payload: bytes, received_at: float) -> bool:
         """Apply one message; False (and counted) when it is malformed or ignored."""
@@ -141,8 +151,7 @@ class ClusterModel:
         else:
             view.goodbye = status
         view.status_at = at
-        self.stats.applied += 1
-        return True
+        return self._changed(view)
 
     def _apply_telemetry(self, node_id: str, message: protocol.Telemetry, at: float) -> bool:
         if message.node != node_id:
@@ -154,11 +163,13 @@ class ClusterModel:
             self.stats.out_of_order += 1
             return False
         view.telemetry, view.telemetry_at = message, at
-        self.stats.applied += 1
-        return True
+        return self._changed(view)
 
     def get(self, node_id: str) -> NodeView | None:
         return self._nodes.get(node_id)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
 
     def nodes(self) -> list[NodeView]:
         """Every node, sorted by id."""

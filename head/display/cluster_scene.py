@@ -23,6 +23,8 @@ from head.display.scene import Frame
 HEADER_SHARE = 0.085
 LEGEND_SHARE = 0.055
 RELAYOUT_EVERY = 1.0  # seconds: an auto layout follows new nodes at most this often
+REVIEW_EVERY = 1.0  # seconds: time alone changes tiles (stale, "seen 5s ago") this often
+HEADER_EVERY = 0.25  # seconds: the header's figures change with every message; 4 Hz is plenty
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,23 @@ class ClusterScene:
         self._overflow: list[str] = []
         self._laid_out_at = 0.0
         self._known: frozenset[str] = frozenset()
+        self._members = -1  # the model's membership count at the last layout
+        self._pending: frozenset[str] = frozenset()  # nodes known, maybe not yet laid out
+        self._versions: dict[str, int] = {}  # node version at its last look
+        self._reviewed_at = 0.0
+        self._header_at = 0.0
 
     # -- geometry ---------------------------------------------------------------------------
 
     def _plan(self, frame: Frame, size: tuple[int, int], full: bool) -> bool:
         """(Re)compute layout and tile rectangles; True when everything must be redrawn."""
-        ids = frozenset(v.node_id for v in frame.model.nodes())
+        model = frame.model
+        settled = self.fixed_layout is not None or self._known == self._pending
+        if not full and model.members == self._members and size == self._size and settled:
+            return False
+        self._members = model.members
+        ids = frozenset(v.node_id for v in model.nodes())
+        self._pending = ids
         relayout = False
         if self.fixed_layout is None:
             # Follow the fleet as it appears (retained messages arrive in a burst at start),
@@ -131,6 +144,7 @@ class ClusterScene:
         ):
             self._rects[node_id] = rect
         self._looks.clear()
+        self._versions.clear()
         self._header = ()
         return True
 
@@ -153,13 +167,20 @@ class ClusterScene:
             surface.fill(colors.BACKGROUND)
             dirty.append(surface.get_rect())
             self._draw_legend(surface, frame)
-        header = self._draw_header(surface, frame, full)
-        if header:
-            dirty.append(header)
+        tick = time.monotonic()
+        if full or tick - self._header_at >= HEADER_EVERY:
+            self._header_at = tick
+            header = self._draw_header(surface, frame, full)
+            if header:
+                dirty.append(header)
+        review = full or tick - self._reviewed_at >= REVIEW_EVERY
+        if review:
+            self._reviewed_at = tick
         for node_id, rect in self._rects.items():
             view = frame.model.get(node_id)
-            if view is None:
+            if view is None or (not review and self._versions.get(node_id) == view.version):
                 continue
+            self._versions[node_id] = view.version
             look = tile_look(view, frame)
             if not full and self._looks.get(node_id) == look:
                 continue

@@ -263,3 +263,42 @@ def test_screenshot_cli_renders_headless(broker, users, tmp_path, recorder):
                         overflow_rows=0)  # fmt: skip
     x, y, _w, h = geometry.tile_rect("node-a")
     assert tuple(image.get_at((x + 4, y + h // 2)))[:3] == colors.temp_color(60)
+
+
+class SolidScene:
+    """A stand-in for the primes / Life scenes to come: one colour, full screen."""
+
+    def __init__(self, name, colour):
+        self.name, self.colour = name, colour
+
+    def draw(self, surface, frame, full):
+        if not full:
+            return []
+        surface.fill(self.colour)
+        return [surface.get_rect()]
+
+
+def test_kiosk_rotates_scenes_space_pauses_and_the_mouse_is_hidden(feed):
+    red, blue = SolidScene("red", (200, 0, 0)), SolidScene("blue", (0, 0, 200))
+    options = DisplayOptions(size=None, kiosk=True, rotate_every=0.3, fps=60)
+    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[red, blue], options=options)
+    seen = []
+
+    def watch(app):
+        colour = app_surface_pixel(app, (5, 5))
+        if not seen or seen[-1] != colour:
+            seen.append(colour)
+        assert not pygame.mouse.get_visible()
+        return len(seen) < 3
+
+    app.run(on_frame=watch, duration=10)
+    assert seen == [(200, 0, 0), (0, 0, 200), (200, 0, 0)]
+    # Space pauses the rotation; keys 1-9 still pick a scene.
+    seen.clear()
+
+    def pause(app):
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_SPACE))
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_2))
+
+    stats = app.run(on_start=pause, on_frame=watch, duration=1.2)
+    assert app.paused and seen == [(0, 0, 200)] and stats.seconds >= 1.2
