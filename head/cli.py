@@ -161,6 +161,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
 
 def _show(args: argparse.Namespace) -> int:
     from head.feed import ClusterFeed
+    from piswarm.errors import PiswarmError
 
     if args.screenshot is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
@@ -168,6 +169,13 @@ def _show(args: argparse.Namespace) -> int:
             args.windowed = (1920, 1080)
     feed = ClusterFeed(settings=_viewer_settings(args), client_id=f"piswarm-display-{os.getpid()}")
     app = _build_app(args, feed)
+    from head.display.app import screen_driver
+
+    if screen_driver() is None:
+        raise PiswarmError(
+            "no screen to show the display on (no X, Wayland or console): run it on the "
+            "head node's screen, or save a frame with --screenshot out.png"
+        )
     stop = _stop_event()
     feed.start()
     try:
@@ -212,6 +220,11 @@ def run_demo(args: argparse.Namespace) -> int:
         app = None
         if not args.text:
             app = _build_app(args, cluster.feed, expected=cluster.node_ids)
+            from head.display.app import screen_driver
+
+            if screen_driver() is None:
+                print("no screen here for the display: showing a text summary", flush=True)
+                app = None
         if app is None:
             text_view(cluster, stop, show, duration=args.duration)
         else:

@@ -9,6 +9,7 @@ Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q / Esc quit.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,29 @@ from head.display.text import TextCache
 from head.feed import Message
 
 log = logging.getLogger(__name__)
+
+
+HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
+
+
+def screen_driver() -> str | None:
+    """The SDL video driver a window would get here, or None when there is no screen.
+
+    With no X, Wayland or console framebuffer SDL falls back to a headless driver on its
+    own, and a window would be drawn where nobody sees it. A driver chosen on purpose
+    (``SDL_VIDEODRIVER=dummy`` for tests and screenshots) counts as a screen.
+    """
+    try:
+        pygame.display.init()
+    except pygame.error:
+        return None
+    try:
+        driver = pygame.display.get_driver()
+    finally:
+        pygame.display.quit()
+    if driver in HEADLESS_DRIVERS and not os.environ.get("SDL_VIDEODRIVER"):
+        return None
+    return driver
 
 
 class Source(Protocol):

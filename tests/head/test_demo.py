@@ -94,3 +94,28 @@ def test_demo_opens_the_display_and_stops_cleanly(tmp_path):
         demo.kill()
         demo.wait()
         demo.stdout.close()
+
+
+def test_without_a_screen_the_demo_falls_back_to_text_and_display_says_why():
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}  # fmt: skip
+    demo = subprocess.run(
+        [sys.executable, "-m", "piswarm", "demo", "--nodes", "5", "--interval", "0.5",
+         "--duration", "3"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    assert "no screen here for the display: showing a text summary" in demo.stdout
+    assert "nodes online 5/5" in demo.stdout
+    display = subprocess.run(
+        [sys.executable, "-m", "piswarm", "display", "--broker-port", "1"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert display.returncode == 1
+    assert (
+        display.stderr.strip()
+        .splitlines()[-1]
+        .startswith("piswarm display: error: no screen to show the display on")
+    )
