@@ -221,7 +221,7 @@ def test_main_loop_smoke_keys_and_a_scheduled_quit(broker, users, feed, tmp_path
     def schedule(app):
         # Keys as a person presses them (set_timer keeps one timer per event type, so
         # they are posted; the quit is the scheduled event).
-        for key in (pygame.K_SPACE, pygame.K_s, pygame.K_2):  # no scene 2: ignored
+        for key in (pygame.K_SPACE, pygame.K_s, pygame.K_2, pygame.K_f, pygame.K_f):
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
         pygame.time.set_timer(pygame.QUIT, 2500, loops=1)
 
@@ -229,6 +229,7 @@ def test_main_loop_smoke_keys_and_a_scheduled_quit(broker, users, feed, tmp_path
     stats = app.run(on_start=schedule)
     assert time.monotonic() - started < 10
     assert stats.frames > 60 and app.paused and stats.screenshots == 1
+    assert not app.fullscreen  # F twice: fullscreen and back
     (shot,) = tmp_path.glob("piswarm-*.png")
     assert pygame.image.load(str(shot)).get_size() == (800, 600)
 
