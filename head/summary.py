@@ -10,14 +10,15 @@ def _temp(view: NodeView) -> str:
     return "   -  " if view.temp_c is None else f"{view.temp_c:5.1f}C"
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f}s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}min ago"
-    return f"{seconds / 3600:.1f}h ago"
+def ago(seconds: float) -> str:
+    """A duration as people say it: ``5s ago``, ``3m ago``, ``2h ago``, ``4d ago``."""
+    if seconds < 90:
+        return f"{max(0, int(seconds))}s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
 
 
 def headline(model: ClusterModel, now: float) -> str:
@@ -43,8 +44,8 @@ def render(model: ClusterModel, now: float, *, hottest: int = 5) -> str:
     for view in model.nodes():
         state = view.state(now)
         if state in (NodeState.STALE, NodeState.OFFLINE):
-            seen = None if view.last_seen is None else now - view.last_seen
-            lines.append(f"  {view.node_id:<20} {state.value:<8} last seen {_ago(seen)}")
+            seen = "never" if view.last_seen is None else ago(now - view.last_seen)
+            lines.append(f"  {view.node_id:<20} {state.value:<8} last seen {seen}")
     if model.stats.malformed:
         lines.append(f"malformed messages ignored: {model.stats.malformed}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from head.display import colors
 from head.display.colors import RGB
 from head.display.layout import Geometry, Layout, Rect
 from head.display.scene import Frame
+from head.summary import ago
 
 HEADER_SHARE = 0.085
 LEGEND_SHARE = 0.055
@@ -41,16 +42,6 @@ class TileLook:
     footer: str
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(0, int(seconds))}s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h ago"
-    return f"{seconds / 86400:.0f}d ago"
-
-
 def tile_look(view: NodeView, frame: Frame) -> TileLook:
     """How one node's tile should look now (pure: tested without a screen)."""
     state = view.state(frame.view_time)
@@ -63,7 +54,7 @@ def tile_look(view: NodeView, frame: Frame) -> TileLook:
         return TileLook(state, view.node_id, "", colors.NEVER_SEEN, 0, False, False, "never seen")
     if state is NodeState.OFFLINE:
         seen = view.last_seen
-        footer = f"seen {_ago(frame.view_time - seen)}" if seen is not None else "offline"
+        footer = f"seen {ago(frame.view_time - seen)}" if seen is not None else "offline"
         return TileLook(state, view.node_id, "offline", colors.OFFLINE, 0, False, False, footer)
     base = colors.NO_SENSOR if temp is None else colors.temp_color(temp, frame.palette)
     background = base if state is NodeState.LIVE else colors.blend(base, colors.BACKGROUND, 0.6)

@@ -17,10 +17,6 @@ class Link:
     since: float  # wall clock of the last change
     problem: str | None = None  # e.g. "Not authorized"
 
-    @property
-    def connected(self) -> bool:
-        return self.state == "connected"
-
 
 @dataclass(frozen=True)
 class Frame:
