@@ -1,0 +1,104 @@
+"""The numpy sieve against known counts and against a reference that is obviously right."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node_agent.sieve import SegmentedSieve, small_primes
+
+
+def reference_primes(lo: int, hi: int) -> list[int]:
+    """Trial division: slow, but correct beyond doubt."""
+
+    def is_prime(n: int) -> bool:
+        if n < 2:
+            return False
+        if n % 2 == 0:
+            return n == 2
+        f = 3
+        while f * f <= n:
+            if n % f == 0:
+                return False
+            f += 2
+        return True
+
+    return [n for n in range(lo, hi) if is_prime(n)]
+
+
+def miller_rabin(n: int) -> bool:
+    """Deterministic for n < 3.3e24 with these bases (a second, independent reference)."""
+    if n < 2:
+        return False
+    bases = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
+    if n in bases:
+        return True
+    if any(n % b == 0 for b in bases):
+        return False
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in bases:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("hi", "count"),
+    [(2, 0), (3, 1), (10, 4), (100, 25), (10**6, 78_498), (10**7, 664_579), (10**8, 5_761_455)],
+)
+def test_known_counts(hi, count):
+    assert SegmentedSieve().count(0, hi) == count
+
+
+def test_primes_equal_count_and_the_plain_sieve():
+    sieve = SegmentedSieve(segment=1 << 15)  # many segments, every boundary case exercised
+    primes = sieve.primes(0, 2_000_000)
+    assert primes.dtype == np.uint64 and len(primes) == sieve.count(0, 2_000_000)
+    assert np.array_equal(primes, small_primes(1_999_999))
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=st.integers(0, 10**6), width=st.integers(0, 3000),
+       segment=st.sampled_from([15015, 15017, 20000, 1 << 16]))  # fmt: skip
+def test_any_window_matches_trial_division(lo, width, segment):
+    sieve = SegmentedSieve(segment=segment)
+    assert sieve.primes(lo, lo + width).tolist() == reference_primes(lo, lo + width)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lo=st.integers(10**12, 10**15), width=st.integers(1, 2000))
+def test_windows_far_out_match_miller_rabin(lo, width):
+    expected = [n for n in range(lo, lo + width) if miller_rabin(n)]
+    assert FAR_OUT.primes(lo, lo + width).tolist() == expected
+
+
+FAR_OUT = SegmentedSieve(segment=20_000)  # shared: its base primes are built once
+
+
+def test_blocks_add_up_to_the_whole():
+    sieve = SegmentedSieve()
+    edges = [0, 1, 2, 3, 17, 1000, 65_536, 999_983, 999_984, 5_000_000]
+    parts = [sieve.count(a, b) for a, b in itertools.pairwise(edges)]
+    assert sum(parts) == sieve.count(0, 5_000_000) == 348_513
+
+
+def test_primes_in_a_trillion_range_from_anchors():
+    # ANCHORS.md: primes in [1e12, 1e12 + 1e8) = 3,618,282
+    assert SegmentedSieve().count(10**12, 10**12 + 10**8) == 3_618_282
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(-1, 10), (10, 5), (0, 2**64)])
+def test_bad_ranges_are_refused(lo, hi):
+    with pytest.raises(ValueError, match="must satisfy"):
+        SegmentedSieve().count(lo, hi)
