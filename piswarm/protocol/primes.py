@@ -1,0 +1,200 @@
+"""The binary encoding of a block of primes (the bulk part of a prime-search result).
+
+Consecutive odd primes differ by an even gap, and below ~3e11 every gap is at most 510, so
+``gap / 2`` fits a byte; those bytes compress well (zstd: 0.59 bytes a prime, zlib: 0.64).
+Larger gaps are escapes kept in a side table, so any sorted list of primes round-trips.
+
+Layout (little-endian)::
+
+    offset size
+     0      4   magic b"PSPB"
+     4      1   format version (1)
+     5      1   codec: 0 none, 1 zlib, 2 zstd
+     6      1   flags: bit 0 = the list starts with 2
+     7      1   reserved (0)
+     8      8   count: primes in the list (including 2)
+    16      8   first odd prime (0 when there is none)
+    24      8   last prime (0 for an empty list)
+    32      4   CRC-32 of the primes as little-endian uint64 (end-to-end check)
+    36      4   escapes: gaps too large for a byte
+    40      -   compressed body: escapes x (uint32 index, uint32 gap/2), then one byte
+                gap/2 per consecutive pair of odd primes (0 where an escape holds it)
+
+zstd is used when the ``zstandard`` package is installed (the head always has it) and
+zlib otherwise, so a Pi with only paho-mqtt, psutil and numpy can still encode.
+Decoding checks everything it can (sizes before decompressing, escapes, last prime,
+CRC) and raises :class:`ProtocolError` for anything wrong.
+"""
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from piswarm.protocol.errors import ProtocolError
+
+try:  # optional: faster and smaller than zlib
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the machine
+    zstandard = None  # type: ignore[assignment]
+
+MAGIC = b"PSPB"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sBBBxQQQII")
+CODECS: dict[str, int] = {"none": 0, "zlib": 1, "zstd": 2}
+MAX_PRIMES = 200_000_000
+"""No block holds more (a block of 5e9 numbers near 1e9 holds ~2.3e8 primes: use smaller)."""
+
+Codec = Literal["auto", "none", "zlib", "zstd"]
+
+
+@dataclass(frozen=True)
+class PrimeBlock:
+    """A decoded block: the primes and the header that vouches for them."""
+
+    primes: np.ndarray  # uint64, ascending
+    count: int
+    first: int  # 0 when empty
+    last: int  # 0 when empty
+    crc32: int
+    codec: str
+
+
+def available_codec() -> Literal["zstd", "zlib"]:
+    return "zstd" if zstandard is not None else "zlib"
+
+
+def checksum(primes: np.ndarray) -> int:
+    """CRC-32 of the primes as little-endian uint64: what the header and storage keep."""
+    return zlib.crc32(np.ascontiguousarray(primes, dtype="<u8").tobytes())
+
+
+def encode_primes(primes: np.ndarray, *, codec: Codec = "auto", level: int = 1) -> bytes:
+    """Encode an ascending array of primes (any of them may be 2, then first)."""
+    arr = np.asarray(primes, dtype=np.uint64)
+    if arr.ndim != 1:
+        raise ValueError("primes must be a 1-D array")
+    if arr.size > MAX_PRIMES:
+        raise ValueError(f"{arr.size} primes exceed the block limit of {MAX_PRIMES}")
+    starts_with_two = bool(arr.size) and int(arr[0]) == 2
+    odd = arr[1:] if starts_with_two else arr
+    if odd.size and (np.any(odd % 2 == 0) or np.any(np.diff(odd) == 0)):
+        raise ValueError("primes must be odd (except a leading 2) and strictly ascending")
+    if odd.size > 1 and np.any(odd[1:] < odd[:-1]):
+        raise ValueError("primes must be ascending")
+    half = np.diff(odd) // 2  # uint64: consecutive odd primes differ by an even gap
+    big = np.flatnonzero(half > 255)
+    escapes = np.empty((big.size, 2), dtype="<u4")
+    if big.size:
+        if int(half[big].max()) > 0xFFFFFFFF:
+            raise ValueError("a gap between primes exceeds 2**33")
+        escapes[:, 0] = big
+        escapes[:, 1] = half[big]
+    small = half.astype(np.uint8)
+    small[big] = 0
+    body = escapes.tobytes() + small.tobytes()
+    name = available_codec() if codec == "auto" else codec
+    if name == "zstd":
+        if zstandard is None:
+            raise ValueError("codec zstd needs the zstandard package")
+        body = zstandard.ZstdCompressor(level=level).compress(body)
+    elif name == "zlib":
+        body = zlib.compress(body, level)
+    elif name != "none":
+        raise ValueError(f"unknown codec {codec!r}")
+    header = HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        CODECS[name],
+        1 if starts_with_two else 0,
+        int(arr.size),
+        int(odd[0]) if odd.size else 0,
+        int(arr[-1]) if arr.size else 0,
+        checksum(arr),
+        int(big.size),
+    )
+    return header + body
+
+
+def _decompress(codec: int, body: bytes, expected: int) -> bytes:
+    """Decompress at most ``expected`` bytes (a corrupt or hostile payload cannot balloon)."""
+    try:
+        if codec == 0:
+            return body
+        if codec == 1:
+            inflater = zlib.decompressobj()
+            out = inflater.decompress(body, expected)
+            if inflater.unconsumed_tail:
+                raise ProtocolError("compressed body is longer than its header says")
+            if not inflater.eof:
+                raise ProtocolError("compressed body is truncated")
+            return out
+        if zstandard is None:
+            raise ProtocolError("zstd payload, but the zstandard package is not installed")
+        # Read through a stream, never more than the header promises (+1 to notice more):
+        # a frame may declare any content size, and a hostile one would be believed.
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+                out = bytes(reader.read(expected + 1))
+        except zstandard.ZstdError as exc:
+            raise ProtocolError(f"corrupt compressed body: {exc}") from None
+        if len(out) > expected:
+            raise ProtocolError("compressed body is longer than its header says")
+        return out
+    except zlib.error as exc:
+        raise ProtocolError(f"corrupt compressed body: {exc}") from None
+
+
+def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:
+    """Decode and verify a block; :class:`ProtocolError` when anything is off."""
+    if len(data) < HEADER.size:
+        raise ProtocolError(f"prime block of {len(data)} bytes is shorter than its header")
+    magic, version, codec, flags, count, first_odd, last, crc, n_escapes = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ProtocolError("not a prime block (bad magic)")
+    if version != FORMAT_VERSION:
+        raise ProtocolError(f"unsupported prime block version {version}")
+    if codec not in CODECS.values():
+        raise ProtocolError(f"unknown codec {codec}")
+    if flags & ~1:
+        raise ProtocolError(f"unknown flags {flags:#x}")
+    if count > max_primes:
+        raise ProtocolError(f"{count} primes exceed the limit of {max_primes}")
+    with_two = bool(flags & 1)
+    n_odd = count - (1 if with_two else 0)
+    if n_odd < 0 or (n_odd == 0) != (first_odd == 0) or n_escapes > max(0, n_odd - 1):
+        raise ProtocolError("inconsistent prime block header")
+    expected = 8 * n_escapes + max(0, n_odd - 1)
+    body = _decompress(codec, data[HEADER.size :], expected)
+    if len(body) != expected:
+        raise ProtocolError(f"body holds {len(body)} bytes, header says {expected}")
+    escapes = np.frombuffer(body, dtype="<u4", count=2 * n_escapes).reshape(-1, 2)
+    half = np.frombuffer(body, dtype=np.uint8, offset=8 * n_escapes).astype(np.uint64)
+    if n_escapes:
+        index = escapes[:, 0].astype(np.int64)
+        if np.any(index >= half.size) or np.any(np.diff(index) <= 0):
+            raise ProtocolError("escape table is out of order or out of range")
+        half[index] = escapes[:, 1]
+    if np.any(half == 0):
+        raise ProtocolError("a gap of zero between primes")
+    odd = np.empty(n_odd, dtype=np.uint64)
+    if n_odd:
+        odd[0] = first_odd
+        np.cumsum(half * np.uint64(2), out=odd[1:])
+        odd[1:] += np.uint64(first_odd)
+    primes = np.concatenate((np.array([2], dtype=np.uint64), odd)) if with_two else odd
+    if (int(primes[-1]) if primes.size else 0) != last:
+        raise ProtocolError("last prime does not match the header")
+    if checksum(primes) != crc:
+        raise ProtocolError("CRC-32 of the primes does not match the header")
+    name = {v: k for k, v in CODECS.items()}[codec]
+    return PrimeBlock(
+        primes=primes,
+        count=count,
+        first=int(primes[0]) if primes.size else 0,
+        last=last,
+        crc32=crc,
+        codec=name,
+    )
