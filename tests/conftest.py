@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from broker.runner import BrokerProcess
+from broker.runner import BrokerProcess, die_with_parent
 from broker.users import UserStore
 from tests.mqtt_helpers import Recorder
 
@@ -31,7 +31,8 @@ def users(tmp_path) -> UserStore:
 @pytest.fixture
 def broker(users, tmp_path):
     """A running mosquitto on a free port; terminated (then killed) afterwards."""
-    proc = BrokerProcess(users=users, state_dir=tmp_path / "broker")
+    # Tied to this process: a crashed test run must not leave brokers behind.
+    proc = BrokerProcess(users=users, state_dir=tmp_path / "broker", die_with_parent=True)
     proc.start()
     yield proc
     proc.stop()
@@ -80,6 +81,7 @@ class AgentProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=die_with_parent,  # a crashed test run leaves no agent behind
             )
         return self
 
