@@ -80,11 +80,10 @@ def encode_primes(primes: np.ndarray, *, codec: Codec = "auto", level: int = 1) 
         raise ValueError(f"{arr.size} primes exceed the block limit of {MAX_PRIMES}")
     starts_with_two = bool(arr.size) and int(arr[0]) == 2
     odd = arr[1:] if starts_with_two else arr
-    if odd.size and (np.any(odd % 2 == 0) or np.any(np.diff(odd) == 0)):
+    # Bit tests, not '% 2' (uint64 modulo is 8x slower); one comparison pass for order.
+    if odd.size and (not np.all(odd & np.uint64(1)) or np.any(odd[1:] <= odd[:-1])):
         raise ValueError("primes must be odd (except a leading 2) and strictly ascending")
-    if odd.size > 1 and np.any(odd[1:] < odd[:-1]):
-        raise ValueError("primes must be ascending")
-    half = np.diff(odd) // 2  # uint64: consecutive odd primes differ by an even gap
+    half = np.diff(odd) >> np.uint64(1)  # consecutive odd primes differ by an even gap
     big = np.flatnonzero(half > 255)
     escapes = np.empty((big.size, 2), dtype="<u4")
     if big.size:
