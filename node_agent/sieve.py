@@ -99,7 +99,10 @@ class SegmentedSieve:
         _check_range(lo, hi)
         parts = [np.array([2], dtype=np.uint64)] if lo <= 2 < hi else []
         for lo_odd, seg in self._iter(lo, hi):
-            parts.append(np.uint64(lo_odd) + 2 * np.flatnonzero(seg).astype(np.uint64))
+            index = np.flatnonzero(seg)  # int64, fresh: turned into the primes in place
+            index *= 2
+            index += lo_odd
+            parts.append(index.view(np.uint64))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
     def count(self, lo: int, hi: int) -> int:
