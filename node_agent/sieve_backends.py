@@ -10,6 +10,7 @@ the tests. The chosen backend and its version go into the node's metadata.
 import ctypes
 import ctypes.util
 import logging
+import weakref
 from typing import Literal, Protocol
 
 import numpy as np
@@ -97,11 +98,11 @@ class PrimesieveBackend:
             if size.value == 0 and ctypes.get_errno() == 0:
                 return np.zeros(0, dtype=np.uint64)
             raise RuntimeError(f"libprimesieve failed on [{lo}, {hi})")
-        try:
-            view = (ctypes.c_uint64 * size.value).from_address(ptr)
-            return np.ctypeslib.as_array(view).astype(np.uint64, copy=True)
-        finally:
-            self._lib.primesieve_free(ptr)
+        # No copy (380 MB for [1e9, 2e9)): the array uses libprimesieve's buffer, which
+        # is freed when the last numpy view of it is garbage collected.
+        buffer = (ctypes.c_uint64 * size.value).from_address(ptr)
+        weakref.finalize(buffer, self._lib.primesieve_free, ptr)
+        return np.ctypeslib.as_array(buffer)
 
     def count(self, lo: int, hi: int) -> int:
         if hi <= lo:
