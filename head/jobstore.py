@@ -1,0 +1,308 @@
+"""The coordinator's memory: jobs, blocks, leases and results, in SQLite.
+
+Everything the coordinator knows lives here, so a restart (even after ``kill -9``) resumes
+every unfinished job where it stood. No MQTT and no clock of its own: callers pass
+``now``. Memory stays bounded however many primes are found: results are BLOBs on disk,
+progress is aggregated by SQL, export streams one block at a time.
+
+A block is ``pending`` until a node leases it, ``leased`` until its result is stored or
+its lease runs out (or its node goes offline), then ``pending`` again. Results are keyed
+by ``(job, block)``: the first valid one is stored, any later one (a frozen node waking
+up, a resend after a reconnect) is a harmless duplicate.
+"""
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from piswarm.protocol import ProtocolError
+from piswarm.protocol.jobs import PrimesRequest
+from piswarm.protocol.primes import PrimeBlock, decode_primes
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end_ INTEGER NOT NULL,
+    block_size INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled')),
+    created REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    job TEXT NOT NULL REFERENCES jobs(id),
+    block INTEGER NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'done')),
+    node TEXT,
+    lease_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job, block)
+);
+CREATE INDEX IF NOT EXISTS blocks_open ON blocks (state, job, block);
+CREATE TABLE IF NOT EXISTS results (
+    job TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    stored REAL NOT NULL,
+    PRIMARY KEY (job, block)
+);
+"""
+
+Outcome = Literal["stored", "duplicate"]
+
+KNOWN_PI = {10**4: 1229, 10**5: 9592, 10**6: 78_498, 10**7: 664_579, 10**8: 5_761_455,
+            10**9: 50_847_534, 10**10: 455_052_511}  # fmt: skip
+"""pi(x): how many primes are <= x (what a job [1, x] must find)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    job: str
+    block: int
+    lo: int  # half-open [lo, hi)
+    hi: int
+    lease_until: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    job: str
+    name: str
+    state: str
+    start: int
+    end: int
+    blocks_done: int
+    blocks_total: int
+    primes: int
+    largest: int | None
+    created: float
+    finished: float | None
+
+
+class JobStore:
+    """One SQLite database; not shared between threads (the coordinator owns it)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> "JobStore":
+        db = sqlite3.connect(str(self.path), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")  # a crash never leaves a half-written commit
+        db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
+        db.executescript(SCHEMA)
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("job store is not open")
+        return self._db
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def submit(self, request: PrimesRequest, now: float) -> str:
+        """Store a validated request and its blocks; returns the new job id."""
+        job = f"p{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
+        rows = ((job, i, *request.block_range(i)) for i in range(request.blocks))
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
+                (job, request.name, request.start, request.end, request.block_size,
+                 request.blocks, now),
+            )  # fmt: skip
+            self.db.executemany(
+                "INSERT INTO blocks (job, block, lo, hi, state) VALUES (?, ?, ?, ?, 'pending')",
+                rows,
+            )
+        return job
+
+    def cancel(self, job: str, now: float) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.execute(
+                "UPDATE jobs SET state = 'cancelled', finished = ? "
+                "WHERE id = ? AND state = 'running'",
+                (now, job),
+            )
+            if cur.rowcount == 0:
+                self._require(job)
+                raise ValueError(f"job {job} is not running")
+            self.db.execute(
+                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
+                "WHERE job = ? AND state = 'leased'",
+                (job,),
+            )
+
+    def _require(self, job: str) -> sqlite3.Row | tuple[object, ...]:
+        row = self.db.execute("SELECT state FROM jobs WHERE id = ?", (job,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job}")
+        return tuple(row)
+
+    def running_jobs(self) -> list[str]:
+        rows = self.db.execute("SELECT id FROM jobs WHERE state = 'running' ORDER BY created")
+        return [r[0] for r in rows]
+
+    def jobs(self, limit: int = 50) -> list[Progress]:
+        rows = self.db.execute("SELECT id FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+        return [self.progress(r[0]) for r in rows.fetchall()]
+
+    # -- leases -------------------------------------------------------------------------
+
+    def lease(self, node: str, now: float, seconds: float) -> Assignment | None:
+        """The oldest open block of the oldest running job, leased to ``node``."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT b.job, b.block, b.lo, b.hi FROM blocks b JOIN jobs j ON j.id = b.job "
+                "WHERE j.state = 'running' AND (b.state = 'pending' "
+                "OR (b.state = 'leased' AND b.lease_until < ?)) "
+                "ORDER BY j.created, b.block LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            job, block, lo, hi = row
+            until = now + seconds
+            self.db.execute(
+                "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
+                "attempts = attempts + 1 WHERE job = ? AND block = ?",
+                (node, until, job, block),
+            )
+        return Assignment(job=job, block=block, lo=lo, hi=hi, lease_until=until)
+
+    def release_node(self, node: str) -> int:
+        """A node went offline: its leased blocks are open again. Returns how many."""
+        with self.db:
+            cur = self.db.execute(
+                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
+                "WHERE node = ? AND state = 'leased'",
+                (node,),
+            )
+        return cur.rowcount
+
+    # -- results ------------------------------------------------------------------------
+
+    def store_result(self, job: str, block: int, node: str, data: bytes, now: float) -> Outcome:
+        """Check and store a block's primes; a second result for a block is a duplicate.
+
+        Raises :class:`ProtocolError` (stores nothing) for a result that cannot be right:
+        unknown job or block, corrupt encoding, primes outside the block's range.
+        """
+        row = self.db.execute(
+            "SELECT b.lo, b.hi, b.state, j.state FROM blocks b JOIN jobs j ON j.id = b.job "
+            "WHERE b.job = ? AND b.block = ?",
+            (job, block),
+        ).fetchone()
+        if row is None:
+            raise ProtocolError(f"no block {block} in job {job}")
+        lo, hi, block_state, job_state = row
+        if block_state == "done":
+            return "duplicate"
+        if job_state != "running":
+            raise ProtocolError(f"job {job} is {job_state}")
+        decoded: PrimeBlock = decode_primes(data)
+        if decoded.count and (decoded.first < lo or decoded.last >= hi):
+            raise ProtocolError(
+                f"primes {decoded.first}..{decoded.last} lie outside block [{lo}, {hi})"
+            )
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute(
+                "UPDATE blocks SET state = 'done', node = ?, lease_until = NULL "
+                "WHERE job = ? AND block = ? AND state != 'done'",
+                (node, job, block),
+            )
+            if cur.rowcount == 0:  # stored by someone else between our read and now
+                return "duplicate"
+            self.db.execute(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job, block, node, decoded.count, decoded.first, decoded.last, decoded.crc32,
+                 data, now),
+            )  # fmt: skip
+            open_blocks = self.db.execute(
+                "SELECT COUNT(*) FROM blocks WHERE job = ? AND state != 'done'", (job,)
+            ).fetchone()[0]
+            if open_blocks == 0:
+                self.db.execute(
+                    "UPDATE jobs SET state = 'done', finished = ? WHERE id = ?", (now, job)
+                )
+        return "stored"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def progress(self, job: str) -> Progress:
+        row = self.db.execute(
+            "SELECT name, state, start, end_, blocks, created, finished FROM jobs WHERE id = ?",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job}")
+        name, state, start, end, total, created, finished = row
+        done, primes, largest = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(count), 0), MAX(CASE WHEN count > 0 THEN last END) "
+            "FROM results WHERE job = ?",
+            (job,),
+        ).fetchone()
+        return Progress(job, name, state, start, end, done, total, primes, largest, created,
+                        finished)  # fmt: skip
+
+    def export(self, job: str) -> Iterator[np.ndarray]:
+        """The primes of a job in ascending order, one block at a time (bounded memory)."""
+        self._require(job)
+        cursor = self.db.execute("SELECT data FROM results WHERE job = ? ORDER BY block", (job,))
+        for (data,) in cursor:
+            yield decode_primes(data).primes
+
+    def verify(self, job: str) -> list[str]:
+        """Problems found re-reading every stored block (an empty list: all is well)."""
+        problems = []
+        recounted = 0  # from the data itself, not from the stored counts
+        rows = self.db.execute(
+            "SELECT r.block, r.count, r.crc32, r.data, b.lo, b.hi FROM results r "
+            "JOIN blocks b ON b.job = r.job AND b.block = r.block WHERE r.job = ? "
+            "ORDER BY r.block",
+            (job,),
+        )
+        for block, count, crc, data, lo, hi in rows:
+            try:
+                decoded = decode_primes(data)
+            except ProtocolError as exc:
+                problems.append(f"block {block}: {exc}")
+                continue
+            recounted += decoded.count
+            if decoded.count != count or decoded.crc32 != crc:
+                problems.append(f"block {block}: stored count/CRC differ from its data")
+            if decoded.count and (decoded.first < lo or decoded.last >= hi):
+                problems.append(f"block {block}: primes outside [{lo}, {hi})")
+        progress = self.progress(job)
+        if progress.blocks_done != progress.blocks_total:
+            problems.append(f"{progress.blocks_total - progress.blocks_done} blocks missing")
+        elif progress.start <= 2 and progress.end in KNOWN_PI:
+            expected = KNOWN_PI[progress.end]
+            if recounted != expected:
+                problems.append(f"{recounted} primes found, pi({progress.end}) = {expected}")
+        return problems

@@ -1,0 +1,136 @@
+"""The coordinator's job store: blocks, leases, idempotent results, restart, export, verify."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from head.jobstore import JobStore
+from node_agent.sieve import SegmentedSieve, small_primes
+from piswarm.protocol import ProtocolError
+from piswarm.protocol.jobs import PrimesRequest
+from piswarm.protocol.primes import encode_primes
+
+SIEVE = SegmentedSieve()
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite").open()
+    yield store
+    store.close()
+
+
+def result_for(assignment):
+    return encode_primes(SIEVE.primes(assignment.lo, assignment.hi))
+
+
+def run_job(store, job, nodes=("a", "b", "c"), now=0.0):
+    """Lease and complete every block, round-robin over ``nodes``."""
+    i = 0
+    while (lease := store.lease(nodes[i % len(nodes)], now, 30.0)) is not None:
+        assert store.store_result(lease.job, lease.block, nodes[i % len(nodes)],
+                                  result_for(lease), now) == "stored"  # fmt: skip
+        i += 1
+    return i
+
+
+def test_a_job_is_split_into_blocks_that_cover_the_range_exactly(store):
+    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=65_536), now=0.0)
+    leases = []
+    while (lease := store.lease("a", 0.0, 30.0)) is not None:
+        leases.append(lease)
+    assert [x.block for x in leases] == list(range(16))
+    assert leases[0].lo == 1 and leases[-1].hi == 1_000_001
+    assert all(a.hi == b.lo for a, b in itertools.pairwise(leases))
+    assert store.progress(job).blocks_total == 16
+
+
+def test_whole_job_gives_exactly_pi_and_exports_the_reference(store):
+    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=100_000), now=0.0)
+    assert run_job(store, job) == 10
+    progress = store.progress(job)
+    assert (progress.state, progress.primes, progress.largest) == ("done", 78_498, 999_983)
+    exported = np.concatenate(list(store.export(job)))
+    assert np.array_equal(exported, small_primes(1_000_000))
+    assert store.verify(job) == []
+
+
+def test_expired_leases_are_reissued_and_late_results_are_duplicates(store):
+    job = store.submit(PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
+    frozen = store.lease("frozen", now=0.0, seconds=10.0)
+    other = store.lease("b", now=1.0, seconds=10.0)
+    assert (frozen.block, other.block) == (0, 1)
+    assert store.lease("c", now=5.0, seconds=10.0) is None  # both leases still hold
+    taken = store.lease("c", now=11.0, seconds=10.0)  # frozen's lease ran out
+    assert taken.block == 0
+    assert store.store_result(job, 0, "c", result_for(taken), 12.0) == "stored"
+    # The frozen node wakes up and sends the same block: harmless.
+    assert store.store_result(job, 0, "frozen", result_for(frozen), 13.0) == "duplicate"
+    assert store.store_result(job, 1, "b", result_for(other), 14.0) == "stored"
+    assert store.progress(job).primes == 17_984 and store.progress(job).state == "done"
+
+
+def test_a_node_that_goes_offline_gives_its_blocks_back(store):
+    store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    first, second = store.lease("dead", 0.0, 60.0), store.lease("dead", 0.0, 60.0)
+    assert store.release_node("dead") == 2
+    assert [store.lease("alive", 1.0, 60.0).block for _ in range(3)] == [
+        first.block, second.block, 2]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("block", "data", "reason"),
+    [
+        (7, encode_primes(SIEVE.primes(1, 100)), "no block 7"),
+        (0, encode_primes(SIEVE.primes(100_001, 100_100)), "outside block"),
+        (0, b"garbage", "shorter than its header"),
+        (0, encode_primes(SIEVE.primes(1, 100_001))[:-3], "truncated|corrupt|holds"),
+    ],
+)
+def test_wrong_results_are_rejected_and_change_nothing(store, block, data, reason):
+    job = store.submit(PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
+    store.lease("a", 0.0, 30.0)
+    with pytest.raises(ProtocolError, match=reason):
+        store.store_result(job, block, "a", data, 1.0)
+    progress = store.progress(job)
+    assert (progress.blocks_done, progress.primes, progress.state) == (0, 0, "running")
+
+
+def test_everything_survives_a_restart(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path).open()
+    job = store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    lease = store.lease("a", 0.0, 30.0)
+    store.store_result(job, lease.block, "a", result_for(lease), 1.0)
+    held = store.lease("b", 1.0, 30.0)
+    store.close()  # (a kill -9 loses nothing either: WAL + synchronous=FULL)
+    again = JobStore(path).open()
+    try:
+        assert again.running_jobs() == [job]
+        assert again.progress(job).blocks_done == 1
+        assert again.lease("c", 2.0, 30.0).block == 2  # b's lease still holds
+        assert again.lease("c", 40.0, 30.0).block == held.block  # ... until it runs out
+    finally:
+        again.close()
+
+
+def test_verify_finds_tampering_and_a_wrong_total(store):
+    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=500_000), now=0.0)
+    run_job(store, job)
+    store.db.execute("UPDATE results SET data = ? WHERE job = ? AND block = 1",
+                     (encode_primes(SIEVE.primes(500_001, 600_000)), job))  # fmt: skip
+    problems = store.verify(job)
+    assert "block 1: stored count/CRC differ from its data" in problems
+    assert any("pi(1000000) = 78498" in p for p in problems)
+
+
+def test_cancel_stops_leasing(store):
+    job = store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    store.lease("a", 0.0, 30.0)
+    store.cancel(job, 1.0)
+    assert store.lease("a", 2.0, 30.0) is None and store.progress(job).state == "cancelled"
+    with pytest.raises(ValueError, match="not running"):
+        store.cancel(job, 3.0)
+    with pytest.raises(KeyError):
+        store.cancel("nope", 3.0)
