@@ -81,6 +81,8 @@ class Agent:
         self.connected = threading.Event()
         self.fatal: str | None = None  # set when the agent must stop (e.g. replaced)
         self._client: mqtt.Client | None = None
+        self._stopping: mqtt.Client | None = None
+        self._goodbye: mqtt.MQTTMessageInfo | None = None
         self._next_due: float | None = None
         self._send_now = False
         self._pending: OrderedDict[int, str] = OrderedDict()
@@ -108,20 +110,48 @@ class Agent:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish retained ``offline``, disconnect cleanly and stop the network thread."""
-        client, self._client = self._client, None
+        self.begin_stop()
+        self.end_session(time.monotonic() + timeout)
+        self.finish_stop()
+
+    # A fleet stops in three passes over all its agents, so that nothing is waited for
+    # one agent after another: with the broker gone, each goodbye waits for a PUBACK that
+    # never comes and each thread sits up to a second in paho's reconnect back-off, which
+    # one by one is minutes for 240 nodes.
+
+    def begin_stop(self) -> None:
+        """Pass 1: publish the retained ``offline`` goodbye (no waiting)."""
+        client = self._client
         if client is None:
             return
+        self._stopping, self._client = client, None
         if self.connected.is_set() and self.fatal is None:
             offline = protocol.NodeOffline(
                 node=self.node_id, ts=self.wall_clock(), reason="shutdown"
             )
-            info = client.publish(self._status_topic, protocol.encode(offline), qos=1, retain=True)
+            self._goodbye = client.publish(
+                self._status_topic, protocol.encode(offline), qos=1, retain=True
+            )
+
+    def end_session(self, deadline: float) -> None:
+        """Pass 2: wait (until ``deadline``, monotonic) for the goodbye, then disconnect."""
+        client, goodbye, self._goodbye = self._stopping, self._goodbye, None
+        if client is None:
+            return
+        if goodbye is not None and self.connected.is_set():
             try:
-                info.wait_for_publish(timeout)
+                goodbye.wait_for_publish(max(0.0, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as exc:
                 log.warning("%s: offline status not confirmed: %s", self.node_id, exc)
+            if not goodbye.is_published():
+                log.warning("%s: offline status not confirmed before shutdown", self.node_id)
         client.disconnect()
-        client.loop_stop()
+
+    def finish_stop(self) -> None:
+        """Pass 3: wait for the network thread to end."""
+        client, self._stopping = self._stopping, None
+        if client is not None:
+            client.loop_stop()
         self.connected.clear()
 
     # -- the driver's side ----------------------------------------------------------------

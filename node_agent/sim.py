@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from node_agent.agent import Agent, drive
 from node_agent.identity import Identity
@@ -129,5 +130,12 @@ def run_fleet(
         drive(agents, stop, wake, clock=clock)
     finally:
         for agent in agents:
-            agent.stop()
+            agent.begin_stop()
+        deadline = time.monotonic() + 3.0  # one wait for all the goodbyes, not one each
+        for agent in agents:
+            agent.end_session(deadline)
+        # Joining a paho thread can take up to a second (it may be mid-reconnect): join
+        # them all at once.
+        with ThreadPoolExecutor(max_workers=max(1, min(256, len(agents)))) as pool:
+            list(pool.map(Agent.finish_stop, agents))
         log.info("simulated fleet stopped")
