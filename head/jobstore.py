@@ -156,11 +156,9 @@ class JobStore:
                 (job,),
             )
 
-    def _require(self, job: str) -> sqlite3.Row | tuple[object, ...]:
-        row = self.db.execute("SELECT state FROM jobs WHERE id = ?", (job,)).fetchone()
-        if row is None:
+    def _require(self, job: str) -> None:
+        if self.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job,)).fetchone() is None:
             raise KeyError(f"no job {job}")
-        return tuple(row)
 
     def running_jobs(self) -> list[str]:
         rows = self.db.execute("SELECT id FROM jobs WHERE state = 'running' ORDER BY created")
