@@ -23,6 +23,23 @@ def start_sim(broker, users, nodes, interval):
     )  # fmt: skip
 
 
+def online_fleet(broker, users, count, interval, timeout=30):
+    """``count`` simulated nodes with credentials, a viewer watching, all online."""
+    ids = sim_node_ids(count)
+    users.add_nodes(ids)
+    broker.reload()
+    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
+    sim = start_sim(broker, users, count, interval)
+    try:
+        rec.wait_for(lambda _m: nodes_in_state(rec, "online") == set(ids), timeout=timeout)
+    except BaseException:
+        sim.kill()
+        sim.communicate()
+        rec.close()
+        raise
+    return ids, rec, sim
+
+
 def nodes_in_state(rec, state):
     marker = f'"state":"{state}"'.encode()
     return {
@@ -33,13 +50,8 @@ def nodes_in_state(rec, state):
 
 @pytest.mark.slow
 def test_240_nodes_for_30_seconds_without_a_missing_period(broker, users):
-    ids = sim_node_ids(240)
-    users.add_nodes(ids)
-    broker.reload()
-    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
-    sim = start_sim(broker, users, 240, 1.0)
+    ids, rec, sim = online_fleet(broker, users, 240, 1.0)
     try:
-        rec.wait_for(lambda _m: len(nodes_in_state(rec, "online")) == 240, timeout=30)
         start = time.time()
         rec.wait_for(lambda m: m.at - start >= 30, timeout=40)
         window = [m for m in rec.matching(lambda m: m.topic.endswith("/telemetry"))
@@ -60,13 +72,8 @@ def test_240_nodes_for_30_seconds_without_a_missing_period(broker, users):
 
 
 def test_sim_stops_cleanly_and_every_node_says_offline(broker, users):
-    ids = sim_node_ids(20)
-    users.add_nodes(ids)
-    broker.reload()
-    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
-    sim = start_sim(broker, users, 20, 0.5)
+    ids, rec, sim = online_fleet(broker, users, 20, 0.5)
     try:
-        rec.wait_for(lambda _m: nodes_in_state(rec, "online") == set(ids), timeout=20)
         sim.send_signal(signal.SIGINT)
         rec.wait_for(lambda _m: nodes_in_state(rec, "offline") == set(ids), timeout=20)
         assert sim.wait(timeout=20) == 0
@@ -89,13 +96,8 @@ def test_sim_without_credentials_says_how_to_create_them(broker, users):
 
 def test_sim_stops_promptly_even_when_the_broker_is_gone(broker, users):
     """Each client waits in paho's reconnect back-off: they must wind down together."""
-    ids = sim_node_ids(40)
-    users.add_nodes(ids)
-    broker.reload()
-    rec = Recorder(broker.port, users.get("viewer")).wait_connected()
-    sim = start_sim(broker, users, 40, 0.5)
+    _ids, rec, sim = online_fleet(broker, users, 40, 0.5)
     try:
-        rec.wait_for(lambda _m: len(nodes_in_state(rec, "online")) == 40, timeout=20)
         rec.close()
         broker.kill()
         started = time.monotonic()
