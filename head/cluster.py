@@ -8,6 +8,7 @@ older than what the model already has (duplicates, reordering) is ignored too.
 
 import enum
 import logging
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -15,6 +16,9 @@ from piswarm import protocol
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
+
+CHANGE_LOG = 8192
+"""Recent changes remembered, so a view can redraw just those (a few seconds of 240 nodes)."""
 
 STALE_PERIODS = 3
 """A node is stale after this many telemetry periods without a message."""
@@ -105,6 +109,7 @@ class ClusterModel:
         self._nodes: dict[str, NodeView] = {n: NodeView(n) for n in self.expected}
         self.members = 0  # +1 whenever a node is added: views re-arrange only then
         self.version = 0  # +1 on every applied change
+        self._recent: deque[tuple[int, str]] = deque(maxlen=CHANGE_LOG)
 
     def _node(self, node_id: str) -> NodeView | None:
         view = self._nodes.get(node_id)
@@ -120,7 +125,21 @@ class ClusterModel:
         view.version += 1
         self.version += 1
         self.stats.applied += 1
+        self._recent.append((self.version, view.node_id))
         return True
+
+    def changed_since(self, version: int) -> set[str] | None:
+        """Nodes changed after model ``version``; None when that is too long ago to tell."""
+        if version >= self.version:
+            return set()
+        if not self._recent or self._recent[0][0] > version + 1:
+            return None
+        changed: set[str] = set()
+        for v, node_id in reversed(self._recent):
+            if v <= version:
+                break
+            changed.add(node_id)
+        return changed
 
     def apply(self, topic: str, payload: bytes, received_at: float) -> bool:
         """Apply one message; False (and counted) when it is malformed or ignored."""

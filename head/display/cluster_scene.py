@@ -10,6 +10,7 @@ nothing new costs almost nothing.
 """
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pygame
@@ -89,7 +90,7 @@ class ClusterScene:
         self._known: frozenset[str] = frozenset()
         self._members = -1  # the model's membership count at the last layout
         self._pending: frozenset[str] = frozenset()  # nodes known, maybe not yet laid out
-        self._versions: dict[str, int] = {}  # node version at its last look
+        self._seen_version = 0  # the model's version at the last frame
         self._reviewed_at = 0.0
         self._header_at = 0.0
 
@@ -135,7 +136,6 @@ class ClusterScene:
         ):
             self._rects[node_id] = rect
         self._looks.clear()
-        self._versions.clear()
         self._header = ()
         return True
 
@@ -164,14 +164,20 @@ class ClusterScene:
             header = self._draw_header(surface, frame, full)
             if header:
                 dirty.append(header)
-        review = full or tick - self._reviewed_at >= REVIEW_EVERY
+        model = frame.model
+        changed = model.changed_since(self._seen_version)
+        review = full or changed is None or tick - self._reviewed_at >= REVIEW_EVERY
         if review:
             self._reviewed_at = tick
-        for node_id, rect in self._rects.items():
-            view = frame.model.get(node_id)
-            if view is None or (not review and self._versions.get(node_id) == view.version):
+            candidates: Iterable[str] = self._rects
+        else:
+            candidates = changed or ()
+        self._seen_version = model.version
+        for node_id in candidates:
+            rect = self._rects.get(node_id)
+            view = model.get(node_id)
+            if rect is None or view is None:
                 continue
-            self._versions[node_id] = view.version
             look = tile_look(view, frame)
             if not full and self._looks.get(node_id) == look:
                 continue

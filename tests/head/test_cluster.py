@@ -108,3 +108,21 @@ def test_simulated_pi_is_plausible():
     assert min(temps) >= 30 and max(temps) <= 90
     steps = [abs(a - b) for a, b in itertools.pairwise(temps)]
     assert max(steps) < 5  # drifts, never jumps
+
+
+def test_changed_since_names_exactly_the_nodes_that_moved():
+    from head.cluster import CHANGE_LOG
+
+    model = ClusterModel()
+    for node in ("a", "b", "c"):
+        model.apply(*birth(node), received_at=0.0)
+    mark = model.version
+    assert model.changed_since(mark) == set()
+    model.apply(*telemetry("b", 1), received_at=1.0)
+    model.apply(*telemetry("b", 2), received_at=2.0)
+    model.apply(*telemetry("c", 1), received_at=2.0)
+    assert model.changed_since(mark) == {"b", "c"}
+    assert model.changed_since(0) == {"a", "b", "c"}
+    for seq in range(3, CHANGE_LOG + 10):  # more changes than the log keeps
+        model.apply(*telemetry("a", seq), received_at=3.0)
+    assert model.changed_since(mark) is None  # too long ago: the view must look at all
