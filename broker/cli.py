@@ -15,6 +15,11 @@ def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="users directory (default $PISWARM_BROKER_DIR or ~/.config/piswarm/broker)",
     )
+    parser.add_argument(
+        "--broker-group",
+        metavar="GROUP",
+        help="make passwd and acl readable by this group (the system broker: 'mosquitto')",
+    )
 
 
 def register(sub: Any) -> None:
@@ -47,9 +52,15 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=run_broker)
 
     config = bsub.add_parser(
-        "config", help="print a mosquitto.conf for /etc/mosquitto/conf.d (head node)"
+        "config", help="print the piswarm broker config (a drop-in for /etc/mosquitto/conf.d)"
     )
     config.add_argument("--port", type=int, default=1883)
+    config.add_argument(
+        "--standalone",
+        action="store_true",
+        help="a complete mosquitto.conf (with persistence_location and log_dest) "
+        "instead of a drop-in beside Debian's packaged one",
+    )
     config.add_argument("--state-dir", type=Path, default=Path("/var/lib/mosquitto"))
     config.add_argument("--log-file", type=Path, default=Path("/var/log/mosquitto/mosquitto.log"))
     _users_dir_flag(config)
@@ -57,10 +68,19 @@ def register(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    import grp
+
     from broker.users import UserStore
     from piswarm import paths
+    from piswarm.errors import ConfigError
 
-    return UserStore(args.users_dir or paths.broker_users_dir())
+    gid = None
+    if getattr(args, "broker_group", None):
+        try:
+            gid = grp.getgrnam(args.broker_group).gr_gid
+        except KeyError:
+            raise ConfigError(f"--broker-group {args.broker_group}: no such group") from None
+    return UserStore(args.users_dir or paths.broker_users_dir(), broker_group=gid)
 
 
 def run_users(args: argparse.Namespace) -> int:
@@ -159,6 +179,7 @@ def print_config(args: argparse.Namespace) -> int:
         acl_file=store.acl_path,
         persistence_dir=args.state_dir,
         log_file=args.log_file,
+        drop_in=not args.standalone,
     )
     sys.stdout.write(config.render())
     return 0

@@ -31,6 +31,9 @@ class BrokerConfig:
     run_as_user: str | None = None  # None: mosquitto's default ("mosquitto" when root)
     log_file: Path | None = None  # None: stderr
     autosave_changes: int = 1
+    # A drop-in for Debian's /etc/mosquitto/conf.d leaves out what the packaged
+    # mosquitto.conf already sets (mosquitto refuses a second persistence_location).
+    drop_in: bool = False
 
     def render(self) -> str:
         listener = f"listener {self.port} {self.bind}" if self.bind else f"listener {self.port}"
@@ -48,7 +51,7 @@ class BrokerConfig:
             "# retained status and queued QoS 1 results in between. Save after every change",
             "# (retained message, subscription, queued message for an offline session).",
             "persistence true",
-            f"persistence_location {self.persistence_dir}/",
+            *([] if self.drop_in else [f"persistence_location {self.persistence_dir}/"]),
             "autosave_on_changes true",
             f"autosave_interval {self.autosave_changes}",
             "# A node that vanishes for a week has its session forgotten.",
@@ -68,8 +71,9 @@ class BrokerConfig:
             "log_type warning",
             "log_type notice",
             "log_type information",
-            f"log_dest file {self.log_file}" if self.log_file else "log_dest stderr",
         ]
+        if not self.drop_in:
+            lines.append(f"log_dest file {self.log_file}" if self.log_file else "log_dest stderr")
         if self.run_as_user:
             lines.insert(2, f"user {self.run_as_user}")
         return "\n".join(lines) + "\n"

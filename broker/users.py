@@ -179,6 +179,12 @@ class UserStore:
 
     def _sync(self) -> None:
         users = self.users()
+        if self.broker_group is not None:
+            # The broker's group may enter the directory to read passwd and acl; the
+            # credentials/ folder inside stays private to its owner.
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chown(self.root, -1, self.broker_group)
+            self.root.chmod(0o750)
         _write_private(self.passwd_path, render_passwd(users), group=self.broker_group)
         _write_private(self.acl_path, render_acl(users), group=self.broker_group)
 
