@@ -41,7 +41,6 @@ class NodeView:
     telemetry: protocol.Telemetry | None = None
     status_at: float | None = None  # receive time of the latest status
     telemetry_at: float | None = None  # receive time of the latest telemetry
-    version: int = 0  # +1 on every change: views redraw a node only when it moved
 
     @property
     def online(self) -> bool:
@@ -122,7 +121,6 @@ class ClusterModel:
         return view
 
     def _changed(self, view: NodeView) -> bool:
-        view.version += 1
         self.version += 1
         self.stats.applied += 1
         self._recent.append((self.version, view.node_id))
@@ -186,9 +184,6 @@ class ClusterModel:
 
     def get(self, node_id: str) -> NodeView | None:
         return self._nodes.get(node_id)
-
-    def __len__(self) -> int:
-        return len(self._nodes)
 
     def nodes(self) -> list[NodeView]:
         """Every node, sorted by id."""

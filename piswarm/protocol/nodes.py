@@ -29,7 +29,7 @@ THROTTLE_FLAGS: dict[int, str] = {
 """Bits 0-3 of ``vcgencmd get_throttled`` (now); bits 16-19 are the same since boot."""
 
 TEMP_SOURCES = frozenset({"thermal", "vcgencmd", "psutil", "simulated", "unknown"})
-OFFLINE_REASONS = frozenset({"shutdown", "lost", "replaced"})
+OFFLINE_REASONS = frozenset({"shutdown", "lost"})
 COMMANDS = frozenset({"ping", "telemetry"})
 
 
@@ -76,7 +76,7 @@ class NodeOnline:
 
 @dataclass(frozen=True)
 class NodeOffline:
-    """Retained when a node leaves: ``shutdown`` (clean), ``lost`` (its will), ``replaced``.
+    """Retained when a node leaves: ``shutdown`` (clean) or ``lost`` (its will).
 
     For ``lost`` the broker sends the will registered at connect time, so ``ts`` is the
     time of that connection, not of the loss: subscribers use their receive time.
