@@ -20,7 +20,6 @@ Environment: ``PISWARM_CONFIG`` (the file), ``PISWARM_NODE_ID``,
 
 import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from piswarm import paths
 from piswarm.errors import ConfigError
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
+from piswarm.tomlfile import read_toml
 
 
 def default_node_id() -> str:
@@ -53,17 +53,6 @@ class AgentConfig:
             raise ConfigError(f"{exc} (set node_id in the config or PISWARM_NODE_ID)") from None
         if not 0.05 <= self.telemetry_interval <= 3600:
             raise ConfigError(f"telemetry_interval {self.telemetry_interval} s is not in 0.05-3600")
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _float(value: object, name: str) -> float | None:

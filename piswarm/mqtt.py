@@ -9,7 +9,6 @@ thread when a callback raises, so every callback piswarm installs goes through
 import functools
 import logging
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from piswarm.errors import ConfigError
+from piswarm.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,7 @@ class Credentials:
     @classmethod
     def load(cls, path: Path) -> "Credentials":
         """Read a credentials file written by ``piswarm broker users``."""
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"credentials file {path} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"credentials file {path} is not valid TOML: {exc}") from None
+        data = read_toml(path, "credentials file")
         username, password = data.get("username"), data.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise ConfigError(f"credentials file {path} needs string 'username' and 'password'")

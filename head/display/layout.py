@@ -15,13 +15,13 @@ Layout file::
 """
 
 import math
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from piswarm.errors import ConfigError
 from piswarm.protocol import ProtocolError, topics
+from piswarm.tomlfile import read_toml
 
 Rect = tuple[int, int, int, int]  # x, y, width, height
 
@@ -68,12 +68,7 @@ class Layout:
 
     @classmethod
     def load(cls, path: Path) -> "Layout":
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"layout file {path} does not exist") from None
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"layout file {path}: {exc}") from None
+        data = read_toml(path, "layout file")
         table = data.get("layout")
         if not isinstance(table, dict):
             raise ConfigError(f"layout file {path} needs a [layout] table")
