@@ -67,7 +67,11 @@ def render_acl(users: Iterable[User]) -> str:
         if user.role == "admin":
             lines += ["topic readwrite piswarm/#", "topic read $SYS/#"]
         elif user.role == "viewer":
-            lines += ["topic read piswarm/#", "topic read $SYS/#"]
+            lines += [
+                "topic read piswarm/#",
+                "topic write piswarm/jobs/submit",
+                "topic read $SYS/#",
+            ]
         else:
             lines += [
                 f"topic readwrite piswarm/nodes/{user.name}/#",

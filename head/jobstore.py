@@ -28,6 +28,8 @@ from piswarm.protocol.primes import PrimeBlock, decode_primes
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    request_id TEXT UNIQUE,
     name TEXT NOT NULL,
     start INTEGER NOT NULL,
     end_ INTEGER NOT NULL,
@@ -80,6 +82,21 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class JobInfo:
+    """A job's own row: what was asked and where it stands (no counting of results)."""
+
+    job: str
+    name: str
+    state: str
+    start: int
+    end: int
+    block_size: int
+    blocks: int
+    created: float
+    finished: float | None
+
+
+@dataclass(frozen=True)
 class Progress:
     job: str
     name: str
@@ -122,22 +139,32 @@ class JobStore:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def submit(self, request: PrimesRequest, now: float) -> str:
-        """Store a validated request and its blocks; returns the new job id."""
+    def submit(self, request: PrimesRequest, now: float) -> tuple[str, bool]:
+        """Store a validated request and its blocks: ``(job id, True)``.
+
+        A request whose ``request_id`` was seen before (a retry, a duplicate delivery)
+        starts nothing: ``(the first job's id, False)``.
+        """
+        if request.request_id:
+            row = self.db.execute(
+                "SELECT id FROM jobs WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            if row is not None:
+                return row[0], False
         job = f"p{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
         rows = ((job, i, *request.block_range(i)) for i in range(request.blocks))
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
-                (job, request.name, request.start, request.end, request.block_size,
-                 request.blocks, now),
+                "INSERT INTO jobs VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
+                (job, request.request_id or None, request.name, request.start, request.end,
+                 request.block_size, request.blocks, now),
             )  # fmt: skip
             self.db.executemany(
                 "INSERT INTO blocks (job, block, lo, hi, state) VALUES (?, ?, ?, ?, 'pending')",
                 rows,
             )
-        return job
+        return job, True
 
     def cancel(self, job: str, now: float) -> None:
         with self.db:
@@ -170,27 +197,43 @@ class JobStore:
 
     # -- leases -------------------------------------------------------------------------
 
-    def lease(self, node: str, now: float, seconds: float) -> Assignment | None:
-        """The oldest open block of the oldest running job, leased to ``node``."""
+    def lease(self, node: str, now: float, seconds: float, count: int = 1) -> list[Assignment]:
+        """Up to ``count`` open blocks, oldest job first, leased to ``node`` in one commit.
+
+        Open means pending, or leased with the lease run out (``lease_until < now``).
+        """
+        until = now + seconds
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute(
+            rows = self.db.execute(
                 "SELECT b.job, b.block, b.lo, b.hi FROM blocks b JOIN jobs j ON j.id = b.job "
                 "WHERE j.state = 'running' AND (b.state = 'pending' "
                 "OR (b.state = 'leased' AND b.lease_until < ?)) "
-                "ORDER BY j.created, b.block LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            job, block, lo, hi = row
-            until = now + seconds
-            self.db.execute(
+                "ORDER BY j.created, b.block LIMIT ?",
+                (now, count),
+            ).fetchall()
+            self.db.executemany(
                 "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
                 "attempts = attempts + 1 WHERE job = ? AND block = ?",
-                (node, until, job, block),
+                [(node, until, job, block) for job, block, _lo, _hi in rows],
             )
-        return Assignment(job=job, block=block, lo=lo, hi=hi, lease_until=until)
+        return [Assignment(j, b, lo, hi, until) for j, b, lo, hi in rows]
+
+    def next_expiry(self) -> float | None:
+        """When the earliest lease of a running job runs out (``None``: no leases)."""
+        row = self.db.execute(
+            "SELECT MIN(b.lease_until) FROM blocks b JOIN jobs j ON j.id = b.job "
+            "WHERE j.state = 'running' AND b.state = 'leased'"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def leased_to(self, node: str) -> list[tuple[str, int]]:
+        """The ``(job, block)`` pairs ``node`` holds a lease on."""
+        rows = self.db.execute(
+            "SELECT job, block FROM blocks WHERE node = ? AND state = 'leased' ORDER BY job, block",
+            (node,),
+        )
+        return [(job, block) for job, block in rows]
 
     def release_node(self, node: str) -> int:
         """A node went offline: its leased blocks are open again. Returns how many."""
@@ -252,6 +295,16 @@ class JobStore:
 
     # -- reading ------------------------------------------------------------------------
 
+    def info(self, job: str) -> JobInfo:
+        row = self.db.execute(
+            "SELECT id, name, state, start, end_, block_size, blocks, created, finished "
+            "FROM jobs WHERE id = ?",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job}")
+        return JobInfo(*row)
+
     def progress(self, job: str) -> Progress:
         row = self.db.execute(
             "SELECT name, state, start, end_, blocks, created, finished FROM jobs WHERE id = ?",
@@ -267,6 +320,12 @@ class JobStore:
         ).fetchone()
         return Progress(job, name, state, start, end, done, total, primes, largest, created,
                         finished)  # fmt: skip
+
+    def contributions(self, job: str) -> Iterator[tuple[int, str, int, int]]:
+        """``(block, node, count, last)`` of every stored result, in block order."""
+        yield from self.db.execute(
+            "SELECT block, node, count, last FROM results WHERE job = ? ORDER BY block", (job,)
+        )
 
     def export(self, job: str) -> Iterator[np.ndarray]:
         """The primes of a job in ascending order, one block at a time (bounded memory)."""

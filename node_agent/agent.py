@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from node_agent.identity import Identity
+from node_agent.runner import WorkRunner
 from node_agent.sensors import Sensors
 from piswarm import __version__, protocol
 from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
@@ -65,6 +66,7 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         wake: Callable[[], None] = lambda: None,
+        runner: WorkRunner | None = None,
     ) -> None:
         self.node_id = topics.validate_node_id(node_id)
         self.settings = settings
@@ -76,6 +78,9 @@ class Agent:
         self.clock = clock
         self.wall_clock = wall_clock
         self.wake = wake
+        self.runner = runner
+        if runner is not None:
+            runner.wake = wake
         self.stats = AgentStats()
         self.seq = 0
         self.connected = threading.Event()
@@ -125,6 +130,8 @@ class Agent:
         if client is None:
             return
         self._stopping, self._client = client, None
+        if self.runner is not None:
+            self.runner.release()
         if self.connected.is_set() and self.fatal is None:
             offline = protocol.NodeOffline(
                 node=self.node_id, ts=self.wall_clock(), reason="shutdown"
@@ -157,9 +164,14 @@ class Agent:
     # -- the driver's side ----------------------------------------------------------------
 
     def tick(self, now: float) -> float:
-        """Publish telemetry if due; return when the next period is due (``clock`` time)."""
+        """Publish telemetry if due and let the runner work; return when the next tick is
+        due (``clock`` time)."""
         if self._next_due is None:
             return now + self.interval
+        runner_due = float("inf")
+        if self.runner is not None:
+            online = self._client is not None and self.connected.is_set()
+            runner_due = self.runner.tick(now, self._publish_for_runner if online else None)
         if self._send_now:
             self._send_now = False
             self.publish_telemetry()
@@ -170,7 +182,10 @@ class Agent:
                 self.seq += missed
             self._next_due += (missed + 1) * self.interval
             self.publish_telemetry()
-        return self._next_due
+        return min(self._next_due, runner_due)
+
+    def _publish_for_runner(self, topic: str, payload: bytes, qos: int) -> None:
+        self.publish(topic, payload, qos=qos)
 
     def telemetry(self) -> protocol.Telemetry:
         """A telemetry message from the sensors, numbered with the current ``seq``."""
@@ -217,8 +232,8 @@ class Agent:
 
     @property
     def wants_tick(self) -> bool:
-        """True when the agent has something to send before its next period."""
-        return self._send_now
+        """True when the agent has something to do before its next period."""
+        return self._send_now or (self.runner is not None and self.runner.wants_tick)
 
     def request_telemetry(self) -> None:
         """Send telemetry at the next tick, out of period (the ``telemetry`` command)."""
@@ -241,6 +256,8 @@ class Agent:
             model=self.identity.model,
             telemetry_interval=self.interval,
             simulated=self.simulated,
+            workers=0 if self.runner is None else self.runner.workers.count,
+            backend=None if self.runner is None else self.runner.backend,
         )
 
     def _on_connect(
@@ -254,9 +271,12 @@ class Agent:
             log.info(
                 "%s: reconnected to %s:%d", self.node_id, self.settings.host, self.settings.port
             )
-        client.subscribe(self._cmd_topic, qos=1)
+        extra = [] if self.runner is None else self.runner.subscriptions()
+        client.subscribe([(self._cmd_topic, 1), *extra])
         self.publish(self._status_topic, protocol.encode(self.birth()), qos=1, retain=True)
         self.connected.set()
+        if self.runner is not None:
+            self.runner.on_connect()
         self.request_telemetry()
 
     def _on_disconnect(
@@ -297,6 +317,9 @@ class Agent:
                 log.error("%s: subscription refused: %s", self.node_id, reason_text(reason))
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.runner is not None and self.runner.handles(msg.topic):
+            self.runner.on_message(msg.topic, bytes(msg.payload))
+            return
         try:
             command = protocol.decode_command(bytes(msg.payload))
         except protocol.ProtocolError as exc:

@@ -23,6 +23,14 @@ def register(sub: Any) -> None:
     agent.add_argument("--interval", type=float, help="seconds between telemetry (default 5)")
     agent.add_argument("--lock-dir", type=Path, help="where the pidfile lock lives")
     agent.add_argument("--credentials", type=Path, help="credentials file from 'broker users'")
+    agent.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="sieve processes (default: cores - 1, at least 1; 0: telemetry only)",
+    )
+    agent.add_argument("--backend", choices=["auto", "numpy", "primesieve"],
+                       help="sieve: libprimesieve when installed (auto), or numpy")  # fmt: skip
     add_broker_flags(agent)
     agent.set_defaults(handler=run_agent)
 
@@ -56,9 +64,11 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.config import load_agent_config
     from node_agent.errors import AgentError
     from node_agent.identity import host_identity
-    from node_agent.lock import NodeLock
+    from node_agent.runner import Slots, Workers, WorkRunner
     from node_agent.sensors import HostSensors
+    from node_agent.sieve_backends import select_backend
     from piswarm.errors import ConfigError
+    from piswarm.lock import PidLock
 
     config = load_agent_config(
         config_file=args.config,
@@ -68,6 +78,8 @@ def run_agent(args: argparse.Namespace) -> int:
         broker_host=args.broker_host,
         broker_port=args.broker_port,
         credentials_file=args.credentials,
+        workers=args.workers,
+        backend=args.backend,
     )
     if config.broker.credentials is None:
         raise ConfigError(
@@ -75,10 +87,21 @@ def run_agent(args: argparse.Namespace) -> int:
             "PISWARM_CREDENTIALS, or --credentials (files come from 'piswarm broker users')"
         )
     stop, wake = threading.Event(), threading.Event()
-    with NodeLock(config.lock_dir, config.node_id):
+    with PidLock(config.lock_dir, config.node_id):
         _stop_on_signals(stop, wake)
         sensors = HostSensors(thermal_root=config.thermal_root, vcgencmd=config.vcgencmd)
         sensors.start()
+        workers, runner = None, None
+        if config.workers:
+            backend = select_backend(config.backend).name  # fails here if it is missing
+            workers = Workers(config.workers)
+            runner = WorkRunner(
+                node_id=config.node_id,
+                workers=workers,
+                slots=Slots(config.workers + 1),
+                per_node=config.workers + 1,
+                backend=backend,
+            )
         agent = Agent(
             node_id=config.node_id,
             settings=config.broker,
@@ -86,19 +109,23 @@ def run_agent(args: argparse.Namespace) -> int:
             identity=host_identity(),
             interval=config.telemetry_interval,
             wake=wake.set,
+            runner=runner,
         )
         log.info(
-            "agent %s: broker %s:%d, telemetry every %.1fs",
+            "agent %s: broker %s:%d, telemetry every %.1fs, %s",
             config.node_id,
             config.broker.host,
             config.broker.port,
             config.telemetry_interval,
+            f"{config.workers} workers ({runner.backend})" if runner else "no work (workers 0)",
         )
         agent.start()
         try:
             drive([agent], stop, wake)
         finally:
             agent.stop()
+            if workers is not None:
+                workers.shutdown()
         if agent.fatal:
             raise AgentError(agent.fatal)
     log.info("agent %s stopped", config.node_id)

@@ -5,6 +5,8 @@ Example ``~/.config/piswarm/agent.toml`` (``piswarm deploy`` writes one per node
     [agent]
     node_id = "pi-04-1"          # default: this host's name
     telemetry_interval = 5.0     # seconds
+    workers = 3                  # sieve processes (default: cores - 1, at least 1; 0: no work)
+    backend = "auto"             # auto | numpy | primesieve (libprimesieve11 when installed)
     lock_dir = "/run/piswarm"    # default: ~/.local/state/piswarm
 
     [broker]
@@ -14,8 +16,9 @@ Example ``~/.config/piswarm/agent.toml`` (``piswarm deploy`` writes one per node
     credentials = "~/.config/piswarm/credentials.toml"   # written by 'piswarm broker users'
 
 Environment: ``PISWARM_CONFIG`` (the file), ``PISWARM_NODE_ID``,
-``PISWARM_TELEMETRY_INTERVAL``, ``PISWARM_BROKER_HOST``, ``PISWARM_BROKER_PORT``,
-``PISWARM_CREDENTIALS``, ``PISWARM_MQTT_USERNAME`` + ``PISWARM_MQTT_PASSWORD``.
+``PISWARM_TELEMETRY_INTERVAL``, ``PISWARM_WORKERS``, ``PISWARM_BACKEND``,
+``PISWARM_BROKER_HOST``, ``PISWARM_BROKER_PORT``, ``PISWARM_CREDENTIALS``,
+``PISWARM_MQTT_USERNAME`` + ``PISWARM_MQTT_PASSWORD``.
 """
 
 import os
@@ -23,13 +26,19 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
+from node_agent.sieve_backends import BackendName
 from piswarm import paths
 from piswarm.errors import ConfigError
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
 from piswarm.tomlfile import read_toml
+
+
+def default_workers() -> int:
+    """One core for the agent and the system, the rest sieve: cores - 1, at least 1."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def default_node_id() -> str:
@@ -45,8 +54,16 @@ class AgentConfig:
     lock_dir: Path = field(default_factory=paths.state_home)
     thermal_root: Path = Path("/sys/class/thermal")
     vcgencmd: str = "vcgencmd"
+    workers: int = field(default_factory=default_workers)
+    backend: BackendName = "auto"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.workers <= 256:
+            raise ConfigError(f"workers {self.workers} is not in 0-256 (0: telemetry only)")
+        if self.backend not in get_args(BackendName):
+            raise ConfigError(
+                f"backend {self.backend!r} is not one of {', '.join(get_args(BackendName))}"
+            )
         try:
             topics.validate_node_id(self.node_id)
         except ProtocolError as exc:
@@ -62,6 +79,17 @@ def _float(value: object, name: str) -> float | None:
         return float(str(value))
     except ValueError:
         raise ConfigError(f"{name}: {value!r} is not a number") from None
+
+
+def _int(value: object, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not an integer")
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not an integer") from None
 
 
 def _table(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[str, Any]:
@@ -81,6 +109,8 @@ def load_agent_config(
     broker_host: str | None = None,
     broker_port: int | None = None,
     credentials_file: Path | None = None,
+    workers: int | None = None,
+    backend: str | None = None,
 ) -> AgentConfig:
     """Merge file < environment < flags (the keyword arguments) into an AgentConfig."""
     env = os.environ if env is None else env
@@ -100,6 +130,11 @@ def load_agent_config(
         env.get("PISWARM_TELEMETRY_INTERVAL"), "PISWARM_TELEMETRY_INTERVAL"
     )
     interval = interval or _float(agent.get("telemetry_interval"), "[agent] telemetry_interval")
+    if workers is None:
+        workers = _int(env.get("PISWARM_WORKERS"), "PISWARM_WORKERS")
+    if workers is None:
+        workers = _int(agent.get("workers"), "[agent] workers")
+    backend = backend or env.get("PISWARM_BACKEND") or agent.get("backend") or "auto"
     lock = lock_dir or (Path(agent["lock_dir"]).expanduser() if agent.get("lock_dir") else None)
     return AgentConfig(
         node_id=node_id or env.get("PISWARM_NODE_ID") or agent.get("node_id") or default_node_id(),
@@ -108,4 +143,6 @@ def load_agent_config(
         lock_dir=lock or paths.state_home(env),
         thermal_root=Path(agent.get("thermal_root", "/sys/class/thermal")),
         vcgencmd=str(agent.get("vcgencmd", "vcgencmd")),
+        workers=default_workers() if workers is None else workers,
+        backend=cast(BackendName, str(backend)),
     )

@@ -6,7 +6,7 @@ after reading and raise :class:`ProtocolError` for anything that does not follow
 ``docs/topics.md``.
 """
 
-from piswarm.protocol import topics
+from piswarm.protocol import jobs, topics, work
 from piswarm.protocol._schema import MAX_JSON_BYTES, SCHEMA_VERSION, encode
 from piswarm.protocol.errors import ProtocolError
 from piswarm.protocol.nodes import (
@@ -43,5 +43,7 @@ __all__ = [
     "decode_status",
     "decode_telemetry",
     "encode",
+    "jobs",
     "topics",
+    "work",
 ]

@@ -195,12 +195,12 @@ def _to_jsonable(obj: Any) -> Any:
     return {f.name: _to_jsonable(getattr(obj, f.name)) for f in _plan(typing.cast(Any, type(obj)))}
 
 
-def encode(obj: Any) -> bytes:
+def encode(obj: Any, *, max_bytes: int = MAX_JSON_BYTES) -> bytes:
     """Validate a payload dataclass and serialise it as compact JSON with ``v``."""
     body = {"v": SCHEMA_VERSION, **validate(obj)}
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    if len(data) > MAX_JSON_BYTES:
-        raise ProtocolError(f"payload of {len(data)} bytes exceeds {MAX_JSON_BYTES}")
+    if len(data) > max_bytes:
+        raise ProtocolError(f"payload of {len(data)} bytes exceeds {max_bytes}")
     return data
 
 
@@ -228,9 +228,9 @@ def load_json(payload: bytes, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, A
     return data
 
 
-def decode(cls: type[T], payload: bytes) -> T:
+def decode(cls: type[T], payload: bytes, *, max_bytes: int = MAX_JSON_BYTES) -> T:
     """Parse and validate ``payload`` as ``cls``; raise ``ProtocolError`` when it is not."""
-    return _from_mapping(cls, load_json(payload))
+    return _from_mapping(cls, load_json(payload, max_bytes=max_bytes))
 
 
 def decode_mapping(cls: type[T], data: Mapping[str, Any]) -> T:

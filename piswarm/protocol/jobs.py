@@ -1,8 +1,16 @@
-"""Job requests: what the CLI and a raw ``mosquitto_pub`` send to start work.
+"""Jobs as the world sees them: requests, the coordinator's replies, and job status.
 
-Only the prime search exists so far (the Game of Life joins it). A request is validated
-in full before anything is stored: a range the sieve cannot do, a block size that would
-make millions of blocks, or a typo gets a :class:`ProtocolError` that names the field.
+Topics (docs/topics.md has examples and recipes):
+
+- ``piswarm/jobs/submit``         QoS 1: :class:`PrimesRequest` (CLI or ``mosquitto_pub``)
+- ``piswarm/jobs/cancel``         QoS 1: :class:`CancelRequest`
+- ``piswarm/jobs/replies``        QoS 1: :class:`JobReply` (accepted with a job id, or why not)
+- ``piswarm/jobs/<job>/status``   retained, QoS 1: :class:`JobStatus`, at most once a second
+- ``piswarm/jobs/<job>/map``      retained, QoS 0: :class:`JobMap`, which node did which block
+
+A request is validated in full before anything is stored: a range the sieve cannot do, a
+block size that would make millions of blocks, or a typo gets a :class:`ProtocolError`
+that names the field.
 """
 
 from dataclasses import dataclass, field
@@ -11,23 +19,40 @@ from typing import Literal
 from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
+from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_NUMBER = 2**63 - 1  # SQLite integers and the sieves stop here
 MIN_BLOCK = 10_000
-MAX_BLOCK = 2_000_000_000
+MAX_BLOCK = 100_000_000
+"""The largest block: its encoded result (~3.5 MB near 1) must fit the broker's 8 MiB packets."""
 MAX_BLOCKS = 1_000_000
 DEFAULT_BLOCK = 10_000_000  # ~0.1 s of numpy sieving, ~280 kB encoded near 1e9
+MAP_CELLS = 400
+"""A job map has at most this many cells (20 x 20 on the display), whatever the job size."""
+MAP_MAX_BYTES = 64 * 1024
+TOP_CONTRIBUTORS = 8
+JOB_STATES = frozenset({"running", "done", "cancelled"})
+
+_JOB = spec(pattern=JOB_ID_PATTERN.pattern)
+_REQUEST_ID = spec(pattern=r"[A-Za-z0-9_.:-]{0,64}")
+_TS = spec(lo=0, hi=1e11)
+_COUNT = spec(lo=0, hi=MAX_NUMBER)
 
 
 @dataclass(frozen=True)
 class PrimesRequest:
-    """Find every prime in ``[start, end]`` (both inclusive, as people say a range)."""
+    """Find every prime in ``[start, end]`` (both inclusive, as people say a range).
+
+    ``request_id`` is the submitter's own tag: the reply carries it, and submitting the
+    same id twice (a retry) returns the first job instead of starting a second one.
+    """
 
     start: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
     end: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
     block_size: int = field(default=DEFAULT_BLOCK, metadata=spec(lo=MIN_BLOCK, hi=MAX_BLOCK))
     kind: Literal["primes"] = "primes"
     name: str = field(default="", metadata=spec(max_len=80))
+    request_id: str = field(default="", metadata=_REQUEST_ID)
 
     def __post_init__(self) -> None:
         if self.start > self.end:
@@ -48,6 +73,84 @@ class PrimesRequest:
         return lo, min(lo + self.block_size, self.end + 1)
 
 
+@dataclass(frozen=True)
+class CancelRequest:
+    """Stop a running job: its open blocks are no longer handed out."""
+
+    job: str = field(metadata=_JOB)
+    request_id: str = field(default="", metadata=_REQUEST_ID)
+
+
+@dataclass(frozen=True)
+class JobReply:
+    """The coordinator's answer to a submit or cancel: ``ok`` with the job, or ``error``."""
+
+    request_id: str = field(metadata=_REQUEST_ID)
+    action: Literal["submit", "cancel"]
+    ok: bool
+    ts: float = field(metadata=_TS)
+    job: str | None = field(default=None, metadata=_JOB)
+    error: str | None = field(default=None, metadata=spec(max_len=300))
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """How much one node has done for a job."""
+
+    node: str = field(metadata=spec(pattern=NODE_ID_PATTERN.pattern))
+    blocks: int = field(metadata=_COUNT)
+    primes: int = field(metadata=_COUNT)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job stands. ``rate`` and ``eta_s`` are over the last ~30 seconds."""
+
+    job: str = field(metadata=_JOB)
+    state: str = field(metadata=spec(choices=JOB_STATES))
+    name: str = field(metadata=spec(max_len=80))
+    start: int = field(metadata=_COUNT)
+    end: int = field(metadata=_COUNT)
+    block_size: int = field(metadata=_COUNT)
+    blocks_done: int = field(metadata=_COUNT)
+    blocks_total: int = field(metadata=_COUNT)
+    primes: int = field(metadata=_COUNT)
+    largest: int | None = field(metadata=_COUNT)
+    rate: float = field(metadata=spec(lo=0, hi=1e15))
+    eta_s: float | None = field(metadata=spec(lo=0, hi=1e10))
+    nodes: int = field(metadata=spec(lo=0, hi=1_000_000))
+    top: tuple[Contributor, ...] = field(metadata=spec(max_len=TOP_CONTRIBUTORS))
+    created: float = field(metadata=_TS)
+    finished: float | None = field(metadata=_TS)
+    ts: float = field(metadata=_TS)
+    kind: Literal["primes"] = "primes"
+
+    @property
+    def fraction(self) -> float:
+        return self.blocks_done / self.blocks_total if self.blocks_total else 1.0
+
+
+@dataclass(frozen=True)
+class JobMap:
+    """The job's blocks in ``len(owner)`` cells (up to 400, each a run of equal blocks):
+    ``owner[i]`` indexes ``nodes`` (the node that finished the cell's latest block, -1
+    for none yet) and ``done[i]`` is the cell's percentage of finished blocks."""
+
+    job: str = field(metadata=_JOB)
+    blocks_total: int = field(metadata=_COUNT)
+    nodes: tuple[str, ...] = field(
+        metadata=spec(pattern=NODE_ID_PATTERN.pattern, max_len=MAP_CELLS)
+    )
+    owner: tuple[int, ...] = field(metadata=spec(lo=-1, hi=MAP_CELLS - 1, max_len=MAP_CELLS))
+    done: tuple[int, ...] = field(metadata=spec(lo=0, hi=100, max_len=MAP_CELLS))
+
+    def __post_init__(self) -> None:
+        if len(self.owner) != len(self.done):
+            raise ProtocolError("fields 'owner' and 'done' differ in length")
+        if any(i >= len(self.nodes) for i in self.owner):
+            raise ProtocolError("field 'owner': an index past the end of 'nodes'")
+
+
 def decode_request(payload: bytes) -> PrimesRequest:
     """A job request from the wire; unknown ``kind`` values are named in the error."""
     data = _schema.load_json(payload)
@@ -55,3 +158,36 @@ def decode_request(payload: bytes) -> PrimesRequest:
     if kind != "primes":
         raise ProtocolError(f"unknown job kind {kind!r} (known: 'primes')")
     return _schema.decode_mapping(PrimesRequest, data)
+
+
+def request_id_of(payload: bytes) -> str:
+    """The ``request_id`` of a payload that may be invalid ('' if there is none usable):
+    so a rejection can still be addressed to whoever sent it."""
+    try:
+        data = _schema.load_json(payload)
+    except ProtocolError:
+        return ""
+    rid = data.get("request_id")
+    if isinstance(rid, str) and _REQUEST_ID["pattern"].fullmatch(rid):
+        return rid
+    return ""
+
+
+def decode_cancel(payload: bytes) -> CancelRequest:
+    return _schema.decode(CancelRequest, payload)
+
+
+def decode_reply(payload: bytes) -> JobReply:
+    return _schema.decode(JobReply, payload)
+
+
+def decode_job_status(payload: bytes) -> JobStatus:
+    return _schema.decode(JobStatus, payload)
+
+
+def decode_job_map(payload: bytes) -> JobMap:
+    return _schema.decode(JobMap, payload, max_bytes=MAP_MAX_BYTES)
+
+
+def encode_job_map(job_map: JobMap) -> bytes:
+    return _schema.encode(job_map, max_bytes=MAP_MAX_BYTES)

@@ -71,6 +71,8 @@ class NodeOnline:
     telemetry_interval: float = field(metadata=spec(lo=0.05, hi=3600))
     ip: str | None = field(default=None, metadata=spec(max_len=45))
     simulated: bool = False
+    workers: int = field(default=0, metadata=spec(lo=0, hi=4096))
+    backend: str | None = field(default=None, metadata=spec(max_len=20))
     state: Literal["online"] = "online"
 
 

@@ -146,6 +146,24 @@ def _decompress(codec: int, body: bytes, expected: int) -> bytes:
         raise ProtocolError(f"corrupt compressed body: {exc}") from None
 
 
+@dataclass(frozen=True)
+class BlockHeader:
+    """What a block's header claims (unverified: :func:`decode_primes` checks it)."""
+
+    count: int
+    first_odd: int
+    last: int
+    crc32: int
+
+
+def read_header(data: bytes) -> BlockHeader:
+    """The header of an encoded block, without decoding the body."""
+    if len(data) < HEADER.size or data[:4] != MAGIC:
+        raise ProtocolError("not a prime block")
+    _magic, _version, _codec, _flags, count, first_odd, last, crc, _esc = HEADER.unpack_from(data)
+    return BlockHeader(count=count, first_odd=first_odd, last=last, crc32=crc)
+
+
 def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:
     """Decode and verify a block; :class:`ProtocolError` when anything is off."""
     if len(data) < HEADER.size:

@@ -14,6 +14,11 @@ NODE_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 """A node id: lower-case letters, digits and '-', like a hostname label (1-63 chars)."""
 
 RESERVED_IDS = frozenset({"admin", "viewer", "coordinator", "all"})
+
+JOB_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+"""A job id, as the coordinator makes them: ``p20261124-3fa9c1``."""
+
+RESERVED_JOB_IDS = frozenset({"submit", "cancel", "replies", "coordinator"})
 """Names that are broker users or topic words, so no node may take them."""
 
 NODE_STATUS_FILTER = f"{ROOT}/nodes/+/status"
@@ -21,6 +26,13 @@ NODE_TELEMETRY_FILTER = f"{ROOT}/nodes/+/telemetry"
 NODE_PONG_FILTER = f"{ROOT}/nodes/+/pong"
 ALL_FILTER = f"{ROOT}/#"
 JOBS_SUBMIT = f"{ROOT}/jobs/submit"
+JOBS_CANCEL = f"{ROOT}/jobs/cancel"
+JOBS_REPLIES = f"{ROOT}/jobs/replies"
+JOBS_COORDINATOR = f"{ROOT}/jobs/coordinator"
+JOB_STATUS_FILTER = f"{ROOT}/jobs/+/status"
+JOB_MAP_FILTER = f"{ROOT}/jobs/+/map"
+NODE_WORK_REQUEST_FILTER = f"{ROOT}/nodes/+/work/request"
+NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
 
 
 def validate_node_id(node_id: str) -> str:
@@ -53,6 +65,81 @@ def node_cmd(node_id: str) -> str:
 def node_pong(node_id: str) -> str:
     """A node's answers to ``ping`` commands."""
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/pong"
+
+
+def validate_job_id(job: str) -> str:
+    """Return ``job`` if it is a valid job id, else raise ``ProtocolError``."""
+    if not isinstance(job, str) or not JOB_ID_PATTERN.fullmatch(job) or job in RESERVED_JOB_IDS:
+        raise ProtocolError(f"invalid job id {job!r}")
+    return job
+
+
+def job_status(job: str) -> str:
+    """Retained progress of a job."""
+    return f"{ROOT}/jobs/{validate_job_id(job)}/status"
+
+
+def job_map(job: str) -> str:
+    """Retained block map of a job (which node computed what)."""
+    return f"{ROOT}/jobs/{validate_job_id(job)}/map"
+
+
+def node_work_request(node_id: str) -> str:
+    """A node asking the coordinator for blocks."""
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/work/request"
+
+
+def node_work_assign(node_id: str) -> str:
+    """The coordinator leasing a block to a node."""
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/work/assign"
+
+
+def node_result(node_id: str, job: str, block: int) -> str:
+    """A node's result for one block (binary)."""
+    if not isinstance(block, int) or block < 0:
+        raise ProtocolError(f"invalid block number {block!r}")
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/results/{validate_job_id(job)}/{block}"
+
+
+def node_acks(node_id: str) -> str:
+    """The coordinator acknowledging a node's results."""
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/acks"
+
+
+def parse_job_topic(topic: str) -> tuple[str, str]:
+    """Split ``piswarm/jobs/<job>/<leaf>`` into ``(job, leaf)``."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] != "jobs":
+        raise ProtocolError("not a job topic", topic=topic)
+    try:
+        validate_job_id(parts[2])
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, topic=topic) from None
+    return parts[2], parts[3]
+
+
+def parse_result_topic(topic: str) -> tuple[str, str, int]:
+    """Split ``piswarm/nodes/<node>/results/<job>/<block>`` into ``(node, job, block)``."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[:2] != [ROOT, "nodes"] or parts[3] != "results":
+        raise ProtocolError("not a result topic", topic=topic)
+    if not parts[5].isdigit() or len(parts[5]) > 7 or (parts[5] != "0" and parts[5][0] == "0"):
+        raise ProtocolError(f"invalid block number {parts[5]!r}", topic=topic)
+    try:
+        return validate_node_id(parts[2]), validate_job_id(parts[4]), int(parts[5])
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, topic=topic) from None
+
+
+def parse_work_request_topic(topic: str) -> str:
+    """The node of ``piswarm/nodes/<node>/work/request``."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[:2] != [ROOT, "nodes"] or parts[3:] != ["work", "request"]:
+        raise ProtocolError("not a work request topic", topic=topic)
+    try:
+        return validate_node_id(parts[2])
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, topic=topic) from None
 
 
 def parse_node_topic(topic: str) -> tuple[str, str]:

@@ -21,6 +21,19 @@ def store(tmp_path):
     store.close()
 
 
+def lease1(store, node, now, seconds):
+    """One block leased to ``node``, or None."""
+    got = store.lease(node, now, seconds)
+    assert len(got) <= 1
+    return got[0] if got else None
+
+
+def submit(store, request, now):
+    job, new = store.submit(request, now=now)
+    assert new
+    return job
+
+
 def result_for(assignment):
     return encode_primes(SIEVE.primes(assignment.lo, assignment.hi))
 
@@ -28,7 +41,7 @@ def result_for(assignment):
 def run_job(store, job, nodes=("a", "b", "c"), now=0.0):
     """Lease and complete every block, round-robin over ``nodes``."""
     i = 0
-    while (lease := store.lease(nodes[i % len(nodes)], now, 30.0)) is not None:
+    while (lease := lease1(store, nodes[i % len(nodes)], now, 30.0)) is not None:
         assert store.store_result(lease.job, lease.block, nodes[i % len(nodes)],
                                   result_for(lease), now) == "stored"  # fmt: skip
         i += 1
@@ -36,9 +49,9 @@ def run_job(store, job, nodes=("a", "b", "c"), now=0.0):
 
 
 def test_a_job_is_split_into_blocks_that_cover_the_range_exactly(store):
-    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=65_536), now=0.0)
+    job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=65_536), now=0.0)
     leases = []
-    while (lease := store.lease("a", 0.0, 30.0)) is not None:
+    while (lease := lease1(store, "a", 0.0, 30.0)) is not None:
         leases.append(lease)
     assert [x.block for x in leases] == list(range(16))
     assert leases[0].lo == 1 and leases[-1].hi == 1_000_001
@@ -47,7 +60,7 @@ def test_a_job_is_split_into_blocks_that_cover_the_range_exactly(store):
 
 
 def test_whole_job_gives_exactly_pi_and_exports_the_reference(store):
-    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=100_000), now=0.0)
+    job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=100_000), now=0.0)
     assert run_job(store, job) == 10
     progress = store.progress(job)
     assert (progress.state, progress.primes, progress.largest) == ("done", 78_498, 999_983)
@@ -57,12 +70,12 @@ def test_whole_job_gives_exactly_pi_and_exports_the_reference(store):
 
 
 def test_expired_leases_are_reissued_and_late_results_are_duplicates(store):
-    job = store.submit(PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
-    frozen = store.lease("frozen", now=0.0, seconds=10.0)
-    other = store.lease("b", now=1.0, seconds=10.0)
+    job = submit(store, PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
+    frozen = lease1(store, "frozen", now=0.0, seconds=10.0)
+    other = lease1(store, "b", now=1.0, seconds=10.0)
     assert (frozen.block, other.block) == (0, 1)
-    assert store.lease("c", now=5.0, seconds=10.0) is None  # both leases still hold
-    taken = store.lease("c", now=11.0, seconds=10.0)  # frozen's lease ran out
+    assert lease1(store, "c", now=5.0, seconds=10.0) is None  # both leases still hold
+    taken = lease1(store, "c", now=11.0, seconds=10.0)  # frozen's lease ran out
     assert taken.block == 0
     assert store.store_result(job, 0, "c", result_for(taken), 12.0) == "stored"
     # The frozen node wakes up and sends the same block: harmless.
@@ -72,10 +85,10 @@ def test_expired_leases_are_reissued_and_late_results_are_duplicates(store):
 
 
 def test_a_node_that_goes_offline_gives_its_blocks_back(store):
-    store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
-    first, second = store.lease("dead", 0.0, 60.0), store.lease("dead", 0.0, 60.0)
+    submit(store, PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    first, second = lease1(store, "dead", 0.0, 60.0), lease1(store, "dead", 0.0, 60.0)
     assert store.release_node("dead") == 2
-    assert [store.lease("alive", 1.0, 60.0).block for _ in range(3)] == [
+    assert [lease1(store, "alive", 1.0, 60.0).block for _ in range(3)] == [
         first.block, second.block, 2]  # fmt: skip
 
 
@@ -89,8 +102,8 @@ def test_a_node_that_goes_offline_gives_its_blocks_back(store):
     ],
 )
 def test_wrong_results_are_rejected_and_change_nothing(store, block, data, reason):
-    job = store.submit(PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
-    store.lease("a", 0.0, 30.0)
+    job = submit(store, PrimesRequest(start=1, end=200_000, block_size=100_000), now=0.0)
+    lease1(store, "a", 0.0, 30.0)
     with pytest.raises(ProtocolError, match=reason):
         store.store_result(job, block, "a", data, 1.0)
     progress = store.progress(job)
@@ -100,23 +113,23 @@ def test_wrong_results_are_rejected_and_change_nothing(store, block, data, reaso
 def test_everything_survives_a_restart(tmp_path):
     path = tmp_path / "jobs.sqlite"
     store = JobStore(path).open()
-    job = store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
-    lease = store.lease("a", 0.0, 30.0)
+    job = submit(store, PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    lease = lease1(store, "a", 0.0, 30.0)
     store.store_result(job, lease.block, "a", result_for(lease), 1.0)
-    held = store.lease("b", 1.0, 30.0)
+    held = lease1(store, "b", 1.0, 30.0)
     store.close()  # (a kill -9 loses nothing either: WAL + synchronous=FULL)
     again = JobStore(path).open()
     try:
         assert again.running_jobs() == [job]
         assert again.progress(job).blocks_done == 1
-        assert again.lease("c", 2.0, 30.0).block == 2  # b's lease still holds
-        assert again.lease("c", 40.0, 30.0).block == held.block  # ... until it runs out
+        assert lease1(again, "c", 2.0, 30.0).block == 2  # b's lease still holds
+        assert lease1(again, "c", 40.0, 30.0).block == held.block  # ... until it runs out
     finally:
         again.close()
 
 
 def test_verify_finds_tampering_and_a_wrong_total(store):
-    job = store.submit(PrimesRequest(start=1, end=1_000_000, block_size=500_000), now=0.0)
+    job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=500_000), now=0.0)
     run_job(store, job)
     store.db.execute("UPDATE results SET data = ? WHERE job = ? AND block = 1",
                      (encode_primes(SIEVE.primes(500_001, 600_000)), job))  # fmt: skip
@@ -126,11 +139,33 @@ def test_verify_finds_tampering_and_a_wrong_total(store):
 
 
 def test_cancel_stops_leasing(store):
-    job = store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
-    store.lease("a", 0.0, 30.0)
+    job = submit(store, PrimesRequest(start=1, end=300_000, block_size=100_000), now=0.0)
+    lease1(store, "a", 0.0, 30.0)
     store.cancel(job, 1.0)
-    assert store.lease("a", 2.0, 30.0) is None and store.progress(job).state == "cancelled"
+    assert lease1(store, "a", 2.0, 30.0) is None and store.progress(job).state == "cancelled"
     with pytest.raises(ValueError, match="not running"):
         store.cancel(job, 3.0)
     with pytest.raises(KeyError):
         store.cancel("nope", 3.0)
+
+
+def test_a_resubmitted_request_id_returns_the_first_job(store):
+    request = PrimesRequest(start=1, end=300_000, block_size=100_000, request_id="cli-42")
+    job, new = store.submit(request, now=0.0)
+    assert new
+    assert store.submit(request, now=5.0) == (job, False)
+    assert store.running_jobs() == [job]
+    other, new = store.submit(PrimesRequest(start=1, end=300_000, block_size=100_000), 6.0)
+    assert new and other != job  # no request id: every submit is a new job
+
+
+def test_many_blocks_lease_in_one_go_and_expiry_is_known(store):
+    job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=100_000), now=0.0)
+    assert store.next_expiry() is None
+    got = store.lease("a", 0.0, 30.0, count=4)
+    assert [a.block for a in got] == [0, 1, 2, 3]
+    store.lease("b", 10.0, 30.0, count=2)
+    assert store.next_expiry() == 30.0
+    assert store.leased_to("a") == [(job, 0), (job, 1), (job, 2), (job, 3)]
+    assert [a.block for a in store.lease("c", 31.0, 30.0, count=20)] == [0, 1, 2, 3, 6, 7, 8, 9]
+    assert store.leased_to("a") == []

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from piswarm import protocol
+from piswarm.protocol import jobs, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -14,6 +15,15 @@ DECODERS = {
     "telemetry": protocol.decode_telemetry,
     "command": protocol.decode_command,
     "pong": protocol.decode_pong,
+    "request": protocol.jobs.decode_request,
+    "cancel": protocol.jobs.decode_cancel,
+    "reply": protocol.jobs.decode_reply,
+    "job_status": protocol.jobs.decode_job_status,
+    "job_map": protocol.jobs.decode_job_map,
+    "coordinator": protocol.work.decode_coordinator,
+    "work_request": protocol.work.decode_work_request,
+    "assign": protocol.work.decode_assign,
+    "ack": protocol.work.decode_ack,
 }
 EXAMPLES = re.findall(r"<!-- example: (\w+) -->\n```json\n(.*?)\n```", DOC, flags=re.S)
 
@@ -24,13 +34,16 @@ def test_every_payload_has_an_example():
 
 @pytest.mark.parametrize(("kind", "text"), EXAMPLES)
 def test_examples_decode(kind, text):
-    DECODERS[kind](text.encode())
+    for line in text.splitlines():
+        DECODERS[kind](line.encode())
 
 
 @pytest.mark.parametrize(
     "cls",
     [protocol.NodeOnline, protocol.NodeOffline, protocol.Telemetry, protocol.Command,
-     protocol.Pong, protocol.Throttle],
+     protocol.Pong, protocol.Throttle, jobs.PrimesRequest, jobs.CancelRequest, jobs.JobReply,
+     jobs.JobStatus, jobs.JobMap, jobs.Contributor, work.CoordinatorStatus, work.WorkRequest,
+     work.WorkAssign, work.ResultAck],
 )  # fmt: skip
 def test_every_field_is_documented(cls):
     for field in dataclasses.fields(cls):
@@ -42,3 +55,18 @@ def test_every_topic_is_documented():
                   protocol.topics.node_cmd, protocol.topics.node_pong):  # fmt: skip
         leaf = build("x").rsplit("/", 1)[1]
         assert f"## `piswarm/nodes/<node>/{leaf}`" in DOC
+    built = {
+        "piswarm/nodes/<node>/work/request": protocol.topics.node_work_request("x"),
+        "piswarm/nodes/<node>/work/assign": protocol.topics.node_work_assign("x"),
+        "piswarm/nodes/<node>/acks": protocol.topics.node_acks("x"),
+        "piswarm/nodes/<node>/results/<job>/<block>": protocol.topics.node_result("x", "j", 3),
+        "piswarm/jobs/<job>/status": protocol.topics.job_status("j"),
+        "piswarm/jobs/<job>/map": protocol.topics.job_map("j"),
+    }
+    for generic, topic in built.items():
+        parts = [{"x": "<node>", "j": "<job>", "3": "<block>"}.get(p, p) for p in topic.split("/")]
+        assert "/".join(parts) == generic
+        assert f"`{generic}`" in DOC, generic
+    for topic in (protocol.topics.JOBS_SUBMIT, protocol.topics.JOBS_CANCEL,
+                  protocol.topics.JOBS_REPLIES, protocol.topics.JOBS_COORDINATOR):  # fmt: skip
+        assert f"`{topic}`" in DOC, topic

@@ -1,4 +1,6 @@
-"""One agent per node id per machine: an exclusive ``flock`` on a pidfile.
+"""One process per role and name per machine: an exclusive ``flock`` on a pidfile.
+
+One agent per node id, one coordinator per job database.
 
 The kernel releases the lock when the process dies, however it dies, so a stale pidfile
 never blocks a restart (unlike scanning the process table for a script name).
@@ -10,18 +12,18 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from node_agent.errors import AlreadyRunning
+from piswarm.errors import AlreadyRunning
 
 
-class NodeLock:
-    """Hold ``<lock_dir>/agent-<node>.pid`` locked for the life of the agent."""
+class PidLock:
+    """Hold ``<lock_dir>/<role>-<name>.pid`` locked for the life of the process."""
 
-    def __init__(self, lock_dir: Path, node_id: str) -> None:
-        self.path = lock_dir / f"agent-{node_id}.pid"
-        self.node_id = node_id
+    def __init__(self, lock_dir: Path, name: str, *, role: str = "agent") -> None:
+        self.path = lock_dir / f"{role}-{name}.pid"
+        self.what = f"{role} for {name!r}" if role == "agent" else f"{role} ({name})"
         self._fd: int | None = None
 
-    def acquire(self) -> "NodeLock":
+    def acquire(self) -> "PidLock":
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -29,7 +31,7 @@ class NodeLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise AlreadyRunning(self.node_id, self.path, holder) from None
+            raise AlreadyRunning(self.what, self.path, holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -42,7 +44,7 @@ class NodeLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "NodeLock":
+    def __enter__(self) -> "PidLock":
         return self.acquire()
 
     def __exit__(

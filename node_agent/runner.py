@@ -1,0 +1,333 @@
+"""The node's work: ask for blocks, sieve them in worker processes, deliver the results.
+
+A :class:`WorkRunner` rides on an :class:`~node_agent.agent.Agent`: the agent forwards the
+runner's topics to it and ticks it from the driver loop. Threads stay apart:
+
+- paho's thread (``on_message``) and the pool's callback thread only record what happened
+  (an assignment, an ack, a finished block) under a lock and wake the driver;
+- the driver thread (:meth:`tick`) decides: starts blocks, publishes results, resends,
+  asks for more work. Sieving happens in other *processes*, so the MQTT loop stays
+  responsive however long a block takes.
+
+Delivery is at-least-once: each result is kept until the coordinator acknowledges it
+(after its commit) and sent again after a reconnect, when the coordinator comes (back)
+online, or after ``resend_after`` seconds without an ack. While too many results wait
+for acks the runner asks for no new work, so memory stays bounded.
+
+Capacity is counted in *slots*. A real node has ``workers + 1`` of its own (one block
+waits ready while the others compute, so a worker never idles for a round trip); a
+simulated fleet shares a few slots between all its nodes, so they take turns on the
+machine's real cores.
+"""
+
+import functools
+import logging
+import multiprocessing
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, cast
+
+from node_agent.sieve_backends import BackendName, select_backend
+from piswarm import protocol
+from piswarm.protocol import ProtocolError, topics, work
+from piswarm.protocol.primes import encode_primes
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, int], Any]
+
+
+def compute_block(lo: int, hi: int, backend: str) -> bytes:
+    """The encoded primes of ``[lo, hi)``: what a worker process runs (pure)."""
+    return encode_primes(select_backend(cast(BackendName, backend)).primes(lo, hi))
+
+
+class Slots:
+    """A count of blocks that may be held at once, shared by the runners given it."""
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError("at least one slot")
+        self.total = total
+        self._free = total
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._free == 0:
+                return False
+            self._free -= 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self._free = min(self.total, self._free + 1)
+
+
+class Workers:
+    """A process pool that is rebuilt if a worker dies (one pool may serve many runners)."""
+
+    def __init__(self, count: int) -> None:
+        if count < 1:
+            raise ValueError("at least one worker")
+        self.count = count
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: forking a process that runs paho's threads could copy a held lock.
+        return ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("forkserver"))
+
+    def submit(self, lo: int, hi: int, backend: str) -> "Future[bytes]":
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            try:
+                return self._pool.submit(compute_block, lo, hi, backend)
+            except BrokenProcessPool:
+                log.warning("a worker process died: starting a new pool")
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(compute_block, lo, hi, backend)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class RunnerStats:
+    blocks_done: int = 0
+    blocks_failed: int = 0
+    results_sent: int = 0
+    resends: int = 0
+    acks: int = 0
+    rejected: int = 0  # acks saying the coordinator refused the result
+    requests_sent: int = 0
+    malformed: int = 0
+
+
+@dataclass
+class _Unacked:
+    topic: str
+    payload: bytes
+    sent_at: float
+
+
+class WorkRunner:
+    """Blocks for one node. No I/O until the agent connects."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        workers: Workers,
+        slots: Slots,
+        per_node: int,
+        backend: str,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        resend_after: float = 60.0,
+        rerequest_every: float = 30.0,
+        max_unacked: int = 16,
+    ) -> None:
+        self.node_id = topics.validate_node_id(node_id)
+        self.workers = workers
+        self.slots = slots
+        self.per_node = per_node
+        self.backend = backend
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.resend_after = resend_after
+        self.rerequest_every = rerequest_every
+        self.max_unacked = max_unacked
+        self.stats = RunnerStats()
+        self.wake: Callable[[], None] = lambda: None
+        self.assign_topic = topics.node_work_assign(node_id)
+        self.acks_topic = topics.node_acks(node_id)
+        self._request_topic = topics.node_work_request(node_id)
+        self._lock = threading.Lock()
+        # Written by paho's or the pool's thread, read by the driver (under the lock):
+        self._assigned: deque[work.WorkAssign] = deque(maxlen=256)
+        self._finished: deque[tuple[work.WorkAssign, Future[bytes]]] = deque()
+        self._unacked: OrderedDict[tuple[str, int], _Unacked] = OrderedDict()
+        self._resend_all = False
+        self._events = False
+        # The driver's own:
+        self._held = 0  # slots held
+        self._running = 0  # blocks submitted to the pool and not yet finished
+        self._promised = 0  # blocks the coordinator still owes us (our last want, minus assigns)
+        self._last_request = -1e18
+        self._coordinator_online = False
+
+    # -- from paho's thread ------------------------------------------------------------------
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.assign_topic, 1), (self.acks_topic, 1), (topics.JOBS_COORDINATOR, 1)]
+
+    def on_connect(self) -> None:
+        """A (re)connect: results in flight may be lost, the coordinator must hear from us."""
+        with self._lock:
+            self._resend_all = True
+            self._events = True
+            self._last_request = -1e18
+        self.wake()
+
+    def handles(self, topic: str) -> bool:
+        return topic in (self.assign_topic, self.acks_topic, topics.JOBS_COORDINATOR)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            if topic == self.assign_topic:
+                assign = work.decode_assign(payload)
+                with self._lock:
+                    self._assigned.append(assign)
+                    self._events = True
+            elif topic == self.acks_topic:
+                self._on_ack(work.decode_ack(payload))
+            elif topic == topics.JOBS_COORDINATOR:
+                if not payload:
+                    return
+                status = work.decode_coordinator(payload)
+                with self._lock:
+                    came_online = status.state == "online" and not self._coordinator_online
+                    self._coordinator_online = status.state == "online"
+                    if came_online:  # (again): it may have missed our results and requests
+                        self._resend_all = True
+                        self._last_request = -1e18
+                        self._events = True
+        except ProtocolError as exc:
+            self.stats.malformed += 1
+            log.warning("%s: ignored bad message on %s: %s", self.node_id, topic, exc)
+            return
+        self.wake()
+
+    def _on_ack(self, ack: work.ResultAck) -> None:
+        with self._lock:
+            entry = self._unacked.pop((ack.job, ack.block), None)
+            self._events = True
+        if entry is None:
+            return  # an ack for a resend we already had acked
+        self.stats.acks += 1
+        if ack.outcome == "rejected":
+            self.stats.rejected += 1
+            log.warning(
+                "%s: coordinator rejected block %s/%d: %s",
+                self.node_id, ack.job, ack.block, ack.error,
+            )  # fmt: skip
+
+    def _done(self, assign: work.WorkAssign, future: "Future[bytes]") -> None:
+        """The pool's callback thread: hand the finished block to the driver."""
+        with self._lock:
+            self._finished.append((assign, future))
+            self._events = True
+        self.wake()
+
+    # -- the driver's side ---------------------------------------------------------------------
+
+    @property
+    def wants_tick(self) -> bool:
+        return self._events
+
+    @property
+    def unacked(self) -> int:
+        with self._lock:
+            return len(self._unacked)
+
+    @property
+    def busy(self) -> int:
+        """Blocks held: assigned and waiting, or computing."""
+        with self._lock:
+            return len(self._assigned) + self._running
+
+    def tick(self, now: float, publish: Publish | None) -> float:
+        """Do what is due; return when the runner next needs a tick (``clock`` time).
+        ``publish`` is None while the agent is disconnected."""
+        with self._lock:
+            self._events = False
+            finished = list(self._finished)
+            self._finished.clear()
+            assigned = list(self._assigned)
+            self._assigned.clear()
+            resend_all, self._resend_all = self._resend_all, False
+        for assign, future in finished:
+            self._finish(assign, future, now, publish)
+        for assign in assigned:
+            self._promised = max(0, self._promised - 1)
+            self._start(assign)
+        if publish is not None:
+            self._resend(now, publish, everything=resend_all)
+            self._request(now, publish)
+        return now + min(self.rerequest_every, self.resend_after)
+
+    def _start(self, assign: work.WorkAssign) -> None:
+        future = self.workers.submit(assign.lo, assign.hi, self.backend)
+        self._running += 1
+        future.add_done_callback(functools.partial(self._done, assign))
+
+    def _finish(
+        self, assign: work.WorkAssign, future: "Future[bytes]", now: float, publish: Publish | None
+    ) -> None:
+        self._running -= 1
+        if self._held > self._running:  # a finished block frees its slot for someone
+            self._held -= 1
+            self.slots.give()
+        try:
+            payload = future.result()
+        except BrokenProcessPool:
+            self.stats.blocks_failed += 1
+            log.warning("%s: a worker died on %s/%d: computing it again",
+                        self.node_id, assign.job, assign.block)  # fmt: skip
+            self._start(assign)
+            return
+        except Exception:  # boundary: a failed block must not stop the node
+            self.stats.blocks_failed += 1
+            log.exception("%s: block %s/%d failed", self.node_id, assign.job, assign.block)
+            return
+        self.stats.blocks_done += 1
+        topic = topics.node_result(self.node_id, assign.job, assign.block)
+        with self._lock:
+            self._unacked[(assign.job, assign.block)] = _Unacked(topic, payload, now)
+        if publish is not None:
+            publish(topic, payload, 1)
+            self.stats.results_sent += 1
+
+    def _resend(self, now: float, publish: Publish, *, everything: bool) -> None:
+        with self._lock:
+            due = [u for u in self._unacked.values()
+                   if everything or now - u.sent_at >= self.resend_after]  # fmt: skip
+            for entry in due:
+                entry.sent_at = now
+        for entry in due:
+            publish(entry.topic, entry.payload, 1)
+            self.stats.resends += 1
+
+    def _request(self, now: float, publish: Publish) -> None:
+        if self.unacked < self.max_unacked:
+            while self._held < self.per_node and self.slots.take():
+                self._held += 1
+        want = 0 if self.unacked >= self.max_unacked else max(0, self._held - self.busy)
+        stale = want > 0 and now - self._last_request >= self.rerequest_every
+        if want == self._promised and not stale:
+            return
+        request = work.WorkRequest(
+            node=self.node_id, want=min(want, work.MAX_WANT), ts=self.wall_clock(),
+            backend=self.backend,
+        )  # fmt: skip
+        publish(self._request_topic, protocol.encode(request), 1)
+        self.stats.requests_sent += 1
+        self._promised = want
+        self._last_request = now
+
+    def release(self) -> None:
+        """Give back every slot held (the node is stopping)."""
+        while self._held > 0:
+            self._held -= 1
+            self.slots.give()

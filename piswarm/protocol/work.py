@@ -1,0 +1,92 @@
+"""How work moves between the coordinator and the nodes (pull, with leases and acks).
+
+Topics (docs/topics.md has the sequence and examples):
+
+- ``piswarm/jobs/coordinator``                  retained, QoS 1: :class:`CoordinatorStatus`
+- ``piswarm/nodes/<node>/work/request``         QoS 1: :class:`WorkRequest` (node -> coordinator)
+- ``piswarm/nodes/<node>/work/assign``          QoS 1: :class:`WorkAssign` (one block, leased)
+- ``piswarm/nodes/<node>/results/<job>/<block>`` QoS 1: binary prime block (``primes.py``)
+- ``piswarm/nodes/<node>/acks``                 QoS 1: :class:`ResultAck`, after the commit
+
+A node asks for as many blocks as it has free workers (``want`` is absolute, so a repeated
+request never over-asks); the coordinator remembers the want and serves it as soon as work
+exists. A node keeps every result until it is acknowledged and sends it again after a
+reconnect or when the coordinator comes (back) online.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from piswarm.protocol import _schema
+from piswarm.protocol._schema import spec
+from piswarm.protocol.errors import ProtocolError
+from piswarm.protocol.jobs import MAX_BLOCK, MAX_BLOCKS, MAX_NUMBER
+from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
+
+MAX_WANT = 64
+BACKENDS = frozenset({"numpy", "primesieve"})
+OUTCOMES = frozenset({"stored", "duplicate", "rejected"})
+
+_JOB = spec(pattern=JOB_ID_PATTERN.pattern)
+_TS = spec(lo=0, hi=1e11)
+
+
+@dataclass(frozen=True)
+class CoordinatorStatus:
+    """The coordinator's birth and will: nodes (re)send requests and results on ``online``."""
+
+    state: Literal["online", "offline"]
+    ts: float = field(metadata=_TS)
+    version: str = field(default="", metadata=spec(max_len=40))
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    """'I can take ``want`` more blocks now' (0: none, stop remembering me)."""
+
+    node: str = field(metadata=spec(pattern=NODE_ID_PATTERN.pattern))
+    want: int = field(metadata=spec(lo=0, hi=MAX_WANT))
+    ts: float = field(metadata=_TS)
+    backend: str = field(default="numpy", metadata=spec(choices=BACKENDS))
+
+
+@dataclass(frozen=True)
+class WorkAssign:
+    """One block to compute: every prime in ``[lo, hi)``, result due before the lease ends."""
+
+    job: str = field(metadata=_JOB)
+    block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
+    lo: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
+    hi: int = field(metadata=spec(lo=1, hi=MAX_NUMBER))
+    lease_s: float = field(metadata=spec(lo=1, hi=86_400))
+    kind: Literal["primes"] = "primes"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hi - self.lo <= MAX_BLOCK:
+            raise ProtocolError(f"block [{self.lo}, {self.hi}) is empty or too large")
+
+
+@dataclass(frozen=True)
+class ResultAck:
+    """The coordinator's answer to a result, sent after it is on disk (or refused)."""
+
+    job: str = field(metadata=_JOB)
+    block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
+    outcome: str = field(metadata=spec(choices=OUTCOMES))
+    error: str | None = field(default=None, metadata=spec(max_len=300))
+
+
+def decode_coordinator(payload: bytes) -> CoordinatorStatus:
+    return _schema.decode(CoordinatorStatus, payload)
+
+
+def decode_work_request(payload: bytes) -> WorkRequest:
+    return _schema.decode(WorkRequest, payload)
+
+
+def decode_assign(payload: bytes) -> WorkAssign:
+    return _schema.decode(WorkAssign, payload)
+
+
+def decode_ack(payload: bytes) -> ResultAck:
+    return _schema.decode(ResultAck, payload)
