@@ -1,0 +1,301 @@
+"""The coordinator against a real broker, with nodes played by hand (exact control of
+what a node sends: requests, results right and wrong, duplicates, goodbyes)."""
+
+import json
+import logging
+import sqlite3
+import threading
+
+import pytest
+
+from head.coordinator import Coordinator
+from node_agent.sieve import SegmentedSieve
+from piswarm import protocol
+from piswarm.mqtt import BrokerSettings, Credentials
+from piswarm.protocol import jobs, topics, work
+from piswarm.protocol.primes import encode_primes
+
+SIEVE = SegmentedSieve()
+
+
+class Running:
+    """A coordinator in a thread of the test process."""
+
+    def __init__(self, broker, users, db, **kw):
+        admin = users.get("admin")
+        settings = BrokerSettings(host="127.0.0.1", port=broker.port,
+                                  credentials=Credentials(admin.name, admin.password))  # fmt: skip
+        self.coordinator = Coordinator(db_path=db, settings=settings, **kw)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.coordinator.run, args=(self.stop,))
+
+    def start(self):
+        self.coordinator.start()
+        self.thread.start()
+        assert self.coordinator.ready.wait(10) and self.coordinator.connected.wait(10)
+        return self
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.coordinator.close()
+
+    @property
+    def stats(self):
+        return self.coordinator.stats
+
+
+@pytest.fixture
+def coordinator(broker, users, tmp_path):
+    made = []
+
+    def make(**kw):
+        running = Running(broker, users, tmp_path / "jobs.sqlite", **kw).start()
+        made.append(running)
+        return running
+
+    yield make
+    for running in made:
+        running.close()
+
+
+def submit(rec, **fields):
+    body = {"v": 1, "kind": "primes", **fields}
+    rec.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    rid = fields.get("request_id", "")
+    msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
+                       and json.loads(m.payload)["request_id"] == rid)  # fmt: skip
+    return jobs.decode_reply(msg.payload)
+
+
+def ask(node, want):
+    request = work.WorkRequest(node=node.node_id, want=want, ts=1.0)
+    node.publish(topics.node_work_request(node.node_id), protocol.encode(request))
+
+
+def assigns(node):
+    return [work.decode_assign(m.payload) for m in node.matching(
+        lambda m: m.topic == topics.node_work_assign(node.node_id))]  # fmt: skip
+
+
+def deliver(node, assign, data=None):
+    data = data if data is not None else encode_primes(SIEVE.primes(assign.lo, assign.hi))
+    node.publish(topics.node_result(node.node_id, assign.job, assign.block), data)
+    msg = node.wait_for(lambda m: m.topic == topics.node_acks(node.node_id)
+                        and work.decode_ack(m.payload).block == assign.block
+                        and m not in node.seen_acks)  # fmt: skip
+    node.seen_acks.append(msg)
+    return work.decode_ack(msg.payload)
+
+
+@pytest.fixture
+def node(recorder):
+    def make(node_id="node-a"):
+        rec = recorder(node_id, filters=(f"piswarm/nodes/{node_id}/#", "piswarm/jobs/#"))
+        rec.wait_connected()
+        rec.node_id = node_id
+        rec.seen_acks = []
+        return rec
+
+    return make
+
+
+def last_status(rec, job):
+    msgs = rec.matching(lambda m: m.topic == topics.job_status(job))
+    return jobs.decode_job_status(msgs[-1].payload)
+
+
+def test_a_job_is_split_leased_stored_and_finished(coordinator, node, recorder):
+    coordinator(status_interval=0.2)
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    a, b = node("node-a"), node("node-b")
+    reply = submit(viewer, start=1, end=1_000_000, block_size=100_000, request_id="t-1")
+    assert reply.ok and reply.action == "submit"
+    job = reply.job
+    ask(a, 3)
+    ask(b, 2)
+    a.wait_for(lambda m: len(assigns(a)) == 3)
+    b.wait_for(lambda m: len(assigns(b)) == 2)
+    given = assigns(a) + assigns(b)
+    assert sorted(x.block for x in given) == [0, 1, 2, 3, 4]
+    for x in assigns(a):
+        assert deliver(a, x).outcome == "stored"
+    ask(a, 5)  # the rest
+    a.wait_for(lambda m: len(assigns(a)) == 8)
+    for x in assigns(a)[3:] + assigns(b):
+        owner = a if x in assigns(a) else b
+        assert deliver(owner, x).outcome == "stored"
+    done = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
+                           and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    status = jobs.decode_job_status(done.payload)
+    assert (status.primes, status.largest, status.blocks_done) == (78_498, 999_983, 10)
+    assert {c.node: c.blocks for c in status.top} == {"node-a": 8, "node-b": 2}
+    job_map = jobs.decode_job_map(viewer.wait_for(
+        lambda m: m.topic == topics.job_map(job) and json.loads(m.payload)["done"][-1] == 100
+    ).payload)  # fmt: skip
+    assert job_map.done == (100,) * 10 and set(job_map.nodes) == {"node-a", "node-b"}
+    # A retry of the same request id is the same job, not a second one.
+    again = submit(viewer, start=1, end=1_000_000, block_size=100_000, request_id="t-1")
+    assert again.ok and again.job == job
+    assert coordinator is not None
+
+
+def test_a_want_is_remembered_until_work_exists(coordinator, node, recorder):
+    coordinator()
+    admin = recorder("admin")
+    a = node("node-a")
+    ask(a, 2)
+    # No job yet: nothing to give. A job arrives: the remembered want is served.
+    job = submit(admin, start=1, end=300_000, block_size=100_000).job
+    a.wait_for(lambda m: len(assigns(a)) == 2)
+    assert [x.job for x in assigns(a)] == [job, job]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"not json", "not JSON"),
+        (b'{"v":1,"kind":"primes","start":10,"end":1}', "start 10 is greater than end 1"),
+        (b'{"v":1,"kind":"primes","start":-5,"end":10}', "'start': -5 is below 0"),
+        (b'{"v":1,"kind":"primes","start":1.5,"end":10}', "'start': expected an integer"),
+        (b'{"v":1,"kind":"primes","start":1,"end":10000000000000,"block_size":10000}',
+         "more than 1000000"),
+        (b'{"v":1,"kind":"fft","start":1,"end":10}', "unknown job kind 'fft'"),
+        (b'{"v":2,"kind":"primes","start":1,"end":10}', "unsupported schema version"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_reason_and_store_nothing(coordinator, recorder, tmp_path, payload,
+                                                     error, caplog):  # fmt: skip
+    running = coordinator()
+    admin = recorder("admin")
+    admin.wait_connected()
+    with caplog.at_level(logging.WARNING, logger="head.coordinator"):
+        admin.publish(topics.JOBS_SUBMIT, payload)
+        msg = admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES)
+    reply = jobs.decode_reply(msg.payload)
+    assert not reply.ok and error in reply.error
+    assert running.stats.requests_rejected == 1
+    assert any(error in r.getMessage() for r in caplog.records)
+    db = sqlite3.connect(tmp_path / "jobs.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_bad_results_are_rejected_with_the_reason_and_change_nothing(coordinator, node, recorder):
+    running = coordinator()
+    admin = recorder("admin")
+    a = node("node-a")
+    job = submit(admin, start=1, end=200_000, block_size=100_000).job
+    ask(a, 1)
+    a.wait_for(lambda m: len(assigns(a)) == 1)
+    block = assigns(a)[0]
+    good = encode_primes(SIEVE.primes(block.lo, block.hi))
+    wrong_block = work.WorkAssign(job=job, block=1, lo=block.lo, hi=block.hi, lease_s=60)
+    corrupt = bytearray(good)
+    corrupt[60] ^= 0xFF
+    count_lies = bytearray(good)
+    count_lies[8] += 1  # the header's count no longer matches the body
+    cases = [
+        (wrong_block, good, "outside block"),  # block 0's primes sent as block 1
+        (block, bytes(corrupt), "corrupt|CRC|gap|holds"),
+        (block, bytes(count_lies), "holds|header"),
+        (block, b"PSPB" + bytes(100), "version|header"),
+        (work.WorkAssign(job=job, block=7, lo=1, hi=2, lease_s=60), good, "no block 7"),
+        (work.WorkAssign(job="p0-nope", block=0, lo=1, hi=2, lease_s=60), good, "no block 0"),
+    ]
+    for assign, data, reason in cases:
+        ack = deliver(a, assign, data)
+        assert ack.outcome == "rejected", reason
+        assert any(part in ack.error for part in reason.split("|")), (reason, ack.error)
+    assert running.stats.results_rejected == len(cases)
+    status = last_status(admin, job)
+    assert (status.blocks_done, status.primes) == (0, 0)
+    assert deliver(a, block).outcome == "stored"
+    assert deliver(a, block).outcome == "duplicate"  # a resend: harmless
+
+
+def test_oversize_results_never_reach_the_coordinator(coordinator, node):
+    """The broker's packet limit (8 MiB) drops the sender instead of passing them on."""
+    running = coordinator()
+    a = node("node-a")
+    gone = threading.Event()
+    a.client.on_disconnect = lambda *args: gone.set()
+    a.client.publish(topics.node_result("node-a", "p1-x", 0), bytes(9 * 1024 * 1024), qos=1)
+    assert gone.wait(10)
+    assert running.stats.results_rejected == running.stats.results_stored == 0
+
+
+def test_a_node_going_offline_gives_its_blocks_back(coordinator, node, recorder):
+    running = coordinator()
+    admin = recorder("admin")
+    a, b = node("node-a"), node("node-b")
+    submit(admin, start=1, end=300_000, block_size=100_000)
+    ask(a, 2)
+    a.wait_for(lambda m: len(assigns(a)) == 2)
+    lost = protocol.NodeOffline(node="node-a", ts=1.0, reason="lost")
+    a.publish(topics.node_status("node-a"), protocol.encode(lost), retain=True)
+    ask(b, 3)
+    b.wait_for(lambda m: len(assigns(b)) == 3)
+    assert sorted(x.block for x in assigns(b)) == [0, 1, 2]
+    assert running.stats.leases_released == 2
+
+
+def test_an_expired_lease_is_reissued_and_the_late_result_is_a_duplicate(coordinator, node,
+                                                                         recorder):  # fmt: skip
+    coordinator(lease_seconds=1.0)
+    admin = recorder("admin")
+    frozen, other = node("node-a"), node("node-b")
+    job = submit(admin, start=1, end=100_000, block_size=100_000).job
+    ask(frozen, 1)
+    frozen.wait_for(lambda m: len(assigns(frozen)) == 1)
+    ask(other, 1)  # nothing open now; remembered, served when the lease runs out
+    other.wait_for(lambda m: len(assigns(other)) == 1, timeout=10)
+    assert deliver(other, assigns(other)[0]).outcome == "stored"
+    assert deliver(frozen, assigns(frozen)[0]).outcome == "duplicate"
+    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
+                            and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    assert jobs.decode_job_status(status.payload).primes == 9592
+
+
+def test_cancel_stops_a_job_and_late_results_are_rejected(coordinator, node, recorder):
+    coordinator()
+    admin = recorder("admin")
+    a = node("node-a")
+    job = submit(admin, start=1, end=300_000, block_size=100_000).job
+    ask(a, 1)
+    a.wait_for(lambda m: len(assigns(a)) == 1)
+    admin.publish(topics.JOBS_CANCEL, protocol.encode(jobs.CancelRequest(job=job, request_id="c")))
+    reply = jobs.decode_reply(admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
+                                             and b'"cancel"' in m.payload).payload)  # fmt: skip
+    assert reply.ok and reply.job == job
+    assert deliver(a, assigns(a)[0]).outcome == "rejected"
+    assert last_status(admin, job).state == "cancelled"
+    admin.publish(topics.JOBS_CANCEL, protocol.encode(jobs.CancelRequest(job=job, request_id="d")))
+    again = admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"d"' in m.payload)
+    assert "not running" in jobs.decode_reply(again.payload).error
+
+
+def test_a_restarted_coordinator_resumes_and_says_so(coordinator, node, recorder, broker, users,
+                                                     tmp_path):  # fmt: skip
+    first = coordinator()
+    admin = recorder("admin")
+    a = node("node-a")
+    job = submit(admin, start=1, end=300_000, block_size=100_000).job
+    ask(a, 1)
+    a.wait_for(lambda m: len(assigns(a)) == 1)
+    assert deliver(a, assigns(a)[0]).outcome == "stored"
+    first.close()
+    a.wait_for(lambda m: m.topic == topics.JOBS_COORDINATOR and b"offline" in m.payload)
+    coordinator()
+
+    def onlines():
+        return a.matching(lambda m: m.topic == topics.JOBS_COORDINATOR and b"online" in m.payload)
+
+    a.wait_for(lambda m: len(onlines()) == 2)
+    ask(a, 2)
+    a.wait_for(lambda m: len(assigns(a)) == 3)
+    for x in assigns(a)[1:]:
+        assert deliver(a, x).outcome == "stored"
+    done = admin.wait_for(lambda m: m.topic == topics.job_status(job)
+                          and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    assert jobs.decode_job_status(done.payload).primes == 25_997
