@@ -5,7 +5,6 @@ state directory (config, persistence database, log) and a chosen or free port.
 """
 
 import contextlib
-import ctypes
 import getpass
 import logging
 import os
@@ -22,10 +21,9 @@ import psutil
 from broker.config import BrokerConfig
 from broker.errors import BrokerError, MosquittoNotFound
 from broker.users import UserStore
+from piswarm.children import die_with_parent
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
 
 
 def find_mosquitto(search_path: str | None = None) -> str:
@@ -60,12 +58,6 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the broker if the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class BrokerProcess:

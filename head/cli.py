@@ -66,10 +66,14 @@ def register(sub: Any) -> None:
                          help="seconds to listen before --screenshot (default 3)")  # fmt: skip
     display.set_defaults(handler=run_display)
 
-    head = sub.add_parser("head", help="the head node: display now, coordinator to come")
+    head = sub.add_parser("head", help="the head node: the job coordinator and the display")
     add_broker_flags(head)
-    head.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
+    head.add_argument("--credentials", type=Path, help="credentials file (default: admin)")
     head.add_argument("--no-display", action="store_true", help="run the coordinator alone")
+    head.add_argument("--db", type=Path, help="job database (default "
+                      "$PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)")  # fmt: skip
+    head.add_argument("--lease", type=float, default=60.0,
+                      help="seconds a node has for a block, then it is reissued")  # fmt: skip
     _display_flags(head, windowed_default=None)
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
 
@@ -194,14 +198,42 @@ def run_display(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    from piswarm.errors import NotAvailable
+    from head.coordinator import Coordinator
+    from head.job_cli import admin_settings, default_db
+    from piswarm.errors import ConfigError, PiswarmError
+    from piswarm.lock import PidLock
 
-    if args.no_display:
-        raise NotAvailable(
-            "the coordinator is not yet available (it arrives with the prime search issue)"
+    if not 1 <= args.lease <= 86_400:
+        raise ConfigError(f"--lease {args.lease} is not in 1-86400 s")
+    db = (args.db or default_db()).expanduser()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    settings = admin_settings(args)
+    if settings.credentials is None:
+        raise ConfigError(
+            "the coordinator needs the admin's broker credentials: run "
+            "'piswarm broker users init', or pass --credentials"
         )
-    log.info("coordinator not yet available (prime search issue): running the display only")
-    return _show(args)
+    with PidLock(db.parent, db.stem, role="coordinator"):
+        coordinator = Coordinator(db_path=db, settings=settings, lease_seconds=args.lease)
+        stop = _stop_event()
+        coordinator.start()
+        log.info("coordinator: jobs in %s, broker %s:%d", db, settings.host, settings.port)
+        try:
+            if args.no_display:
+                coordinator.run(stop)
+            else:
+                worker = threading.Thread(target=coordinator.run, args=(stop,), name="coordinator")
+                worker.start()
+                try:
+                    _show(args)
+                finally:
+                    stop.set()
+                    worker.join()
+        finally:
+            coordinator.close()
+        if coordinator.fatal:
+            raise PiswarmError(coordinator.fatal)
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -118,7 +118,13 @@ class JobStore:
         self.path = path
         self._db: sqlite3.Connection | None = None
 
-    def open(self) -> "JobStore":
+    def open(self, *, readonly: bool = False) -> "JobStore":
+        """Open (creating it if needed); ``readonly`` for export and verify beside a running
+        coordinator (WAL lets readers and the one writer work at once)."""
+        if readonly:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            return self
         db = sqlite3.connect(str(self.path), isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")  # a crash never leaves a half-written commit
         db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
@@ -175,7 +181,7 @@ class JobStore:
                 (now, job),
             )
             if cur.rowcount == 0:
-                self._require(job)
+                self.require(job)
                 raise ValueError(f"job {job} is not running")
             self.db.execute(
                 "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
@@ -183,7 +189,8 @@ class JobStore:
                 (job,),
             )
 
-    def _require(self, job: str) -> None:
+    def require(self, job: str) -> None:
+        """Raise ``KeyError`` unless ``job`` exists."""
         if self.db.execute("SELECT 1 FROM jobs WHERE id = ?", (job,)).fetchone() is None:
             raise KeyError(f"no job {job}")
 
@@ -329,7 +336,7 @@ class JobStore:
 
     def export(self, job: str) -> Iterator[np.ndarray]:
         """The primes of a job in ascending order, one block at a time (bounded memory)."""
-        self._require(job)
+        self.require(job)
         cursor = self.db.execute("SELECT data FROM results WHERE job = ? ORDER BY block", (job,))
         for (data,) in cursor:
             yield decode_primes(data).primes

@@ -23,6 +23,8 @@ machine's real cores.
 import functools
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import OrderedDict, deque
@@ -34,6 +36,7 @@ from typing import Any, cast
 
 from node_agent.sieve_backends import BackendName, select_backend
 from piswarm import protocol
+from piswarm.children import die_with_parent
 from piswarm.protocol import ProtocolError, topics, work
 from piswarm.protocol.primes import encode_primes
 
@@ -80,8 +83,15 @@ class Workers:
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: forking a process that runs paho's threads could copy a held lock.
-        return ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("forkserver"))
+        # spawn: forking a process that runs paho's threads could copy a held lock, and
+        # workers of a forkserver outlive a killed agent. Spawned workers are our children
+        # and are told to die with us.
+        return ProcessPoolExecutor(
+            self.count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(signal.SIGKILL, os.getpid()),
+        )
 
     def submit(self, lo: int, hi: int, backend: str) -> "Future[bytes]":
         with self._lock:

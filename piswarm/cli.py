@@ -46,9 +46,21 @@ def add_logging_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_logging_everywhere(sub: "argparse._SubParsersAction[Parser]") -> None:
+    """``--log-level`` on every (sub)command that runs something."""
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for action in nested:
+                _add_logging_everywhere(action)
+        elif not any(a.dest == "log_level" for a in parser._actions):
+            add_logging_flags(parser)
+
+
 def build_parser() -> Parser:
     from broker.cli import register as register_broker
     from head.cli import register as register_head
+    from head.job_cli import register as register_jobs
     from node_agent.cli import register as register_agent
 
     parser = Parser(
@@ -61,15 +73,11 @@ def build_parser() -> Parser:
     register_agent(sub)
     register_broker(sub)
     register_head(sub)
-    job = sub.add_parser("job", help="submit and follow jobs (primes, life): not yet available")
-    job.add_argument("rest", nargs=argparse.REMAINDER)
-    job.set_defaults(handler=not_yet("piswarm job", "the prime search issue"))
+    register_jobs(sub)
     deploy = sub.add_parser("deploy", help="push the agent to the fleet: not yet available")
     deploy.add_argument("rest", nargs=argparse.REMAINDER)
     deploy.set_defaults(handler=not_yet("piswarm deploy", "the fleet deployment issue"))
-    for name in sub.choices.values():
-        if not any(a.dest == "log_level" for a in name._actions):
-            add_logging_flags(name)
+    _add_logging_everywhere(sub)
     return parser
 
 

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from broker.runner import BrokerProcess, die_with_parent
+from broker.runner import BrokerProcess
 from broker.users import UserStore
+from piswarm.children import die_with_parent
 from tests.mqtt_helpers import Recorder
 
 NODE_IDS = ["node-a", "node-b", "node-c"]
@@ -56,7 +57,8 @@ def recorder(broker, users):
 class AgentProcess:
     """``python -m piswarm agent`` as a real child process."""
 
-    def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5):
+    def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5,
+                 workers=0, backend="numpy"):  # fmt: skip
         self.node_id = node_id
         self.config = tmp_path / f"agent-{node_id}.toml"
         self.config.write_text(
@@ -64,6 +66,8 @@ class AgentProcess:
             f'node_id = "{node_id}"\n'
             f"telemetry_interval = {interval}\n"
             f'lock_dir = "{tmp_path / "locks"}"\n'
+            f"workers = {workers}\n"
+            f'backend = "{backend}"\n'
             "[broker]\n"
             'host = "127.0.0.1"\n'
             f"port = {broker.port}\n"
@@ -74,15 +78,7 @@ class AgentProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "piswarm", "agent", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=die_with_parent,  # a crashed test run leaves no agent behind
-            )
+        self.proc = spawn(["agent", "--config", str(self.config)], self.log_path)
         return self
 
     def log(self) -> str:
@@ -99,6 +95,19 @@ class AgentProcess:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
+
+
+def spawn(args, log_path):
+    """``python -m piswarm ARGS`` as a child that dies with the test run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "piswarm", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=die_with_parent,  # a crashed test run leaves no process behind
+        )
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.runner import die_with_parent, free_port
+from broker.runner import free_port
 from broker.users import UserStore
+from piswarm.children import die_with_parent
 from tests.mqtt_helpers import Recorder
 
 DEBIAN_CONF = Path("/etc/mosquitto/mosquitto.conf")

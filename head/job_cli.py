@@ -1,0 +1,284 @@
+"""``piswarm job``: submit, follow, list, cancel, export and verify jobs.
+
+``primes``, ``list``, ``status`` and ``cancel`` talk to the coordinator over MQTT (so they
+work from any machine that reaches the broker, as the admin); ``export`` and ``verify``
+read the coordinator's SQLite database (so they run on the head node).
+"""
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_NUMBER = re.compile(r"[0-9][0-9_]*(\.[0-9]+)?(e[0-9]+)?", re.IGNORECASE)
+
+
+def number(text: str) -> int:
+    """A non-negative integer, also as ``1e9``, ``2.5e9`` or ``1_000_000``."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a non-negative whole number (e.g. 1000000, 1_000_000 or 1e6)"
+        )
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+def register(sub: Any) -> None:
+    from node_agent.cli import add_broker_flags
+
+    job = sub.add_parser("job", help="submit and follow jobs (the prime search)")
+    verbs = job.add_subparsers(dest="verb", metavar="VERB", parser_class=type(job))
+    verbs.required = True
+
+    def mqtt_verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = verbs.add_parser(name, help=help_text)
+        add_broker_flags(parser)
+        parser.add_argument("--credentials", type=Path,
+                            help="credentials file (default: the admin's)")  # fmt: skip
+        parser.add_argument("--timeout", type=float, default=10.0,
+                            help="seconds to wait for the coordinator (default 10)")  # fmt: skip
+        return parser
+
+    primes = mqtt_verb("primes", "find every prime in [START, END]")
+    primes.add_argument("start", type=number, metavar="START", help="e.g. 1 or 1e9")
+    primes.add_argument("end", type=number, metavar="END", help="e.g. 1e10 (included)")
+    primes.add_argument("--block-size", type=number, default=10**7, metavar="N",
+                        help="numbers per block (default 1e7)")  # fmt: skip
+    primes.add_argument("--name", default="", help="a label for the display")
+    primes.add_argument("--wait", action="store_true", help="follow it until it ends")
+    primes.set_defaults(handler=run_primes)
+
+    listing = mqtt_verb("list", "every job the broker remembers, newest first")
+    listing.set_defaults(handler=run_list)
+
+    status = mqtt_verb("status", "one job in detail")
+    status.add_argument("job", metavar="ID")
+    status.set_defaults(handler=run_status)
+
+    cancel = mqtt_verb("cancel", "stop a running job")
+    cancel.add_argument("job", metavar="ID")
+    cancel.set_defaults(handler=run_cancel)
+
+    def db_verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = verbs.add_parser(name, help=help_text)
+        parser.add_argument("job", metavar="ID")
+        parser.add_argument(
+            "--db", type=Path, help="the coordinator's database (default: as 'piswarm head')"
+        )
+        return parser
+
+    export = db_verb("export", "write a job's primes in order to stdout (or --output)")
+    export.add_argument("--format", choices=["txt", "bin"], default="txt",
+                        help="txt: one per line; bin: little-endian uint64")  # fmt: skip
+    export.add_argument("--output", "-o", type=Path, help="a file instead of stdout")
+    export.set_defaults(handler=run_export)
+
+    verify = db_verb("verify", "re-read every stored block; check counts against pi(x)")
+    verify.set_defaults(handler=run_verify)
+
+
+def default_db() -> Path:
+    from piswarm import paths
+
+    explicit = os.environ.get("PISWARM_JOBS_DB")
+    return Path(explicit).expanduser() if explicit else paths.state_home() / "jobs.sqlite"
+
+
+def admin_settings(args: argparse.Namespace) -> Any:
+    from piswarm import paths
+    from piswarm.mqtt import BrokerSettings
+
+    creds = args.credentials
+    admin = paths.broker_users_dir() / "credentials" / "admin.toml"
+    if creds is None and admin.exists():
+        creds = admin
+    return BrokerSettings.from_sources(
+        host=args.broker_host, port=args.broker_port, credentials_file=creds
+    )
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def describe(status: Any) -> str:
+    """One line for a job status."""
+    largest = "-" if status.largest is None else f"{status.largest:,}"
+    return (
+        f"{status.job}  {status.state:<9} [{status.start:,}, {status.end:,}]  "
+        f"{status.blocks_done}/{status.blocks_total} blocks  {status.primes:,} primes  "
+        f"largest {largest}  {status.rate:,.0f}/s  eta {_eta(status.eta_s)}"
+    )
+
+
+def run_primes(args: argparse.Namespace) -> int:
+    from head.jobclient import JobClient
+    from piswarm.errors import PiswarmError
+    from piswarm.protocol import topics
+    from piswarm.protocol.jobs import PrimesRequest
+
+    request = PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
+                            name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
+    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
+        reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
+        if not reply.ok or reply.job is None:
+            raise PiswarmError(f"the coordinator refused the job: {reply.error}")
+        print(reply.job, flush=True)
+        if not args.wait:
+            return 0
+
+        def show(status: Any) -> None:
+            print(describe(status), file=sys.stderr, flush=True)
+
+        final = client.follow(reply.job, show, idle_timeout=max(args.timeout, 30.0))
+    return 0 if final.state == "done" else 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from head.jobclient import JobClient
+
+    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
+        statuses = client.snapshot()
+    if not statuses:
+        print("no jobs yet: start one with 'piswarm job primes 1 1e9'")
+    for status in statuses:
+        print(describe(status))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from head.jobclient import JobClient
+    from piswarm.errors import PiswarmError
+    from piswarm.protocol import ProtocolError, topics
+
+    try:
+        status_topic = topics.job_status(args.job)
+    except ProtocolError as exc:
+        raise PiswarmError(str(exc)) from None
+    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
+        found = client.snapshot(status_topic)
+    if not found:
+        raise PiswarmError(f"no job {args.job} (see 'piswarm job list')")
+    s = found[0]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created))
+    print(describe(s))
+    print(f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}")
+    if s.finished is not None:
+        print(f"  took: {s.finished - s.created:.1f} s")
+    for c in s.top:
+        print(f"  {c.node:<24} {c.blocks:>8} blocks {c.primes:>14,} primes")
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    from head.jobclient import JobClient
+    from piswarm.errors import PiswarmError
+    from piswarm.protocol import ProtocolError, topics
+    from piswarm.protocol.jobs import CancelRequest
+
+    try:
+        request = CancelRequest(job=args.job, request_id=f"cli-{uuid.uuid4().hex[:12]}")
+        topics.validate_job_id(args.job)
+    except ProtocolError as exc:
+        raise PiswarmError(str(exc)) from None
+    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
+        reply = client.request(topics.JOBS_CANCEL, request, timeout=args.timeout)
+    if not reply.ok:
+        raise PiswarmError(f"not cancelled: {reply.error}")
+    print(f"{args.job} cancelled")
+    return 0
+
+
+@contextlib.contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Any]:
+    from head.jobstore import JobStore
+    from piswarm.errors import PiswarmError
+
+    path = args.db or default_db()
+    if not path.exists():
+        raise PiswarmError(f"no job database at {path} (run this on the head node, or --db)")
+    store = JobStore(path).open(readonly=True)
+    try:
+        store.require(args.job)
+    except KeyError:
+        store.close()
+        raise PiswarmError(f"no job {args.job} in {path}") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _write_primes(store: Any, job: str, fmt: str, out: BinaryIO) -> int:
+    written = 0
+    for block in store.export(job):
+        if fmt == "bin":
+            out.write(block.astype("<u8").tobytes())
+        elif block.size:
+            out.write(("\n".join(map(str, block.tolist())) + "\n").encode())
+        written += int(block.size)
+    return written
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from piswarm.errors import PiswarmError
+
+    with _store(args) as store:
+        progress = store.progress(args.job)
+        if progress.blocks_done < progress.blocks_total:
+            missing = progress.blocks_total - progress.blocks_done
+            print(f"warning: job {args.job} misses {missing} blocks: the list has gaps",
+                  file=sys.stderr)  # fmt: skip
+        if args.output is not None:
+            with args.output.open("wb") as out:
+                count = _write_primes(store, args.job, args.format, out)
+        else:
+            try:
+                count = _write_primes(store, args.job, args.format, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:  # '| head': the reader has all it wanted
+                # Python's own advice: point stdout at devnull so the exit flush is quiet.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                return 0
+            except OSError as exc:
+                raise PiswarmError(f"cannot write the primes: {exc}") from None
+    print(f"{count:,} primes exported", file=sys.stderr)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from head.jobstore import KNOWN_PI
+
+    with _store(args) as store:
+        problems = store.verify(args.job)
+        progress = store.progress(args.job)
+    if problems:
+        for problem in problems:
+            print(f"{args.job}: {problem}")
+        return 1
+    known = ""
+    if progress.start <= 2 and progress.end in KNOWN_PI:
+        known = f", pi({progress.end:.0e}) = {KNOWN_PI[progress.end]:,} as it should be"
+    print(f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes, "
+          f"every block's CRC-32 and range checked{known}")  # fmt: skip
+    return 0

@@ -1,0 +1,242 @@
+"""The prime search end to end: real broker, real agent processes sieving in real worker
+processes, the coordinator as a process, the CLI as a user types it; then the failures.
+
+Agents use the numpy sieve here (the portable default, and slow enough that a kill lands
+mid-job); expected counts come from libprimesieve when installed, else numpy.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from head.jobstore import JobStore
+from node_agent.sieve import small_primes
+from node_agent.sieve_backends import select_backend
+from piswarm.protocol import jobs, topics, work
+from tests.conftest import spawn
+
+FAR = 10**12  # numpy needs ~0.2 s for a block of 1e7 here: a job lasts seconds
+BLOCK = 10**7
+
+
+class CoordinatorProcess:
+    def __init__(self, broker, users, tmp_path, recorder, lease=60.0):
+        self.recorder = recorder
+        self.args = ["head", "--no-display", "--db", str(tmp_path / "jobs.sqlite"),
+                     "--lease", str(lease), "--broker-host", "127.0.0.1",
+                     "--broker-port", str(broker.port),
+                     "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
+        self.tmp_path = tmp_path
+        self.proc = None
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+        self.proc = spawn(self.args, self.tmp_path / f"coordinator-{self.starts}.log")
+        watcher = self.recorder("admin", filters=(topics.JOBS_COORDINATOR,))
+        watcher.wait_for(lambda m: b'"online"' in m.payload, timeout=30)
+        watcher.close()
+        return self
+
+    def log(self):
+        return "".join(p.read_text() for p in sorted(self.tmp_path.glob("coordinator-*.log")))
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def coordinator(broker, users, tmp_path, recorder):
+    made = []
+
+    def make(**kw):
+        proc = CoordinatorProcess(broker, users, tmp_path, recorder, **kw).start()
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+def piswarm(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def job_flags(broker, users):
+    return ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
+            "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
+
+
+def submit(broker, users, start, end, block=BLOCK):
+    done = piswarm("job", "primes", str(start), str(end), "--block-size", str(block),
+                   *job_flags(broker, users), "--timeout", "20")  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode().strip()
+
+
+def status_of(viewer, job, pred=lambda s: True, timeout=120):
+    msg = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
+                          and pred(jobs.decode_job_status(m.payload)), timeout=timeout)  # fmt: skip
+    return jobs.decode_job_status(msg.payload)
+
+
+def finished(viewer, job, timeout=180):
+    return status_of(viewer, job, lambda s: s.state == "done", timeout)
+
+
+def assigned_to(node_id):
+    return lambda m: m.topic == topics.node_work_assign(node_id)
+
+
+def verify(tmp_path, job):
+    store = JobStore(tmp_path / "jobs.sqlite").open(readonly=True)
+    try:
+        return store.verify(job), store.progress(job)
+    finally:
+        store.close()
+
+
+def expected_count(lo, hi):
+    return select_backend("auto").count(lo, hi)
+
+
+def test_three_agents_find_pi_of_1e7_and_the_export_is_the_reference(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    for node in ("node-a", "node-b", "node-c"):
+        agents(node, workers=1)
+    follow = piswarm("job", "primes", "1", "1e7", "--block-size", "1e6", "--wait",
+                     *job_flags(broker, users))  # fmt: skip
+    assert follow.returncode == 0, follow.stderr.decode()
+    job = follow.stdout.decode().strip()
+    assert "done" in follow.stderr.decode() and "664,579 primes" in follow.stderr.decode()
+    db = ["--db", str(tmp_path / "jobs.sqlite")]
+    out = tmp_path / "primes.bin"
+    exported = piswarm("job", "export", job, "--format", "bin", "-o", str(out), *db)
+    assert exported.returncode == 0, exported.stderr.decode()
+    assert np.array_equal(np.fromfile(out, dtype="<u8"), small_primes(10**7))
+    text = piswarm("job", "export", job, *db).stdout.decode().split()
+    assert len(text) == 664_579 and text[:4] == ["2", "3", "5", "7"] and text[-1] == "9999991"
+    checked = piswarm("job", "verify", job, *db)
+    assert checked.returncode == 0 and b"as it should be" in checked.stdout
+    listed = piswarm("job", "list", *job_flags(broker, users))
+    assert job in listed.stdout.decode() and "done" in listed.stdout.decode()
+    # Every node did a share, and the status says so.
+    viewer = recorder("viewer")
+    final = finished(viewer, job)
+    assert {c.node for c in final.top} == {"node-a", "node-b", "node-c"}
+    assert final.primes == 664_579 and final.largest == 9_999_991
+
+
+def test_an_agent_killed_mid_block_loses_nothing(broker, users, agents, coordinator, recorder,
+                                                 tmp_path):  # fmt: skip
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    victim = agents("node-a", workers=1)
+    for node in ("node-b", "node-c"):
+        agents(node, workers=1)
+    lo, hi = FAR, FAR + 40 * BLOCK
+    job = submit(broker, users, lo, hi - 1)
+    status_of(viewer, job, lambda s: s.blocks_done >= 3)
+    before = len(viewer.matching(assigned_to("node-a")))
+    viewer.wait_for(lambda m: len(viewer.matching(assigned_to("node-a"))) > before)
+    victim.proc.kill()  # mid-block: it was just given one
+    victim.proc.wait()
+    viewer.wait_for(lambda m: m.topic == topics.node_status("node-a") and b"lost" in m.payload)
+    final = finished(viewer, job)
+    assert final.primes == expected_count(lo, hi)
+    problems, progress = verify(tmp_path, job)
+    assert problems == [] and progress.primes == final.primes
+
+
+def test_a_frozen_agent_loses_its_lease_and_its_late_result_counts_once(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator(lease=2.0)
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    frozen = agents("node-a", workers=1, keepalive=60)  # the broker will not drop it
+    agents("node-b", workers=1)
+    lo, hi = FAR, FAR + 24 * BLOCK
+    job = submit(broker, users, lo, hi - 1)
+    viewer.wait_for(assigned_to("node-a"))
+    frozen.signal(signal.SIGSTOP)
+    final = finished(viewer, job)  # node-b did everything, node-a's leases ran out
+    assert final.primes == expected_count(lo, hi)
+    frozen.signal(signal.SIGCONT)
+    late = viewer.wait_for(lambda m: m.topic == topics.node_acks("node-a"), timeout=60)
+    assert work.decode_ack(late.payload).outcome == "duplicate"
+    problems, progress = verify(tmp_path, job)
+    assert problems == [] and progress.primes == final.primes
+    assert progress.blocks_done == 24
+
+
+def test_the_coordinator_killed_mid_job_resumes_and_finishes_exactly(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    first = coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+    lo, hi = FAR, FAR + 40 * BLOCK
+    job = submit(broker, users, lo, hi - 1)
+    status_of(viewer, job, lambda s: s.blocks_done >= 8)
+    first.kill()
+    viewer.wait_for(lambda m: m.topic == topics.JOBS_COORDINATOR and b"offline" in m.payload)
+    coordinator()
+    final = finished(viewer, job)
+    assert final.primes == expected_count(lo, hi)
+    problems, progress = verify(tmp_path, job)
+    assert problems == [] and progress.blocks_done == 40
+    assert "resuming job" in first.log() or "resuming job" in "".join(
+        p.read_text() for p in tmp_path.glob("coordinator-*.log")
+    )
+
+
+def test_a_broker_restart_mid_job_loses_nothing(broker, users, agents, coordinator, recorder,
+                                                tmp_path):  # fmt: skip
+    coordinator(lease=20.0)
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+    lo, hi = FAR, FAR + 40 * BLOCK
+    job = submit(broker, users, lo, hi - 1)
+    status_of(viewer, job, lambda s: s.blocks_done >= 8)
+    broker.stop()
+    broker.start()
+    viewer.close()
+    viewer = recorder("viewer")
+    final = finished(viewer, job, timeout=240)
+    assert final.primes == expected_count(lo, hi)
+    problems, progress = verify(tmp_path, job)
+    assert problems == [] and progress.blocks_done == 40
+
+
+def test_a_raw_mosquitto_pub_request_gets_a_reply(broker, users, coordinator, recorder):
+    """What a student does: JSON by hand, an answer on the replies topic."""
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    viewer.publish(topics.JOBS_SUBMIT, b'{"v":1,"kind":"primes","start":1,"end":1e3}')
+    bad = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES, timeout=20)
+    assert "'end': expected an integer" in json.loads(bad.payload)["error"]
+    viewer.publish(topics.JOBS_SUBMIT,
+                   b'{"v":1,"kind":"primes","start":1,"end":1000,"request_id":"s1"}')  # fmt: skip
+    good = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"s1"' in m.payload)
+    assert json.loads(good.payload)["ok"] is True
