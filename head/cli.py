@@ -141,6 +141,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
     from head.display.app import DisplayApp, DisplayOptions
     from head.display.cluster_scene import ClusterScene
     from head.display.layout import Layout
+    from head.display.primes_scene import PrimesScene
     from piswarm.errors import ConfigError
 
     if not 1 <= args.fps <= 240:
@@ -160,7 +161,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
         palette=args.palette,
         screenshot_dir=args.screenshot_dir,
     )
-    return DisplayApp(model=model, source=source, scenes=[scene], options=options)
+    return DisplayApp(model=model, source=source, scenes=[scene, PrimesScene()], options=options)
 
 
 def _show(args: argparse.Namespace) -> int:

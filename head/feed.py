@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 Message = tuple[str, bytes, float]
 
-DEFAULT_FILTERS = (topics.NODE_STATUS_FILTER, topics.NODE_TELEMETRY_FILTER)
+DEFAULT_FILTERS = (
+    topics.NODE_STATUS_FILTER,
+    topics.NODE_TELEMETRY_FILTER,
+    topics.JOB_STATUS_FILTER,
+    topics.JOB_MAP_FILTER,
+)
 
 
 class ClusterFeed:

@@ -51,25 +51,42 @@ def compute_block(lo: int, hi: int, backend: str) -> bytes:
 
 
 class Slots:
-    """A count of blocks that may be held at once, shared by the runners given it."""
+    """A count of blocks that may be held at once, shared by the runners given it.
+
+    Shared by a simulated fleet, it takes turns: a runner that finds no free slot queues
+    up (once) and is called when one comes back; a slot goes to the first in the queue,
+    so a node that just finished a block cannot take the slot back ahead of the others.
+    """
 
     def __init__(self, total: int) -> None:
         if total < 1:
             raise ValueError("at least one slot")
         self.total = total
         self._free = total
+        self._waiting: OrderedDict[str, Callable[[], None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self, who: str, notify: Callable[[], None]) -> bool:
         with self._lock:
-            if self._free == 0:
-                return False
-            self._free -= 1
-            return True
+            first = next(iter(self._waiting), who)
+            if self._free > 0 and first == who:
+                self._waiting.pop(who, None)
+                self._free -= 1
+                return True
+            self._waiting.setdefault(who, notify)
+            return False
 
     def give(self) -> None:
         with self._lock:
             self._free = min(self.total, self._free + 1)
+            first = next(iter(self._waiting.values()), None)
+        if first is not None:
+            first()
+
+    def withdraw(self, who: str) -> None:
+        """``who`` no longer waits (it disconnected or stops)."""
+        with self._lock:
+            self._waiting.pop(who, None)
 
 
 class Workers:
@@ -275,6 +292,8 @@ class WorkRunner:
         if publish is not None:
             self._resend(now, publish, everything=resend_all)
             self._request(now, publish)
+        else:
+            self.slots.withdraw(self.node_id)  # do not hold up the line while offline
         return now + min(self.rerequest_every, self.resend_after)
 
     def _start(self, assign: work.WorkAssign) -> None:
@@ -321,7 +340,7 @@ class WorkRunner:
 
     def _request(self, now: float, publish: Publish) -> None:
         if self.unacked < self.max_unacked:
-            while self._held < self.per_node and self.slots.take():
+            while self._held < self.per_node and self.slots.take(self.node_id, self._slot_free):
                 self._held += 1
         want = 0 if self.unacked >= self.max_unacked else max(0, self._held - self.busy)
         stale = want > 0 and now - self._last_request >= self.rerequest_every
@@ -336,8 +355,15 @@ class WorkRunner:
         self._promised = want
         self._last_request = now
 
+    def _slot_free(self) -> None:
+        """A slot came back and we are first in line (any thread)."""
+        with self._lock:
+            self._events = True
+        self.wake()
+
     def release(self) -> None:
         """Give back every slot held (the node is stopping)."""
+        self.slots.withdraw(self.node_id)
         while self._held > 0:
             self._held -= 1
             self.slots.give()

@@ -23,10 +23,13 @@ from head.cluster import ClusterModel
 from head.display.scene import Frame, Link, Scene
 from head.display.text import TextCache
 from head.feed import Message
+from head.jobs_view import JobsModel
+from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
 
 
+JOBS_PREFIX = f"{topics.ROOT}/jobs/"
 HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
 
 
@@ -90,11 +93,13 @@ class DisplayApp:
         source: Source,
         scenes: Sequence[Scene],
         options: DisplayOptions,
+        jobs: JobsModel | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not scenes:
             raise ValueError("a display needs at least one scene")
         self.model = model
+        self.jobs = jobs if jobs is not None else JobsModel()
         self.source = source
         self.scenes = list(scenes)
         self.options = options
@@ -194,7 +199,8 @@ class DisplayApp:
         # While the broker is away nothing new can arrive: judge staleness as of the loss,
         # so the last known state is shown as it was, not as everything going stale.
         view_time = self.link.since if self.link.state == "lost" else now
-        return Frame(self.model, now, view_time, self.link, self.options.palette, self.text)
+        return Frame(self.model, now, view_time, self.link, self.options.palette, self.text,
+                     self.jobs)  # fmt: skip
 
     def run(
         self,
@@ -233,7 +239,10 @@ class DisplayApp:
                 if stop is not None and stop.is_set():
                     running = False
                 for topic, payload, at in self.source.drain(5000):
-                    self.model.apply(topic, payload, at)
+                    if topic.startswith(JOBS_PREFIX):
+                        self.jobs.apply(topic, payload, at)
+                    else:
+                        self.model.apply(topic, payload, at)
                 self._update_link()
                 self._rotate()
                 dirty = self.scene.draw(self._screen, self.frame(), self._full)

@@ -1,12 +1,13 @@
 """What every scene gets to draw with, and what a scene is."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import pygame
 
 from head.cluster import ClusterModel
 from head.display.text import TextCache
+from head.jobs_view import JobsModel
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Frame:
     link: Link
     palette: str
     text: TextCache
+    jobs: JobsModel = field(default_factory=JobsModel)
 
 
 class Scene(Protocol):

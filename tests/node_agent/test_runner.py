@@ -1,0 +1,147 @@
+"""The work runner's decisions, driven by hand: real worker processes, publishes captured.
+
+(The whole path through a broker is in tests/test_primes_e2e.py.)"""
+
+import threading
+
+import pytest
+
+from node_agent.runner import Slots, Workers, WorkRunner, compute_block
+from node_agent.sieve import small_primes
+from piswarm import protocol
+from piswarm.protocol import topics, work
+from piswarm.protocol.primes import decode_primes
+
+
+def test_a_block_is_its_primes_encoded():
+    block = decode_primes(compute_block(1, 100_001, "numpy"))
+    assert block.count == 9592 and (block.first, block.last) == (2, 99_991)
+    assert list(block.primes[:5]) == list(small_primes(12))
+
+
+@pytest.fixture(scope="module")
+def workers():
+    pool = Workers(1)
+    yield pool
+    pool.shutdown()
+
+
+class Harness:
+    def __init__(self, workers, *, slots=2, max_unacked=16, node="node-a"):
+        self.sent = []
+        self.woken = threading.Event()
+        self.runner = WorkRunner(node_id=node, workers=workers, slots=Slots(slots),
+                                 per_node=slots, backend="numpy", max_unacked=max_unacked,
+                                 clock=lambda: self.now)  # fmt: skip
+        self.runner.wake = self.woken.set
+        self.now = 0.0
+
+    def publish(self, topic, payload, qos):
+        self.sent.append((topic, payload))
+
+    def tick(self):
+        self.runner.tick(self.now, self.publish)
+
+    def requests(self):
+        return [work.decode_work_request(p).want for t, p in self.sent if t.endswith("/request")]
+
+    def results(self):
+        return [t for t, _ in self.sent if "/results/" in t]
+
+    def assign(self, block, lo, hi, job="p1-test"):
+        msg = work.WorkAssign(job=job, block=block, lo=lo, hi=hi, lease_s=60)
+        self.runner.on_message(self.runner.assign_topic, protocol.encode(msg))
+
+    def ack(self, block, outcome="stored", job="p1-test"):
+        msg = work.ResultAck(job=job, block=block, outcome=outcome)
+        self.runner.on_message(self.runner.acks_topic, protocol.encode(msg))
+
+    def settle(self, results):
+        """Tick whenever woken until ``results`` results have been published."""
+        while len(self.results()) < results:
+            assert self.woken.wait(30), "no block finished"
+            self.woken.clear()
+            self.tick()
+
+
+def test_asks_for_its_slots_computes_and_asks_again(workers):
+    h = Harness(workers)
+    h.runner.on_connect()
+    h.tick()
+    assert h.requests() == [2]
+    h.tick()
+    assert h.requests() == [2]  # nothing changed: no repeat
+    h.assign(0, 1, 100_001)
+    h.assign(1, 100_001, 200_001)
+    h.tick()
+    assert h.runner.busy == 2
+    h.settle(results=2)
+    assert h.results() == [topics.node_result("node-a", "p1-test", 0),
+                           topics.node_result("node-a", "p1-test", 1)]  # fmt: skip
+    assert h.requests()[-1] == 2 and h.runner.unacked == 2
+    h.ack(0)
+    h.ack(1, "duplicate")
+    assert h.runner.unacked == 0 and h.runner.stats.acks == 2
+
+
+def test_unacknowledged_results_are_resent_on_reconnect_and_coordinator_online(workers):
+    h = Harness(workers)
+    h.runner.on_connect()
+    h.tick()
+    h.assign(5, 1, 50_001)
+    h.tick()
+    h.settle(results=1)
+    h.runner.on_connect()  # a reconnect: the result may have been lost
+    h.tick()
+    assert len(h.results()) == 2
+    online = work.CoordinatorStatus(state="online", ts=1.0)
+    h.runner.on_message(topics.JOBS_COORDINATOR, protocol.encode(online))
+    h.tick()
+    assert len(h.results()) == 3  # coordinator came online: maybe it missed it
+    h.runner.on_message(topics.JOBS_COORDINATOR, protocol.encode(online))
+    h.tick()
+    assert len(h.results()) == 3  # still online: nothing new
+    h.now += 61  # no ack for a minute
+    h.tick()
+    assert len(h.results()) == 4
+    h.ack(5)
+    h.now += 61
+    h.tick()
+    assert len(h.results()) == 4
+
+
+def test_too_many_unacknowledged_results_stop_new_requests(workers):
+    h = Harness(workers, max_unacked=1)
+    h.runner.on_connect()
+    h.tick()
+    h.assign(0, 1, 10_001)
+    h.tick()
+    h.settle(results=1)
+    assert h.requests()[-1] == 0  # back-pressure: no new work until acked
+    h.ack(0)
+    h.tick()
+    assert h.requests()[-1] == 2
+
+
+def test_bad_messages_are_counted_not_raised(workers):
+    h = Harness(workers)
+    h.runner.on_message(h.runner.assign_topic, b'{"v":1,"job":"x"}')
+    h.runner.on_message(h.runner.acks_topic, b"junk")
+    assert h.runner.stats.malformed == 2 and h.runner.busy == 0
+
+
+def test_a_shared_pool_of_slots_makes_nodes_take_turns(workers):
+    slots = Slots(1)
+    a = Harness(workers, node="sim-001")
+    b = Harness(workers, node="sim-002")
+    for h in (a, b):
+        h.runner.slots = slots
+        h.runner.per_node = 1
+        h.runner.on_connect()
+        h.tick()
+    assert (a.requests(), b.requests()) == ([1], [])  # one slot: a has it, b waits
+    a.assign(0, 1, 10_001)
+    a.tick()
+    a.settle(results=1)
+    b.tick()
+    assert b.requests() == [1]  # a's finished block freed the slot
