@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     sim.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
     sim.add_argument("--interval", type=float, default=5.0, help="telemetry period in s")
     sim.add_argument("--seed", type=int, default=1, help="random seed of the sensors")
+    sim.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="sieve processes the fleet shares for real prime-search work "
+                     "(default 1; 0: telemetry only)")  # fmt: skip
     sim.add_argument(
         "--users-dir",
         type=Path,
@@ -134,6 +137,7 @@ def run_agent(args: argparse.Namespace) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     from broker.users import UserStore
+    from node_agent.runner import Workers
     from node_agent.sim import build_fleet, run_fleet, sim_node_ids
     from piswarm import paths
     from piswarm.errors import ConfigError
@@ -143,6 +147,8 @@ def run_sim(args: argparse.Namespace) -> int:
         raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
     if not 0.05 <= args.interval <= 3600:
         raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
+    if not 0 <= args.workers <= 256:
+        raise ConfigError(f"--workers {args.workers} is not in 0-256")
     store = UserStore(args.users_dir or paths.broker_users_dir())
     node_ids = sim_node_ids(args.nodes, args.prefix)
     missing = [n for n in node_ids if not store.credentials_path(n).exists()]
@@ -160,10 +166,14 @@ def run_sim(args: argparse.Namespace) -> int:
 
     stop, wake = threading.Event(), threading.Event()
     _stop_on_signals(stop, wake)
-    agents = build_fleet(
-        node_ids, settings_for, interval=args.interval, seed=args.seed, wake=wake.set
-    )
-    run_fleet(agents, stop, wake)
+    workers = Workers(args.workers) if args.workers else None
+    agents = build_fleet(node_ids, settings_for, interval=args.interval, seed=args.seed,
+                         wake=wake.set, workers=workers)  # fmt: skip
+    try:
+        run_fleet(agents, stop, wake)
+    finally:
+        if workers is not None:
+            workers.shutdown()
     fatal = [a.fatal for a in agents if a.fatal]
     if fatal:
         raise ConfigError(fatal[0])

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from node_agent.agent import Agent, drive
 from node_agent.identity import Identity
+from node_agent.runner import Slots, Workers, WorkRunner
 from node_agent.sensors import Reading
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import Throttle, topics
@@ -94,8 +95,22 @@ def build_fleet(
     wake: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.monotonic,
     host: str = "simulated",
+    workers: Workers | None = None,
+    backend: str = "numpy",
 ) -> list[Agent]:
-    """One :class:`Agent` per node id, each with its own simulated sensors."""
+    """One :class:`Agent` per node id, each with its own simulated sensors.
+
+    With ``workers``, every node also takes prime-search blocks, one at a time, computed
+    for real in that shared pool: the nodes take turns on ``workers.count + 1`` slots.
+    """
+    slots = Slots(workers.count + 1) if workers is not None else None
+
+    def runner_for(node_id: str) -> WorkRunner | None:
+        if workers is None or slots is None:
+            return None
+        return WorkRunner(node_id=node_id, workers=workers, slots=slots, per_node=1,
+                          backend=backend, clock=clock)  # fmt: skip
+
     return [
         Agent(
             node_id=node_id,
@@ -106,6 +121,7 @@ def build_fleet(
             simulated=True,
             clock=clock,
             wake=wake,
+            runner=runner_for(node_id),
         )
         for node_id in node_ids
     ]

@@ -2,4 +2,5 @@
 
 from piswarm.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # spawned sieve workers import this module too
+    raise SystemExit(main())

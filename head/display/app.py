@@ -29,7 +29,6 @@ from piswarm.protocol import topics
 log = logging.getLogger(__name__)
 
 
-JOBS_PREFIX = f"{topics.ROOT}/jobs/"
 HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
 
 
@@ -239,7 +238,7 @@ class DisplayApp:
                 if stop is not None and stop.is_set():
                     running = False
                 for topic, payload, at in self.source.drain(5000):
-                    if topic.startswith(JOBS_PREFIX):
+                    if topic.startswith(topics.JOBS_PREFIX):
                         self.jobs.apply(topic, payload, at)
                     else:
                         self.model.apply(topic, payload, at)

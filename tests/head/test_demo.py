@@ -48,7 +48,10 @@ def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
     try:
         out = lines_of(demo)
         wait_line(out, r"nodes online 12/12 .*hottest sim-\d+ \d+\.\dC", timeout=30)
+        # The simulated nodes do real work: the demo's prime search moves.
+        wait_line(out, r"job p\d+-\w+ +running .* [1-9]\d*/1,?000 blocks", timeout=60)
         children = psutil.Process(demo.pid).children(recursive=True)
+        assert any("multiprocessing" in " ".join(p.cmdline()) for p in children)  # sieve workers
         (broker,) = [p for p in children if p.name() == "mosquitto"]
         config = Path(broker.cmdline()[-1])  # <tmp>/broker/mosquitto.conf
         assert config.exists()
