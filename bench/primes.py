@@ -1,6 +1,6 @@
-"""Prime sieve kernel benchmark: numpy and libprimesieve against `primesieve -t1`.
+"""Prime search benchmark: sieve kernels against `primesieve -t1`, then a whole job.
 
-    ./run bench primes [--lo 1e9] [--hi 2e9] [--repeat 3]
+    ./run bench primes [--lo 1e9] [--hi 2e9] [--repeat 3] [--end 1e9] [--backend numpy]
 
 Counts and materialises (all primes as uint64 in memory) the primes in [lo, hi) with each
 backend, median of --repeat runs, and prints each as a ratio to the `primesieve` command
@@ -8,21 +8,42 @@ counting the same range on one thread (Debian package `primesieve`; ANCHORS.md: 
 prototype 6.9x count / 8.4x materialise, libprimesieve via ctypes 1.0x / 1.3x).
 Targets (issue 4): numpy <= 8x, native <= 1.5x.
 
-The end-to-end half of the issue's benchmark (a job [1, 1e9] over 2 agents through the
-broker, parallel efficiency, stored bytes per prime, primes/s against the original
-per-prime TCP path) needs the coordinator and joins this file with it.
+End to end: a job [1, --end] through a real broker, coordinator and 2 agent processes
+(one sieve worker each, --backend), all primes stored in SQLite; its wall time against
+the same blocks sieved and encoded one after another in this process (parallel
+efficiency; target >= 80% on this 2-core machine), the bytes stored per prime (target
+<= 0.7) and the primes delivered per second against the original system's one TCP
+connection per prime (~1,080/s, measured on this machine).
 """
 
 import argparse
+import contextlib
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import psutil
+
+from broker.runner import BrokerProcess
+from broker.users import ADMIN_USER, UserStore
+from head.jobclient import JobClient
+from node_agent.runner import compute_block
 from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
+from piswarm.children import die_with_parent
+from piswarm.mqtt import BrokerSettings, Credentials
+from piswarm.protocol import topics
+from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
+
+ORIGINAL_PRIMES_PER_S = 1_080  # the seed system: one TCP connection per prime
+BLOCK = 10**7
 
 TARGET = {"numpy": 8.0, "primesieve": 1.5}
 
@@ -54,9 +75,15 @@ def main() -> int:
     parser.add_argument("--lo", type=float, default=1e9)
     parser.add_argument("--hi", type=float, default=2e9)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--end", type=float, default=1e9, help="end-to-end job: [1, END]")
+    parser.add_argument("--only", choices=["kernels", "e2e"], help="run one half")
+    parser.add_argument("--backend", choices=["numpy", "primesieve"], default="numpy",
+                        help="the agents' sieve in the end-to-end run")  # fmt: skip
     args = parser.parse_args()
     lo, hi = int(args.lo), int(args.hi)
 
+    if args.only == "e2e":
+        return 0 if end_to_end(int(args.end), args.backend) else 1
     reference = reference_seconds(lo, hi, args.repeat)
     backends: list[SieveBackend] = [NumpyBackend()]
     native = PrimesieveBackend.load()
@@ -86,7 +113,101 @@ def main() -> int:
         spent = time.perf_counter() - started
         print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
               f"for {len(sample)} primes (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
+    if args.only != "kernels":
+        ok = end_to_end(int(args.end), args.backend) and ok
     return 0 if ok else 1
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "piswarm", *args], stdout=out,
+                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+
+
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children (an agent's sieve workers)."""
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
+def _run_job(client: JobClient, start: int, end: int, rid: str) -> tuple[str, float]:
+    """Submit and wait for the end: (job id, wall seconds)."""
+    started = time.perf_counter()
+    request = PrimesRequest(start=start, end=end, block_size=BLOCK, request_id=rid)
+    reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
+    if reply.job is None:
+        raise SystemExit(f"job refused: {reply.error}")
+    final = client.follow(reply.job, lambda _s: None, idle_timeout=120)
+    if final.state != "done":
+        raise SystemExit(f"job {reply.job} ended {final.state}")
+    return reply.job, time.perf_counter() - started
+
+
+def end_to_end(end: int, backend: str, agents: int = 2) -> bool:
+    blocks = [(lo, min(lo + BLOCK, end + 1)) for lo in range(1, end + 1, BLOCK)]
+    compute_block(1, 1000, backend)  # imports and base primes: not what is measured
+    started = time.perf_counter()
+    for lo, hi in blocks:
+        compute_block(lo, hi, backend)
+    single = time.perf_counter() - started
+    print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {BLOCK:.0e}, "
+          f"{backend} sieve, {agents} agents with one worker each")  # fmt: skip
+    print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
+    with tempfile.TemporaryDirectory(prefix="piswarm-bench-") as tmp:
+        root = Path(tmp)
+        users = UserStore(root / "users")
+        nodes = [f"bench-{i}" for i in range(1, agents + 1)]
+        users.add_nodes(nodes)
+        broker = BrokerProcess(users=users, state_dir=root / "broker", die_with_parent=True)
+        broker.start()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            common = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
+            db = root / "jobs.sqlite"
+            procs.append(_spawn(["head", "--no-display", "--db", str(db), *common,
+                                 "--credentials", str(users.credentials_path(ADMIN_USER))],
+                                root / "coordinator.log"))  # fmt: skip
+            for node in nodes:
+                procs.append(_spawn(["agent", "--node-id", node, "--workers", "1",
+                                     "--backend", backend, "--lock-dir", str(root / "locks"),
+                                     "--credentials", str(users.credentials_path(node)),
+                                     *common], root / f"{node}.log"))  # fmt: skip
+            admin = Credentials.load(users.credentials_path(ADMIN_USER))
+            settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
+            with JobClient(settings, connect_timeout=30) as client:
+                _run_job(client, 1, agents * 2 * BLOCK, "warm-up")  # workers start, imports
+                watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(broker.pid)]
+                before = [_cpu(p) for p in watched]
+                job, wall = _run_job(client, 1, end, "measured")
+                spent = [_cpu(p) - b for p, b in zip(watched, before, strict=True)]
+            stored, primes = (
+                sqlite3.connect(db)
+                .execute("SELECT SUM(LENGTH(data)), SUM(count) FROM results WHERE job = ?", (job,))
+                .fetchone()
+            )
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(10)
+            broker.stop()
+    names = ["coordinator"] + [f"{n} (+worker)" for n in nodes] + ["mosquitto"]
+    print("  CPU seconds during the job: " + ", ".join(
+        f"{name} {cpu:.2f}" for name, cpu in zip(names, spent, strict=True)))  # fmt: skip
+    efficiency = single / (agents * wall)
+    per_prime = stored / primes
+    delivered = primes / wall
+    print(f"  {agents} agents through the broker, all stored         {wall:7.2f} s")
+    print(f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
+          f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})")  # fmt: skip
+    print(f"  stored {per_prime:5.3f} bytes/prime ({stored / 1e6:.1f} MB for {primes:,})  "
+          f"(target <= 0.7: {'ok' if per_prime <= 0.7 else 'OVER TARGET'})")  # fmt: skip
+    print(f"  delivered {delivered:,.0f} primes/s = {delivered / ORIGINAL_PRIMES_PER_S:,.0f}x "
+          f"the original per-prime TCP path ({ORIGINAL_PRIMES_PER_S:,}/s)")  # fmt: skip
+    return efficiency >= 0.8 and per_prime <= 0.7
 
 
 if __name__ == "__main__":

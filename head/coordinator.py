@@ -134,12 +134,20 @@ class Coordinator:
                 except queue.Empty:
                     first = None
                 if first is not None:
-                    self._handle(store, *first)
+                    batch = [first]
                     for _ in range(1000):  # what else has arrived, before the timers
                         try:
-                            self._handle(store, *self.inbox.get_nowait())
+                            batch.append(self.inbox.get_nowait())
                         except queue.Empty:
                             break
+                    # Requests first: each result costs a check and a commit, and a node
+                    # waiting for its next block should not wait behind them.
+                    results = [m for m in batch if "/results/" in m[0]]
+                    for message in batch:
+                        if "/results/" not in message[0]:
+                            self._handle(store, *message)
+                    for message in results:
+                        self._handle(store, *message)
                 self._tick(store)
         finally:
             store.close()

@@ -148,10 +148,12 @@ class Agent:
         if goodbye is not None and self.connected.is_set():
             try:
                 goodbye.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:
+                confirmed = goodbye.is_published()
+            except (RuntimeError, ValueError) as exc:  # paho: not connected / not queued
                 log.warning("%s: offline status not confirmed: %s", self.node_id, exc)
-            if not goodbye.is_published():
-                log.warning("%s: offline status not confirmed before shutdown", self.node_id)
+            else:
+                if not confirmed:
+                    log.warning("%s: offline status not confirmed before shutdown", self.node_id)
         client.disconnect()
 
     def finish_stop(self) -> None:

@@ -98,7 +98,8 @@ def encode_primes(primes: np.ndarray, *, codec: Codec = "auto", level: int = 1) 
     if name == "zstd":
         if zstandard is None:
             raise ValueError("codec zstd needs the zstandard package")
-        body = zstandard.ZstdCompressor(level=level).compress(body)
+        # With a content checksum: a corrupt body fails decompression, not just the CRC.
+        body = zstandard.ZstdCompressor(level=level, write_checksum=True).compress(body)
     elif name == "zlib":
         body = zlib.compress(body, level)
     elif name != "none":
@@ -132,15 +133,18 @@ def _decompress(codec: int, body: bytes, expected: int) -> bytes:
             return out
         if zstandard is None:
             raise ProtocolError("zstd payload, but the zstandard package is not installed")
-        # Read through a stream, never more than the header promises (+1 to notice more):
-        # a frame may declare any content size, and a hostile one would be believed.
+        # The frame must declare exactly the size our header promises before anything is
+        # inflated (a hostile frame could declare any size); then one-shot decompression
+        # checks the frame is complete and, when present, its content checksum.
         try:
-            with zstandard.ZstdDecompressor().stream_reader(body) as reader:
-                out = bytes(reader.read(expected + 1))
+            declared = zstandard.frame_content_size(body)
+            if declared != expected:
+                raise ProtocolError(
+                    f"compressed body declares {declared} bytes, its header says {expected}"
+                )
+            out = bytes(zstandard.ZstdDecompressor().decompress(body, max_output_size=expected))
         except zstandard.ZstdError as exc:
             raise ProtocolError(f"corrupt compressed body: {exc}") from None
-        if len(out) > expected:
-            raise ProtocolError("compressed body is longer than its header says")
         return out
     except zlib.error as exc:
         raise ProtocolError(f"corrupt compressed body: {exc}") from None
@@ -154,18 +158,29 @@ class BlockHeader:
     first_odd: int
     last: int
     crc32: int
+    first: int  # the smallest prime (2, or the first odd one; 0 when empty)
 
 
 def read_header(data: bytes) -> BlockHeader:
     """The header of an encoded block, without decoding the body."""
     if len(data) < HEADER.size or data[:4] != MAGIC:
         raise ProtocolError("not a prime block")
-    _magic, _version, _codec, _flags, count, first_odd, last, crc, _esc = HEADER.unpack_from(data)
-    return BlockHeader(count=count, first_odd=first_odd, last=last, crc32=crc)
+    _magic, _version, _codec, flags, count, first_odd, last, crc, _esc = HEADER.unpack_from(data)
+    first = 2 if flags & 1 else first_odd
+    return BlockHeader(count=count, first_odd=first_odd, last=last, crc32=crc, first=first)
 
 
-def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:
-    """Decode and verify a block; :class:`ProtocolError` when anything is off."""
+@dataclass(frozen=True)
+class _Parsed:
+    header: BlockHeader
+    codec: str
+    with_two: bool
+    escapes: np.ndarray  # (n, 2) uint32: index, gap/2
+    half: np.ndarray  # uint8 gap/2 per pair of consecutive odd primes (0 at escapes)
+
+
+def _parse(data: bytes, max_primes: int) -> _Parsed:
+    """Header checks, bounded decompression, sizes and the escape table."""
     if len(data) < HEADER.size:
         raise ProtocolError(f"prime block of {len(data)} bytes is shorter than its header")
     magic, version, codec, flags, count, first_odd, last, crc, n_escapes = HEADER.unpack_from(data)
@@ -188,30 +203,71 @@ def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:
     if len(body) != expected:
         raise ProtocolError(f"body holds {len(body)} bytes, header says {expected}")
     escapes = np.frombuffer(body, dtype="<u4", count=2 * n_escapes).reshape(-1, 2)
-    half = np.frombuffer(body, dtype=np.uint8, offset=8 * n_escapes).astype(np.uint64)
+    half = np.frombuffer(body, dtype=np.uint8, offset=8 * n_escapes)
     if n_escapes:
         index = escapes[:, 0].astype(np.int64)
         if np.any(index >= half.size) or np.any(np.diff(index) <= 0):
             raise ProtocolError("escape table is out of order or out of range")
-        half[index] = escapes[:, 1]
-    if np.any(half == 0):
+        if np.any(escapes[:, 1] == 0) or np.any(half[index] != 0):
+            raise ProtocolError("a gap of zero between primes")
+    zeros = int(np.count_nonzero(half == 0))
+    if zeros != n_escapes:
         raise ProtocolError("a gap of zero between primes")
+    name = {v: k for k, v in CODECS.items()}[codec]
+    first = 2 if with_two else first_odd
+    header = BlockHeader(count=count, first_odd=first_odd, last=last, crc32=crc, first=first)
+    return _Parsed(header, name, with_two, escapes, half)
+
+
+def check_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> BlockHeader:
+    """Check a block without rebuilding its primes (what the coordinator does per result).
+
+    Everything :func:`decode_primes` checks except the CRC-32: the header, bounded
+    decompression (whose own checksum, zlib's Adler-32 or zstd's XXH64, guards the body),
+    the sizes against the count, the escape table, no zero gaps, and that the first prime
+    plus every gap lands exactly on the last prime the header claims. About a tenth of
+    the cost of a full decode; the CRC is checked whenever the primes are read back.
+    """
+    parsed = _parse(data, max_primes)
+    h = parsed.header
+    n_odd = h.count - (1 if parsed.with_two else 0)
+    if n_odd == 0:
+        expected_last = 2 if parsed.with_two else 0
+    else:
+        gaps = int(parsed.half.sum(dtype=np.uint64)) + int(
+            parsed.escapes[:, 1].sum(dtype=np.uint64)
+        )
+        expected_last = h.first_odd + 2 * gaps
+    if expected_last != h.last:
+        raise ProtocolError("last prime does not match the header")
+    if parsed.with_two and n_odd and h.first_odd < 3:
+        raise ProtocolError("inconsistent prime block header")
+    return h
+
+
+def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:
+    """Decode and verify a block; :class:`ProtocolError` when anything is off."""
+    parsed = _parse(data, max_primes)
+    h = parsed.header
+    n_odd = h.count - (1 if parsed.with_two else 0)
+    half = parsed.half.astype(np.uint64)
+    if parsed.escapes.size:
+        half[parsed.escapes[:, 0].astype(np.int64)] = parsed.escapes[:, 1]
     odd = np.empty(n_odd, dtype=np.uint64)
     if n_odd:
-        odd[0] = first_odd
+        odd[0] = h.first_odd
         np.cumsum(half * np.uint64(2), out=odd[1:])
-        odd[1:] += np.uint64(first_odd)
-    primes = np.concatenate((np.array([2], dtype=np.uint64), odd)) if with_two else odd
-    if (int(primes[-1]) if primes.size else 0) != last:
+        odd[1:] += np.uint64(h.first_odd)
+    primes = np.concatenate((np.array([2], dtype=np.uint64), odd)) if parsed.with_two else odd
+    if (int(primes[-1]) if primes.size else 0) != h.last:
         raise ProtocolError("last prime does not match the header")
-    if checksum(primes) != crc:
+    if checksum(primes) != h.crc32:
         raise ProtocolError("CRC-32 of the primes does not match the header")
-    name = {v: k for k, v in CODECS.items()}[codec]
     return PrimeBlock(
         primes=primes,
-        count=count,
+        count=h.count,
         first=int(primes[0]) if primes.size else 0,
-        last=last,
-        crc32=crc,
-        codec=name,
+        last=h.last,
+        crc32=h.crc32,
+        codec=parsed.codec,
     )

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from node_agent.sieve import SegmentedSieve
 from piswarm.protocol import ProtocolError
-from piswarm.protocol.primes import HEADER, decode_primes, encode_primes
+from piswarm.protocol.primes import HEADER, check_primes, decode_primes, encode_primes
 
 CODECS = ["zstd", "zlib", "none"]
 
@@ -38,10 +38,13 @@ def prime_like_lists(draw):
 @settings(max_examples=300, deadline=None)
 @given(primes=prime_like_lists(), codec=st.sampled_from(CODECS))
 def test_round_trip_including_gaps_above_510(primes, codec):
-    block = decode_primes(encode_primes(primes, codec=codec))
+    data = encode_primes(primes, codec=codec)
+    block = decode_primes(data)
     assert np.array_equal(block.primes, primes)
     assert (block.count, block.first, block.last) == (len(primes), int(primes[0]),
                                                       int(primes[-1]))  # fmt: skip
+    header = check_primes(data)  # the coordinator's quick check agrees
+    assert (header.count, header.last) == (len(primes), int(primes[-1]))
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -81,10 +84,17 @@ def test_any_corruption_is_a_protocol_error_or_detected(codec, data):
         i = data.draw(st.integers(0, len(payload) - 1))
         payload[i] ^= data.draw(st.integers(1, 255))
     try:
+        header = check_primes(bytes(payload))
+    except ProtocolError:
+        header = None
+    else:  # what passes the quick check has the right count and range...
+        assert (header.count, header.last) == (SAMPLE.size, int(SAMPLE[-1]))
+    try:
         block = decode_primes(bytes(payload))
     except ProtocolError:
         return
-    # Whatever survived the checks is exactly what was sent (a flip in a reserved spot).
+    # ... and whatever survives the full decode is exactly what was sent.
+    assert header is not None
     assert np.array_equal(block.primes, SAMPLE)
 
 
@@ -101,8 +111,9 @@ def test_any_corruption_is_a_protocol_error_or_detected(codec, data):
 )
 def test_specific_corruptions_name_the_problem(mutate, reason):
     payload = encode_primes(SAMPLE, codec="zlib")
-    with pytest.raises(ProtocolError, match=reason):
-        decode_primes(mutate(payload))
+    for check in (decode_primes, check_primes):
+        with pytest.raises(ProtocolError, match=reason):
+            check(mutate(payload))
 
 
 def test_a_wrong_count_is_caught_before_anything_is_trusted():
