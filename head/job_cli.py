@@ -133,11 +133,12 @@ def describe(status: Any) -> str:
 def run_primes(args: argparse.Namespace) -> int:
     from head.jobclient import JobClient
     from piswarm.errors import PiswarmError
-    from piswarm.protocol import topics
+    from piswarm.protocol import encode, topics
     from piswarm.protocol.jobs import PrimesRequest
 
     request = PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
                             name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
+    encode(request)  # every limit checked here, before anything connects
     with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
         reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
         if not reply.ok or reply.job is None:
@@ -167,13 +168,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from head.jobclient import JobClient
-    from piswarm.errors import PiswarmError
+    from piswarm.errors import ConfigError, PiswarmError
     from piswarm.protocol import ProtocolError, topics
 
     try:
         status_topic = topics.job_status(args.job)
     except ProtocolError as exc:
-        raise PiswarmError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
         found = client.snapshot(status_topic)
     if not found:
@@ -191,7 +192,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     from head.jobclient import JobClient
-    from piswarm.errors import PiswarmError
+    from piswarm.errors import ConfigError, PiswarmError
     from piswarm.protocol import ProtocolError, topics
     from piswarm.protocol.jobs import CancelRequest
 
@@ -199,7 +200,7 @@ def run_cancel(args: argparse.Namespace) -> int:
         request = CancelRequest(job=args.job, request_id=f"cli-{uuid.uuid4().hex[:12]}")
         topics.validate_job_id(args.job)
     except ProtocolError as exc:
-        raise PiswarmError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
         reply = client.request(topics.JOBS_CANCEL, request, timeout=args.timeout)
     if not reply.ok:

@@ -36,8 +36,7 @@ def test_bad_arguments_print_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-@pytest.mark.parametrize(("command", "issue"), [("job", "prime search"),
-                                                 ("deploy", "fleet deployment")])  # fmt: skip
+@pytest.mark.parametrize(("command", "issue"), [("deploy", "fleet deployment")])
 def test_later_subcommands_say_they_are_not_yet_available(command, issue):
     done = piswarm(command)
     assert done.returncode == 2
@@ -47,13 +46,32 @@ def test_later_subcommands_say_they_are_not_yet_available(command, issue):
     )
 
 
-def test_head_without_display_needs_the_coordinator():
-    done = piswarm("head", "--no-display")
+def test_the_coordinator_needs_admin_credentials(tmp_path):
+    env = {"PISWARM_BROKER_DIR": str(tmp_path / "none"), "PISWARM_JOBS_DB": str(tmp_path / "j")}
+    done = piswarm("head", "--no-display", env=env)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "piswarm head: error: the coordinator is not yet available "
-        "(it arrives with the prime search issue)"
+        "piswarm head: error: the coordinator needs the admin's broker credentials: run "
+        "'piswarm broker users init', or pass --credentials"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["job", "primes", "10", "1x"], "argument END: '1x' is not a non-negative whole number"),
+     (["job", "primes", "-5", "10"], "argument START: '-5' is not a non-negative whole number"),
+     (["job", "primes", "1.5", "10"], "argument START: '1.5' is not a whole number"),
+     (["job", "primes", "1", "10", "--block-size", "1e2"], "below 10000"),
+     (["job", "primes", "10", "1"], "start 10 is greater than end 1"),
+     (["job", "status", "Not/A/Job"], "invalid job id 'Not/A/Job'"),
+     (["job", "export", "p1-x", "--db", "/nonexistent.sqlite"], "no job database at"),
+     (["job"], "the following arguments are required: VERB")],
+)  # fmt: skip
+def test_job_arguments_are_checked_in_one_line(args, message):
+    done = piswarm(*args, "--broker-port", "1") if args[1:2] == ["status"] else piswarm(*args)
+    assert done.returncode == 2 or (done.returncode == 1 and "database" in message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert message in done.stderr
 
 
 @pytest.mark.parametrize(

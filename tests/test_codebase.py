@@ -44,7 +44,8 @@ def test_lint_and_types_are_clean(argv):
 def test_node_agent_imports_nothing_of_the_head_side():
     code = BLOCK.format(blocked=["pygame", "paramiko", "head", "deploy"]) + (
         "import node_agent.agent, node_agent.sim, node_agent.config, node_agent.sensors,"
-        " node_agent.lock, node_agent.identity, piswarm.protocol, piswarm.mqtt\n"
+        " node_agent.identity, node_agent.runner, node_agent.sieve_backends, piswarm.lock,"
+        " piswarm.children, piswarm.protocol, piswarm.protocol.work, piswarm.mqtt\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
