@@ -59,6 +59,7 @@ def _add_logging_everywhere(sub: "argparse._SubParsersAction[Parser]") -> None:
 
 def build_parser() -> Parser:
     from broker.cli import register as register_broker
+    from deploy.cli import register as register_deploy
     from head.cli import register as register_head
     from head.job_cli import register as register_jobs
     from node_agent.cli import register as register_agent
@@ -74,9 +75,7 @@ def build_parser() -> Parser:
     register_broker(sub)
     register_head(sub)
     register_jobs(sub)
-    deploy = sub.add_parser("deploy", help="push the agent to the fleet: not yet available")
-    deploy.add_argument("rest", nargs=argparse.REMAINDER)
-    deploy.set_defaults(handler=not_yet("piswarm deploy", "the fleet deployment issue"))
+    register_deploy(sub)
     _add_logging_everywhere(sub)
     return parser
 

@@ -36,14 +36,31 @@ def test_bad_arguments_print_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-@pytest.mark.parametrize(("command", "issue"), [("deploy", "fleet deployment")])
-def test_later_subcommands_say_they_are_not_yet_available(command, issue):
-    done = piswarm(command)
+@pytest.mark.parametrize("verb", ["push", "status", "stop", "logs", "broker"])
+def test_later_deploy_verbs_say_they_are_not_yet_available(verb):
+    done = piswarm("deploy", verb)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"piswarm {command}: error: 'piswarm {command}' is not yet available "
-        f"(it arrives with the {issue} issue)"
+        f"piswarm deploy: error: 'piswarm deploy {verb}' is not yet available "
+        "(it arrives with the fleet deployment issue)"
     )
+
+
+def test_deploy_inventory_writes_and_checks_a_pi_list(tmp_path):
+    out = tmp_path / "pi_list.txt"
+    done = piswarm("deploy", "inventory", "--range", "192.168.[4:67].[1:3]", "--user", "pi",
+                   "-o", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [x for x in out.read_text().splitlines() if not x.startswith("#")]
+    assert len(lines) == 192 and lines[0] == "pi@192.168.4.1" and lines[-1] == "pi@192.168.67.3"
+    checked = piswarm("deploy", "inventory", str(out))
+    assert checked.returncode == 0 and "192 hosts, 0 problems" in checked.stdout
+    out.write_text(out.read_text() + "pi@192.168.4.1\n")
+    again = piswarm("deploy", "inventory", str(out))
+    assert again.returncode == 1
+    assert "line 194: 192.168.4.1 is already on line 2" in again.stdout
+    bad = piswarm("deploy", "inventory", "--range", "10.0.[5:1].1")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("[5:1]: 5 is after 1")
 
 
 def test_the_coordinator_needs_admin_credentials(tmp_path):
