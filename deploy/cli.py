@@ -1,11 +1,23 @@
-"""``piswarm deploy``: the inventory now; push and the rest arrive with the deploy issue."""
+"""``piswarm deploy``: inventory, push, and status/stop/start/restart/logs/uninstall/forget.
+
+Exit codes of the fleet verbs: 0 every host fine, 4 some hosts failed, 5 every host
+failed; 2 for bad arguments or configuration (nothing was touched).
+"""
 
 import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
-LATER = ("push", "status", "stop", "start", "restart", "logs", "uninstall", "forget", "broker")
+LATER = ("broker",)
+FLEET_VERBS = {
+    "status": "is the agent running, and which build",
+    "stop": "stop the agent (its pidfile or systemd unit: nothing else)",
+    "start": "start the agent",
+    "restart": "stop, then start the agent",
+    "logs": "the last lines of each agent's log (--lines)",
+    "uninstall": "stop the agent and remove ~/.piswarm",
+}
 
 
 def register(sub: Any) -> None:
@@ -17,19 +29,306 @@ def register(sub: Any) -> None:
     inventory = verbs.add_parser(
         "inventory", help="check a pi_list.txt, or write one from ranges (--range)"
     )
-    inventory.add_argument("file", nargs="?", type=Path,
-                           help="an inventory to check (default: pi_list.txt)")  # fmt: skip
-    inventory.add_argument("--range", action="append", default=[], metavar="PATTERN",
-                           help="write an inventory for these addresses, e.g. "
-                           "'192.168.[4:67].[1:3]' (repeatable)")  # fmt: skip
+    inventory.add_argument(
+        "file", nargs="?", type=Path, help="an inventory to check (default: pi_list.txt)"
+    )
+    inventory.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="write an inventory for these addresses, e.g. '192.168.[4:67].[1:3]' (repeatable)",
+    )
     inventory.add_argument("--user", help="log in as this user (written into each line)")
     inventory.add_argument("--port", type=int, default=22, help="SSH port (default 22)")
     inventory.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     inventory.set_defaults(handler=run_inventory)
+    push = verbs.add_parser("push", help="deploy the agent to every host of the inventory")
+    _fleet_flags(push)
+    push.add_argument(
+        "--broker-host",
+        required=True,
+        metavar="HOST",
+        help="the broker's address as the Pis reach it",
+    )
+    push.add_argument("--broker-port", type=int, default=1883, metavar="PORT")
+    push.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="sieve workers per Pi (default: the agent's own, cores - 1)",
+    )
+    push.add_argument(
+        "--online",
+        action="store_true",
+        help="let the Pis install dependencies from their own index (default: wheels from here)",
+    )
+    push.add_argument(
+        "--extra-index-url",
+        metavar="URL",
+        help="another index for the wheels, e.g. https://www.piwheels.org/simple",
+    )
+    push.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the agents' 'online' (0: no wait)",
+    )
+    push.add_argument(
+        "--users-dir",
+        type=Path,
+        help="broker users (default $PISWARM_BROKER_DIR or ~/.config/piswarm/broker)",
+    )
+    push.set_defaults(handler=run_push)
+    for verb, help_text in FLEET_VERBS.items():
+        parser = verbs.add_parser(verb, help=help_text)
+        _fleet_flags(parser)
+        if verb == "logs":
+            parser.add_argument("--lines", type=int, default=30, help="lines per host")
+        parser.set_defaults(handler=run_fleet_verb, action=verb)
+    forget = verbs.add_parser("forget", help="forget a host's recorded key (after a reinstall)")
+    forget.add_argument("host", help="as the error named it: HOST or [HOST]:PORT")
+    forget.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
+    forget.set_defaults(handler=run_forget)
     for verb in LATER:
         later = verbs.add_parser(verb, help="not yet available")
         later.add_argument("rest", nargs=argparse.REMAINDER)
         later.set_defaults(handler=not_yet(f"piswarm deploy {verb}", "the fleet deployment issue"))
+
+
+DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+
+def _fleet_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inventory",
+        nargs="?",
+        type=Path,
+        default=Path("pi_list.txt"),
+        help="the hosts (default pi_list.txt)",
+    )
+    parser.add_argument("--user", default="pi", help="SSH user where a line names none")
+    parser.add_argument("--identity", "-i", type=Path, help="SSH private key")
+    parser.add_argument(
+        "--password-env", metavar="VAR", help="take the SSH password from this environment variable"
+    )
+    parser.add_argument("--ask-password", action="store_true", help="prompt for it once")
+    parser.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
+    parser.add_argument(
+        "--accept-new",
+        action="store_true",
+        help="record keys of hosts seen for the first time (logged)",
+    )
+    parser.add_argument("--parallel", type=int, default=16, help="hosts at once (default 16)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="connect timeout (s)")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--failed-file", type=Path, help="failed hosts, as an inventory (default INVENTORY.failed)"
+    )
+
+
+def _load_hosts(path: Path) -> Any:
+    from deploy.inventory import parse_inventory
+    from piswarm.errors import ConfigError
+
+    try:
+        inventory = parse_inventory(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the inventory {path}: {exc.strerror}") from None
+    if inventory.problems:
+        count = len(inventory.problems)
+        raise ConfigError(
+            f"{path}: {inventory.problems[0]} ({count} problems: see "
+            f"'piswarm deploy inventory {path}')"
+        )
+    if not inventory.hosts:
+        raise ConfigError(f"{path} lists no hosts")
+    return inventory.hosts
+
+
+def _ssh_options(args: argparse.Namespace) -> Any:
+    import getpass
+    import os
+
+    import paramiko
+
+    from deploy.ssh import SshOptions
+    from piswarm.errors import ConfigError
+
+    if not 1 <= args.parallel <= 256:
+        raise ConfigError(f"--parallel {args.parallel} is not in 1-256")
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            raise ConfigError(f"--password-env: ${args.password_env} is not set")
+    elif args.ask_password:
+        password = getpass.getpass("SSH password for the fleet: ")
+    config = None
+    config_path = Path("~/.ssh/config").expanduser()
+    if config_path.is_file():
+        config = paramiko.SSHConfig.from_path(str(config_path))
+    return SshOptions(
+        user=args.user,
+        identity=args.identity,
+        password=password,
+        connect_timeout=args.timeout,
+        ssh_config=config,
+    )
+
+
+def _report(args: argparse.Namespace, rows: list[dict[str, Any]], code: int) -> int:
+    import json
+
+    from deploy.inventory import Host, render_inventory
+
+    failed = [r for r in rows if r["outcome"] in ("failed", "not-online")]
+    if failed:
+        path = args.failed_file or args.inventory.with_name(args.inventory.name + ".failed")
+        hosts = [r["_host"] for r in failed]
+        assert all(isinstance(h, Host) for h in hosts)  # noqa: S101
+        path.write_text(
+            render_inventory(
+                hosts,
+                header="failed hosts of the last deploy: fix them, then run again with this file",
+            )
+        )
+        print(f"{len(failed)} failed hosts written to {path}", file=sys.stderr)
+    for row in rows:
+        del row["_host"]
+    if args.json:
+        print(json.dumps({"exit_code": code, "hosts": rows}, indent=1))
+        return code
+    width = max([len(r["host"]) for r in rows] + [4])
+    for r in rows:
+        print(f"{r['host']:<{width}}  {r['node']:<14} {r['outcome']:<11} {r['detail']}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    print(", ".join(f"{n} {o}" for o, n in sorted(counts.items())) + f" of {len(rows)} hosts")
+    return code
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only on a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        import threading
+
+        self.total, self.done, self.failed = total, 0, 0
+        self.lock = threading.Lock()
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, result: Any) -> None:
+        with self.lock:
+            self.done += 1
+            self.failed += result.outcome == "failed"
+            if self.live:
+                bar = "#" * (30 * self.done // self.total)
+                sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} ({self.failed} failed)")
+                if self.done == self.total:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from broker.users import VIEWER_USER, UserStore
+    from deploy.bundle import make_bundle
+    from deploy.confirm import StatusWatcher
+    from deploy.push import AgentSettings, Pusher, confirm, exit_code, expected_version
+    from deploy.trust import KnownHosts
+    from piswarm import paths
+    from piswarm.errors import ConfigError
+    from piswarm.mqtt import BrokerSettings, Credentials
+
+    hosts = _load_hosts(args.inventory)
+    options = _ssh_options(args)
+    if args.workers is not None and not 0 <= args.workers <= 256:
+        raise ConfigError(f"--workers {args.workers} is not in 0-256")
+    users = UserStore(args.users_dir or paths.broker_users_dir())
+    missing = [h.node_id for h in hosts if not users.credentials_path(h.node_id).exists()]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} nodes have no broker user (first: {missing[0]}): run "
+            f"'piswarm broker users add {' '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}' on the head node and reload the broker"
+        )
+    bundle = make_bundle()
+    index = ("--extra-index-url", args.extra_index_url) if args.extra_index_url else ()
+    pusher = Pusher(
+        options=options,
+        known=KnownHosts(args.known_hosts, accept_new=args.accept_new),
+        bundle=bundle,
+        agent=AgentSettings(
+            broker_host=args.broker_host, broker_port=args.broker_port, workers=args.workers
+        ),
+        credentials=lambda node: users.credentials_path(node).read_text(),
+        wheel_cache=paths.cache_home() / "wheelhouse",
+        offline=not args.online,
+        index_args=index,
+        parallel=args.parallel,
+    )
+    viewer = Credentials.load(users.credentials_path(VIEWER_USER))
+    watch = BrokerSettings(host=args.broker_host, port=args.broker_port, credentials=viewer)
+    with StatusWatcher(watch, [h.node_id for h in hosts]) as watcher:
+        results = pusher.push(hosts, _Progress(len(hosts)))
+        expected = {
+            r.host.node_id: expected_version(bundle) for r in results if r.outcome != "failed"
+        }
+        if args.wait > 0 and expected:
+            confirm(results, watcher.wait_for(expected, args.wait))
+    rows = [{**r.as_json(), "_host": r.host} for r in results]
+    return _report(args, rows, exit_code(results))
+
+
+def run_fleet_verb(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deploy.errors import DeployError
+    from deploy.ssh import Session
+    from deploy.trust import KnownHosts
+
+    hosts = _load_hosts(args.inventory)
+    options = _ssh_options(args)
+    known = KnownHosts(args.known_hosts, accept_new=args.accept_new)
+
+    def one(host: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"host": host.target, "node": host.node_id, "_host": host}
+        try:
+            with Session(host, options, known) as s:
+                if args.action == "restart":
+                    s.helper("stop")
+                    answer = s.helper("start")
+                else:
+                    extra = {"lines": args.lines} if args.action == "logs" else {}
+                    answer = s.helper(args.action, extra)
+        except DeployError as exc:
+            return {**row, "outcome": "failed", "detail": exc.reason}
+        answer.pop("ok", None)
+        lines = answer.pop("lines", None)
+        if lines is not None:
+            row["lines"] = lines
+        detail = ", ".join(f"{k} {v}" for k, v in answer.items())
+        return {**row, "outcome": "ok", "detail": detail}
+
+    with ThreadPoolExecutor(max_workers=min(args.parallel, len(hosts))) as pool:
+        rows = list(pool.map(one, hosts))
+    bad = sum(1 for r in rows if r["outcome"] == "failed")
+    code = 5 if bad == len(rows) else 4 if bad else 0
+    if args.action == "logs" and not args.json:
+        for r in rows:
+            for line in r.get("lines", []):
+                print(f"{r['node']}: {line}")
+    return _report(args, rows, code)
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    from deploy.trust import KnownHosts
+
+    removed = KnownHosts(args.known_hosts).forget(args.host)
+    print(f"{args.host}: {removed} keys forgotten" if removed else f"{args.host}: no key known")
+    return 0
 
 
 def run_inventory(args: argparse.Namespace) -> int:
@@ -51,8 +350,10 @@ def run_inventory(args: argparse.Namespace) -> int:
         checked = parse_inventory(render_inventory(hosts))
         if checked.problems:
             raise ConfigError(f"--range: {checked.problems[0]}")
-        out = render_inventory(hosts, header="written by: piswarm deploy inventory --range "
-                               + " --range ".join(args.range))  # fmt: skip
+        out = render_inventory(
+            hosts,
+            header="written by: piswarm deploy inventory --range " + " --range ".join(args.range),
+        )
         if args.output is not None:
             args.output.write_text(out)
             print(f"{len(hosts)} hosts written to {args.output}", file=sys.stderr)

@@ -70,6 +70,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.runner import Slots, Workers, WorkRunner
     from node_agent.sensors import HostSensors
     from node_agent.sieve_backends import select_backend
+    from piswarm import __version__
     from piswarm.errors import ConfigError
     from piswarm.lock import PidLock
 
@@ -113,6 +114,7 @@ def run_agent(args: argparse.Namespace) -> int:
             interval=config.telemetry_interval,
             wake=wake.set,
             runner=runner,
+            version=f"{__version__}+{config.build}" if config.build else __version__,
         )
         log.info(
             "agent %s: broker %s:%d, telemetry every %.1fs, %s",

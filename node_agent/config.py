@@ -56,10 +56,13 @@ class AgentConfig:
     vcgencmd: str = "vcgencmd"
     workers: int = field(default_factory=default_workers)
     backend: BackendName = "auto"
+    build: str = ""  # set by 'piswarm deploy': the code's content hash, part of the version
 
     def __post_init__(self) -> None:
         if not 0 <= self.workers <= 256:
             raise ConfigError(f"workers {self.workers} is not in 0-256 (0: telemetry only)")
+        if len(self.build) > 16 or (not self.build.replace("-", "").isalnum() and self.build):
+            raise ConfigError(f"build {self.build!r}: up to 16 letters and digits")
         if self.backend not in get_args(BackendName):
             raise ConfigError(
                 f"backend {self.backend!r} is not one of {', '.join(get_args(BackendName))}"
@@ -145,4 +148,5 @@ def load_agent_config(
         vcgencmd=str(agent.get("vcgencmd", "vcgencmd")),
         workers=default_workers() if workers is None else workers,
         backend=cast(BackendName, str(backend)),
+        build=str(agent.get("build", "")),
     )

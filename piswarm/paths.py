@@ -17,3 +17,7 @@ def broker_users_dir(env: Mapping[str, str] = os.environ) -> Path:
     """The broker's users directory: ``$PISWARM_BROKER_DIR`` or ``~/.config/piswarm/broker``."""
     explicit = env.get("PISWARM_BROKER_DIR")
     return Path(explicit).expanduser() if explicit else config_home(env) / "broker"
+
+
+def cache_home(env: Mapping[str, str] = os.environ) -> Path:
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piswarm"

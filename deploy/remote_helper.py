@@ -1,0 +1,268 @@
+"""What ``piswarm deploy`` runs *on a Pi*: sent over SSH to the Pi's ``python3 -`` on stdin.
+
+Standard library only (a fresh Raspberry Pi OS has nothing else), one JSON object out.
+Everything lives under ``~/.piswarm``::
+
+    releases/<build>/   the agent's code (piswarm/, node_agent/), one per build
+    current             -> releases/<build>, swapped atomically
+    venvs/<deps>/       a virtualenv per set of dependencies; venv -> the one in use
+    wheelhouse/         wheels pushed from the operator's machine (offline installs)
+    agent.toml, credentials.toml (0600), run/agent-<node>.pid (the agent's own lock),
+    agent.log
+
+Usage: this file's text followed by ``main("ACTION", '{json arguments}')``, piped into
+``python3 -`` (nothing to quote on a command line, nothing left on the Pi). Actions:
+probe, install, start, stop, status, logs, uninstall. The agent runs as a
+systemd unit when systemd runs and ``sudo -n`` works, else under ``setsid nohup`` with
+its pidfile; either way it is started on its own, never chained behind ``&&``.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path.home() / ".piswarm"
+UNIT = "piswarm-agent.service"
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _pidfiles() -> list[Path]:
+    return sorted((ROOT / "run").glob("agent-*.pid"))
+
+
+def _running_pid() -> int | None:
+    """The agent's pid, from its pidfile, if that process is our agent."""
+    for pidfile in _pidfiles():
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"node_agent" in cmdline:
+            return pid
+    return None
+
+
+def _systemd() -> bool:
+    if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
+        return False
+    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+
+
+def probe(_args: dict[str, Any]) -> dict[str, Any]:
+    current = ROOT / "current"
+    return {
+        "python": "{}.{}".format(*sys.version_info[:2]),
+        "platform": platform.machine(),
+        "build": current.resolve().name if current.is_symlink() else None,
+        "deps": (ROOT / "venv").resolve().name if (ROOT / "venv").is_symlink() else None,
+        "config": _sha(ROOT / "agent.toml"),
+        "credentials": _sha(ROOT / "credentials.toml"),
+        "running": _running_pid(),
+        "systemd": _systemd(),
+        "wheels": sorted(p.name for p in (ROOT / "wheelhouse").glob("*.whl")),
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def _swap_link(link: Path, target: Path) -> None:
+    tmp = link.with_name(link.name + ".new")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(link)  # atomic: a reader sees the old or the new, never neither
+
+
+def install(args: dict[str, Any]) -> dict[str, Any]:
+    """Put a build, its dependencies and config in place; report what changed."""
+    changed = []
+    ROOT.mkdir(mode=0o700, exist_ok=True)
+    (ROOT / "run").mkdir(exist_ok=True)
+    build, bundle = args["build"], args.get("bundle")
+    release = ROOT / "releases" / build
+    if bundle and not release.is_dir():
+        staging = ROOT / "releases" / (build + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with tarfile.open(ROOT / bundle) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.12
+                tar.extractall(staging, filter="data")
+            else:  # our own bundle, just uploaded
+                tar.extractall(staging)  # noqa: S202
+        staging.replace(release)
+        changed.append("code")
+    if bundle:
+        (ROOT / bundle).unlink(missing_ok=True)
+    if not (ROOT / "current").is_symlink() or (ROOT / "current").resolve() != release.resolve():
+        _swap_link(ROOT / "current", Path("releases") / build)
+        changed.append("current")
+    deps = args["deps"]
+    venv = ROOT / "venvs" / deps
+    if not (venv / "bin" / "python").exists():
+        staging = ROOT / "venvs" / (deps + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True
+        )
+        pip = [
+            str(staging / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ]
+        if args.get("offline"):
+            pip += ["--no-index", "--find-links", str(ROOT / "wheelhouse")]
+        done = subprocess.run([*pip, *args["requirements"]], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError("pip install failed: " + done.stderr.strip().splitlines()[-1])
+        staging.replace(venv)
+        changed.append("venv")
+    if not (ROOT / "venv").is_symlink() or (ROOT / "venv").resolve() != venv.resolve():
+        _swap_link(ROOT / "venv", Path("venvs") / deps)
+        changed.append("venv link")
+    for name in ("agent.toml", "credentials.toml"):
+        text = args[name.replace(".toml", "")]
+        if _sha(ROOT / name) != hashlib.sha256(text.encode()).hexdigest():
+            _write_private(ROOT / name, text)
+            changed.append(name)
+    for old in (ROOT / "releases").iterdir():  # keep the running build and this one
+        if old.name not in (build, (ROOT / "current").resolve().name):
+            shutil.rmtree(old, ignore_errors=True)
+    return {"changed": changed}
+
+
+def _command() -> list[str]:
+    return [
+        str(ROOT / "venv" / "bin" / "python"),
+        "-m",
+        "node_agent",
+        "agent",
+        "--config",
+        str(ROOT / "agent.toml"),
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "current")}
+
+
+def start(_args: dict[str, Any]) -> dict[str, Any]:
+    if _running_pid() is not None:
+        return {"started": False, "pid": _running_pid()}
+    if _systemd():
+        unit = (
+            "[Unit]\nDescription=piswarm node agent\nAfter=network-online.target\n"
+            "Wants=network-online.target\n\n[Service]\n"
+            f"User={os.environ.get('USER', 'pi')}\nEnvironment=PYTHONPATH={ROOT / 'current'}\n"
+            f"ExecStart={' '.join(_command())}\nRestart=always\nRestartSec=5\n\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        )
+        subprocess.run(
+            ["sudo", "-n", "tee", f"/etc/systemd/system/{UNIT}"],
+            input=unit,
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        for cmd in (["daemon-reload"], ["enable", UNIT], ["restart", UNIT]):
+            subprocess.run(["sudo", "-n", "systemctl", *cmd], capture_output=True, check=True)
+        return {"started": True, "via": "systemd"}
+    with (ROOT / "agent.log").open("ab") as log:
+        subprocess.Popen(  # its own session: it outlives this SSH session
+            ["setsid", "nohup", *_command()],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
+    for _ in range(100):  # the agent writes its pidfile once it holds its lock
+        if _running_pid() is not None:
+            return {"started": True, "via": "nohup", "pid": _running_pid()}
+        time.sleep(0.05)
+    tail = (ROOT / "agent.log").read_text(errors="replace").strip().splitlines()[-1:]
+    raise RuntimeError("the agent did not start: " + (tail[0] if tail else "no log"))
+
+
+def stop(_args: dict[str, Any]) -> dict[str, Any]:
+    if _systemd():
+        subprocess.run(["sudo", "-n", "systemctl", "stop", UNIT], capture_output=True)
+    pid = _running_pid()
+    if pid is None:
+        return {"stopped": False}
+    os.kill(pid, signal.SIGTERM)  # the agent says 'offline' and leaves
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists():
+            return {"stopped": True, "pid": pid}
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return {"stopped": True, "pid": pid, "killed": True}
+
+
+def status(_args: dict[str, Any]) -> dict[str, Any]:
+    info = probe({})
+    return {"running": info["running"], "build": info["build"], "systemd": info["systemd"]}
+
+
+def logs(args: dict[str, Any]) -> dict[str, Any]:
+    lines = int(args.get("lines", 50))
+    if _systemd():
+        done = subprocess.run(
+            ["sudo", "-n", "journalctl", "-u", UNIT, "-n", str(lines), "--no-pager"],
+            capture_output=True,
+            text=True,
+        )
+        return {"lines": done.stdout.splitlines()[-lines:]}
+    try:
+        text = (ROOT / "agent.log").read_text(errors="replace")
+    except OSError:
+        return {"lines": []}
+    return {"lines": text.splitlines()[-lines:]}
+
+
+def uninstall(args: dict[str, Any]) -> dict[str, Any]:
+    stopped = stop(args)
+    if _systemd():
+        subprocess.run(["sudo", "-n", "systemctl", "disable", UNIT], capture_output=True)
+        subprocess.run(
+            ["sudo", "-n", "rm", "-f", f"/etc/systemd/system/{UNIT}"], capture_output=True
+        )
+    shutil.rmtree(ROOT, ignore_errors=True)
+    return {"removed": True, **stopped}
+
+
+ACTIONS = {f.__name__: f for f in (probe, install, start, stop, status, logs, uninstall)}
+
+
+def main(action: str, raw: str) -> None:
+    try:
+        result = {"ok": True, **ACTIONS[action](json.loads(raw))}
+    except Exception as exc:  # boundary: the operator's side reads one JSON line
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result))
