@@ -58,6 +58,17 @@ def _running_pid() -> int | None:
     return None
 
 
+def _system_pip() -> bool:
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True
+    )
+    try:
+        major, minor = (int(x) for x in done.stdout.split()[1].split(".")[:2])
+    except (IndexError, ValueError):
+        return False
+    return done.returncode == 0 and (major, minor) >= (22, 3)
+
+
 def _systemd() -> bool:
     if not Path("/run/systemd/system").is_dir() or shutil.which("systemctl") is None:
         return False
@@ -124,17 +135,21 @@ def install(args: dict[str, Any]) -> dict[str, Any]:
     if not (venv / "bin" / "python").exists():
         staging = ROOT / "venvs" / (deps + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            [sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True
-        )
-        pip = [
-            str(staging / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ]
+        # The system's pip (>= 22.3) installs into a venv made without one, and without
+        # byte-compiling: ~2 s instead of ~10 s for numpy, psutil and paho on a PC.
+        if _system_pip():
+            subprocess.run(
+                [sys.executable, "-m", "venv", "--without-pip", str(staging)],
+                check=True,
+                capture_output=True,
+            )
+            pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python")]
+        else:
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True
+            )
+            pip = [str(staging / "bin" / "python"), "-m", "pip"]
+        pip += ["install", "--quiet", "--no-compile", "--disable-pip-version-check"]
         if args.get("offline"):
             pip += ["--no-index", "--find-links", str(ROOT / "wheelhouse")]
         done = subprocess.run([*pip, *args["requirements"]], capture_output=True, text=True)
