@@ -42,6 +42,11 @@ def register(sub: Any) -> None:
     inventory.add_argument("--user", help="log in as this user (written into each line)")
     inventory.add_argument("--port", type=int, default=22, help="SSH port (default 22)")
     inventory.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    inventory.add_argument(
+        "--ids",
+        action="store_true",
+        help="print the node ids, one per line (for 'broker users add')",
+    )
     inventory.set_defaults(handler=run_inventory)
     push = verbs.add_parser("push", help="deploy the agent to every host of the inventory")
     _fleet_flags(push)
@@ -366,6 +371,9 @@ def run_inventory(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     inventory = parse_inventory(text)
+    if args.ids and not inventory.problems:
+        print("\n".join(h.node_id for h in inventory.hosts))
+        return 0
     for problem in inventory.problems:
         print(f"{path}: {problem}")
     print(f"{path}: {len(inventory.hosts)} hosts, {len(inventory.problems)} problems")

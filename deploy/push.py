@@ -9,6 +9,7 @@ fleet's (Fabric's GroupResult): every host is tried.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,7 @@ class Pusher:
         self.offline = offline
         self.index_args = index_args
         self.parallel = parallel
+        self._wheels_lock = threading.Lock()  # one download per Python and CPU, not one a host
 
     def push(
         self, hosts: Sequence[Host], progress: Callable[[HostResult], None] = lambda _r: None
@@ -144,13 +146,14 @@ class Pusher:
                 files[f"bundle-{b.build}.tar.gz"] = b.data
             if there["deps"] != deps and self.offline:
                 have = set(there["wheels"])
-                wheels = wheelhouse(
-                    self.wheel_cache,
-                    b,
-                    there["python"],
-                    there["platform"],
-                    index_args=self.index_args,
-                )
+                with self._wheels_lock:
+                    wheels = wheelhouse(
+                        self.wheel_cache,
+                        b,
+                        there["python"],
+                        there["platform"],
+                        index_args=self.index_args,
+                    )
                 files.update({f"wheelhouse/{w.name}": w for w in wheels if w.name not in have})
             if files:
                 s.upload(files)

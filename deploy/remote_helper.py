@@ -13,8 +13,9 @@ Everything lives under ``~/.piswarm``::
 Usage: this file's text followed by ``main("ACTION", '{json arguments}')``, piped into
 ``python3 -`` (nothing to quote on a command line, nothing left on the Pi). Actions:
 probe, install, start, stop, status, logs, uninstall. The agent runs as a
-systemd unit when systemd runs and ``sudo -n`` works, else under ``setsid nohup`` with
-its pidfile; either way it is started on its own, never chained behind ``&&``.
+systemd unit when systemd runs and ``sudo -n`` works, else under ``nohup`` in a session
+of its own (setsid) with its pidfile; either way it is started on its own, never chained
+behind ``&&``.
 """
 
 import hashlib
@@ -208,8 +209,8 @@ def start(_args: dict[str, Any]) -> dict[str, Any]:
             subprocess.run(["sudo", "-n", "systemctl", *cmd], capture_output=True, check=True)
         return {"started": True, "via": "systemd"}
     with (ROOT / "agent.log").open("ab") as log:
-        subprocess.Popen(  # its own session: it outlives this SSH session
-            ["setsid", "nohup", *_command()],
+        proc = subprocess.Popen(  # setsid(2) + nohup: it outlives this SSH session
+            ["nohup", *_command()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -217,12 +218,17 @@ def start(_args: dict[str, Any]) -> dict[str, Any]:
             cwd=str(ROOT),
             start_new_session=True,
         )
-    for _ in range(100):  # the agent writes its pidfile once it holds its lock
+    # The agent writes its pidfile once it holds its lock; a first start also compiles its
+    # imports, which on a busy Pi takes seconds. Dying early is a failure; still starting
+    # after 30 s is left to the 'online' check over MQTT.
+    for _ in range(600):
         if _running_pid() is not None:
             return {"started": True, "via": "nohup", "pid": _running_pid()}
+        if proc.poll() is not None and _running_pid() is None:
+            tail = (ROOT / "agent.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError("the agent exited at once: " + (tail[0] if tail else "no log"))
         time.sleep(0.05)
-    tail = (ROOT / "agent.log").read_text(errors="replace").strip().splitlines()[-1:]
-    raise RuntimeError("the agent did not start: " + (tail[0] if tail else "no log"))
+    return {"started": True, "via": "nohup", "pending": True}
 
 
 def stop(_args: dict[str, Any]) -> dict[str, Any]:
