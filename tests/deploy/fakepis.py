@@ -201,3 +201,4 @@ class FakePiFleet:
             sh("ip", "netns", "del", pi.netns, check=False)
             sh("ip", "link", "del", f"{self.tag}v{pi.index}", check=False)
         sh("ip", "link", "del", self.bridge, check=False)
+        sh("ip", "route", "del", "unreachable", "10.231.0.0/16", check=False)
