@@ -1,7 +1,7 @@
 """Fleet deployment over SSH (paramiko): runs on the operator's laptop.
 
-Available: the inventory (``deploy/inventory.py``, ``piswarm deploy inventory``). The
-rest of ``piswarm deploy`` (push, status, stop, ..., with host-key checking and
-confirmation over MQTT) says it is not yet available and exits with code 2; it arrives
-with the rest of the fleet deployment issue.
+``inventory`` reads the lab's pi_list.txt; ``push`` puts the agent on every Pi (code,
+wheels, venv, config, credentials, start) and confirms over MQTT; ``ssh`` and ``trust``
+hold one session and the known host keys; ``remote_helper`` is what runs on a Pi;
+``cli`` is ``piswarm deploy``.
 """

@@ -5,11 +5,11 @@ failed; 2 for bad arguments or configuration (nothing was touched).
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-LATER = ("broker",)
 FLEET_VERBS = {
     "status": "is the agent running, and which build",
     "stop": "stop the agent (its pidfile or systemd unit: nothing else)",
@@ -21,7 +21,6 @@ FLEET_VERBS = {
 
 
 def register(sub: Any) -> None:
-    from piswarm.cli import not_yet
 
     deploy = sub.add_parser("deploy", help="the fleet's inventory (push and the rest to come)")
     verbs = deploy.add_subparsers(dest="verb", metavar="VERB", parser_class=type(deploy))
@@ -96,10 +95,23 @@ def register(sub: Any) -> None:
     forget.add_argument("host", help="as the error named it: HOST or [HOST]:PORT")
     forget.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
     forget.set_defaults(handler=run_forget)
-    for verb in LATER:
-        later = verbs.add_parser(verb, help="not yet available")
-        later.add_argument("rest", nargs=argparse.REMAINDER)
-        later.set_defaults(handler=not_yet(f"piswarm deploy {verb}", "the fleet deployment issue"))
+    broker = verbs.add_parser(
+        "broker", help="install Mosquitto on the head node with piswarm's config and users"
+    )
+    broker.add_argument("host", help="[user@]host[:port] of the head node (root or sudo -n)")
+    broker.add_argument("--identity", "-i", type=Path, help="SSH private key")
+    broker.add_argument("--password-env", metavar="VAR", help="SSH password from this variable")
+    broker.add_argument("--ask-password", action="store_true", help="prompt for it once")
+    broker.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
+    broker.add_argument("--accept-new", action="store_true", help="record a first-seen key")
+    broker.add_argument("--timeout", type=float, default=10.0, help="connect timeout (s)")
+    broker.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
+    broker.add_argument(
+        "--users-dir",
+        type=Path,
+        help="broker users (default $PISWARM_BROKER_DIR or ~/.config/piswarm/broker)",
+    )
+    broker.set_defaults(handler=run_broker, user="pi", parallel=1)
 
 
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
@@ -326,6 +338,89 @@ def run_fleet_verb(args: argparse.Namespace) -> int:
             for line in r.get("lines", []):
                 print(f"{r['node']}: {line}")
     return _report(args, rows, code)
+
+
+def run_broker(args: argparse.Namespace) -> int:
+    import threading
+
+    from broker.config import BrokerConfig
+    from broker.users import ADMIN_USER, UserStore
+    from deploy.errors import DeployError
+    from deploy.inventory import InventoryError, parse_line
+    from deploy.ssh import Session
+    from deploy.trust import KnownHosts
+    from piswarm import paths
+    from piswarm.errors import ConfigError, PiswarmError
+    from piswarm.mqtt import BrokerSettings, Credentials, connect_async, guarded, new_client
+
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not in 1-65535")
+    try:
+        (host,) = parse_line(args.host)
+    except (InventoryError, ValueError) as exc:
+        raise ConfigError(f"{args.host!r}: {exc}") from None
+    users = UserStore(args.users_dir or paths.broker_users_dir())
+    if not users.credentials_path(ADMIN_USER).exists():
+        raise ConfigError(f"no broker users in {users.root}: run 'piswarm broker users init'")
+    folder = Path("/etc/piswarm/broker")
+    config = BrokerConfig(
+        port=args.port,
+        bind=None,
+        passwd_file=folder / "passwd",
+        acl_file=folder / "acl",
+        persistence_dir=Path("/var/lib/mosquitto"),
+        drop_in=True,
+    )
+    listed = users.users()
+    known = KnownHosts(args.known_hosts, accept_new=args.accept_new)
+    try:
+        with Session(host, _ssh_options(args), known) as s:
+            # The users directory's own files: the same users give the same bytes (hashes
+            # are salted afresh only when users change), so a rerun changes nothing.
+            answer = s.helper(
+                "broker",
+                {
+                    "passwd": users.passwd_path.read_text(),
+                    "acl": users.acl_path.read_text(),
+                    "config": config.render(),
+                    "port": args.port,
+                },
+                as_root=True,
+            )
+    except DeployError as exc:
+        raise PiswarmError(exc.reason) from None
+    # The proof: log in as the admin over MQTT.
+    admin = Credentials.load(users.credentials_path(ADMIN_USER))
+    connected, refused = threading.Event(), []
+    client = new_client(
+        f"piswarm-deploy-check-{os.getpid()}",
+        BrokerSettings(host=host.address, port=args.port, credentials=admin),
+    )
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+        else:
+            connected.set()
+
+    client.on_connect = guarded("on_connect")(on_connect)
+    connect_async(client, BrokerSettings(host=host.address, port=args.port, credentials=admin))
+    try:
+        ok = connected.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not ok:
+        raise PiswarmError(
+            f"Mosquitto on {host.address}:{args.port} does not accept the admin "
+            f"({refused[0] if refused else 'no answer'})"
+        )
+    changed = ", ".join(answer["changed"]) or "nothing changed"
+    print(
+        f"{host.address}: Mosquitto on port {args.port} with {len(listed)} users ({changed}); "
+        "the admin logs in"
+    )
+    return 0
 
 
 def run_forget(args: argparse.Namespace) -> int:

@@ -18,10 +18,12 @@ of its own (setsid) with its pidfile; either way it is started on its own, never
 behind ``&&``.
 """
 
+import grp
 import hashlib
 import json
 import os
 import platform
+import pwd
 import shutil
 import signal
 import subprocess
@@ -278,7 +280,100 @@ def uninstall(args: dict[str, Any]) -> dict[str, Any]:
     return {"removed": True, **stopped}
 
 
-ACTIONS = {f.__name__: f for f in (probe, install, start, stop, status, logs, uninstall)}
+BROKER_DIR = Path("/etc/piswarm/broker")
+DROP_IN = Path("/etc/mosquitto/conf.d/piswarm.conf")
+
+
+def _mosquitto_running() -> int | None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"mosquitto"):
+                return int(proc.name)
+    return None
+
+
+def _listening(port: int) -> bool:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def broker(args: dict[str, Any]) -> dict[str, Any]:
+    """As root: install Mosquitto (apt) if missing, drop in piswarm's config and users,
+    (re)start it if anything changed or it is not running."""
+    if os.geteuid() != 0:
+        raise RuntimeError("needs root: log in as root or give the user passwordless sudo")
+    changed = []
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "mosquitto", "mosquitto-clients"],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(
+                    "apt-get failed: " + (done.stderr.strip().splitlines() or ["?"])[-1]
+                )
+        changed.append("mosquitto installed")
+    BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    BROKER_DIR.chmod(0o750)
+    group = grp.getgrnam("mosquitto").gr_gid
+    os.chown(BROKER_DIR, 0, group)
+    for name, text, path in (
+        ("passwd", args["passwd"], BROKER_DIR / "passwd"),
+        ("acl", args["acl"], BROKER_DIR / "acl"),
+        ("config", args["config"], DROP_IN),
+    ):
+        if _sha(path) != hashlib.sha256(text.encode()).hexdigest():
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.chown(tmp, 0, group)
+            tmp.chmod(0o640 if path != DROP_IN else 0o644)
+            tmp.replace(path)
+            changed.append(name)
+    port = int(args["port"])
+    running = _mosquitto_running()
+    if changed or running is None or not _listening(port):
+        if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+            subprocess.run(["systemctl", "enable", "mosquitto"], capture_output=True)
+            subprocess.run(["systemctl", "restart", "mosquitto"], capture_output=True, check=True)
+        else:  # no systemd (a container): what Debian's unit does, by hand
+            if running is not None:
+                os.kill(running, signal.SIGTERM)
+                for _ in range(100):
+                    if not Path(f"/proc/{running}").exists():
+                        break
+                    time.sleep(0.05)
+            Path("/run/mosquitto").mkdir(mode=0o740, exist_ok=True)
+            os.chown("/run/mosquitto", pwd.getpwnam("mosquitto").pw_uid, group)
+            done = subprocess.run(
+                ["mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf"],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise RuntimeError("mosquitto did not start: " + done.stderr.strip())
+        changed.append("restarted")
+    for _ in range(100):
+        if _listening(port):
+            return {"changed": changed}
+        time.sleep(0.05)
+    raise RuntimeError(f"mosquitto does not listen on port {port} (see its log)")
+
+
+ACTIONS = {f.__name__: f for f in (probe, install, start, stop, status, logs, uninstall, broker)}
 
 
 def main(action: str, raw: str) -> None:

@@ -116,13 +116,18 @@ class Session:
         if self.client is not None:
             self.client.close()
 
-    def helper(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run the remote helper's ``action``; its JSON answer, or :class:`RemoteError`."""
+    def helper(
+        self, action: str, args: dict[str, Any] | None = None, *, as_root: bool = False
+    ) -> dict[str, Any]:
+        """Run the remote helper's ``action`` (``as_root``: through ``sudo -n`` unless we
+        are root); its JSON answer, or :class:`RemoteError`."""
         assert self.client is not None  # noqa: S101 - only inside 'with'
         program = helper_source() + f"\nmain({action!r}, {json.dumps(args or {})!r})\n"
         try:
+            user = self.host.user or self.options.user
+            command = "sudo -n python3 -" if as_root and user != "root" else "python3 -"
             stdin, stdout, stderr = self.client.exec_command(  # no pty: a clean exec
-                "python3 -", timeout=self.options.command_timeout
+                command, timeout=self.options.command_timeout
             )
             stdin.write(program)
             stdin.channel.shutdown_write()

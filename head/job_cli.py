@@ -61,6 +61,12 @@ def register(sub: Any) -> None:
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
 
+    from piswarm.cli import not_yet
+
+    life = verbs.add_parser("life", help="the distributed Game of Life: not yet available")
+    life.add_argument("rest", nargs=argparse.REMAINDER)
+    life.set_defaults(handler=not_yet("piswarm job life", "the Game of Life issue"))
+
     listing = mqtt_verb("list", "every job the broker remembers, newest first")
     listing.set_defaults(handler=run_list)
 

@@ -36,22 +36,14 @@ def test_bad_arguments_print_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], done.stderr
 
 
-@pytest.mark.parametrize("verb", ["broker"])
-def test_later_deploy_verbs_say_they_are_not_yet_available(verb):
-    done = piswarm("deploy", verb)
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        f"piswarm deploy: error: 'piswarm deploy {verb}' is not yet available "
-        "(it arrives with the fleet deployment issue)"
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["push", "/nonexistent.txt", "--broker-host", "h"], "cannot read the inventory"),
      (["push", "--broker-host", "h", "--parallel", "0"], "--parallel 0 is not in 1-256"),
      (["push"], "the following arguments are required: --broker-host"),
-     (["status", "--password-env", "PISWARM_NO_SUCH_VAR"], "$PISWARM_NO_SUCH_VAR is not set")],
+     (["status", "--password-env", "PISWARM_NO_SUCH_VAR"], "$PISWARM_NO_SUCH_VAR is not set"),
+     (["broker", "bad host!", "--users-dir", "/nonexistent"], "'bad host!'"),
+     (["broker", "head.lab", "--users-dir", "/nonexistent"], "no broker users in /nonexistent")],
 )  # fmt: skip
 def test_deploy_arguments_are_checked_in_one_line(tmp_path, args, message):
     (tmp_path / "pi_list.txt").write_text("10.0.0.1\n")
@@ -59,6 +51,15 @@ def test_deploy_arguments_are_checked_in_one_line(tmp_path, args, message):
                           capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def test_the_game_of_life_says_it_is_not_yet_available():
+    done = piswarm("job", "life", "--size", "64x64")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "piswarm job: error: 'piswarm job life' is not yet available "
+        "(it arrives with the Game of Life issue)"
+    )
 
 
 def test_deploy_inventory_writes_and_checks_a_pi_list(tmp_path):

@@ -102,13 +102,25 @@ class FakePiFleet:
         etc.mkdir(parents=True)
         pi.home.mkdir(parents=True)
         os.chown(pi.home, PI_UID, PI_UID)
-        root_line = next(x for x in Path("/etc/passwd").read_text().splitlines()
-                         if x.startswith("root:"))  # fmt: skip
-        (etc / "passwd").write_text(
-            f"{root_line}\npi:x:{PI_UID}:{PI_UID}:pi:/home/pi:/bin/sh\n"
-            "sshd:x:110:65534::/run/sshd:/usr/sbin/nologin\n"
-        )
-        (etc / "group").write_text(f"root:x:0:\npi:x:{PI_UID}:\nnogroup:x:65534:\n")
+        system = {name: [x for x in Path(f"/etc/{name}").read_text().splitlines()
+                         if x.split(":")[0] in ("root", "mosquitto")]
+                  for name in ("passwd", "group")}  # fmt: skip
+        (etc / "passwd").write_text("\n".join([
+            *system["passwd"], f"pi:x:{PI_UID}:{PI_UID}:pi:/home/pi:/bin/sh",
+            "sshd:x:110:65534::/run/sshd:/usr/sbin/nologin", ""]))  # fmt: skip
+        (etc / "group").write_text("\n".join([
+            *system["group"], f"pi:x:{PI_UID}:", "nogroup:x:65534:", ""]))  # fmt: skip
+        # Its own Mosquitto files, so 'deploy broker' on one Pi touches nothing else.
+        if Path("/etc/mosquitto").is_dir():
+            shutil.copytree("/etc/mosquitto", pi.root / "mosquitto-etc")
+            for folder in ("piswarm-etc", "mosquitto-lib", "mosquitto-log"):
+                (pi.root / folder).mkdir()
+            if any(x.startswith("mosquitto:") for x in system["passwd"]):
+                uid = int(
+                    next(x for x in system["passwd"] if x.startswith("mosquitto:")).split(":")[2]
+                )
+                for folder in ("mosquitto-lib", "mosquitto-log"):
+                    os.chown(pi.root / folder, uid, 0)
         (etc / "shadow").write_text("root:*:19000:0:99999:7:::\npi:*:19000:0:99999:7:::\n")
         (etc / "shadow").chmod(0o640)
         self.new_host_key(pi)
@@ -147,7 +159,17 @@ class FakePiFleet:
             f"mount --bind {r}/etc/group /etc/group && "
             f"mount --bind {r}/etc/shadow /etc/shadow && "
             "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && "
-            f"exec {SSHD} -D -e -f {r}/sshd_config"
+            + (
+                f"mount --bind {r}/mosquitto-etc /etc/mosquitto && "
+                f"mkdir -p /etc/piswarm && mount --bind {r}/piswarm-etc /etc/piswarm && "
+                f"mount --bind {r}/mosquitto-lib /var/lib/mosquitto && "
+                f"mount --bind {r}/mosquitto-log /var/log/mosquitto && "
+                if (r / "mosquitto-etc").is_dir()
+                and Path("/var/lib/mosquitto").is_dir()
+                and Path("/var/log/mosquitto").is_dir()
+                else ""
+            )
+            + f"exec {SSHD} -D -e -f {r}/sshd_config"
         )
         with (r / "sshd.log").open("ab") as log:
             pi.proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from broker.runner import BrokerProcess
 from broker.users import UserStore
 from tests.deploy import fakepis
 from tests.deploy.fakepis import FakePiFleet
+from tests.mqtt_helpers import Recorder
 
 pytestmark = pytest.mark.skipif(
     fakepis.available() is not None, reason=f"fake Pis: {fakepis.available()}"
@@ -222,3 +223,38 @@ def test_stop_stops_exactly_the_selected_agent(lab):
     assert "running None" in hosts[f"pi@{one.address}"]["detail"]
     code, hosts, _ = lab.deploy("logs")
     assert all("lines" in h for h in hosts.values())
+
+
+def test_deploy_broker_sets_up_mosquitto_on_the_head_node(lab):
+    lab = lab(1)
+    head = lab.fleet.pis[0]
+    command = [
+        sys.executable,
+        "-m",
+        "piswarm",
+        "deploy",
+        "broker",
+        f"root@{head.address}",
+        "--identity",
+        str(lab.fleet.client_key),
+        "--known-hosts",
+        str(lab.known_hosts),
+        "--accept-new",
+        "--users-dir",
+        str(lab.users.root),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "passwd, acl, config, restarted" in done.stdout and "the admin logs in" in done.stdout
+    # The head's broker enforces the piswarm ACL: a node writes only its own subtree.
+    node = lab.node_id(head)
+    rec = Recorder(1883, lab.users.get(node), filters=(), host=head.address)
+    try:
+        rec.wait_connected()
+        assert not rec.publish(f"piswarm/nodes/{node}/telemetry", b"{}").is_failure
+        assert rec.publish("piswarm/jobs/submit", b"{}").value == 0x87  # not authorized
+    finally:
+        rec.close()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
+    assert (head.root / "piswarm-etc" / "broker" / "passwd").stat().st_mode & 0o777 == 0o640
