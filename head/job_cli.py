@@ -64,7 +64,8 @@ def register(sub: Any) -> None:
     from piswarm.cli import not_yet
 
     life = verbs.add_parser("life", help="the distributed Game of Life: not yet available")
-    life.add_argument("rest", nargs=argparse.REMAINDER)
+    for flag in ("--size", "--gens", "--pattern", "--random", "--seed", "--wrap", "--frame-every"):
+        life.add_argument(flag, help="(arrives with the Game of Life issue)")
     life.set_defaults(handler=not_yet("piswarm job life", "the Game of Life issue"))
 
     listing = mqtt_verb("list", "every job the broker remembers, newest first")
