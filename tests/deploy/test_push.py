@@ -3,6 +3,8 @@ fakepis.py), a real broker on their bridge, the CLI as the teacher types it."""
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -223,6 +225,14 @@ def test_stop_stops_exactly_the_selected_agent(lab):
     assert "running None" in hosts[f"pi@{one.address}"]["detail"]
     code, hosts, _ = lab.deploy("logs")
     assert all("lines" in h for h in hosts.values())
+    assert any("agent" in line for line in hosts[f"pi@{other.address}"]["lines"])
+    before = lab.agents(other)
+    code, hosts, _ = lab.deploy("restart")
+    assert code == 0 and len(lab.agents(one)) == 1 and len(lab.agents(other)) == 1
+    assert lab.agents(other) != before or "started True" in hosts[f"pi@{other.address}"]["detail"]
+    code, hosts, _ = lab.deploy("uninstall", inventory=lab.tmp / "one.txt")
+    assert code == 0 and lab.agents(one) == [] and not (one.home / ".piswarm").exists()
+    assert len(lab.agents(other)) == 1
 
 
 def test_deploy_broker_sets_up_mosquitto_on_the_head_node(lab):
@@ -258,3 +268,53 @@ def test_deploy_broker_sets_up_mosquitto_on_the_head_node(lab):
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
     assert (head.root / "piswarm-etc" / "broker" / "passwd").stat().st_mode & 0o777 == 0o640
+
+
+def test_push_shows_progress_on_a_terminal(lab):
+    lab = lab(2)
+    command = [
+        sys.executable,
+        "-m",
+        "piswarm",
+        "deploy",
+        "push",
+        str(lab.inventory),
+        "--identity",
+        str(lab.fleet.client_key),
+        "--known-hosts",
+        str(lab.known_hosts),
+        "--accept-new",
+        "--broker-host",
+        lab.fleet.bridge_address,
+        "--broker-port",
+        str(lab.broker.port),
+        "--users-dir",
+        str(lab.users.root),
+        "--workers",
+        "0",
+        "--log-level",
+        "WARNING",
+    ]
+    controller, terminal = pty.openpty()  # stderr is a terminal, as for a teacher
+    done = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        timeout=300,
+        env={**os.environ, "XDG_CACHE_HOME": str(CACHE)},
+    )
+    os.close(terminal)
+    shown = b""
+    while select.select([controller], [], [], 0.1)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert done.returncode == 0, shown.decode(errors="replace")
+    assert b"] 1/2 (0 failed)" in shown and b"] 2/2 (0 failed)" in shown
+    assert "2 deployed of 2 hosts" in done.stdout
