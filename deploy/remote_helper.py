@@ -185,6 +185,17 @@ def _command() -> list[str]:
     ]
 
 
+def unit_text(user: str) -> str:
+    """The systemd unit: the agent as ``user``, restarted whenever it stops."""
+    return (
+        "[Unit]\nDescription=piswarm node agent\nAfter=network-online.target\n"
+        "Wants=network-online.target\n\n[Service]\n"
+        f"User={user}\nEnvironment=PYTHONPATH={ROOT / 'current'}\n"
+        f"ExecStart={' '.join(_command())}\nRestart=always\nRestartSec=5\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "current")}
 
@@ -193,13 +204,7 @@ def start(_args: dict[str, Any]) -> dict[str, Any]:
     if _running_pid() is not None:
         return {"started": False, "pid": _running_pid()}
     if _systemd():
-        unit = (
-            "[Unit]\nDescription=piswarm node agent\nAfter=network-online.target\n"
-            "Wants=network-online.target\n\n[Service]\n"
-            f"User={os.environ.get('USER', 'pi')}\nEnvironment=PYTHONPATH={ROOT / 'current'}\n"
-            f"ExecStart={' '.join(_command())}\nRestart=always\nRestartSec=5\n\n"
-            "[Install]\nWantedBy=multi-user.target\n"
-        )
+        unit = unit_text(pwd.getpwuid(os.getuid()).pw_name)
         subprocess.run(
             ["sudo", "-n", "tee", f"/etc/systemd/system/{UNIT}"],
             input=unit,
