@@ -138,13 +138,3 @@ def test_rendered_inventories_read_back_the_same(pairs):
 def test_every_ipv4_address_is_a_host(address):
     (host,) = parse_line(str(address))
     assert ipaddress.ip_address(host.address) == address
-
-
-def test_the_systemd_unit_restarts_the_agent_as_the_user():
-    """(systemd does not run here: the unit's text is what can be checked.)"""
-    from deploy import remote_helper
-
-    unit = remote_helper.unit_text("pi")
-    assert "User=pi\n" in unit and "Restart=always\n" in unit
-    assert "ExecStart=" in unit and "-m node_agent agent --config" in unit
-    assert f"PYTHONPATH={remote_helper.ROOT / 'current'}" in unit
