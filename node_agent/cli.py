@@ -69,7 +69,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.identity import host_identity
     from node_agent.runner import Slots, Workers, WorkRunner
     from node_agent.sensors import HostSensors
-    from node_agent.sieve_backends import select_backend
+    from node_agent.sieve_backends import backend_name
     from piswarm import __version__
     from piswarm.errors import ConfigError
     from piswarm.lock import PidLock
@@ -97,7 +97,7 @@ def run_agent(args: argparse.Namespace) -> int:
         sensors.start()
         workers, runner = None, None
         if config.workers:
-            backend = select_backend(config.backend).name  # fails here if it is missing
+            backend = backend_name(config.backend)  # fails here if it is missing
             workers = Workers(config.workers)
             runner = WorkRunner(
                 node_id=config.node_id,

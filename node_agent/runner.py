@@ -34,11 +34,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, cast
 
-from node_agent.sieve_backends import BackendName, select_backend
+from node_agent.sieve_backends import BackendName
 from piswarm import protocol
 from piswarm.children import die_with_parent
 from piswarm.protocol import ProtocolError, topics, work
-from piswarm.protocol.primes import encode_primes
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,11 @@ Publish = Callable[[str, bytes, int], Any]
 
 
 def compute_block(lo: int, hi: int, backend: str) -> bytes:
-    """The encoded primes of ``[lo, hi)``: what a worker process runs (pure)."""
+    """The encoded primes of ``[lo, hi)``: what a worker process runs (pure). numpy is
+    imported here, in the worker, not by the agent's main process."""
+    from node_agent.sieve_backends import select_backend
+    from piswarm.protocol.primes import encode_primes
+
     return encode_primes(select_backend(cast(BackendName, backend)).primes(lo, hi))
 
 

@@ -11,11 +11,10 @@ import ctypes
 import ctypes.util
 import logging
 import weakref
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import numpy as np
-
-from node_agent.sieve import SegmentedSieve
+if TYPE_CHECKING:  # numpy is imported where primes are made: the agent's main process,
+    import numpy as np  # which only chooses a backend, never loads it (faster start, less RAM)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class SieveBackend(Protocol):
     name: str
     version: str
 
-    def primes(self, lo: int, hi: int) -> np.ndarray:
+    def primes(self, lo: int, hi: int) -> "np.ndarray":
         """Primes ``p`` with ``lo <= p < hi``, ascending uint64."""
         ...
 
@@ -45,10 +44,14 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self) -> None:
+        import numpy as np
+
+        from node_agent.sieve import SegmentedSieve
+
         self.version = np.__version__
         self._sieve = SegmentedSieve()
 
-    def primes(self, lo: int, hi: int) -> np.ndarray:
+    def primes(self, lo: int, hi: int) -> "np.ndarray":
         return self._sieve.primes(lo, hi)
 
     def count(self, lo: int, hi: int) -> int:
@@ -89,7 +92,9 @@ class PrimesieveBackend:
                 log.debug("cannot use %s: %s", path, exc)
         return None
 
-    def primes(self, lo: int, hi: int) -> np.ndarray:
+    def primes(self, lo: int, hi: int) -> "np.ndarray":
+        import numpy as np
+
         if hi <= lo or hi <= 2:
             return np.zeros(0, dtype=np.uint64)
         size = ctypes.c_size_t(0)
@@ -111,6 +116,16 @@ class PrimesieveBackend:
         if result == _ERROR:
             raise RuntimeError(f"libprimesieve failed to count [{lo}, {hi})")
         return result
+
+
+def backend_name(name: BackendName = "auto") -> str:
+    """What :func:`select_backend` would choose, without loading numpy (the agent's main
+    process reports it; its sieve workers do the loading)."""
+    if name in ("auto", "primesieve") and PrimesieveBackend.load() is not None:
+        return "primesieve"
+    if name == "primesieve":
+        select_backend(name)  # raises the one-line error
+    return "numpy"
 
 
 def select_backend(name: BackendName = "auto") -> SieveBackend:

@@ -51,6 +51,19 @@ def test_node_agent_imports_nothing_of_the_head_side():
     assert done.returncode == 0, done.stderr
 
 
+def test_the_agents_main_process_leaves_numpy_to_its_sieve_workers():
+    """A Pi's agent starts faster and lighter: only the worker processes load numpy."""
+    code = (
+        "import sys\nimport node_agent.agent, node_agent.cli, node_agent.sim, node_agent.runner\n"
+        "from node_agent.sieve_backends import backend_name\nbackend_name('auto')\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+        "from node_agent.runner import compute_block\ncompute_block(1, 100, 'numpy')\n"
+        "assert 'numpy' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_agent_runs_without_pygame_or_paramiko(broker, users, recorder, tmp_path):
     rec = recorder()
     code = BLOCK.format(blocked=["pygame", "paramiko"]) + (
