@@ -144,6 +144,7 @@ class Pusher:
             files: dict[str, bytes | Path] = {}
             if there["build"] != b.build:
                 files[f"bundle-{b.build}.tar.gz"] = b.data
+            wheel_names: list[str] = []
             if there["deps"] != deps and self.offline:
                 have = set(there["wheels"])
                 with self._wheels_lock:
@@ -155,6 +156,7 @@ class Pusher:
                         index_args=self.index_args,
                     )
                 files.update({f"wheelhouse/{w.name}": w for w in wheels if w.name not in have})
+                wheel_names = [w.name for w in wheels]
             if files:
                 s.upload(files)
             installed = s.helper(
@@ -165,6 +167,7 @@ class Pusher:
                     "deps": deps,
                     "requirements": list(b.requirements),
                     "offline": self.offline,
+                    "wheels": wheel_names,
                     "agent": self.agent.config(host.node_id, b.build),
                     "credentials": self.credentials(host.node_id),
                 },
