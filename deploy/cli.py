@@ -198,13 +198,12 @@ def _ssh_options(args: argparse.Namespace) -> Any:
 def _report(args: argparse.Namespace, rows: list[dict[str, Any]], code: int) -> int:
     import json
 
-    from deploy.inventory import Host, render_inventory
+    from deploy.inventory import render_inventory
 
     failed = [r for r in rows if r["outcome"] in ("failed", "not-online")]
     if failed:
         path = args.failed_file or args.inventory.with_name(args.inventory.name + ".failed")
         hosts = [r["_host"] for r in failed]
-        assert all(isinstance(h, Host) for h in hosts)  # noqa: S101
         path.write_text(
             render_inventory(
                 hosts,
