@@ -33,7 +33,7 @@ from piswarm import paths
 from piswarm.errors import ConfigError
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
-from piswarm.tomlfile import read_toml
+from piswarm.tomlfile import config_int, read_toml
 
 
 def default_workers() -> int:
@@ -84,17 +84,6 @@ def _float(value: object, name: str) -> float | None:
         raise ConfigError(f"{name}: {value!r} is not a number") from None
 
 
-def _int(value: object, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: {value!r} is not an integer")
-    try:
-        return int(str(value))
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not an integer") from None
-
-
 def _table(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[str, Any]:
     table = data.get(name, {})
     if not isinstance(table, dict):
@@ -134,9 +123,9 @@ def load_agent_config(
     )
     interval = interval or _float(agent.get("telemetry_interval"), "[agent] telemetry_interval")
     if workers is None:
-        workers = _int(env.get("PISWARM_WORKERS"), "PISWARM_WORKERS")
+        workers = config_int(env.get("PISWARM_WORKERS"), "PISWARM_WORKERS")
     if workers is None:
-        workers = _int(agent.get("workers"), "[agent] workers")
+        workers = config_int(agent.get("workers"), "[agent] workers")
     backend = backend or env.get("PISWARM_BACKEND") or agent.get("backend") or "auto"
     lock = lock_dir or (Path(agent["lock_dir"]).expanduser() if agent.get("lock_dir") else None)
     return AgentConfig(

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from piswarm.errors import ConfigError
-from piswarm.tomlfile import read_toml
+from piswarm.tomlfile import config_int, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ class BrokerSettings:
         table = table or {}
         env = os.environ if env is None else env
         merged_host = host or env.get("PISWARM_BROKER_HOST") or table.get("host") or "localhost"
-        merged_port = port or _int(env.get("PISWARM_BROKER_PORT"), "PISWARM_BROKER_PORT")
-        merged_port = merged_port or _int(table.get("port"), "[broker] port") or DEFAULT_PORT
-        merged_keepalive = keepalive or _int(table.get("keepalive"), "[broker] keepalive")
+        merged_port = port or config_int(env.get("PISWARM_BROKER_PORT"), "PISWARM_BROKER_PORT")
+        merged_port = merged_port or config_int(table.get("port"), "[broker] port") or DEFAULT_PORT
+        merged_keepalive = keepalive or config_int(table.get("keepalive"), "[broker] keepalive")
         cred_path = credentials_file or _path(env.get("PISWARM_CREDENTIALS"))
         cred_path = cred_path or _path(table.get("credentials"))
         creds: Credentials | None = None
@@ -102,15 +102,6 @@ class BrokerSettings:
             credentials=creds,
             keepalive=merged_keepalive or DEFAULT_KEEPALIVE,
         )
-
-
-def _int(value: object, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(str(value))
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not an integer") from None
 
 
 def _path(value: object) -> Path | None:

@@ -1,4 +1,5 @@
-"""Reading the TOML files piswarm is configured with, with one-line errors."""
+"""Reading the TOML files (and environment values) piswarm is configured with, with
+one-line errors."""
 
 import tomllib
 from pathlib import Path
@@ -17,3 +18,16 @@ def read_toml(path: Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def config_int(value: object, name: str) -> int | None:
+    """An integer setting from TOML or the environment (``None`` when unset); a value
+    that is not a whole number (``true`` included) is a :class:`ConfigError` naming it."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not an integer")
+    try:
+        return int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not an integer") from None
