@@ -87,14 +87,16 @@ def register(sub: Any) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _viewer_settings(args: argparse.Namespace) -> Any:
+def settings_as(args: argparse.Namespace, user: str) -> Any:
+    """Broker settings from the flags, logging in with ``--credentials`` or else as
+    ``user`` from the broker users directory (when that file exists)."""
     from piswarm import paths
     from piswarm.mqtt import BrokerSettings
 
     creds = args.credentials
-    viewer = paths.broker_users_dir() / "credentials" / "viewer.toml"
-    if creds is None and viewer.exists():
-        creds = viewer
+    default = paths.broker_users_dir() / "credentials" / f"{user}.toml"
+    if creds is None and default.exists():
+        creds = default
     return BrokerSettings.from_sources(
         host=args.broker_host, port=args.broker_port, credentials_file=creds
     )
@@ -106,7 +108,7 @@ def run_status(args: argparse.Namespace) -> int:
     from head.summary import table
     from piswarm.errors import PiswarmError
 
-    settings = _viewer_settings(args)
+    settings = settings_as(args, "viewer")
     feed = ClusterFeed(settings=settings, client_id=f"piswarm-status-{time.time_ns() % 10**9}")
     feed.start()
     try:
@@ -172,7 +174,9 @@ def _show(args: argparse.Namespace) -> int:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
         if args.windowed is None and not args.kiosk:
             args.windowed = (1920, 1080)
-    feed = ClusterFeed(settings=_viewer_settings(args), client_id=f"piswarm-display-{os.getpid()}")
+    feed = ClusterFeed(
+        settings=settings_as(args, "viewer"), client_id=f"piswarm-display-{os.getpid()}"
+    )
     app = _build_app(args, feed)
     from head.display.app import screen_driver
 
@@ -200,7 +204,7 @@ def run_display(args: argparse.Namespace) -> int:
 
 def run_head(args: argparse.Namespace) -> int:
     from head.coordinator import Coordinator
-    from head.job_cli import admin_settings, default_db
+    from head.job_cli import default_db
     from piswarm.errors import ConfigError, PiswarmError
     from piswarm.lock import PidLock
 
@@ -208,7 +212,7 @@ def run_head(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lease {args.lease} is not in 1-86400 s")
     db = (args.db or default_db()).expanduser()
     db.parent.mkdir(parents=True, exist_ok=True)
-    settings = admin_settings(args)
+    settings = settings_as(args, "admin")
     if settings.credentials is None:
         raise ConfigError(
             "the coordinator needs the admin's broker credentials: run "

@@ -105,16 +105,9 @@ def default_db() -> Path:
 
 
 def admin_settings(args: argparse.Namespace) -> Any:
-    from piswarm import paths
-    from piswarm.mqtt import BrokerSettings
+    from head.cli import settings_as
 
-    creds = args.credentials
-    admin = paths.broker_users_dir() / "credentials" / "admin.toml"
-    if creds is None and admin.exists():
-        creds = admin
-    return BrokerSettings.from_sources(
-        host=args.broker_host, port=args.broker_port, credentials_file=creds
-    )
+    return settings_as(args, "admin")
 
 
 def _eta(seconds: float | None) -> str:
