@@ -124,14 +124,12 @@ class DemoCluster:
             request = PrimesRequest(start=start, end=end, block_size=self.block,
                                     name=f"demo {n}", request_id=f"demo-{n}")  # fmt: skip
             try:
-                with JobClient(self.admin) as client:
-                    reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
-                job = reply.job
-                while job and not self._fleet_stop.wait(2.0):
-                    with JobClient(self.admin) as client:
+                with JobClient(self.admin) as client:  # one session per job, not per look
+                    job = client.request(topics.JOBS_SUBMIT, request, timeout=30).job
+                    while job and not self._fleet_stop.wait(2.0):
                         found = client.snapshot(topics.job_status(job))
-                    if found and found[0].state != "running":
-                        break
+                        if found and found[0].state != "running":
+                            break
             except PiswarmError as exc:
                 log.warning("demo job loop: %s", exc)
                 self._fleet_stop.wait(5.0)
