@@ -32,9 +32,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from node_agent.sieve_backends import BackendName
+
+if TYPE_CHECKING:
+    from node_agent.sieve_backends import SieveBackend
 from piswarm import protocol
 from piswarm.children import die_with_parent
 from piswarm.protocol import ProtocolError, topics, work
@@ -44,13 +47,21 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int], Any]
 
 
-def compute_block(lo: int, hi: int, backend: str) -> bytes:
-    """The encoded primes of ``[lo, hi)``: what a worker process runs (pure). numpy is
-    imported here, in the worker, not by the agent's main process."""
+@functools.cache
+def _worker_backend(name: str) -> "SieveBackend":
+    """The sieve of this worker process, made once: it keeps its base primes from block
+    to block (making them again cost 6% of a 1e7 block near 1e12: 195 vs 184 ms)."""
     from node_agent.sieve_backends import select_backend
+
+    return select_backend(cast(BackendName, name))
+
+
+def compute_block(lo: int, hi: int, backend: str) -> bytes:
+    """The encoded primes of ``[lo, hi)``: what a worker process runs. numpy is imported
+    here, in the worker, not by the agent's main process."""
     from piswarm.protocol.primes import encode_primes
 
-    return encode_primes(select_backend(cast(BackendName, backend)).primes(lo, hi))
+    return encode_primes(_worker_backend(backend).primes(lo, hi))
 
 
 class Slots:
