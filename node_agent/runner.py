@@ -39,7 +39,7 @@ from node_agent.sieve_backends import BackendName
 if TYPE_CHECKING:
     from node_agent.sieve_backends import SieveBackend
 from piswarm import protocol
-from piswarm.children import die_with_parent
+from piswarm.children import watch_parent
 from piswarm.protocol import ProtocolError, topics, work
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,13 @@ class Workers:
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs paho's threads could copy a held lock, and
         # workers of a forkserver outlive a killed agent. Spawned workers are our children
-        # and are told to die with us.
+        # and watch this *process*: PDEATHSIG would kill them when the thread that happened
+        # to submit ends, and a worker killed while writing its result hangs the pool.
         return ProcessPoolExecutor(
             self.count,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=die_with_parent,
-            initargs=(signal.SIGKILL, os.getpid()),
+            initializer=watch_parent,
+            initargs=(os.getpid(), signal.SIGKILL),
         )
 
     def submit(self, lo: int, hi: int, backend: str) -> "Future[bytes]":

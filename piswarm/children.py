@@ -1,22 +1,54 @@
 """Child processes that do not outlive the process that started them.
 
 A test run that crashes, or an agent killed with ``kill -9``, must not leave brokers or
-sieve workers running: Linux can signal a child when its parent dies
-(``prctl(PR_SET_PDEATHSIG)``). Elsewhere this does nothing.
+sieve workers running. Linux offers two ways, for two kinds of child:
+
+- :func:`die_with_parent` asks the kernel (``prctl(PR_SET_PDEATHSIG)``) for a signal when
+  the parent dies. It is safe in a ``preexec_fn`` (no threads, no Python objects), but the
+  kernel means the parent *thread*: a child started from a short-lived thread is killed
+  when that thread ends, while its process goes on.
+- :func:`watch_parent` is for Python children that may be started from any thread (a
+  process pool spawns workers from whichever thread submits): a daemon thread in the
+  child waits on a pidfd of the parent *process* and kills the child when it exits.
+
+Elsewhere than Linux both do nothing.
 """
 
 import contextlib
 import ctypes
 import os
+import select
 import signal
+import threading
 
 _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies. Given the
+    """Ask Linux to send ``sig`` to this process when its parent thread dies. Given the
     ``parent`` pid, exit at once if it is already gone (it may die before the call)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
     if parent is not None and os.getppid() != parent:
         os._exit(1)
+
+
+def watch_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to this process when process ``parent`` exits, whichever of its
+    threads started us. Falls back to :func:`die_with_parent` without pidfds (Linux < 5.3)."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except (OSError, AttributeError):  # gone already, or no pidfds here
+        die_with_parent(sig, parent)
+        return
+    if os.getppid() != parent:  # it died, and its pid was reused, before we looked
+        os._exit(1)
+
+    def wait() -> None:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll():  # readable once the process has exited
+            pass
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=wait, name="watch-parent", daemon=True).start()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import psutil
 import pytest
 
 from head.jobstore import JobStore
@@ -154,8 +155,12 @@ def test_an_agent_killed_mid_block_loses_nothing(broker, users, agents, coordina
     status_of(viewer, job, lambda s: s.blocks_done >= 3)
     before = len(viewer.matching(assigned_to("node-a")))
     viewer.wait_for(lambda m: len(viewer.matching(assigned_to("node-a"))) > before)
+    its_workers = psutil.Process(victim.proc.pid).children(recursive=True)
+    assert its_workers, "the agent has no worker processes"
     victim.proc.kill()  # mid-block: it was just given one
     victim.proc.wait()
+    _, alive = psutil.wait_procs(its_workers, timeout=10)
+    assert alive == [], "sieve workers outlived their agent"
     viewer.wait_for(lambda m: m.topic == topics.node_status("node-a") and b"lost" in m.payload)
     final = finished(viewer, job)
     assert final.primes == expected_count(lo, hi)

@@ -2,7 +2,10 @@
 
 (The whole path through a broker is in tests/test_primes_e2e.py.)"""
 
+import logging
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +27,31 @@ def workers():
     pool = Workers(1)
     yield pool
     pool.shutdown()
+
+
+def test_workers_outlive_the_thread_that_happened_to_start_them(caplog):
+    # A pool spawns its workers from whichever thread submits first; they must die with
+    # the agent process, not with that thread (a worker killed mid-result hung shutdown).
+    pool = Workers(1)
+    done: list[bytes] = []
+    tid: list[int] = []
+
+    def first() -> None:
+        tid.append(threading.get_native_id())
+        done.append(pool.submit(1, 1_001, "numpy").result(timeout=60))
+
+    try:
+        thread = threading.Thread(target=first)
+        thread.start()
+        thread.join()
+        while Path(f"/proc/self/task/{tid[0]}").exists():
+            os.sched_yield()  # the kernel has not yet seen the thread go
+        with caplog.at_level(logging.WARNING, logger="node_agent.runner"):
+            second = pool.submit(1_001, 2_001, "numpy").result(timeout=60)
+        assert decode_primes(second).count == 135
+        assert "worker process died" not in caplog.text
+    finally:
+        pool.shutdown()
 
 
 class Harness:

@@ -1,0 +1,99 @@
+"""Children that die with their parent process, whichever thread started them."""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from piswarm.children import die_with_parent, watch_parent
+    mode, parent = sys.argv[1], int(sys.argv[2])
+    if mode == "watch":
+        watch_parent(parent)
+    else:
+        die_with_parent(signal.SIGKILL, parent)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print("pong", flush=True)
+""")
+
+# Starts the child from a thread that then ends, waits until the kernel has seen the
+# thread go, and asks the child whether it is still there.
+PARENT = textwrap.dedent("""
+    import os, subprocess, sys, threading
+    mode, keep_fd, child_code = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    box = {}
+    def start():
+        box["tid"] = threading.get_native_id()
+        box["child"] = subprocess.Popen(
+            [sys.executable, "-c", child_code, mode, str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(keep_fd,))
+        box["child"].stdout.readline()
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    while os.path.exists(f"/proc/self/task/{box['tid']}"):
+        os.sched_yield()
+    child = box["child"]
+    try:
+        child.stdin.write("ping\\n")
+        child.stdin.flush()
+        answer = child.stdout.readline().strip() or "dead"
+    except BrokenPipeError:
+        answer = "dead"
+    print(answer, flush=True)
+    sys.stdin.read()
+""")
+
+
+def _family(mode: str) -> tuple[subprocess.Popen[str], str, int]:
+    """A parent process and its child; returns the parent, the child's answer after
+    its starting thread ended, and a pipe end that reaches EOF once both are gone."""
+    read_end, write_end = os.pipe()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, mode, str(write_end), CHILD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(write_end,),
+    )  # fmt: skip
+    os.close(write_end)
+    assert parent.stdout is not None
+    answer = parent.stdout.readline().strip()
+    return parent, answer, read_end
+
+
+def _end(parent: subprocess.Popen[str], read_end: int) -> None:
+    with parent:
+        parent.kill()
+    os.close(read_end)
+
+
+def _gone(read_end: int, timeout: float) -> bool:
+    ready, _, _ = select.select([read_end], [], [], timeout)
+    return bool(ready) and os.read(read_end, 1) == b""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_pdeathsig_kills_a_child_when_the_thread_that_started_it_ends() -> None:
+    # Why the pool's workers do not use it: this is what hung the demo's shutdown.
+    parent, answer, read_end = _family("pdeathsig")
+    try:
+        assert answer == "dead"
+    finally:
+        _end(parent, read_end)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_a_watching_child_outlives_its_starting_thread_and_dies_with_the_process() -> None:
+    parent, answer, read_end = _family("watch")
+    try:
+        assert answer == "pong"
+        assert not _gone(read_end, 0.2)  # both still alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _gone(read_end, 10), "the child outlived its parent process"
+    finally:
+        _end(parent, read_end)
