@@ -76,6 +76,8 @@ def render_acl(users: Iterable[User]) -> str:
             lines += [
                 f"topic readwrite piswarm/nodes/{user.name}/#",
                 "topic read piswarm/jobs/#",
+                # Life strips read their neighbours' halos, wherever those run.
+                "topic read piswarm/nodes/+/life/#",
             ]
         lines.append("")
     return "\n".join(lines)

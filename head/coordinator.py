@@ -27,10 +27,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from head.jobstore import JobStore
+from head.life_jobs import LifeJobs
+from head.lifestore import LifeStore
 from head.tally import JobTally
 from piswarm import __version__, protocol
 from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
-from piswarm.protocol import ProtocolError, jobs, topics, work
+from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         queue_size: int = 10_000,
         client_id: str = "piswarm-coordinator",
+        stall_seconds: float = 30.0,
     ) -> None:
         self.db_path = db_path
         self.settings = settings
@@ -77,6 +80,8 @@ class Coordinator:
         self.status_interval = status_interval
         self.clock = clock
         self.client_id = client_id
+        self.stall_seconds = stall_seconds
+        self.life: LifeJobs | None = None
         self.stats = CoordinatorStats()
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=queue_size)
         self.connected = threading.Event()
@@ -125,8 +130,12 @@ class Coordinator:
         """Handle messages and keep time until ``stop`` is set (or another coordinator
         takes over the session). Opens, and closes, the job store in this thread."""
         store = JobStore(self.db_path).open()
+        life_store = LifeStore(self.db_path).open()
+        self.life = LifeJobs(store=life_store, publish=self._publish, clock=self.clock,
+                             stall_seconds=self.stall_seconds)  # fmt: skip
         try:
             self._resume(store)
+            self.life.resume()
             self.ready.set()
             while not stop.is_set() and self.fatal is None:
                 try:
@@ -151,6 +160,7 @@ class Coordinator:
                 self._tick(store)
         finally:
             store.close()
+            life_store.close()
             self.ready.clear()
 
     def _resume(self, store: JobStore) -> None:
@@ -178,6 +188,8 @@ class Coordinator:
                 self._on_request(store, topic, payload)
             elif "/results/" in topic:
                 self._on_result(store, topic, payload)
+            elif "/life/" in topic:
+                self._life().on_strip_message(topic, payload)
             elif topic.endswith("/status"):
                 self._on_node_status(store, topic, payload)
         except ProtocolError as exc:
@@ -187,8 +199,14 @@ class Coordinator:
             self.stats.errors += 1
             log.exception("failed to handle a message on %s", topic)
 
+    def _life(self) -> LifeJobs:
+        if self.life is None:
+            raise RuntimeError("the coordinator is not running")
+        return self.life
+
     def _tick(self, store: JobStore) -> None:
         now = self.clock()
+        self._life().tick(now)
         if now >= self._next_expiry_check:
             self._next_expiry_check = now + 1.0
             expiry = store.next_expiry()
@@ -200,6 +218,7 @@ class Coordinator:
             for job in list(self._tallies):
                 self._tallies[job].sample(now)
                 self._publish_status(store, job)
+            self._life().publish_statuses()
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -221,6 +240,19 @@ class Coordinator:
             self._reply(jobs.JobReply(request_id=rid, action="submit", ok=False, ts=now,
                                       error=str(exc)[:300]))  # fmt: skip
             return
+        if isinstance(request, life.LifeRequest):
+            try:
+                job, new = self._life().submit(request, now)
+            except ProtocolError as exc:
+                self.stats.requests_rejected += 1
+                log.warning("rejected Life job request: %s", exc)
+                self._reply(jobs.JobReply(request_id=request.request_id, action="submit",
+                                          ok=False, ts=now, error=str(exc)[:300]))  # fmt: skip
+                return
+            self.stats.jobs_submitted += int(new)
+            self._reply(jobs.JobReply(request_id=request.request_id, action="submit", ok=True,
+                                      ts=now, job=job))  # fmt: skip
+            return
         job, new = store.submit(request, now)
         if new:
             self.stats.jobs_submitted += 1
@@ -239,6 +271,12 @@ class Coordinator:
         now = self.clock()
         try:
             request = jobs.decode_cancel(payload)
+            if request.job.startswith("l"):
+                self._life().cancel(request.job, now)
+                self._reply(jobs.JobReply(request_id=request.request_id, action="cancel",
+                                          ok=True, ts=now, job=request.job))  # fmt: skip
+                log.info("job %s cancelled", request.job)
+                return
             store.cancel(request.job, now)
         except (ProtocolError, KeyError, ValueError) as exc:
             self.stats.requests_rejected += 1
@@ -303,7 +341,10 @@ class Coordinator:
             return  # a cleared retained status
         node, _leaf = topics.parse_node_topic(topic)
         status = protocol.decode_status(payload)
+        if isinstance(status, protocol.NodeOnline):
+            self._life().node_online(node, status.life_strips)
         if isinstance(status, protocol.NodeOffline):
+            self._life().node_offline(node)
             self._wants.pop(node, None)
             released = store.release_node(node)
             if released:
@@ -363,6 +404,8 @@ class Coordinator:
             (topics.NODE_STATUS_FILTER, 1),
             (topics.NODE_WORK_REQUEST_FILTER, 1),
             (topics.NODE_RESULT_FILTER, 1),
+            (topics.LIFE_CHECKPOINT_FILTER, 1),
+            (topics.LIFE_PROGRESS_FILTER, 0),
         ])  # fmt: skip
         # After the SUBSCRIBE on the same connection: nodes that answer 'online' with
         # requests and resent results find us listening.

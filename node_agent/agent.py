@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from node_agent.identity import Identity
+from node_agent.life_runner import LifeRunner
 from node_agent.runner import WorkRunner
 from node_agent.sensors import Sensors
 from piswarm import __version__, protocol
@@ -67,6 +68,7 @@ class Agent:
         wall_clock: Callable[[], float] = time.time,
         wake: Callable[[], None] = lambda: None,
         runner: WorkRunner | None = None,
+        life: LifeRunner | None = None,
     ) -> None:
         self.node_id = topics.validate_node_id(node_id)
         self.settings = settings
@@ -79,6 +81,7 @@ class Agent:
         self.wall_clock = wall_clock
         self.wake = wake
         self.runner = runner
+        self.life = life
         if runner is not None:
             runner.wake = wake
         self.stats = AgentStats()
@@ -132,6 +135,8 @@ class Agent:
         self._stopping, self._client = client, None
         if self.runner is not None:
             self.runner.release()
+        if self.life is not None:
+            self.life.stop()
         if self.connected.is_set() and self.fatal is None:
             offline = protocol.NodeOffline(
                 node=self.node_id, ts=self.wall_clock(), reason="shutdown"
@@ -171,6 +176,8 @@ class Agent:
         if self._next_due is None:
             return now + self.interval
         runner_due = float("inf")
+        if self.life is not None:
+            self.life.tick()
         if self.runner is not None:
             online = self._client is not None and self.connected.is_set()
             runner_due = self.runner.tick(now, self._publish_for_runner if online else None)
@@ -260,6 +267,7 @@ class Agent:
             simulated=self.simulated,
             workers=0 if self.runner is None else self.runner.workers.count,
             backend=None if self.runner is None else self.runner.backend,
+            life_strips=0 if self.life is None else self.life.max_strips,
         )
 
     def _on_connect(
@@ -274,6 +282,7 @@ class Agent:
                 "%s: reconnected to %s:%d", self.node_id, self.settings.host, self.settings.port
             )
         extra = [] if self.runner is None else self.runner.subscriptions()
+        extra += [] if self.life is None else self.life.subscriptions()
         client.subscribe([(self._cmd_topic, 1), *extra])
         self.publish(self._status_topic, protocol.encode(self.birth()), qos=1, retain=True)
         self.connected.set()
@@ -319,6 +328,9 @@ class Agent:
                 log.error("%s: subscription refused: %s", self.node_id, reason_text(reason))
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.life is not None and self.life.handles(msg.topic):
+            self.life.on_message(msg.topic, bytes(msg.payload))
+            return
         if self.runner is not None and self.runner.handles(msg.topic):
             self.runner.on_message(msg.topic, bytes(msg.payload))
             return

@@ -67,6 +67,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.config import load_agent_config
     from node_agent.errors import AgentError
     from node_agent.identity import host_identity
+    from node_agent.life_runner import LifeRunner
     from node_agent.runner import Slots, Workers, WorkRunner
     from node_agent.sensors import HostSensors
     from node_agent.sieve_backends import backend_name
@@ -95,8 +96,11 @@ def run_agent(args: argparse.Namespace) -> int:
         _stop_on_signals(stop, wake)
         sensors = HostSensors(thermal_root=config.thermal_root, vcgencmd=config.vcgencmd)
         sensors.start()
-        workers, runner = None, None
+        workers, runner, life = None, None, None
         if config.workers:
+            life = LifeRunner(
+                node_id=config.node_id, settings=config.broker, max_strips=config.workers
+            )
             backend = backend_name(config.backend)  # fails here if it is missing
             workers = Workers(config.workers)
             runner = WorkRunner(
@@ -114,6 +118,7 @@ def run_agent(args: argparse.Namespace) -> int:
             interval=config.telemetry_interval,
             wake=wake.set,
             runner=runner,
+            life=life,
             version=f"{__version__}+{config.build}" if config.build else __version__,
         )
         log.info(

@@ -7,77 +7,18 @@ mid-job); expected counts come from libprimesieve when installed, else numpy.
 
 import json
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import psutil
-import pytest
 
 from head.jobstore import JobStore
 from node_agent.sieve import small_primes
 from node_agent.sieve_backends import select_backend
 from piswarm.protocol import jobs, topics, work
-from tests.conftest import spawn
+from tests.conftest import job_flags, piswarm
 
 FAR = 10**12  # numpy needs ~0.2 s for a block of 1e7 here: a job lasts seconds
 BLOCK = 10**7
-
-
-class CoordinatorProcess:
-    def __init__(self, broker, users, tmp_path, recorder, lease=60.0):
-        self.recorder = recorder
-        self.args = ["head", "--no-display", "--db", str(tmp_path / "jobs.sqlite"),
-                     "--lease", str(lease), "--broker-host", "127.0.0.1",
-                     "--broker-port", str(broker.port),
-                     "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
-        self.tmp_path = tmp_path
-        self.proc = None
-        self.starts = 0
-
-    def start(self):
-        self.starts += 1
-        self.proc = spawn(self.args, self.tmp_path / f"coordinator-{self.starts}.log")
-        watcher = self.recorder("admin", filters=(topics.JOBS_COORDINATOR,))
-        watcher.wait_for(lambda m: b'"online"' in m.payload, timeout=30)
-        watcher.close()
-        return self
-
-    def log(self):
-        return "".join(p.read_text() for p in sorted(self.tmp_path.glob("coordinator-*.log")))
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def coordinator(broker, users, tmp_path, recorder):
-    made = []
-
-    def make(**kw):
-        proc = CoordinatorProcess(broker, users, tmp_path, recorder, **kw).start()
-        made.append(proc)
-        return proc
-
-    yield make
-    for proc in made:
-        proc.stop()
-
-
-def piswarm(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
-                          timeout=timeout, check=False)  # fmt: skip
-
-
-def job_flags(broker, users):
-    return ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
-            "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
 
 
 def submit(broker, users, start, end, block=BLOCK):

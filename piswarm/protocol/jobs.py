@@ -16,7 +16,7 @@ that names the field.
 from dataclasses import dataclass, field
 from typing import Literal
 
-from piswarm.protocol import _schema
+from piswarm.protocol import _schema, life
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
@@ -151,13 +151,21 @@ class JobMap:
             raise ProtocolError("field 'owner': an index past the end of 'nodes'")
 
 
-def decode_request(payload: bytes) -> PrimesRequest:
+def decode_request(payload: bytes) -> "PrimesRequest | life.LifeRequest":
     """A job request from the wire; unknown ``kind`` values are named in the error."""
-    data = _schema.load_json(payload)
+    data = _schema.load_json(payload, max_bytes=life.MAX_REQUEST_BYTES)
     kind = data.get("kind")
-    if kind != "primes":
-        raise ProtocolError(f"unknown job kind {kind!r} (known: 'primes')")
-    return _schema.decode_mapping(PrimesRequest, data)
+    if kind == "primes":
+        if len(payload) > _schema.MAX_JSON_BYTES:
+            raise ProtocolError(f"payload of {len(payload)} bytes exceeds {_schema.MAX_JSON_BYTES}")
+        return _schema.decode_mapping(PrimesRequest, data)
+    if kind == "life":
+        return _schema.decode_mapping(life.LifeRequest, data)
+    raise ProtocolError(f"unknown job kind {kind!r} (known: 'primes', 'life')")
+
+
+def encode_request(request: "PrimesRequest | life.LifeRequest") -> bytes:
+    return _schema.encode(request, max_bytes=life.MAX_REQUEST_BYTES)
 
 
 def request_id_of(payload: bytes) -> str:
@@ -183,6 +191,14 @@ def decode_reply(payload: bytes) -> JobReply:
 
 def decode_job_status(payload: bytes) -> JobStatus:
     return _schema.decode(JobStatus, payload)
+
+
+def decode_any_status(payload: bytes) -> "JobStatus | life.LifeStatus":
+    """A retained job status of either kind."""
+    data = _schema.load_json(payload)
+    if data.get("kind") == "life":
+        return _schema.decode_mapping(life.LifeStatus, data)
+    return _schema.decode_mapping(JobStatus, data)
 
 
 def decode_job_map(payload: bytes) -> JobMap:

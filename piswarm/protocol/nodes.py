@@ -73,6 +73,7 @@ class NodeOnline:
     simulated: bool = False
     workers: int = field(default=0, metadata=spec(lo=0, hi=4096))
     backend: str | None = field(default=None, metadata=spec(max_len=20))
+    life_strips: int = field(default=0, metadata=spec(lo=0, hi=4096))
     state: Literal["online"] = "online"
 
 

@@ -34,6 +34,11 @@ JOB_STATUS_FILTER = f"{ROOT}/jobs/+/status"
 JOB_MAP_FILTER = f"{ROOT}/jobs/+/map"
 NODE_WORK_REQUEST_FILTER = f"{ROOT}/nodes/+/work/request"
 NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
+LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
+LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
+LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
+LIFE_CONTROL_FILTER = f"{ROOT}/jobs/+/life"
+LIFE_LEAVES = frozenset({"up", "down", "want", "checkpoint", "frame", "progress"})
 
 
 def validate_node_id(node_id: str) -> str:
@@ -153,3 +158,44 @@ def parse_node_topic(topic: str) -> tuple[str, str]:
     except ProtocolError as exc:
         raise ProtocolError(exc.reason, topic=topic) from None
     return parts[2], parts[3]
+
+
+def node_life_assign(node_id: str) -> str:
+    """The coordinator giving a node a strip of a Life board (binary)."""
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/life/assign"
+
+
+def job_life_control(job: str) -> str:
+    """Retained epoch and state of a Life job: strips of other epochs stop."""
+    return f"{ROOT}/jobs/{validate_job_id(job)}/life"
+
+
+def life_strip(node_id: str, job: str, epoch: int, strip: int, leaf: str) -> str:
+    """What a running strip publishes: halos (``up``/``down``), ``want``, ``checkpoint``,
+    ``frame``, ``progress``."""
+    if leaf not in LIFE_LEAVES:
+        raise ProtocolError(f"unknown Life leaf {leaf!r}")
+    for name, value in (("epoch", epoch), ("strip", strip)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ProtocolError(f"invalid {name} {value!r}")
+    return (
+        f"{ROOT}/nodes/{validate_node_id(node_id)}/life/{validate_job_id(job)}/"
+        f"{epoch}/{strip}/{leaf}"
+    )
+
+
+def parse_life_strip_topic(topic: str) -> tuple[str, str, int, int, str]:
+    """Split ``piswarm/nodes/<node>/life/<job>/<epoch>/<strip>/<leaf>``."""
+    parts = topic.split("/")
+    if len(parts) != 8 or parts[:2] != [ROOT, "nodes"] or parts[3] != "life":
+        raise ProtocolError("not a Life strip topic", topic=topic)
+    node, job, epoch, strip, leaf = parts[2], parts[4], parts[5], parts[6], parts[7]
+    for name, value in (("epoch", epoch), ("strip", strip)):
+        if not value.isdigit() or len(value) > 7 or (value != "0" and value[0] == "0"):
+            raise ProtocolError(f"invalid {name} {value!r}", topic=topic)
+    if leaf not in LIFE_LEAVES:
+        raise ProtocolError(f"unknown Life leaf {leaf!r}", topic=topic)
+    try:
+        return validate_node_id(node), validate_job_id(job), int(epoch), int(strip), leaf
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, topic=topic) from None

@@ -1,0 +1,301 @@
+"""The coordinator's side of distributed Life: partition, watch, re-partition, finish.
+
+Called only from the coordinator's thread (it owns the :class:`LifeStore`). A job runs
+in *epochs*: an epoch is one layout of strips over live nodes, started from the job's
+latest whole board. A node going offline, a stall (no strip heard from for
+``stall_seconds``) or a coordinator restart that finds the layout's nodes gone starts a
+new epoch from the last complete checkpoint; the retained control topic tells the old
+strips to stop. Checkpoint pieces from any but the current epoch are ignored, so the
+final board is exactly what one process would have computed.
+"""
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from head.life_board import initial_board, split_rows
+from head.lifestore import Board, LifeStore, Strip
+from node_agent.life import population
+from piswarm import protocol
+from piswarm.protocol import ProtocolError, life, topics
+
+log = logging.getLogger(__name__)
+
+MAX_NODES = 10_000
+MIN_STRIP_ROWS = 8
+Publish = Callable[..., None]
+
+
+@dataclass
+class _Running:
+    """What the coordinator tracks of a running job in memory (rebuilt on restart)."""
+
+    epoch: int
+    strips: int
+    start_gen: int
+    nodes: tuple[str, ...]
+    last_heard: float
+    progress: dict[int, int]  # strip -> generation reached
+    board_gen: int
+    population: int
+    rate: float = 0.0
+    rate_mark: tuple[float, int] = (0.0, 0)
+    needs_epoch: bool = False
+
+
+class LifeJobs:
+    def __init__(
+        self,
+        *,
+        store: LifeStore,
+        publish: Publish,
+        clock: Callable[[], float],
+        stall_seconds: float = 30.0,
+        settle_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.clock = clock
+        self.stall_seconds = stall_seconds
+        self.settle_seconds = settle_seconds
+        self.nodes: OrderedDict[str, int] = OrderedDict()  # live node -> strips it runs
+        self.running: dict[str, _Running] = {}
+        self.malformed = 0
+        self.stale = 0
+        self.repartitions = 0
+        self._started = clock()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        now = self.clock()
+        for job in self.store.running():
+            record, board = self.store.get(job), self.store.board(job)
+            layout = self.store.layout(job, record.epoch)
+            self.running[job] = _Running(
+                epoch=record.epoch, strips=len(layout), start_gen=board.gen,
+                nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now,
+                progress={}, board_gen=board.gen, population=board.population,
+                needs_epoch=not layout,
+            )  # fmt: skip
+            log.info("resuming Life job %s from generation %d (epoch %d)", job, board.gen,
+                     record.epoch)  # fmt: skip
+
+    def submit(self, request: life.LifeRequest, now: float) -> tuple[str, bool]:
+        board = initial_board(request)  # ProtocolError: a bad or misplaced pattern
+        job, new = self.store.submit(request, board, now)
+        if new:
+            log.info("Life job %s: %d x %d, %d generations (%s)", job, request.width,
+                     request.height, request.gens, request.wrap)  # fmt: skip
+            self.running[job] = _Running(
+                epoch=0, strips=0, start_gen=0, nodes=(), last_heard=now, progress={},
+                board_gen=0, population=population(board),
+                needs_epoch=True,
+            )  # fmt: skip
+            self._start_epoch(job)
+        return job, new
+
+    def cancel(self, job: str, now: float) -> None:
+        record = self.store.get(job)  # KeyError: unknown
+        if record.state != "running":
+            raise ValueError(f"job {job} is already {record.state}")
+        self.store.finish(job, "cancelled", now)
+        self._control(job, record.epoch, "cancelled")
+        self.publish_status(job)
+        self.running.pop(job, None)
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def node_online(self, node: str, strips: int) -> None:
+        self.nodes.pop(node, None)
+        if strips > 0 and len(self.nodes) < MAX_NODES:
+            self.nodes[node] = strips
+        for job, run in self.running.items():
+            if run.strips == 0:
+                run.needs_epoch = True  # it was waiting for nodes
+                self._start_epoch(job)
+
+    def node_offline(self, node: str) -> None:
+        self.nodes.pop(node, None)
+        for job, run in self.running.items():
+            if node in run.nodes:
+                log.info("Life job %s: node %s is gone, re-partitioning from generation %d",
+                         job, node, run.board_gen)  # fmt: skip
+                run.needs_epoch = True
+                self._start_epoch(job)
+
+    # -- messages from strips -------------------------------------------------------------------
+
+    def on_strip_message(self, topic: str, payload: bytes) -> None:
+        node, job, epoch, strip, leaf = topics.parse_life_strip_topic(topic)
+        run = self.running.get(job)
+        if run is None or epoch != run.epoch:
+            self.stale += 1
+            return
+        if leaf == "progress":
+            progress = life.decode_progress(payload)
+            if (progress.job, progress.epoch, progress.strip) != (job, epoch, strip):
+                raise ProtocolError("progress does not match its topic", topic=topic)
+            run.progress[strip] = progress.gen
+            run.last_heard = self.clock()
+        elif leaf == "checkpoint":
+            self._on_checkpoint(node, job, run, strip, payload, topic)
+
+    def _on_checkpoint(
+        self, node: str, job: str, run: _Running, strip: int, payload: bytes, topic: str
+    ) -> None:
+        header, raw = life.decode_checkpoint(payload)
+        layout = {s.strip: s for s in self.store.layout(job, run.epoch)}
+        expected = layout.get(strip)
+        if (
+            expected is None
+            or expected.node != node
+            or (header.job, header.epoch, header.strip) != (job, run.epoch, strip)
+            or (header.row0, header.rows) != (expected.row0, expected.rows)
+        ):
+            raise ProtocolError("checkpoint does not match the strip's layout", topic=topic)
+        run.last_heard = self.clock()
+        run.progress[strip] = max(run.progress.get(strip, 0), header.gen)
+        board = self.store.add_piece(job, run.epoch, header.gen, strip, header.row0, raw,
+                                     run.strips)  # fmt: skip
+        if board is None:
+            return
+        run.board_gen, run.population = board.gen, board.population
+        gens = self.store.get(job).request.gens
+        if board.gen >= gens:
+            self._done(job, run, board)
+
+    def _done(self, job: str, run: _Running, board: Board) -> None:
+        self.store.finish(job, "done", self.clock())
+        log.info("Life job %s done: generation %d, %d cells, hash %s", job, board.gen,
+                 board.population, board.hash)  # fmt: skip
+        self._control(job, run.epoch, "done")
+        self.publish_status(job)
+        del self.running[job]
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        for job, run in list(self.running.items()):
+            if run.needs_epoch:
+                self._start_epoch(job)
+            elif (
+                run.strips
+                and now - self._started >= self.settle_seconds
+                and any(node not in self.nodes for node in run.nodes)
+            ):
+                log.info("Life job %s: a node of epoch %d is not online, re-partitioning",
+                         job, run.epoch)  # fmt: skip
+                run.needs_epoch = True
+                self._start_epoch(job)
+            elif run.strips and now - run.last_heard > self.stall_seconds:
+                log.warning("Life job %s: no strip heard from for %.0f s, re-partitioning",
+                            job, now - run.last_heard)  # fmt: skip
+                run.needs_epoch = True
+                self._start_epoch(job)
+
+    def publish_statuses(self) -> None:
+        for job in list(self.running):
+            self.publish_status(job)
+
+    # -- epochs -----------------------------------------------------------------------------
+
+    def _layout(self, request: life.LifeRequest) -> list[Strip]:
+        min_rows = max(MIN_STRIP_ROWS, request.halo)
+        slots = [node for node, strips in self.nodes.items() for _ in range(strips)]
+        # round-robin over nodes first, so a small board spreads over many nodes
+        order = sorted(range(len(slots)), key=lambda i: (slots[:i].count(slots[i]), i))
+        count = max(1, min(len(slots), request.height // min_rows, life.MAX_STRIPS))
+        chosen = sorted((slots[i] for i in order[:count]), key=list(self.nodes).index)
+        return [
+            Strip(strip=i, node=node, row0=row0, rows=rows)
+            for i, (node, (row0, rows)) in enumerate(
+                zip(chosen, split_rows(request.height, count), strict=True)
+            )
+        ]
+
+    def _start_epoch(self, job: str) -> None:
+        run = self.running[job]
+        if not run.needs_epoch:
+            return
+        if self.clock() - self._started < self.settle_seconds:
+            return  # the retained births of live nodes are still arriving
+        record = self.store.get(job)
+        request = record.request
+        if not self.nodes:
+            if run.strips:
+                self._control(job, record.epoch, "running")
+            run.strips, run.nodes = 0, ()
+            log.info("Life job %s waits for nodes that run Life strips", job)
+            run.needs_epoch = False
+            return
+        board = self.store.board(job)
+        layout = self._layout(request)
+        epoch = self.store.new_epoch(job, layout, board.gen)
+        halo = min(request.halo, min(s.rows for s in layout))
+        self._control(job, epoch, "running")  # strips of older epochs stop
+        n = len(layout)
+        for s in layout:
+            above = below = None
+            if n > 1 or request.wrap == "torus":
+                if s.strip > 0 or request.wrap == "torus":
+                    up = layout[(s.strip - 1) % n]
+                    above = life.StripRef(node=up.node, strip=up.strip)
+                if s.strip < n - 1 or request.wrap == "torus":
+                    down = layout[(s.strip + 1) % n]
+                    below = life.StripRef(node=down.node, strip=down.strip)
+            assign = life.StripAssign(
+                job=job, epoch=epoch, strip=s.strip, strips=n, row0=s.row0, rows=s.rows,
+                width=request.width, height=request.height, wrap=request.wrap,
+                gen=board.gen, gens=request.gens, halo=halo, frame_every=request.frame_every,
+                checkpoint_every=request.checkpoint_every, above=above, below=below,
+            )  # fmt: skip
+            strip_rows = board.cells[s.row0 : s.row0 + s.rows].astype("<u8").tobytes()
+            self.publish(topics.node_life_assign(s.node), life.encode_assign(assign, strip_rows),
+                         qos=1)  # fmt: skip
+        if record.epoch > 0:
+            self.repartitions += 1
+        now = self.clock()
+        self.running[job] = _Running(
+            epoch=epoch, strips=n, start_gen=board.gen,
+            nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now, progress={},
+            board_gen=board.gen, population=board.population, rate=run.rate,
+            rate_mark=(now, board.gen),
+        )  # fmt: skip
+        log.info("Life job %s epoch %d: %d strips on %d nodes from generation %d, %d-row halos",
+                 job, epoch, n, len(self.running[job].nodes), board.gen, halo)  # fmt: skip
+        self.publish_status(job)
+
+    def _control(self, job: str, epoch: int, state: str) -> None:
+        control = life.LifeControl(job=job, epoch=epoch, state=state)
+        self.publish(topics.job_life_control(job), protocol.encode(control), qos=1, retain=True)
+
+    # -- status -----------------------------------------------------------------------------
+
+    def publish_status(self, job: str) -> None:
+        record = self.store.get(job)
+        request = record.request
+        run = self.running.get(job)
+        now = self.clock()
+        board = self.store.board(job)
+        gen = board.gen
+        if run is not None and run.strips and len(run.progress) == run.strips:
+            gen = max(gen, min(run.progress.values()))
+        if run is not None:
+            mark_at, mark_gen = run.rate_mark
+            if now - mark_at >= 1.0 and gen >= mark_gen:
+                run.rate = (gen - mark_gen) / (now - mark_at)
+                run.rate_mark = (now, gen)
+        rate = run.rate if run is not None else 0.0
+        status = life.LifeStatus(
+            job=job, state=record.state, name=request.name, width=request.width,
+            height=request.height, wrap=request.wrap, gens=request.gens, gen=min(gen, request.gens),
+            epoch=record.epoch, strips=run.strips if run else 0,
+            nodes=run.nodes[:1024] if run else (), population=board.population,
+            population_gen=board.gen, rate=min(rate, 1e9),
+            eta_s=(request.gens - gen) / rate if rate > 0 and record.state == "running" else None,
+            hash=board.hash if record.state == "done" else None, created=record.created,
+            finished=record.finished, ts=now, error=record.error,
+        )  # fmt: skip
+        self.publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)

@@ -1,0 +1,240 @@
+"""Life jobs in SQLite: the request, each epoch's layout, checkpoint pieces, whole boards.
+
+Owned by the coordinator's thread (like :class:`~head.jobstore.JobStore`, same file). A
+checkpoint is kept as pieces, one per strip, until every strip of the epoch has sent its
+piece for that generation; then the pieces become one board and the older boards and
+pieces go. So at most one whole board per job (plus the pieces in flight) is stored.
+"""
+
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from head.life_board import board_hash, from_blob, to_blob
+from piswarm.protocol import _schema
+from piswarm.protocol.life import LifeRequest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS life_jobs (
+    id TEXT PRIMARY KEY,
+    request_id TEXT UNIQUE,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled', 'failed')),
+    epoch INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    finished REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS life_layout (
+    job TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    strip INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    row0 INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    PRIMARY KEY (job, epoch, strip)
+);
+CREATE TABLE IF NOT EXISTS life_pieces (
+    job TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    strip INTEGER NOT NULL,
+    row0 INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job, epoch, gen, strip)
+);
+CREATE TABLE IF NOT EXISTS life_boards (
+    job TEXT NOT NULL,
+    gen INTEGER NOT NULL,
+    population INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job, gen)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Strip:
+    strip: int
+    node: str
+    row0: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class LifeJob:
+    job: str
+    request: LifeRequest
+    state: str
+    epoch: int
+    created: float
+    finished: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Board:
+    gen: int
+    population: int
+    hash: str
+    cells: np.ndarray  # packed
+
+
+class LifeStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self, *, readonly: bool = False) -> "LifeStore":
+        if readonly:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            return self
+        db = sqlite3.connect(str(self.path), isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("life store is not open")
+        return self._db
+
+    def submit(self, request: LifeRequest, board: np.ndarray, now: float) -> tuple[str, bool]:
+        """Store a request and its board at generation 0: ``(job, True)``; a seen
+        ``request_id`` returns ``(its job, False)``."""
+        if request.request_id:
+            row = self.db.execute(
+                "SELECT id FROM life_jobs WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            if row is not None:
+                return row[0], False
+        job = f"l{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
+        text = _schema.encode(request, max_bytes=1 << 20).decode()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO life_jobs (id, request_id, request, state, created) "
+                "VALUES (?, ?, ?, 'running', ?)",
+                (job, request.request_id or None, text, now),
+            )
+            self._put_board(job, 0, board)
+        return job, True
+
+    def _put_board(self, job: str, gen: int, board: np.ndarray) -> Board:
+        from node_agent.life import population
+
+        found = Board(gen=gen, population=population(board), hash=board_hash(board), cells=board)
+        self.db.execute(
+            "INSERT OR REPLACE INTO life_boards VALUES (?, ?, ?, ?, ?)",
+            (job, gen, found.population, found.hash, to_blob(board)),
+        )
+        return found
+
+    def get(self, job: str) -> LifeJob:
+        row = self.db.execute(
+            "SELECT request, state, epoch, created, finished, error FROM life_jobs WHERE id = ?",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no Life job {job!r}")
+        request = _schema.decode(LifeRequest, row[0].encode(), max_bytes=1 << 20)
+        return LifeJob(job, request, row[1], row[2], row[3], row[4], row[5])
+
+    def running(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT id FROM life_jobs WHERE state = 'running'")]
+
+    def board(self, job: str) -> Board:
+        """The latest whole board of ``job``."""
+        request = self.get(job).request
+        row = self.db.execute(
+            "SELECT gen, population, hash, data FROM life_boards WHERE job = ? "
+            "ORDER BY gen DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"Life job {job!r} has no board")
+        return Board(row[0], row[1], row[2], from_blob(row[3], request.height, request.width))
+
+    def new_epoch(self, job: str, layout: list[Strip], gen: int) -> int:
+        with self.db:
+            self.db.execute("BEGIN")
+            epoch = (
+                int(
+                    self.db.execute("SELECT epoch FROM life_jobs WHERE id = ?", (job,)).fetchone()[
+                        0
+                    ]
+                )
+                + 1
+            )
+            self.db.execute("UPDATE life_jobs SET epoch = ? WHERE id = ?", (epoch, job))
+            self.db.executemany(
+                "INSERT INTO life_layout VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(job, epoch, s.strip, s.node, s.row0, s.rows, gen) for s in layout],
+            )
+            self.db.execute("DELETE FROM life_layout WHERE job = ? AND epoch < ?", (job, epoch))
+            self.db.execute("DELETE FROM life_pieces WHERE job = ? AND epoch < ?", (job, epoch))
+        return epoch
+
+    def layout(self, job: str, epoch: int) -> list[Strip]:
+        rows = self.db.execute(
+            "SELECT strip, node, row0, rows FROM life_layout WHERE job = ? AND epoch = ? "
+            "ORDER BY strip",
+            (job, epoch),
+        )
+        return [Strip(*row) for row in rows]
+
+    def add_piece(
+        self, job: str, epoch: int, gen: int, strip: int, row0: int, packed: bytes, strips: int
+    ) -> Board | None:
+        """Store one strip's checkpoint; when the generation is complete, make it the
+        job's board and return it."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT OR IGNORE INTO life_pieces VALUES (?, ?, ?, ?, ?, ?)",
+                (job, epoch, gen, strip, row0, packed),
+            )
+            have = self.db.execute(
+                "SELECT COUNT(*) FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ?",
+                (job, epoch, gen),
+            ).fetchone()[0]
+            if have < strips:
+                return None
+            request = self.get(job).request
+            words = -(-request.width // 64)
+            parts = [
+                np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(-1, words)
+                for (data,) in self.db.execute(
+                    "SELECT data FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ? "
+                    "ORDER BY row0",
+                    (job, epoch, gen),
+                )
+            ]
+            board = self._put_board(job, gen, np.concatenate(parts))
+            self.db.execute("DELETE FROM life_pieces WHERE job = ? AND gen <= ?", (job, gen))
+            self.db.execute("DELETE FROM life_boards WHERE job = ? AND gen < ?", (job, gen))
+        return board
+
+    def finish(self, job: str, state: str, now: float, error: str | None = None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE life_jobs SET state = ?, finished = ?, error = ? WHERE id = ?",
+                (state, now, error, job),
+            )
+            if state != "running":
+                self.db.execute("DELETE FROM life_pieces WHERE job = ?", (job,))

@@ -1,0 +1,396 @@
+"""One strip of a distributed Life board, in its own process: compute, exchange, report.
+
+The strip drives its own MQTT connection from its compute loop (``client.loop()`` between
+rounds; ANCHORS.md: paho's ``loop_start()`` thread cost 15 points of parallel efficiency).
+Each round it publishes its top and bottom ``k`` rows (QoS 0), waits for its neighbours'
+rows of the same generation, then advances ``k`` generations at once (:func:`advance`).
+
+Halos are keyed by (strip, side, generation) and the epoch is checked, so duplicates and
+out-of-order messages change nothing. QoS 0 is the measured choice (72% efficiency against
+63% at QoS 1), so a halo can be lost: after ``want_after`` seconds without it the strip
+publishes a ``want`` and the neighbour sends it again from a short history. A strip never
+waits forever: the coordinator re-partitions the board when a node dies and says so on the
+retained control topic, which stops every strip of the old epoch.
+"""
+
+import logging
+import math
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from node_agent.life import advance, pool, population
+from piswarm import protocol
+from piswarm.mqtt import BrokerSettings, new_client
+from piswarm.protocol import ProtocolError, life, topics
+
+log = logging.getLogger(__name__)
+
+WANT_AFTER = 1.0
+MAX_SILENCE = 300.0
+"""A strip that has heard nothing it needs for this long gives up (its coordinator is gone)."""
+LINGER = 60.0
+"""After its last generation a strip answers ``want``s this long, or until the job is over."""
+WAITS_KEPT = 4096
+
+
+@dataclass
+class StripStats:
+    rounds: int = 0
+    halos_sent: int = 0
+    halos_received: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    malformed: int = 0
+    wants_sent: int = 0
+    wants_answered: int = 0
+    reconnects: int = 0
+    waits: deque[float] = field(default_factory=lambda: deque(maxlen=WAITS_KEPT))
+
+    def wait_ms(self, q: float) -> float | None:
+        """The ``q`` quantile of the time spent waiting for halos, per round, in ms."""
+        if not self.waits:
+            return None
+        ordered = sorted(self.waits)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class StripRun:
+    """Runs one :class:`~piswarm.protocol.life.StripAssign` to its last generation."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        settings: BrokerSettings,
+        assign: life.StripAssign,
+        packed: bytes,
+        clock: Callable[[], float] = time.monotonic,
+        want_after: float = WANT_AFTER,
+        max_silence: float = MAX_SILENCE,
+        linger: float = LINGER,
+    ) -> None:
+        self.node_id = node_id
+        self.settings = settings
+        self.a = assign
+        self.words = life.words_for(assign.width)
+        self.rows = np.frombuffer(packed, dtype="<u8").astype(np.uint64)
+        self.rows = self.rows.reshape(assign.rows, self.words)
+        self.gen = assign.gen
+        self.clock = clock
+        self.want_after = want_after
+        self.max_silence = max_silence
+        self.linger = linger
+        self.stats = StripStats()
+        self.stop_reason: str | None = None
+        self._client: mqtt.Client | None = None
+        self._subscribed = False
+        self._received: dict[tuple[int, str, int], np.ndarray] = {}  # (strip, side, gen)
+        self._sent: dict[tuple[str, int], bytes] = {}
+        self._last_frame_gen = -(10**12)
+        self._last_frame_at = -math.inf
+        self._last_progress_at = -math.inf
+        self._rate_mark = (self.clock(), self.gen)
+        self._rate = 0.0
+        self._local = assign.strips == 1  # a one-strip torus is its own neighbour
+
+    # -- topics -------------------------------------------------------------------------
+
+    def _topic(self, leaf: str, node: str | None = None, strip: int | None = None) -> str:
+        return topics.life_strip(
+            node or self.node_id,
+            self.a.job,
+            self.a.epoch,
+            self.a.strip if strip is None else strip,
+            leaf,
+        )
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        subs = [(topics.job_life_control(self.a.job), 1)]
+        if not self._local:
+            if self.a.above is not None:  # its bottom rows come down to us, it asks for our top
+                subs.append((self._topic("down", self.a.above.node, self.a.above.strip), 0))
+                subs.append((self._topic("want", self.a.above.node, self.a.above.strip), 0))
+            if self.a.below is not None:
+                subs.append((self._topic("up", self.a.below.node, self.a.below.strip), 0))
+                subs.append((self._topic("want", self.a.below.node, self.a.below.strip), 0))
+        return list(dict.fromkeys(subs))
+
+    # -- run ----------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Compute to the last generation; returns ``done``, ``stopped`` or ``failed``."""
+        client = new_client(
+            f"piswarm-{self.node_id}-{self.a.job}-{self.a.epoch}-{self.a.strip}", self.settings
+        )
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        try:
+            client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
+            if not self._until(lambda: self._subscribed, self.max_silence):
+                return self._finish("failed")
+            self._progress(force=True)
+            while self.gen < self.a.gens and self.stop_reason is None:
+                if not self._round():
+                    break
+            if self.stop_reason is not None:
+                return self._finish("stopped")
+            if self.gen < self.a.gens:
+                return self._finish("failed")
+            self._linger()
+            return self._finish("done")
+        finally:
+            client.disconnect()
+
+    def _round(self) -> bool:
+        k = min(self.a.halo, self.a.gens - self.gen)
+        started = self.clock()
+        above: np.ndarray | None
+        below: np.ndarray | None
+        if self._local and self.a.wrap == "torus":
+            above, below = self.rows[-k:], self.rows[:k]
+        elif self._local:
+            above = below = None
+        else:
+            if self.a.above is not None:
+                self._send_halo("up", self.rows[:k].tobytes(), k)
+            if self.a.below is not None:
+                self._send_halo("down", self.rows[-k:].tobytes(), k)
+            needed: list[tuple[int, life.Side, int]] = []
+            if self.a.above is not None:
+                needed.append((self.a.above.strip, "down", self.gen))
+            if self.a.below is not None:
+                needed.append((self.a.below.strip, "up", self.gen))
+            if not self._await_halos(needed, k):
+                return False
+            above = None if self.a.above is None else self._received.pop(needed[0])
+            below = None if self.a.below is None else self._received.pop(needed[-1])
+            self.stats.waits.append(self.clock() - started)
+        self.rows = advance(self.rows, above, below, k, self.a.width, self.a.wrap)
+        self.gen += k
+        self.stats.rounds += 1
+        self._after_round(k)
+        return True
+
+    def _send_halo(self, side: life.Side, rows: bytes, k: int) -> None:
+        header = life.Halo(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
+                           gen=self.gen, side=side, rows=k, words=self.words)  # fmt: skip
+        payload = life.encode_halo(header, rows)
+        self._sent[(side, self.gen)] = payload
+        for key in [key for key in self._sent if key[1] < self.gen - 2 * self.a.halo]:
+            del self._sent[key]
+        self._publish(self._topic(side), payload, 0)
+        self.stats.halos_sent += 1
+
+    def _await_halos(self, needed: list[tuple[int, life.Side, int]], k: int) -> bool:
+        heard = self.clock()
+        next_want = heard + self.want_after
+        while self.stop_reason is None:
+            missing = [key for key in needed if key not in self._received]
+            if not missing:
+                for key in needed:
+                    if self._received[key].shape[0] != k:
+                        log.warning(
+                            "halo %s has %d rows, not %d", key, self._received[key].shape[0], k
+                        )
+                        self.stop_reason = "a neighbour sent the wrong halo depth"
+                        return False
+                return True
+            now = self.clock()
+            if now >= next_want:
+                for strip, side, gen in missing:
+                    want = life.HaloWant(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
+                                         from_strip=strip, gen=gen, side=side)  # fmt: skip
+                    self._publish(self._topic("want"), protocol.encode(want), 0)
+                    self.stats.wants_sent += 1
+                next_want = now + self.want_after
+                self._progress()
+            if now - heard > self.max_silence:
+                log.error("strip %d: no halo for %.0f s, giving up", self.a.strip, now - heard)
+                return False
+            self._loop(0.05)
+        return False
+
+    def _after_round(self, k: int) -> None:
+        a = self.a
+        # Every strip of an epoch runs the same rounds, so all checkpoint at the same
+        # generations: the first round end past each multiple of checkpoint_every.
+        if (
+            self.gen == a.gens
+            or self.gen // a.checkpoint_every > (self.gen - k) // a.checkpoint_every
+        ):
+            self._checkpoint()
+        now = self.clock()
+        if (
+            a.frame_every
+            and self.gen - self._last_frame_gen >= a.frame_every
+            and now - self._last_frame_at >= 1 / life.MAX_FRAMES_PER_S
+        ) or (a.frame_every and self.gen == a.gens):
+            self._frame()
+            self._last_frame_gen, self._last_frame_at = self.gen, now
+        self._progress()
+        self._loop(0)  # wants and control messages that came in while computing
+
+    def _checkpoint(self) -> None:
+        raw = self.rows.astype("<u8").tobytes()
+        header = life.Checkpoint(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
+                                 row0=self.a.row0, rows=self.a.rows, width=self.a.width,
+                                 gen=self.gen, population=population(self.rows),
+                                 crc32=zlib.crc32(raw))  # fmt: skip
+        info = self._publish(self._topic("checkpoint"), life.encode_checkpoint(header, raw), 1)
+        if self.gen == self.a.gens and info is not None:
+            self._until(info.is_published, 10.0)
+
+    def _frame(self) -> None:
+        scale = max(1, -(-max(self.a.width, self.a.height) // life.FRAME_CELLS))
+        pooled = pool(self.rows, self.a.width, self.a.row0, scale)
+        header = life.Frame(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
+                            strips=self.a.strips, node=self.node_id, row0=self.a.row0,
+                            rows=self.a.rows, width=self.a.width, height=self.a.height,
+                            gen=self.gen, scale=scale,
+                            population=population(self.rows))  # fmt: skip
+        bits = np.packbits(pooled.astype(bool), axis=1).tobytes()
+        self._publish(self._topic("frame"), life.encode_frame(header, bits), 0)
+
+    def _progress(self, *, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._last_progress_at < 1.0:
+            return
+        mark_at, mark_gen = self._rate_mark
+        if now > mark_at and self.gen > mark_gen:
+            self._rate = (self.gen - mark_gen) / (now - mark_at)
+        self._rate_mark = (now, self.gen)
+        self._last_progress_at = now
+        report = life.Progress(
+            job=self.a.job, epoch=self.a.epoch, strip=self.a.strip, gen=self.gen,
+            population=population(self.rows), rate=min(self._rate, 1e9),
+            wait_p50_ms=self.stats.wait_ms(0.5), wait_p99_ms=self.stats.wait_ms(0.99),
+        )  # fmt: skip
+        self._publish(self._topic("progress"), protocol.encode(report), 0)
+
+    def _linger(self) -> None:
+        """Answer the neighbours' ``want``s until the job is over (they may need our last
+        halos again); return early once the coordinator says so."""
+        self._progress(force=True)
+        deadline = self.clock() + self.linger
+        while self.stop_reason is None and self.clock() < deadline and not self._local:
+            self._loop(0.1)
+
+    def _finish(self, outcome: str) -> str:
+        log.info(
+            "strip %s/%d/%d %s at generation %d (%s)", self.a.job, self.a.epoch, self.a.strip,
+            outcome, self.gen, self.stop_reason or "",
+        )  # fmt: skip
+        return outcome
+
+    # -- MQTT -------------------------------------------------------------------------------
+
+    def _until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        deadline = self.clock() + timeout
+        while not condition():
+            if self.clock() >= deadline:
+                return False
+            self._loop(0.05)
+        return True
+
+    def _loop(self, timeout: float) -> None:
+        client = self._client
+        if client is None:
+            return
+        rc = client.loop(timeout)
+        if rc in (mqtt.MQTT_ERR_CONN_LOST, mqtt.MQTT_ERR_NO_CONN):
+            time.sleep(0.5)  # back-off while the broker is away
+            try:
+                client.reconnect()
+                self.stats.reconnects += 1
+            except OSError as exc:
+                log.warning("strip %d: reconnect failed: %s", self.a.strip, exc)
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo | None:
+        client = self._client
+        if client is None:
+            return None
+        return client.publish(topic, payload, qos=qos)
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("strip %d: broker refused the connection: %s", self.a.strip, reason)
+            self.stop_reason = "refused by the broker"
+            return
+        self._subscribed = False
+        client.subscribe(self.subscriptions())
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("strip %d: a subscription was refused", self.a.strip)
+            self.stop_reason = "subscription refused"
+        self._subscribed = True
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # Called from client.loop() on this very thread; still, nothing may escape.
+        try:
+            self._handle(msg.topic, bytes(msg.payload))
+        except ProtocolError as exc:
+            self.stats.malformed += 1
+            log.warning("strip %d: ignored bad message on %s: %s", self.a.strip, msg.topic, exc)
+        except Exception:  # boundary: a bug in one message must not stop the run
+            self.stats.malformed += 1
+            log.exception("strip %d: failed to handle a message on %s", self.a.strip, msg.topic)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        if topic == topics.job_life_control(self.a.job):
+            if not payload:
+                return
+            control = life.decode_control(payload)
+            if control.epoch > self.a.epoch or control.state != "running":
+                self.stop_reason = f"job {control.state}, epoch {control.epoch}"
+            return
+        _node, job, epoch, strip, leaf = topics.parse_life_strip_topic(topic)
+        if job != self.a.job or epoch != self.a.epoch:
+            self.stats.stale += 1
+            return
+        if leaf == "want":
+            want = life.decode_want(payload)
+            if want.from_strip != self.a.strip or want.epoch != self.a.epoch:
+                return  # asked of the strip's other neighbour
+            sent = self._sent.get((want.side, want.gen))
+            if sent is not None:
+                self._publish(self._topic(want.side), sent, 0)
+                self.stats.wants_answered += 1
+            return
+        header, body = life.decode_halo(payload)
+        if (header.job, header.epoch, header.strip, header.side) != (job, epoch, strip, leaf):
+            raise ProtocolError("halo header does not match its topic", topic=topic)
+        if header.words != self.words:
+            raise ProtocolError(f"halo of {header.words} words, the board has {self.words}")
+        key = (header.strip, header.side, header.gen)
+        if header.gen < self.gen or header.gen > self.gen + 2 * self.a.halo:
+            self.stats.stale += 1
+            return
+        if key in self._received:
+            self.stats.duplicates += 1
+            return
+        rows = np.frombuffer(body, dtype="<u8").astype(np.uint64)
+        self._received[key] = rows.reshape(header.rows, header.words)
+        self.stats.halos_received += 1
+
+
+def run_strip(node_id: str, settings: BrokerSettings, payload: bytes, parent: int) -> None:
+    """Entry point of a strip process (spawned by the node agent)."""
+    from piswarm.children import watch_parent
+
+    watch_parent(parent)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    assign, packed = life.decode_assign(payload)
+    outcome = StripRun(node_id=node_id, settings=settings, assign=assign, packed=packed).run()
+    raise SystemExit(0 if outcome in ("done", "stopped") else 1)
