@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import os
 import re
+import sqlite3
 import sys
 import time
 import uuid
@@ -61,12 +62,31 @@ def register(sub: Any) -> None:
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
 
-    from piswarm.cli import not_yet
-
-    life = verbs.add_parser("life", help="the distributed Game of Life: not yet available")
-    for flag in ("--size", "--gens", "--pattern", "--random", "--seed", "--wrap", "--frame-every"):
-        life.add_argument(flag, help="(arrives with the Game of Life issue)")
-    life.set_defaults(handler=not_yet("piswarm job life", "the Game of Life issue"))
+    life = mqtt_verb("life", "run the Game of Life on the cluster's nodes")
+    life.add_argument("--size", type=board_size, required=True, metavar="WxH",
+                      help="the board, e.g. 4096x4096")  # fmt: skip
+    life.add_argument("--gens", type=number, required=True, metavar="G",
+                      help="generations to run, e.g. 1000 or 1e4")  # fmt: skip
+    start = life.add_mutually_exclusive_group(required=True)
+    start.add_argument("--pattern", metavar="FILE.rle|NAME",
+                       help="an RLE file, or a bundled pattern: acorn, breeder1, glider, "
+                       "gosper-glider-gun, r-pentomino")  # fmt: skip
+    start.add_argument("--random", type=density, metavar="DENSITY",
+                       help="a random soup: each cell alive with this probability")  # fmt: skip
+    life.add_argument("--seed", type=int, default=0, help="of the random soup (default 0)")
+    life.add_argument("--at", type=position, metavar="X,Y",
+                      help="the pattern's top-left cell (default: centred)")  # fmt: skip
+    life.add_argument("--wrap", choices=["torus", "dead"], default="torus",
+                      help="torus: edges wrap around; dead: nothing lives beyond them")  # fmt: skip
+    life.add_argument("--frame-every", type=int, default=1, metavar="K",
+                      help="a picture every K generations (at most 15/s; 0: none)")  # fmt: skip
+    life.add_argument("--halo", type=int, default=16, metavar="K",
+                      help="rows exchanged every K generations (default 16: measured)")  # fmt: skip
+    life.add_argument("--checkpoint-every", type=number, default=1000, metavar="C",
+                      help="generations between checkpoints (default 1000)")  # fmt: skip
+    life.add_argument("--name", default="", help="a label for the display")
+    life.add_argument("--wait", action="store_true", help="follow it until it ends")
+    life.set_defaults(handler=run_life)
 
     listing = mqtt_verb("list", "every job the broker remembers, newest first")
     listing.set_defaults(handler=run_list)
@@ -87,13 +107,15 @@ def register(sub: Any) -> None:
         )
         return parser
 
-    export = db_verb("export", "write a job's primes in order to stdout (or --output)")
-    export.add_argument("--format", choices=["txt", "bin"], default="txt",
-                        help="txt: one per line; bin: little-endian uint64")  # fmt: skip
+    export = db_verb("export", "write a job's primes in order (or a Life board) to stdout")
+    export.add_argument("--format", choices=["txt", "bin", "rle"], default=None,
+                        help="primes: txt (one per line, the default) or bin (little-endian "
+                        "uint64); Life: rle (the default)")  # fmt: skip
     export.add_argument("--output", "-o", type=Path, help="a file instead of stdout")
     export.set_defaults(handler=run_export)
 
-    verify = db_verb("verify", "re-read every stored block; check counts against pi(x)")
+    verify = db_verb("verify", "primes: re-read every block, check pi(x); Life: recompute "
+                     "the board here and compare")  # fmt: skip
     verify.set_defaults(handler=run_verify)
 
 
@@ -120,8 +142,41 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def board_size(text: str) -> tuple[int, int]:
+    """``4096x2048`` as (width, height)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 4096x4096")
+    return int(width), int(height)
+
+
+def density(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def position(text: str) -> tuple[int, int]:
+    x, sep, y = text.partition(",")
+    if not sep or not x.strip().isdigit() or not y.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a position like 10,20")
+    return int(x), int(y)
+
+
 def describe(status: Any) -> str:
     """One line for a job status."""
+    if status.kind == "life":
+        return (
+            f"{status.job}  {status.state:<9} life {status.width}x{status.height} "
+            f"{status.wrap}  generation {status.gen:,}/{status.gens:,}  "
+            f"{status.population:,} cells (gen {status.population_gen:,})  "
+            f"{status.strips} strips on {len(status.nodes)} nodes  {status.rate:,.0f} gen/s  "
+            f"eta {_eta(status.eta_s)}" + (f"  hash {status.hash}" if status.hash else "")
+        )
     largest = "-" if status.largest is None else f"{status.largest:,}"
     return (
         f"{status.job}  {status.state:<9} [{status.start:,}, {status.end:,}]  "
@@ -154,6 +209,50 @@ def run_primes(args: argparse.Namespace) -> int:
     return 0 if final.state == "done" else 1
 
 
+def run_life(args: argparse.Namespace) -> int:
+    from head.jobclient import JobClient
+    from head.patterns import read_pattern
+    from piswarm.errors import ConfigError, PiswarmError
+    from piswarm.protocol import ProtocolError, jobs, topics
+    from piswarm.protocol.life import LifeRequest
+    from piswarm.rle import RleError, parse_rle
+
+    pattern = ""
+    if args.pattern is not None:
+        pattern, source = read_pattern(args.pattern)
+        try:
+            parse_rle(pattern, source)  # its errors name the file, line and column
+        except RleError as exc:
+            raise ConfigError(str(exc)) from None
+    elif args.at is not None:
+        raise ConfigError("--at places a --pattern; a --random soup fills the board")
+    x, y = args.at if args.at is not None else (None, None)
+    width, height = args.size
+    try:
+        request = LifeRequest(
+            width=width, height=height, gens=args.gens, wrap=args.wrap, pattern=pattern,
+            x=x, y=y, density=args.random, seed=args.seed, frame_every=args.frame_every,
+            checkpoint_every=args.checkpoint_every, halo=args.halo, name=args.name,
+            request_id=f"cli-{uuid.uuid4().hex[:12]}",
+        )  # fmt: skip
+        jobs.encode_request(request)  # every limit checked here, before anything connects
+    except ProtocolError as exc:
+        raise ConfigError(str(exc).replace("field ", "").replace("'", "")) from None
+    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
+        reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
+        if not reply.ok or reply.job is None:
+            raise PiswarmError(f"the coordinator refused the job: {reply.error}")
+        print(reply.job, flush=True)
+        if not args.wait:
+            return 0
+
+        def show(status: Any) -> None:
+            print(describe(status), file=sys.stderr, flush=True)
+
+        final = client.follow(reply.job, show, idle_timeout=max(args.timeout, 30.0))
+    return 0 if final.state == "done" else 1
+
+
 def run_list(args: argparse.Namespace) -> int:
     from head.jobclient import JobClient
 
@@ -170,6 +269,7 @@ def run_status(args: argparse.Namespace) -> int:
     from head.jobclient import JobClient
     from piswarm.errors import ConfigError, PiswarmError
     from piswarm.protocol import ProtocolError, topics
+    from piswarm.protocol.life import LifeStatus
 
     try:
         status_topic = topics.job_status(args.job)
@@ -182,6 +282,12 @@ def run_status(args: argparse.Namespace) -> int:
     s = found[0]
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created))
     print(describe(s))
+    if isinstance(s, LifeStatus):
+        print(f"  name: {s.name or '-'}   submitted: {when}   epoch: {s.epoch}")
+        print(f"  nodes: {', '.join(s.nodes) or '-'}")
+        if s.error:
+            print(f"  error: {s.error}")
+        return 0
     print(f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}")
     if s.finished is not None:
         print(f"  took: {s.finished - s.created:.1f} s")
@@ -240,9 +346,75 @@ def _write_primes(store: Any, job: str, fmt: str, out: BinaryIO) -> int:
     return written
 
 
-def run_export(args: argparse.Namespace) -> int:
+def _life_board(args: argparse.Namespace) -> Any:
+    """The Life job's record and latest board, from the database read-only."""
+    from head.lifestore import LifeStore
     from piswarm.errors import PiswarmError
 
+    path = args.db or default_db()
+    if not path.exists():
+        raise PiswarmError(f"no job database at {path} (run this on the head node, or --db)")
+    store = LifeStore(path).open(readonly=True)
+    try:
+        return store.get(args.job), store.board(args.job)
+    except (KeyError, sqlite3.OperationalError):
+        raise PiswarmError(f"no Life job {args.job} in {path}") from None
+    finally:
+        store.close()
+
+
+def _is_life(job: str) -> bool:
+    return job.startswith("l")
+
+
+def run_export_life(args: argparse.Namespace) -> int:
+    from node_agent.life import unpack
+    from piswarm.errors import ConfigError
+    from piswarm.rle import format_rle
+
+    if args.format not in (None, "rle"):
+        raise ConfigError(f"a Life board exports as rle, not {args.format}")
+    record, board = _life_board(args)
+    request = record.request
+    if board.gen < request.gens:
+        print(f"warning: job {args.job} has reached generation {board.gen} of {request.gens}: "
+              "exporting its latest checkpoint", file=sys.stderr)  # fmt: skip
+    text = format_rle(unpack(board.cells, request.width), name=f"{args.job} generation {board.gen}",
+                      comments=(f"piswarm Life job {args.job}: {request.width} x {request.height} "
+                                f"{request.wrap}, generation {board.gen}, population "
+                                f"{board.population}, hash {board.hash}",))  # fmt: skip
+    if args.output is not None:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(f"generation {board.gen}: {board.population:,} cells exported", file=sys.stderr)
+    return 0
+
+
+def run_verify_life(args: argparse.Namespace) -> int:
+    from head.life_board import board_hash, initial_board
+    from node_agent.life import step
+
+    record, board = _life_board(args)
+    request = record.request
+    again = step(initial_board(request), request.width, request.wrap, board.gen)
+    if board_hash(again) != board.hash or not (again == board.cells).all():
+        print(f"{args.job}: MISMATCH at generation {board.gen}: stored hash {board.hash}, "
+              f"recomputed here {board_hash(again)}")  # fmt: skip
+        return 1
+    print(f"{args.job}: OK: generation {board.gen} recomputed here in one process is the same "
+          f"board bit for bit (hash {board.hash}, {board.population:,} cells)")  # fmt: skip
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from piswarm.errors import ConfigError, PiswarmError
+
+    if _is_life(args.job):
+        return run_export_life(args)
+    if args.format == "rle":
+        raise ConfigError(f"job {args.job} is a prime search: export it as txt or bin")
+    args.format = args.format or "txt"
     with _store(args) as store:
         progress = store.progress(args.job)
         if progress.blocks_done < progress.blocks_total:
@@ -270,6 +442,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from head.jobstore import KNOWN_PI
 
+    if _is_life(args.job):
+        return run_verify_life(args)
     with _store(args) as store:
         problems = store.verify(args.job)
         progress = store.progress(args.job)

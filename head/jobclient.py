@@ -21,9 +21,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from piswarm import protocol
 from piswarm.errors import PiswarmError
 from piswarm.mqtt import BrokerSettings, guarded, new_client, reason_text
-from piswarm.protocol import ProtocolError, jobs, topics, work
+from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
+
+Status = jobs.JobStatus | life.LifeStatus
 
 
 class JobClientError(PiswarmError):
@@ -130,7 +132,11 @@ class JobClient:
         """Publish a submit/cancel and wait for the coordinator's reply to it."""
         self._wait_for_coordinator(timeout)
         self._subscribe(topics.JOBS_REPLIES)
-        info = self._client.publish(topic, protocol.encode(body), qos=1)
+        if isinstance(body, jobs.PrimesRequest | life.LifeRequest):
+            payload = jobs.encode_request(body)
+        else:
+            payload = protocol.encode(body)
+        info = self._client.publish(topic, payload, qos=1)
         info.wait_for_publish(timeout)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise JobClientError(f"could not publish to {topic}: {mqtt.error_string(info.rc)}")
@@ -147,27 +153,27 @@ class JobClient:
             f"no answer from the coordinator within {timeout:g} s: is 'piswarm head' running?"
         )
 
-    def snapshot(self, status_filter: str = topics.JOB_STATUS_FILTER) -> list[jobs.JobStatus]:
+    def snapshot(self, status_filter: str = topics.JOB_STATUS_FILTER) -> list[Status]:
         """Every retained job status (or one job's), newest job first."""
         self._subscribe(status_filter, self.sync_topic)
         self._client.publish(self.sync_topic, b"sync", qos=1)
-        found: dict[str, jobs.JobStatus] = {}
+        found: dict[str, Status] = {}
         for topic, payload in self._messages(self.connect_timeout):
             if topic == self.sync_topic:
                 return sorted(found.values(), key=lambda s: -s.created)
             try:
-                status = jobs.decode_job_status(payload)
+                status = jobs.decode_any_status(payload)
             except ProtocolError:
                 continue
             found[status.job] = status
         raise JobClientError("the broker did not echo our marker: retained statuses unknown")
 
     def follow(
-        self, job: str, on_status: Callable[[jobs.JobStatus], None], *, idle_timeout: float
-    ) -> jobs.JobStatus:
+        self, job: str, on_status: Callable[[Status], None], *, idle_timeout: float
+    ) -> Status:
         """Call ``on_status`` for each status of ``job`` until it is no longer running."""
         self._subscribe(topics.job_status(job))
-        last: jobs.JobStatus | None = None
+        last: Status | None = None
         while True:
             got = next(self._messages(idle_timeout), None)
             if got is None:
@@ -175,7 +181,7 @@ class JobClient:
                     f"no status of job {job} for {idle_timeout:g} s: is 'piswarm head' running?"
                 )
             try:
-                last = jobs.decode_job_status(got[1])
+                last = jobs.decode_any_status(got[1])
             except ProtocolError:
                 continue
             on_status(last)

@@ -273,6 +273,8 @@ class StripRun:
             job=self.a.job, epoch=self.a.epoch, strip=self.a.strip, gen=self.gen,
             population=population(self.rows), rate=min(self._rate, 1e9),
             wait_p50_ms=self.stats.wait_ms(0.5), wait_p99_ms=self.stats.wait_ms(0.99),
+            duplicates=self.stats.duplicates, stale=self.stats.stale,
+            malformed=self.stats.malformed, wants_sent=self.stats.wants_sent,
         )  # fmt: skip
         self._publish(self._topic("progress"), protocol.encode(report), 0)
 

@@ -53,13 +53,25 @@ def test_deploy_arguments_are_checked_in_one_line(tmp_path, args, message):
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
 
 
-def test_the_game_of_life_says_it_is_not_yet_available():
-    done = piswarm("job", "life", "--size", "64x64")
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "piswarm job: error: 'piswarm job life' is not yet available "
-        "(it arrives with the Game of Life issue)"
-    )
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--size", "64", "--random", "0.5"], "'64' is not a size like 4096x4096"),
+     (["--size", "64x64"], "one of the arguments --pattern --random is required"),
+     (["--size", "64x64", "--random", "1.5"], "1.5 is not between 0 and 1"),
+     (["--size", "64x64", "--pattern", "nosuch"], "no such file, and not a bundled pattern"),
+     (["--size", "64x64", "--pattern", "bad.rle"], "bad.rle line 2, column 3: unexpected 'x'"),
+     (["--size", "64x64", "--pattern", "glider", "--at", "1;2"], "'1;2' is not a position"),
+     (["--size", "64x64", "--random", "0.5", "--at", "1,2"], "--at places a --pattern"),
+     (["--size", "16384x16384", "--random", "0.5"], "is more than 33,554,432 cells"),
+     (["--size", "64x64", "--random", "0.5", "--halo", "0"], "halo: 0 is below 1")],
+)  # fmt: skip
+def test_life_arguments_are_checked_in_one_line_before_connecting(tmp_path, args, message):
+    (tmp_path / "bad.rle").write_text("x = 3, y = 3\nbox$2bo$3o!\n")
+    done = subprocess.run([sys.executable, "-m", "piswarm", "job", "life", "--gens", "10", *args,
+                           "--broker-port", "1"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PISWARM_CREDENTIALS": "/nonexistent"})  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
 
 
 def test_deploy_inventory_writes_and_checks_a_pi_list(tmp_path):

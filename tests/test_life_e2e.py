@@ -11,6 +11,8 @@ from head.patterns import read_pattern
 from node_agent import life
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
+from piswarm.rle import parse_rle
+from tests.conftest import job_flags, piswarm
 
 
 def submit(viewer, request_id, **fields):
@@ -84,3 +86,130 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     soup, request = submit(viewer, f"soup-{strips}", width=150, height=96, gens=60, wrap="dead",
                            density=0.35, seed=strips, halo=3, checkpoint_every=25)  # fmt: skip
     assert_exact(viewer, tmp_path, soup, request)
+
+
+def test_an_agent_killed_mid_run_is_replaced_and_the_board_is_still_exact(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    fleet = {node: agents(node, workers=1) for node in ("node-a", "node-b", "node-c")}
+    for node in fleet:
+        viewer.wait_for(online(node))
+    coordinator()
+    job, request = submit(viewer, "soup-kill", width=256, height=192, gens=4000, density=0.4,
+                          seed=7, halo=4, checkpoint_every=200, frame_every=0)  # fmt: skip
+    life_status(viewer, job, lambda s: s.gen >= 600 and s.population_gen >= 400)
+    fleet["node-b"].proc.kill()  # mid-run: its strip's neighbours wait for halos that never come
+    final = assert_exact(viewer, tmp_path, job, request)
+    assert final.epoch >= 2 and final.strips == 2 and "node-b" not in final.nodes
+
+
+def test_duplicate_stale_and_malformed_messages_change_nothing(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    viewer = recorder("viewer")
+    admin = recorder("admin")
+    admin.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    boss = coordinator()
+    job, request = submit(viewer, "soup-noise", width=128, height=64, gens=3000, density=0.3,
+                          seed=3, halo=2, checkpoint_every=500, frame_every=0)  # fmt: skip
+    life_status(viewer, job, lambda s: s.gen >= 200)
+    halos = viewer.matching(lambda m: m.topic.endswith(("/up", "/down")))
+    assert len(halos) > 20
+    for msg in [*halos[-6:], *halos[:6]]:  # again, and long after their generation
+        admin.publish(msg.topic, msg.payload, qos=0)
+    a_halo = halos[-1].topic
+    admin.publish(a_halo, b"PSLF garbage", qos=0)
+    admin.publish(
+        a_halo,
+        wire.encode_halo(
+            wire.Halo(job=job, epoch=1, strip=0, gen=0, side="up", rows=2, words=9), bytes(144)
+        ),
+    )
+    checkpoint_topic = a_halo.rsplit("/", 1)[0] + "/checkpoint"
+    admin.publish(checkpoint_topic, b"not a checkpoint")
+    assert_exact(viewer, tmp_path, job, request)
+    reports = [wire.decode_progress(m.payload)
+               for m in viewer.matching(lambda m: m.topic.endswith("/progress"))]  # fmt: skip
+    assert sum(max((r.duplicates + r.stale for r in reports if r.strip == s), default=0)
+               for s in (0, 1)) >= 6  # fmt: skip
+    assert max(r.malformed for r in reports) >= 1
+    assert "ignored malformed message on " + checkpoint_topic in boss.log()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"width": 64, "height": 64, "gens": 10, "pattern": "x = 3, y = 3\nbo$2bq$3o!"},
+            "pattern line 2, column 6: unexpected 'q'",
+        ),
+        (
+            {
+                "width": 64,
+                "height": 64,
+                "gens": 10,
+                "pattern": "x = 3, y = 3\nbo$2bo$3o!",
+                "x": 62,
+                "y": 0,
+            },
+            "does not fit a 64 x 64 board at 62,0",
+        ),
+        ({"width": 16384, "height": 16384, "gens": 10, "density": 0.5}, "cells"),
+        ({"width": 64, "height": 64, "gens": 10}, "give either 'pattern'"),
+        ({"width": 64, "height": 64, "gens": 10, "density": 0.5, "wrap": "klein"}, "'wrap'"),
+        ({"width": 64, "height": 64, "gens": 0, "density": 0.5}, "'gens'"),
+    ],
+)
+def test_bad_life_requests_are_answered_with_the_reason(fields, error, broker, coordinator,
+                                                        recorder):  # fmt: skip
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    body = {"v": 1, "kind": "life", "request_id": "bad-1", **fields}
+    viewer.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    reply = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES, timeout=20)
+    answer = json.loads(reply.payload)
+    assert answer["ok"] is False and error in answer["error"], answer
+
+
+def test_the_cli_runs_a_pattern_exports_its_rle_verifies_it_and_cancels(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    viewer = recorder("viewer")
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    coordinator()
+    flags = job_flags(broker, users)
+    done = piswarm("job", "life", "--size", "120x90", "--gens", "300", "--pattern",
+                   "gosper-glider-gun", "--at", "5,5", "--wrap", "dead", "--halo", "5",
+                   "--wait", *flags)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    job = done.stdout.decode().strip()
+    assert "generation 300/300" in done.stderr.decode()
+    db = ["--db", str(tmp_path / "jobs.sqlite")]
+    exported = piswarm("job", "export", job, *db)
+    assert exported.returncode == 0, exported.stderr.decode()
+    gun, _ = read_pattern("gosper-glider-gun")
+    request = wire.LifeRequest(width=120, height=90, gens=300, wrap="dead", pattern=gun, x=5, y=5)
+    expected = life.unpack(reference(request), 120)
+    assert (parse_rle(exported.stdout.decode()).cells == expected).all()
+    verified = piswarm("job", "verify", job, *db)
+    assert verified.returncode == 0 and b"bit for bit" in verified.stdout
+    assert piswarm("job", "export", job, "--format", "txt", *db).returncode == 2
+    listed = piswarm("job", "list", *flags)
+    assert f"{job}  done      life 120x90 dead  generation 300/300".encode() in listed.stdout
+    long = piswarm("job", "life", "--size", "512x512", "--gens", "1e9", "--random", "0.3",
+                   *flags).stdout.decode().strip()  # fmt: skip
+    life_status(viewer, long, lambda s: s.gen > 0)
+    cancelled = piswarm("job", "cancel", long, *flags)
+    assert cancelled.returncode == 0, cancelled.stderr.decode()
+    life_status(viewer, long, lambda s: s.state == "cancelled")
+    stopped = viewer.wait_for(lambda m: m.topic == topics.job_life_control(long)
+                              and b"cancelled" in m.payload)  # fmt: skip
+    assert wire.decode_control(stopped.payload).state == "cancelled"

@@ -232,6 +232,10 @@ class Progress:
     rate: float = field(metadata=spec(lo=0, hi=1e9))
     wait_p50_ms: float | None = field(default=None, metadata=spec(lo=0, hi=1e9))
     wait_p99_ms: float | None = field(default=None, metadata=spec(lo=0, hi=1e9))
+    duplicates: int = field(default=0, metadata=spec(lo=0, hi=2**53))
+    stale: int = field(default=0, metadata=spec(lo=0, hi=2**53))
+    malformed: int = field(default=0, metadata=spec(lo=0, hi=2**53))
+    wants_sent: int = field(default=0, metadata=spec(lo=0, hi=2**53))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from piswarm import protocol
-from piswarm.protocol import jobs, work
+from piswarm.protocol import _schema, jobs, life, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -24,6 +24,15 @@ DECODERS = {
     "work_request": protocol.work.decode_work_request,
     "assign": protocol.work.decode_assign,
     "ack": protocol.work.decode_ack,
+    "life_status": life.decode_status,
+    "life_control": life.decode_control,
+    "halo_want": life.decode_want,
+    "life_progress": life.decode_progress,
+    # headers of the binary payloads
+    "strip_assign": lambda p: _schema.decode(life.StripAssign, p),
+    "halo": lambda p: _schema.decode(life.Halo, p),
+    "checkpoint": lambda p: _schema.decode(life.Checkpoint, p),
+    "frame": lambda p: _schema.decode(life.Frame, p),
 }
 EXAMPLES = re.findall(r"<!-- example: (\w+) -->\n```json\n(.*?)\n```", DOC, flags=re.S)
 
@@ -43,7 +52,9 @@ def test_examples_decode(kind, text):
     [protocol.NodeOnline, protocol.NodeOffline, protocol.Telemetry, protocol.Command,
      protocol.Pong, protocol.Throttle, jobs.PrimesRequest, jobs.CancelRequest, jobs.JobReply,
      jobs.JobStatus, jobs.JobMap, jobs.Contributor, work.CoordinatorStatus, work.WorkRequest,
-     work.WorkAssign, work.ResultAck],
+     work.WorkAssign, work.ResultAck, life.LifeRequest, life.LifeStatus, life.LifeControl,
+     life.StripAssign, life.StripRef, life.Halo, life.HaloWant, life.Checkpoint, life.Frame,
+     life.Progress],
 )  # fmt: skip
 def test_every_field_is_documented(cls):
     for field in dataclasses.fields(cls):
@@ -62,6 +73,8 @@ def test_every_topic_is_documented():
         "piswarm/nodes/<node>/results/<job>/<block>": protocol.topics.node_result("x", "j", 3),
         "piswarm/jobs/<job>/status": protocol.topics.job_status("j"),
         "piswarm/jobs/<job>/map": protocol.topics.job_map("j"),
+        "piswarm/jobs/<job>/life": protocol.topics.job_life_control("j"),
+        "piswarm/nodes/<node>/life/assign": protocol.topics.node_life_assign("x"),
     }
     for generic, topic in built.items():
         parts = [{"x": "<node>", "j": "<job>", "3": "<block>"}.get(p, p) for p in topic.split("/")]
@@ -70,3 +83,15 @@ def test_every_topic_is_documented():
     for topic in (protocol.topics.JOBS_SUBMIT, protocol.topics.JOBS_CANCEL,
                   protocol.topics.JOBS_REPLIES, protocol.topics.JOBS_COORDINATOR):  # fmt: skip
         assert f"`{topic}`" in DOC, topic
+
+
+def test_every_life_strip_topic_is_documented():
+    for leaf in sorted(protocol.topics.LIFE_LEAVES):
+        topic = protocol.topics.life_strip("x", "j", 2, 3, leaf)
+        assert topic == f"piswarm/nodes/x/life/j/2/3/{leaf}"
+        assert f"nodes/<node>/life/<job>/<epoch>/<strip>/{leaf}" in DOC, leaf
+        assert (
+            f"`.../<strip>/{leaf}`" in DOC
+            or f"`.../<strip>/{leaf}` (" in DOC
+            or (leaf in ("up", "down") and "`.../<strip>/up`, `.../<strip>/down`" in DOC)
+        ), leaf
