@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from head.db import connect
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import check_primes, decode_primes
@@ -119,17 +120,8 @@ class JobStore:
         self._db: sqlite3.Connection | None = None
 
     def open(self, *, readonly: bool = False) -> "JobStore":
-        """Open (creating it if needed); ``readonly`` for export and verify beside a running
-        coordinator (WAL lets readers and the one writer work at once)."""
-        if readonly:
-            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            return self
-        db = sqlite3.connect(str(self.path), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")  # a crash never leaves a half-written commit
-        db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
-        db.executescript(SCHEMA)
-        self._db = db
+        """Open (creating it if needed); ``readonly`` beside a running coordinator."""
+        self._db = connect(self.path, SCHEMA, readonly=readonly)
         return self
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from head.db import connect
 from head.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import _schema
 from piswarm.protocol.life import LifeRequest
@@ -92,15 +93,7 @@ class LifeStore:
         self._db: sqlite3.Connection | None = None
 
     def open(self, *, readonly: bool = False) -> "LifeStore":
-        if readonly:
-            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            return self
-        db = sqlite3.connect(str(self.path), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
-        self._db = db
+        self._db = connect(self.path, SCHEMA, readonly=readonly)
         return self
 
     def close(self) -> None:
