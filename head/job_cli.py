@@ -186,14 +186,21 @@ def describe(status: Any) -> str:
 
 
 def run_primes(args: argparse.Namespace) -> int:
-    from head.jobclient import JobClient
-    from piswarm.errors import PiswarmError
-    from piswarm.protocol import encode, topics
+    from piswarm.protocol import encode
     from piswarm.protocol.jobs import PrimesRequest
 
     request = PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
                             name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
     encode(request)  # every limit checked here, before anything connects
+    return submit_and_follow(args, request)
+
+
+def submit_and_follow(args: argparse.Namespace, request: Any) -> int:
+    """Submit a checked request, print its job id and, with ``--wait``, its progress."""
+    from head.jobclient import JobClient
+    from piswarm.errors import PiswarmError
+    from piswarm.protocol import topics
+
     with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
         reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
         if not reply.ok or reply.job is None:
@@ -210,10 +217,9 @@ def run_primes(args: argparse.Namespace) -> int:
 
 
 def run_life(args: argparse.Namespace) -> int:
-    from head.jobclient import JobClient
     from head.patterns import read_pattern
-    from piswarm.errors import ConfigError, PiswarmError
-    from piswarm.protocol import ProtocolError, jobs, topics
+    from piswarm.errors import ConfigError
+    from piswarm.protocol import ProtocolError, jobs
     from piswarm.protocol.life import LifeRequest
     from piswarm.rle import RleError, parse_rle
 
@@ -238,19 +244,7 @@ def run_life(args: argparse.Namespace) -> int:
         jobs.encode_request(request)  # every limit checked here, before anything connects
     except ProtocolError as exc:
         raise ConfigError(str(exc).replace("field ", "").replace("'", "")) from None
-    with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
-        reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
-        if not reply.ok or reply.job is None:
-            raise PiswarmError(f"the coordinator refused the job: {reply.error}")
-        print(reply.job, flush=True)
-        if not args.wait:
-            return 0
-
-        def show(status: Any) -> None:
-            print(describe(status), file=sys.stderr, flush=True)
-
-        final = client.follow(reply.job, show, idle_timeout=max(args.timeout, 30.0))
-    return 0 if final.state == "done" else 1
+    return submit_and_follow(args, request)
 
 
 def run_list(args: argparse.Namespace) -> int:
