@@ -33,7 +33,6 @@ class _Running:
 
     epoch: int
     strips: int
-    start_gen: int
     nodes: tuple[str, ...]
     last_heard: float
     progress: dict[int, int]  # strip -> generation reached
@@ -61,7 +60,6 @@ class LifeJobs:
         self.settle_seconds = settle_seconds
         self.nodes: OrderedDict[str, int] = OrderedDict()  # live node -> strips it runs
         self.running: dict[str, _Running] = {}
-        self.malformed = 0
         self.stale = 0
         self.repartitions = 0
         self._started = clock()
@@ -71,15 +69,14 @@ class LifeJobs:
     def resume(self) -> None:
         now = self.clock()
         for job in self.store.running():
-            record, board = self.store.get(job), self.store.board(job)
+            record, (gen, population, _hash) = self.store.get(job), self.store.summary(job)
             layout = self.store.layout(job, record.epoch)
             self.running[job] = _Running(
-                epoch=record.epoch, strips=len(layout), start_gen=board.gen,
+                epoch=record.epoch, strips=len(layout),
                 nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now,
-                progress={}, board_gen=board.gen, population=board.population,
-                needs_epoch=not layout,
+                progress={}, board_gen=gen, population=population, needs_epoch=not layout,
             )  # fmt: skip
-            log.info("resuming Life job %s from generation %d (epoch %d)", job, board.gen,
+            log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
 
     def submit(self, request: life.LifeRequest, now: float) -> tuple[str, bool]:
@@ -89,7 +86,7 @@ class LifeJobs:
             log.info("Life job %s: %d x %d, %d generations (%s)", job, request.width,
                      request.height, request.gens, request.wrap)  # fmt: skip
             self.running[job] = _Running(
-                epoch=0, strips=0, start_gen=0, nodes=(), last_heard=now, progress={},
+                epoch=0, strips=0, nodes=(), last_heard=now, progress={},
                 board_gen=0, population=population(board),
                 needs_epoch=True,
             )  # fmt: skip
@@ -258,7 +255,7 @@ class LifeJobs:
             self.repartitions += 1
         now = self.clock()
         self.running[job] = _Running(
-            epoch=epoch, strips=n, start_gen=board.gen,
+            epoch=epoch, strips=n,
             nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now, progress={},
             board_gen=board.gen, population=board.population, rate=run.rate,
             rate_mark=(now, board.gen),
@@ -278,8 +275,8 @@ class LifeJobs:
         request = record.request
         run = self.running.get(job)
         now = self.clock()
-        board = self.store.board(job)
-        gen = board.gen
+        board_gen, population, board_hash = self.store.summary(job)
+        gen = board_gen
         if run is not None and run.strips and len(run.progress) == run.strips:
             gen = max(gen, min(run.progress.values()))
         if run is not None:
@@ -292,10 +289,10 @@ class LifeJobs:
             job=job, state=record.state, name=request.name, width=request.width,
             height=request.height, wrap=request.wrap, gens=request.gens, gen=min(gen, request.gens),
             epoch=record.epoch, strips=run.strips if run else 0,
-            nodes=run.nodes[:1024] if run else (), population=board.population,
-            population_gen=board.gen, rate=min(rate, 1e9),
+            nodes=run.nodes[:1024] if run else (), population=population,
+            population_gen=board_gen, rate=min(rate, 1e9),
             eta_s=(request.gens - gen) / rate if rate > 0 and record.state == "running" else None,
-            hash=board.hash if record.state == "done" else None, created=record.created,
+            hash=board_hash if record.state == "done" else None, created=record.created,
             finished=record.finished, ts=now, error=record.error,
         )  # fmt: skip
         self.publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)

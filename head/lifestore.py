@@ -163,6 +163,16 @@ class LifeStore:
             raise KeyError(f"Life job {job!r} has no board")
         return Board(row[0], row[1], row[2], from_blob(row[3], request.height, request.width))
 
+    def summary(self, job: str) -> tuple[int, int, str]:
+        """Generation, population and hash of the latest board, without reading the board."""
+        row = self.db.execute(
+            "SELECT gen, population, hash FROM life_boards WHERE job = ? ORDER BY gen DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"Life job {job!r} has no board")
+        return int(row[0]), int(row[1]), str(row[2])
+
     def new_epoch(self, job: str, layout: list[Strip], gen: int) -> int:
         with self.db:
             self.db.execute("BEGIN")

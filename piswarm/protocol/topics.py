@@ -36,8 +36,6 @@ NODE_WORK_REQUEST_FILTER = f"{ROOT}/nodes/+/work/request"
 NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
 LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
-LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
-LIFE_CONTROL_FILTER = f"{ROOT}/jobs/+/life"
 LIFE_LEAVES = frozenset({"up", "down", "want", "checkpoint", "frame", "progress"})
 
 
