@@ -82,6 +82,9 @@ def register(sub: Any) -> None:
                       help="a picture every K generations (at most 15/s; 0: none)")  # fmt: skip
     life.add_argument("--halo", type=int, default=16, metavar="K",
                       help="rows exchanged every K generations (default 16: measured)")  # fmt: skip
+    life.add_argument("--pace", type=float, default=0.0, metavar="GEN/S",
+                      help="at most this many generations a second, to watch (default 0: "
+                      "as fast as the nodes can)")  # fmt: skip
     life.add_argument("--checkpoint-every", type=number, default=1000, metavar="C",
                       help="generations between checkpoints (default 1000)")  # fmt: skip
     life.add_argument("--name", default="", help="a label for the display")
@@ -238,8 +241,8 @@ def run_life(args: argparse.Namespace) -> int:
         request = LifeRequest(
             width=width, height=height, gens=args.gens, wrap=args.wrap, pattern=pattern,
             x=x, y=y, density=args.random, seed=args.seed, frame_every=args.frame_every,
-            checkpoint_every=args.checkpoint_every, halo=args.halo, name=args.name,
-            request_id=f"cli-{uuid.uuid4().hex[:12]}",
+            checkpoint_every=args.checkpoint_every, halo=args.halo, pace=args.pace,
+            name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}",
         )  # fmt: skip
         jobs.encode_request(request)  # every limit checked here, before anything connects
     except ProtocolError as exc:

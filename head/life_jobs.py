@@ -247,6 +247,7 @@ class LifeJobs:
                 width=request.width, height=request.height, wrap=request.wrap,
                 gen=board.gen, gens=request.gens, halo=halo, frame_every=request.frame_every,
                 checkpoint_every=request.checkpoint_every, above=above, below=below,
+                pace=request.pace,
             )  # fmt: skip
             strip_rows = board.cells[s.row0 : s.row0 + s.rows].astype("<u8").tobytes()
             self.publish(topics.node_life_assign(s.node), life.encode_assign(assign, strip_rows),

@@ -97,6 +97,7 @@ class StripRun:
         self._last_frame_at = -math.inf
         self._last_progress_at = -math.inf
         self._rate_mark = (self.clock(), self.gen)
+        self._pace_mark = self._rate_mark
         self._rate = 0.0
         self._local = assign.strips == 1  # a one-strip torus is its own neighbour
 
@@ -138,6 +139,7 @@ class StripRun:
             if not self._until(lambda: self._subscribed, self.max_silence):
                 return self._finish("failed")
             self._progress(force=True)
+            self._pace_mark = (self.clock(), self.gen)  # due times count from here
             while self.gen < self.a.gens and self.stop_reason is None:
                 if not self._round():
                     break
@@ -151,7 +153,8 @@ class StripRun:
             client.disconnect()
 
     def _round(self) -> bool:
-        k = min(self.a.halo, self.a.gens - self.gen)
+        k = life.round_depth(self.a.halo, self.a.pace, self.a.gens - self.gen)
+        self._keep_pace()
         started = self.clock()
         above: np.ndarray | None
         below: np.ndarray | None
@@ -179,6 +182,18 @@ class StripRun:
         self.stats.rounds += 1
         self._after_round(k)
         return True
+
+    def _keep_pace(self) -> None:
+        """With a pace, wait (serving the network) until this generation is due."""
+        if self.a.pace <= 0:
+            return
+        started, gen0 = self._pace_mark
+        due = started + (self.gen - gen0) / self.a.pace
+        while self.stop_reason is None:
+            now = self.clock()
+            if now >= due:
+                return
+            self._loop(min(0.05, due - now))
 
     def _send_halo(self, side: life.Side, rows: bytes, k: int) -> None:
         header = life.Halo(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
@@ -250,7 +265,7 @@ class StripRun:
             self._until(info.is_published, 10.0)
 
     def _frame(self) -> None:
-        scale = max(1, -(-max(self.a.width, self.a.height) // life.FRAME_CELLS))
+        scale = life.frame_scale(self.a.width, self.a.height)
         pooled = pool(self.rows, self.a.width, self.a.row0, scale)
         header = life.Frame(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
                             strips=self.a.strips, node=self.node_id, row0=self.a.row0,

@@ -46,6 +46,7 @@ MAX_EPOCH = 1_000_000
 FRAME_CELLS = 1024
 """A frame is pooled (any live cell in an s x s square) to at most this many cells a side."""
 MAX_FRAMES_PER_S = 15
+MAX_PACE = 100_000.0  # generations a second; 0 is "as fast as the cluster can"
 LIFE_STATES = frozenset({"running", "done", "cancelled", "failed"})
 WRAPS = frozenset({"torus", "dead"})
 
@@ -79,6 +80,7 @@ class LifeRequest:
     The start is either ``pattern`` (RLE text, placed with its top-left corner at ``x``,
     ``y``, or centred when they are null) or a random soup: each cell alive with
     probability ``density``, from ``seed``. ``frame_every`` 0 sends no pictures.
+    ``pace`` > 0 holds the board to that many generations a second, for people to watch.
     """
 
     width: int = field(metadata=spec(lo=3, hi=MAX_SIDE))
@@ -94,6 +96,7 @@ class LifeRequest:
     frame_every: int = field(default=1, metadata=spec(lo=0, hi=MAX_GENS))
     checkpoint_every: int = field(default=DEFAULT_CHECKPOINT, metadata=spec(lo=1, hi=MAX_GENS))
     halo: int = field(default=DEFAULT_HALO, metadata=spec(lo=1, hi=MAX_HALO))
+    pace: float = field(default=0.0, metadata=spec(lo=0, hi=MAX_PACE))
     name: str = field(default="", metadata=spec(max_len=80))
     request_id: str = field(default="", metadata=_REQUEST_ID)
 
@@ -121,7 +124,9 @@ class StripRef:
 class StripAssign:
     """Run strip ``strip`` (rows ``[row0, row0 + rows)``) of epoch ``epoch`` from
     generation ``gen`` to ``gens``; the body is the strip at ``gen`` (zlib of packed rows).
-    ``above`` / ``below`` are null at a dead edge; on a one-strip torus they name itself."""
+    ``above`` / ``below`` are null at a dead edge; on a one-strip torus they name itself.
+    With ``pace`` > 0 every strip holds itself to that many generations a second and
+    exchanges halos :func:`round_depth` deep, so the picture moves smoothly."""
 
     job: str = field(metadata=_JOB)
     epoch: int = field(metadata=_EPOCH)
@@ -139,6 +144,7 @@ class StripAssign:
     checkpoint_every: int = field(metadata=spec(lo=1, hi=MAX_GENS))
     above: StripRef | None
     below: StripRef | None
+    pace: float = field(default=0.0, metadata=spec(lo=0, hi=MAX_PACE))
 
     def __post_init__(self) -> None:
         if self.strip >= self.strips or self.row0 + self.rows > self.height:
@@ -279,6 +285,20 @@ class LifeStatus:
     @property
     def fraction(self) -> float:
         return self.gen / self.gens if self.gens else 1.0
+
+
+def frame_scale(width: int, height: int) -> int:
+    """How many board cells a side one frame cell stands for: at most ``FRAME_CELLS``
+    frame cells along the longer side."""
+    return max(1, -(-max(width, height) // FRAME_CELLS))
+
+
+def round_depth(halo: int, pace: float, gens_left: int) -> int:
+    """Generations per exchange round: the halo depth, or fewer when a slow ``pace`` would
+    otherwise show the board in jumps (no more than one round per frame interval). Every
+    strip of an epoch computes the same, so neighbours agree on the rows they send."""
+    k = halo if pace <= 0 else max(1, min(halo, int(pace // MAX_FRAMES_PER_S)))
+    return min(k, gens_left)
 
 
 # -- binary payloads --------------------------------------------------------------------

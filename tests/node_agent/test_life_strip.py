@@ -1,0 +1,65 @@
+"""A strip's pacing, with the clock passed in (no broker: the strip's MQTT edge is unused)."""
+
+import numpy as np
+import pytest
+
+from node_agent.life_strip import StripRun
+from piswarm.mqtt import BrokerSettings
+from piswarm.protocol import life as wire
+
+
+class StepClock:
+    """Every reading moves time on by ``tick`` seconds."""
+
+    def __init__(self, tick: float) -> None:
+        self.now = 100.0
+        self.tick = tick
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        self.readings += 1
+        return self.now
+
+
+def strip(pace: float, clock: StepClock) -> StripRun:
+    assign = wire.StripAssign(job="l1-a", epoch=1, strip=0, strips=1, row0=0, rows=16, width=64,
+                              height=16, wrap="torus", gen=0, gens=1000, halo=16, frame_every=0,
+                              checkpoint_every=1000, above=None, below=None,
+                              pace=pace)  # fmt: skip
+    packed = np.zeros((16, 1), dtype="<u8").tobytes()
+    return StripRun(node_id="pi-01", settings=BrokerSettings(host="localhost", port=1),
+                    assign=assign, packed=packed, clock=clock)  # fmt: skip
+
+
+@pytest.mark.parametrize(("halo", "pace", "left", "depth"), [
+    (16, 0, 1000, 16),  # flat out: the full halo depth
+    (16, 0, 5, 5),  # never past the last generation
+    (16, 60, 1000, 4),  # 60 gen/s shown at 15 frames/s: 4 generations a round
+    (16, 10, 1000, 1),  # slower than the frame rate: one at a time
+    (4, 1000, 1000, 4),  # a fast pace is still limited by the halo
+])  # fmt: skip
+def test_round_depth_follows_the_pace(halo, pace, left, depth):
+    assert wire.round_depth(halo, pace, left) == depth
+
+
+def test_a_paced_strip_waits_until_its_generation_is_due():
+    clock = StepClock(0.01)
+    run = strip(60.0, clock)
+    start = clock()
+    run._pace_mark = (start, 0)
+    run.gen = 30  # 30 generations at 60 a second are due half a second after the start
+    run._keep_pace()
+    assert 0.5 <= clock.now - start <= 0.52
+    before = clock.readings
+    run._keep_pace()  # already due: no waiting
+    assert clock.readings - before == 1
+
+
+def test_an_unpaced_strip_never_waits():
+    clock = StepClock(0.01)
+    run = strip(0.0, clock)
+    run.gen = 10_000
+    before = clock.readings
+    run._keep_pace()
+    assert clock.readings == before
