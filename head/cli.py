@@ -143,6 +143,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
     from head.display.app import DisplayApp, DisplayOptions
     from head.display.cluster_scene import ClusterScene
     from head.display.layout import Layout
+    from head.display.life_scene import LifeScene
     from head.display.primes_scene import PrimesScene
     from piswarm.errors import ConfigError
 
@@ -163,11 +164,12 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
         palette=args.palette,
         screenshot_dir=args.screenshot_dir,
     )
-    return DisplayApp(model=model, source=source, scenes=[scene, PrimesScene()], options=options)
+    return DisplayApp(model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()],
+                      options=options)  # fmt: skip
 
 
 def _show(args: argparse.Namespace) -> int:
-    from head.feed import ClusterFeed
+    from head.feed import DISPLAY_FILTERS, ClusterFeed
     from piswarm.errors import PiswarmError
 
     if args.screenshot is not None:
@@ -175,7 +177,9 @@ def _show(args: argparse.Namespace) -> int:
         if args.windowed is None and not args.kiosk:
             args.windowed = (1920, 1080)
     feed = ClusterFeed(
-        settings=settings_as(args, "viewer"), client_id=f"piswarm-display-{os.getpid()}"
+        settings=settings_as(args, "viewer"),
+        client_id=f"piswarm-display-{os.getpid()}",
+        filters=DISPLAY_FILTERS,
     )
     app = _build_app(args, feed)
     from head.display.app import screen_driver
@@ -252,7 +256,8 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
     stop = _stop_event()
     show = live_printer(sys.stdout.isatty(), sys.stdout.write)
-    with DemoCluster(nodes=args.nodes, interval=args.interval, port=args.port or None) as cluster:
+    with DemoCluster(nodes=args.nodes, interval=args.interval, port=args.port or None,
+                     frames=not args.text) as cluster:  # fmt: skip
         print(cluster.watch_hint(), flush=True)
         app = None
         if not args.text:

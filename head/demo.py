@@ -3,7 +3,9 @@
 :class:`DemoCluster` starts everything in a temporary directory (users, broker state,
 job database) that is removed at the end; the view (the kiosk display, or a text
 summary) runs in the main thread while it is open. The simulated nodes do real work: a
-prime search over one range after another, sieved in a shared pool of worker processes.
+prime search over one range after another, sieved in a shared pool of worker processes,
+and beside it a Game of Life after another (a soup, the Gosper gun, the acorn, the
+breeder), computed in strips by the first few nodes and paced for people to watch.
 Leaving stops the job loop, the fleet (every node says ``offline``), the coordinator, the
 feed, then the broker. The broker and the sieve workers are also tied to this process's
 life (PDEATHSIG), so not even a crash leaves them behind.
@@ -14,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -21,20 +24,45 @@ from broker.runner import BrokerProcess
 from broker.users import ADMIN_USER, VIEWER_USER, UserStore
 from head.cluster import ClusterModel
 from head.coordinator import Coordinator
-from head.feed import ClusterFeed
+from head.feed import DEFAULT_FILTERS, DISPLAY_FILTERS, ClusterFeed
 from head.job_cli import describe
 from head.jobclient import JobClient
 from head.jobs_view import JobsModel
+from head.patterns import read_pattern
 from head.summary import render
+from node_agent.agent import Agent
 from node_agent.runner import Workers
 from node_agent.sim import build_fleet, run_fleet, sim_node_ids
 from piswarm.errors import PiswarmError
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest
+from piswarm.protocol.life import LifeRequest
 
 DEMO_SPAN = 10**10  # each demo job: the primes of the next 1e10 numbers, 1000 blocks
 DEMO_BLOCK = 10**7
+LIFE_NODES = 3  # nodes that run a Life strip each (a process each: 3 fit on 2 cores)
+LIFE_PACE = 60.0  # generations a second: fast, but gliders can still be followed
+
+
+def life_showcase(n: int) -> LifeRequest:
+    """The ``n``-th Life job of the demo (they take turns)."""
+    match n % 4:
+        case 1:
+            base = LifeRequest(width=1024, height=576, gens=3600, density=0.3, seed=n)
+        case 2:
+            gun = read_pattern("gosper-glider-gun")[0]
+            base = LifeRequest(width=384, height=216, gens=2400, wrap="dead", pattern=gun,
+                               x=20, y=20)  # fmt: skip
+        case 3:
+            acorn = read_pattern("acorn")[0]
+            base = LifeRequest(width=1024, height=576, gens=5200, pattern=acorn)
+        case _:
+            breeder = read_pattern("breeder1")[0]
+            base = LifeRequest(width=1024, height=576, gens=3000, wrap="dead", pattern=breeder,
+                               x=30, y=120)  # fmt: skip
+    return replace(base, pace=LIFE_PACE, halo=4, name=f"demo {n}", request_id=f"demo-life-{n}")
+
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +79,22 @@ class DemoCluster:
         workers: int = 1,
         span: int = DEMO_SPAN,
         block: int = DEMO_BLOCK,
+        life_nodes: int = LIFE_NODES,
+        frames: bool = True,
     ) -> None:
         self.node_ids = sim_node_ids(nodes)
         self.interval = interval
         self.port = port
         self.span = span
         self.block = block
+        self.life_nodes = min(life_nodes, nodes) if workers else 0
+        self.frames = frames
         self.workers = Workers(workers) if workers else None
         self.coordinator: Coordinator | None = None
         self._coordinator_thread: threading.Thread | None = None
         self._jobs_thread: threading.Thread | None = None
+        self._life_thread: threading.Thread | None = None
+        self._life_agents: list[Agent] = []
         self.admin: BrokerSettings | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.broker: BrokerProcess | None = None
@@ -100,7 +134,9 @@ class DemoCluster:
         )
         self._coordinator_thread.start()
         agents = build_fleet(self.node_ids, settings_for, interval=self.interval,
-                             wake=self._wake.set, workers=self.workers)  # fmt: skip
+                             wake=self._wake.set, workers=self.workers,
+                             life_nodes=self.life_nodes)  # fmt: skip
+        self._life_agents = agents[: self.life_nodes]
         self._fleet = threading.Thread(
             target=run_fleet, args=(agents, self._fleet_stop, self._wake), name="sim-fleet"
         )
@@ -110,31 +146,53 @@ class DemoCluster:
         self.feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=port, credentials=viewer),
             client_id="piswarm-demo-view",
+            filters=DISPLAY_FILTERS if self.frames else DEFAULT_FILTERS,
         ).start()
         if self.workers is not None:
             self._jobs_thread = threading.Thread(target=self._jobs, name="demo-jobs")
             self._jobs_thread.start()
+        if self.life_nodes:
+            self._life_thread = threading.Thread(target=self._life_jobs, name="demo-life")
+            self._life_thread.start()
 
     def _jobs(self) -> None:
         """One prime search after another, each over the next ``span`` numbers."""
-        assert self.admin is not None  # noqa: S101 - set before this thread starts
         start, n = 1, 1
         while not self._fleet_stop.is_set():
             end = start + self.span - 1
             request = PrimesRequest(start=start, end=end, block_size=self.block,
                                     name=f"demo {n}", request_id=f"demo-{n}")  # fmt: skip
-            try:
-                with JobClient(self.admin) as client:  # one session per job, not per look
-                    job = client.request(topics.JOBS_SUBMIT, request, timeout=30).job
-                    while job and not self._fleet_stop.wait(2.0):
-                        found = client.snapshot(topics.job_status(job))
-                        if found and found[0].state != "running":
-                            break
-            except PiswarmError as exc:
-                log.warning("demo job loop: %s", exc)
-                self._fleet_stop.wait(5.0)
-                continue
-            start, n = end + 1, n + 1
+            if self._run_job(request):
+                start, n = end + 1, n + 1
+
+    def _life_jobs(self) -> None:
+        """One Life job after another, once the Life nodes are up (so all of them take part)."""
+        for agent in self._life_agents:
+            while not agent.connected.wait(0.5):
+                if self._fleet_stop.is_set():
+                    return
+        if self._fleet_stop.wait(1.0):  # their births reach the coordinator
+            return
+        n = 1
+        while not self._fleet_stop.is_set():
+            if self._run_job(life_showcase(n)):
+                n += 1
+
+    def _run_job(self, request: PrimesRequest | LifeRequest) -> bool:
+        """Submit ``request`` and wait until it ends (or the demo does); False on trouble."""
+        assert self.admin is not None  # noqa: S101 - set before the job threads start
+        try:
+            with JobClient(self.admin) as client:  # one session per job, not per look
+                job = client.request(topics.JOBS_SUBMIT, request, timeout=30).job
+                while job and not self._fleet_stop.wait(2.0):
+                    found = client.snapshot(topics.job_status(job))
+                    if found and found[0].state != "running":
+                        break
+        except PiswarmError as exc:
+            log.warning("demo job loop: %s", exc)
+            self._fleet_stop.wait(5.0)
+            return False
+        return True
 
     def watch_hint(self) -> str:
         port = self.broker.port if self.broker else "?"
@@ -152,7 +210,8 @@ class DemoCluster:
     ) -> None:
         self._fleet_stop.set()
         self._wake.set()
-        for thread in (self._jobs_thread, self._fleet, self._coordinator_thread):
+        for thread in (self._jobs_thread, self._life_thread, self._fleet,
+                       self._coordinator_thread):  # fmt: skip
             if thread is not None:
                 thread.join()
         if self.coordinator is not None:
@@ -185,10 +244,10 @@ def text_view(
         for topic, payload, at in cluster.feed.drain():
             if topic.startswith(topics.JOBS_PREFIX):
                 jobs.apply(topic, payload, at)
-            else:
+            elif not topics.is_life_strip_topic(topic):  # frames are for the display
                 model.apply(topic, payload, at)
-        current = jobs.current()
-        job_line = f"\njob {describe(current)}" if current else ""
+        shown = (jobs.current(), jobs.current_life())
+        job_line = "".join(f"\njob {describe(status)}" for status in shown if status)
         show(render(model, clock()) + job_line
              + f"\nbroker 127.0.0.1:{cluster.broker.port} - Ctrl-C stops")  # fmt: skip
         if not cluster.broker.running:

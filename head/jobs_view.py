@@ -1,15 +1,20 @@
 """What the head's views know about jobs: the latest status and map of each (pure).
 
 Fed from ``piswarm/jobs/<job>/status`` and ``.../map`` (retained, so a display started
-mid-job sees it at once). Bounded: only the most recent ``max_jobs`` jobs are kept.
+mid-job sees it at once). Both kinds of job are kept: prime searches (with their block
+maps) and Life jobs. Bounded: only the most recent ``max_jobs`` jobs are kept.
 """
 
 import logging
 from collections import OrderedDict
+from typing import Literal
 
 from piswarm.protocol import ProtocolError, jobs, topics
+from piswarm.protocol.life import LifeStatus
 
 log = logging.getLogger(__name__)
+
+AnyStatus = jobs.JobStatus | LifeStatus
 
 
 class JobsModel:
@@ -17,7 +22,7 @@ class JobsModel:
 
     def __init__(self, max_jobs: int = 20) -> None:
         self.max_jobs = max_jobs
-        self.statuses: OrderedDict[str, jobs.JobStatus] = OrderedDict()
+        self.statuses: OrderedDict[str, AnyStatus] = OrderedDict()
         self.maps: dict[str, jobs.JobMap] = {}
         self.version = 0  # bumped on every change: a view redraws when it moves
         self.malformed = 0
@@ -30,7 +35,7 @@ class JobsModel:
                 self.statuses.pop(job, None)
                 self.maps.pop(job, None)
             elif leaf == "status":
-                status = jobs.decode_job_status(payload)
+                status = jobs.decode_any_status(payload)
                 if status.job != job:
                     raise ProtocolError(f"status names job {status.job!r}")
                 self.statuses[job] = status
@@ -56,9 +61,18 @@ class JobsModel:
         return True
 
     def current(self) -> jobs.JobStatus | None:
-        """The job to show: the running one heard from last, else the last to finish."""
-        running = [s for s in self.statuses.values() if s.state == "running"]
+        """The prime search to show: the running one heard from last, else the last to end."""
+        found = self._current("primes")
+        return found if isinstance(found, jobs.JobStatus) else None
+
+    def current_life(self) -> LifeStatus | None:
+        """The Life job to show, chosen the same way."""
+        found = self._current("life")
+        return found if isinstance(found, LifeStatus) else None
+
+    def _current(self, kind: Literal["primes", "life"]) -> AnyStatus | None:
+        mine = [s for s in self.statuses.values() if s.kind == kind]
+        running = [s for s in mine if s.state == "running"]
         if running:
             return max(running, key=lambda s: s.ts)
-        ended = list(self.statuses.values())
-        return max(ended, key=lambda s: s.finished or s.ts) if ended else None
+        return max(mine, key=lambda s: s.finished or s.ts) if mine else None

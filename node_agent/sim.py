@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from node_agent.agent import Agent, drive
 from node_agent.identity import Identity
+from node_agent.life_runner import LifeRunner
 from node_agent.runner import Slots, Workers, WorkRunner
 from node_agent.sensors import Reading
 from piswarm.mqtt import BrokerSettings
@@ -97,11 +98,14 @@ def build_fleet(
     host: str = "simulated",
     workers: Workers | None = None,
     backend: str = "numpy",
+    life_nodes: int = 0,
 ) -> list[Agent]:
     """One :class:`Agent` per node id, each with its own simulated sensors.
 
     With ``workers``, every node also takes prime-search blocks, one at a time, computed
     for real in that shared pool: the nodes take turns on ``workers.count + 1`` slots.
+    The first ``life_nodes`` nodes also run a Life strip each, for real, each in its own
+    process (a room's worth would not fit on one machine).
     """
     slots = Slots(workers.count + 1) if workers is not None else None
 
@@ -122,8 +126,11 @@ def build_fleet(
             clock=clock,
             wake=wake,
             runner=runner_for(node_id),
+            life=LifeRunner(node_id=node_id, settings=settings_for(node_id), max_strips=1)
+            if i < life_nodes
+            else None,
         )
-        for node_id in node_ids
+        for i, node_id in enumerate(node_ids)
     ]
 
 

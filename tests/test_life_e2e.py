@@ -3,8 +3,15 @@ each strip in its own process; the final board must equal one process's, bit for
 
 import json
 
+import pygame
 import pytest
 
+from head.cluster import ClusterModel
+from head.display import colors
+from head.display.app import DisplayApp, DisplayOptions
+from head.display.colors import node_color
+from head.display.life_scene import TINT, LifeScene
+from head.feed import DISPLAY_FILTERS
 from head.life_board import board_hash, initial_board
 from head.lifestore import LifeStore
 from head.patterns import read_pattern
@@ -13,6 +20,7 @@ from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 from piswarm.rle import parse_rle
 from tests.conftest import job_flags, piswarm
+from tests.head.test_display import run_until, viewer_feed
 
 
 def submit(viewer, request_id, **fields):
@@ -213,3 +221,59 @@ def test_the_cli_runs_a_pattern_exports_its_rle_verifies_it_and_cancels(
     stopped = viewer.wait_for(lambda m: m.topic == topics.job_life_control(long)
                               and b"cancelled" in m.payload)  # fmt: skip
     assert wire.decode_control(stopped.payload).state == "cancelled"
+
+
+def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    """The kiosk display fed by the real broker: strips' frames, assembled, drawn, saved."""
+    viewer = recorder("viewer")
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    coordinator()
+    feed = viewer_feed(broker, users, DISPLAY_FILTERS)
+    scene = LifeScene()
+    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[scene],
+                     options=DisplayOptions(size=(1280, 720), fps=30))  # fmt: skip
+    glider, _ = read_pattern("glider")  # .O. / ..O / OOO
+    # Across the boundary of the two strips (rows 0-31 and 32-63): after 8 generations
+    # (two periods) the glider has moved 2 cells right and 2 down. Paced at 20 gen/s, the
+    # strips exchange one row every generation.
+    job, _request = submit(viewer, "glider-shot", width=64, height=64, gens=8, wrap="dead",
+                           pattern=glider, x=20, y=28, halo=4, pace=20)  # fmt: skip
+    alive = {(21 + 2, 28 + 2), (22 + 2, 29 + 2), (20 + 2, 30 + 2), (21 + 2, 30 + 2),
+             (22 + 2, 30 + 2)}  # fmt: skip
+    shot = tmp_path / "life.png"
+
+    def finished(app):
+        board = app.life.board(job)
+        status = app.jobs.current_life()
+        if (board is not None and board.gen == 8 and len(board.parts) == 2
+                and status is not None and status.state == "done"):  # fmt: skip
+            app.screenshot(shot)  # this frame shows it all: save it as a user would (S)
+            return True
+        return False
+
+    try:
+        run_until(app, finished, timeout=60, name="life-glider")
+    finally:
+        feed.stop()
+    board = app.life.board(job)
+    owner = {row: part.node for part in board.parts.values()
+             for row in range(part.row0, part.row0 + part.rows)}  # fmt: skip
+    assert {owner[31], owner[32]} == {"node-a", "node-b"}  # the glider spans both strips
+    pygame.init()
+    try:
+        picture = pygame.image.load(str(shot))
+        for x in range(18, 28):
+            for y in range(27, 37):
+                colour = picture.get_at(scene.cell_center(x, y))[:3]
+                expected = node_color(owner[y])
+                if (x, y) in alive:
+                    assert colour == expected, (x, y)
+                else:
+                    assert colour == colors.blend(colors.BACKGROUND, expected, TINT), (x, y)
+    finally:
+        pygame.quit()
+    assert app.life.malformed == 0 and app.jobs.malformed == 0 and app.model.stats.malformed == 0

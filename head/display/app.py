@@ -5,7 +5,8 @@ queued to the model, let the current scene draw what changed, update only those
 rectangles, and sleep to the frame rate. MQTT callbacks never touch any of this; they
 only fill the feed's bounded queue.
 
-Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q / Esc quit.
+Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q / Esc quit; the
+rest go to the scene showing (the Life scene zooms and pans with them).
 """
 
 import logging
@@ -24,6 +25,7 @@ from head.display.scene import Frame, Link, Scene
 from head.display.text import TextCache
 from head.feed import Message
 from head.jobs_view import JobsModel
+from head.life_view import LifeFrames
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -93,12 +95,14 @@ class DisplayApp:
         scenes: Sequence[Scene],
         options: DisplayOptions,
         jobs: JobsModel | None = None,
+        life: LifeFrames | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not scenes:
             raise ValueError("a display needs at least one scene")
         self.model = model
         self.jobs = jobs if jobs is not None else JobsModel()
+        self.life = life if life is not None else LifeFrames()
         self.source = source
         self.scenes = list(scenes)
         self.options = options
@@ -171,9 +175,20 @@ class DisplayApp:
                 self.screenshot()
             elif pygame.K_1 <= key <= pygame.K_9:
                 self.show_scene(key - pygame.K_1)
+            elif self.scene.on_key(key):
+                self._scene_since = time.monotonic()  # someone is looking: do not rotate away
         elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWEXPOSED):
             self._full = True
         return True
+
+    def apply(self, topic: str, payload: bytes, at: float) -> None:
+        """Hand one message to the model it is for."""
+        if topic.startswith(topics.JOBS_PREFIX):
+            self.jobs.apply(topic, payload, at)
+        elif topics.is_life_strip_topic(topic):
+            self.life.apply(topic, payload, at)
+        else:
+            self.model.apply(topic, payload, at)
 
     def _update_link(self) -> None:
         connected = self.source.connected.is_set()
@@ -199,7 +214,7 @@ class DisplayApp:
         # so the last known state is shown as it was, not as everything going stale.
         view_time = self.link.since if self.link.state == "lost" else now
         return Frame(self.model, now, view_time, self.link, self.options.palette, self.text,
-                     self.jobs)  # fmt: skip
+                     self.jobs, self.life)  # fmt: skip
 
     def run(
         self,
@@ -238,10 +253,7 @@ class DisplayApp:
                 if stop is not None and stop.is_set():
                     running = False
                 for topic, payload, at in self.source.drain(5000):
-                    if topic.startswith(topics.JOBS_PREFIX):
-                        self.jobs.apply(topic, payload, at)
-                    else:
-                        self.model.apply(topic, payload, at)
+                    self.apply(topic, payload, at)
                 self._update_link()
                 self._rotate()
                 dirty = self.scene.draw(self._screen, self.frame(), self._full)

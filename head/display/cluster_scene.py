@@ -151,6 +151,9 @@ class ClusterScene:
 
     # -- drawing ----------------------------------------------------------------------------
 
+    def on_key(self, _key: int) -> bool:
+        return False  # no keys of its own
+
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         full = self._plan(frame, surface.get_size(), full)
         dirty: list[pygame.Rect] = []

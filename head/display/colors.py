@@ -6,6 +6,8 @@ scale follows cividis (dark blue -> grey -> yellow), which stays ordered in ligh
 every common colour-vision deficiency.
 """
 
+import colorsys
+import zlib
 from collections.abc import Sequence
 
 RGB = tuple[int, int, int]
@@ -54,3 +56,10 @@ def text_on(background: RGB) -> RGB:
     r, g, b = background
     luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
     return (10, 10, 14) if luminance > 140 else (250, 250, 252)
+
+
+def node_color(node: str) -> RGB:
+    """A bright colour of its own for each node (stable: from a hash of its name)."""
+    hue = (zlib.crc32(node.encode()) % 360) / 360.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)

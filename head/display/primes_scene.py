@@ -9,26 +9,18 @@ The picture changes only when a status or map arrives (at most once a second), s
 scene redraws the whole screen then, and nothing in between.
 """
 
-import colorsys
 import math
-import zlib
 
 import pygame
 
 from head.display import colors
-from head.display.colors import RGB
+from head.display.colors import RGB, node_color
 from head.display.scene import Frame
+from head.display.text import format_count, format_duration
 from piswarm.protocol.jobs import JobMap, JobStatus
 
 PENDING: RGB = (40, 44, 56)
 BAR: RGB = colors.OK
-
-
-def node_color(node: str) -> RGB:
-    """A bright colour of its own for each node (stable: from a hash of its name)."""
-    hue = (zlib.crc32(node.encode()) % 360) / 360.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
 
 
 def grid_shape(cells: int, width: int, height: int) -> tuple[int, int]:
@@ -37,23 +29,6 @@ def grid_shape(cells: int, width: int, height: int) -> tuple[int, int]:
         return 1, 1
     columns = max(1, min(cells, round(math.sqrt(cells * width / max(1, height)))))
     return columns, math.ceil(cells / columns)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 100:
-        return f"{seconds:.0f} s"
-    if seconds < 6000:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _count(n: float) -> str:
-    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 class PrimesScene:
@@ -73,6 +48,9 @@ class PrimesScene:
         col, row = index % columns, index // columns
         return pygame.Rect(self.map_rect.x + col * size, self.map_rect.y + row * size, size, size)
 
+    def on_key(self, _key: int) -> bool:
+        return False  # no keys of its own
+
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         key = (frame.jobs.version, surface.get_size())
         if not full and key == self._drawn:
@@ -86,18 +64,12 @@ class PrimesScene:
             self._draw_job(surface, frame, status, frame.jobs.maps.get(status.job))
         return [surface.get_rect()]
 
-    def _text(self, surface: pygame.Surface, frame: Frame, text: str, size: int, colour: RGB,
-              at: tuple[int, int], *, max_width: int | None = None) -> pygame.Rect:  # fmt: skip
-        if max_width is not None:
-            size = frame.text.fit(text, size, max_width)
-        return surface.blit(frame.text.render(text, size, colour), at)
-
     def _draw_idle(self, surface: pygame.Surface, frame: Frame) -> None:
         w, h = surface.get_size()
-        self._text(surface, frame, "Prime search", h // 12, colors.TEXT, (w // 20, h // 10))
-        self._text(surface, frame, "No prime search yet. Start one with:", h // 24,
+        frame.text.blit(surface, "Prime search", h // 12, colors.TEXT, (w // 20, h // 10))
+        frame.text.blit(surface, "No prime search yet. Start one with:", h // 24,
                    colors.TEXT_DIM, (w // 20, h // 3))  # fmt: skip
-        self._text(surface, frame, "piswarm job primes 1 1e9", h // 16, colors.TEXT,
+        frame.text.blit(surface, "piswarm job primes 1 1e9", h // 16, colors.TEXT,
                    (w // 20, h // 3 + h // 16), max_width=w - w // 10)  # fmt: skip
 
     def _draw_job(
@@ -108,30 +80,30 @@ class PrimesScene:
         inner = w - 2 * margin
         title = f"Prime search {s.name or s.job}"
         state = {"running": "running", "done": "finished", "cancelled": "cancelled"}[s.state]
-        self._text(surface, frame, title, h // 18, colors.TEXT, (margin, h // 40),
+        frame.text.blit(surface, title, h // 18, colors.TEXT, (margin, h // 40),
                    max_width=inner * 2 // 3)  # fmt: skip
         state_colour = colors.OK if s.state == "done" else colors.TEXT_DIM
         label = frame.text.render(f"[{s.start:,} .. {s.end:,}]  {state}", h // 30, state_colour)
         surface.blit(label, (w - margin - label.get_width(), h // 40 + h // 90))
 
         y = h // 9
-        self._text(surface, frame, "largest prime found", h // 32, colors.TEXT_DIM, (margin, y))
+        frame.text.blit(surface, "largest prime found", h // 32, colors.TEXT_DIM, (margin, y))
         digits = "-" if s.largest is None else f"{s.largest:,}"
-        big = self._text(surface, frame, digits, h // 6, colors.TEXT, (margin, y + h // 28),
+        big = frame.text.blit(surface, digits, h // 6, colors.TEXT, (margin, y + h // 28),
                          max_width=inner)  # fmt: skip
 
         y = big.bottom + h // 40
         figures = [
             ("primes found", f"{s.primes:,}"),
-            ("per second", _count(s.rate)),
+            ("per second", format_count(s.rate)),
             ("nodes at work", str(s.nodes)),
-            ("time left", _duration(s.eta_s) if s.state == "running" else "-"),
+            ("time left", format_duration(s.eta_s) if s.state == "running" else "-"),
         ]
         column = inner // len(figures)
         for i, (name, value) in enumerate(figures):
             x = margin + i * column
-            self._text(surface, frame, name, h // 36, colors.TEXT_DIM, (x, y))
-            self._text(surface, frame, value, h // 14, colors.TEXT, (x, y + h // 30),
+            frame.text.blit(surface, name, h // 36, colors.TEXT_DIM, (x, y))
+            frame.text.blit(surface, value, h // 14, colors.TEXT, (x, y + h // 30),
                        max_width=column - margin)  # fmt: skip
 
         y += h // 30 + h // 14 + h // 40
@@ -142,7 +114,7 @@ class PrimesScene:
         if filled.width:
             pygame.draw.rect(surface, BAR, filled)
         pct = f"{100 * s.fraction:.1f}%  ({s.blocks_done:,} of {s.blocks_total:,} blocks)"
-        self._text(surface, frame, pct, h // 36, colors.TEXT_DIM,
+        frame.text.blit(surface, pct, h // 36, colors.TEXT_DIM,
                    (margin, self.bar_rect.bottom + h // 120))  # fmt: skip
 
         top = self.bar_rect.bottom + h // 20
@@ -170,7 +142,7 @@ class PrimesScene:
         self, surface: pygame.Surface, frame: Frame, s: JobStatus, box: pygame.Rect
     ) -> None:
         h = surface.get_height()
-        self._text(surface, frame, "top nodes", h // 32, colors.TEXT_DIM, box.topleft)
+        frame.text.blit(surface, "top nodes", h // 32, colors.TEXT_DIM, box.topleft)
         line = max(12, h // 26)
         for i, c in enumerate(s.top):
             y = box.y + (i + 1) * line + h // 80
@@ -178,5 +150,5 @@ class PrimesScene:
                 break
             swatch = pygame.Rect(box.x, y + line // 6, line * 2 // 3, line * 2 // 3)
             pygame.draw.rect(surface, node_color(c.node), swatch)
-            self._text(surface, frame, f"{c.node}  {c.blocks:,}", h // 32, colors.TEXT,
+            frame.text.blit(surface, f"{c.node}  {c.blocks:,}", h // 32, colors.TEXT,
                        (swatch.right + line // 3, y), max_width=box.width - line)  # fmt: skip

@@ -8,6 +8,7 @@ import pygame
 from head.cluster import ClusterModel
 from head.display.text import TextCache
 from head.jobs_view import JobsModel
+from head.life_view import LifeFrames
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Frame:
     palette: str
     text: TextCache
     jobs: JobsModel = field(default_factory=JobsModel)
+    life: LifeFrames = field(default_factory=LifeFrames)
 
 
 class Scene(Protocol):
@@ -37,4 +39,8 @@ class Scene(Protocol):
 
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         """Draw what changed (everything when ``full``); return the rectangles touched."""
+        ...
+
+    def on_key(self, key: int) -> bool:
+        """A key the app does not use itself (zoom, pan); True when the scene used it."""
         ...

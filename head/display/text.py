@@ -1,4 +1,5 @@
-"""Rendered text, cached: rendering text is the slowest thing a tile does."""
+"""Rendered text, cached (rendering text is the slowest thing a tile does), and the way
+figures are written on screen."""
 
 from collections import OrderedDict
 
@@ -39,3 +40,27 @@ class TextCache:
         while size > 6 and self.font(size).size(text)[0] > max_width:
             size -= 1
         return size
+
+    def blit(self, surface: pygame.Surface, text: str, size: int, colour: RGB,
+             at: tuple[int, int], *, max_width: int | None = None) -> pygame.Rect:  # fmt: skip
+        """Draw ``text`` at ``at`` (shrunk to fit ``max_width``); the rectangle it took."""
+        if max_width is not None:
+            size = self.fit(text, size, max_width)
+        return surface.blit(self.render(text, size, colour), at)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_count(n: float) -> str:
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"

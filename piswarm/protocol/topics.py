@@ -36,6 +36,7 @@ NODE_WORK_REQUEST_FILTER = f"{ROOT}/nodes/+/work/request"
 NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
 LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
+LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
 LIFE_LEAVES = frozenset({"up", "down", "want", "checkpoint", "frame", "progress"})
 
 
@@ -180,6 +181,12 @@ def life_strip(node_id: str, job: str, epoch: int, strip: int, leaf: str) -> str
         f"{ROOT}/nodes/{validate_node_id(node_id)}/life/{validate_job_id(job)}/"
         f"{epoch}/{strip}/{leaf}"
     )
+
+
+def is_life_strip_topic(topic: str) -> bool:
+    """Whether ``topic`` is under ``piswarm/nodes/<node>/life/`` (cheap: no validation)."""
+    parts = topic.split("/", 4)
+    return len(parts) == 5 and parts[0] == ROOT and parts[1] == "nodes" and parts[3] == "life"
 
 
 def parse_life_strip_topic(topic: str) -> tuple[str, str, int, int, str]:

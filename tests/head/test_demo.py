@@ -50,8 +50,12 @@ def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
         wait_line(out, r"nodes online 12/12 .*hottest sim-\d+ \d+\.\dC", timeout=30)
         # The simulated nodes do real work: the demo's prime search moves.
         wait_line(out, r"job p\d+-\w+ +running .* [1-9]\d*/1,?000 blocks", timeout=60)
+        # ... and a Game of Life, in strips on three of the nodes, paced to be watched.
+        wait_line(out, r"job l\d+-\w+ +running +life 1024x576 torus +generation [1-9][\d,]*/3,600 "
+                  r".* 3 strips on 3 nodes", timeout=60)  # fmt: skip
         children = psutil.Process(demo.pid).children(recursive=True)
         assert any("multiprocessing" in " ".join(p.cmdline()) for p in children)  # sieve workers
+        assert sum("spawn_main" in " ".join(p.cmdline()) for p in children) >= 3  # Life strips
         (broker,) = [p for p in children if p.name() == "mosquitto"]
         config = Path(broker.cmdline()[-1])  # <tmp>/broker/mosquitto.conf
         assert config.exists()

@@ -15,7 +15,7 @@ from head.display import colors
 from head.display.app import DisplayApp, DisplayOptions
 from head.display.cluster_scene import ClusterScene
 from head.display.layout import Geometry, Layout
-from head.feed import ClusterFeed
+from head.feed import DEFAULT_FILTERS, ClusterFeed
 from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
@@ -25,11 +25,12 @@ from tests.mqtt_helpers import Recorder
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def viewer_feed(broker, users):
+def viewer_feed(broker, users, filters=DEFAULT_FILTERS):
     viewer = users.get("viewer")
     settings = BrokerSettings(host="127.0.0.1", port=broker.port,
                               credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
-    feed = ClusterFeed(settings=settings, client_id=f"test-display-{time.monotonic_ns()}").start()
+    feed = ClusterFeed(settings=settings, client_id=f"test-display-{time.monotonic_ns()}",
+                       filters=filters).start()  # fmt: skip
     assert feed.connected.wait(10)
     return feed
 

@@ -7,7 +7,8 @@ from head.cluster import ClusterModel
 from head.display import colors
 from head.display.app import DisplayApp, DisplayOptions
 from head.display.cluster_scene import ClusterScene
-from head.display.primes_scene import BAR, PENDING, PrimesScene, grid_shape, node_color
+from head.display.colors import node_color
+from head.display.primes_scene import BAR, PENDING, PrimesScene, grid_shape
 from head.display.scene import Frame, Link
 from head.display.text import TextCache
 from head.jobs_view import JobsModel
