@@ -2,11 +2,13 @@
 
 Called only from the coordinator's thread (it owns the :class:`LifeStore`). A job runs
 in *epochs*: an epoch is one layout of strips over live nodes, started from the job's
-latest whole board. A node going offline, a stall (no strip heard from for
-``stall_seconds``) or a coordinator restart that finds the layout's nodes gone starts a
-new epoch from the last complete checkpoint; the retained control topic tells the old
-strips to stop. Checkpoint pieces from any but the current epoch are ignored, so the
-final board is exactly what one process would have computed.
+latest whole board. A node going offline (after ``regroup_seconds``, so that nodes coming
+back together, as after a broker restart, all take part), a stall (no strip heard from for
+``stall_seconds``) or a coordinator restart (once the nodes have had ``settle_seconds``
+to announce themselves) starts a new epoch from the last complete checkpoint; the
+retained control topic tells the old strips to stop. Checkpoint pieces from any but the
+current epoch are ignored, so the final board is exactly what one process would have
+computed.
 """
 
 import logging
@@ -41,6 +43,8 @@ class _Running:
     rate: float = 0.0
     rate_mark: tuple[float, int] = (0.0, 0)
     needs_epoch: bool = False
+    resumed: bool = False  # from SQLite after a restart: its strips' news since is lost
+    epoch_due: float = 0.0  # a wanted new epoch waits until then for nodes to regroup
 
 
 class LifeJobs:
@@ -52,12 +56,14 @@ class LifeJobs:
         clock: Callable[[], float],
         stall_seconds: float = 30.0,
         settle_seconds: float = 1.0,
+        regroup_seconds: float = 2.0,
     ) -> None:
         self.store = store
         self.publish = publish
         self.clock = clock
         self.stall_seconds = stall_seconds
         self.settle_seconds = settle_seconds
+        self.regroup_seconds = regroup_seconds
         self.nodes: OrderedDict[str, int] = OrderedDict()  # live node -> strips it runs
         self.running: dict[str, _Running] = {}
         self.stale = 0
@@ -75,6 +81,7 @@ class LifeJobs:
                 epoch=record.epoch, strips=len(layout),
                 nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now,
                 progress={}, board_gen=gen, population=population, needs_epoch=not layout,
+                resumed=True,
             )  # fmt: skip
             log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
@@ -108,19 +115,23 @@ class LifeJobs:
         self.nodes.pop(node, None)
         if strips > 0 and len(self.nodes) < MAX_NODES:
             self.nodes[node] = strips
-        for job, run in self.running.items():
-            if run.strips == 0:
-                run.needs_epoch = True  # it was waiting for nodes
-                self._start_epoch(job)
+        for run in self.running.values():
+            if run.strips == 0 and not run.needs_epoch:  # it was waiting for nodes
+                self._regroup(run)
 
     def node_offline(self, node: str) -> None:
         self.nodes.pop(node, None)
         for job, run in self.running.items():
-            if node in run.nodes:
-                log.info("Life job %s: node %s is gone, re-partitioning from generation %d",
-                         job, node, run.board_gen)  # fmt: skip
-                run.needs_epoch = True
-                self._start_epoch(job)
+            if node in run.nodes and not run.needs_epoch:
+                log.info("Life job %s: node %s is gone, re-partitioning from generation %d in "
+                         "%g s", job, node, run.board_gen, self.regroup_seconds)  # fmt: skip
+                self._regroup(run)
+
+    def _regroup(self, run: _Running) -> None:
+        """A new epoch, after a moment: nodes that come and go together (a broker restart
+        sends every node's will, then they all reconnect) are all in it."""
+        run.needs_epoch = True
+        run.epoch_due = self.clock() + self.regroup_seconds
 
     # -- messages from strips -------------------------------------------------------------------
 
@@ -180,10 +191,14 @@ class LifeJobs:
             elif (
                 run.strips
                 and now - self._started >= self.settle_seconds
-                and any(node not in self.nodes for node in run.nodes)
+                and (run.resumed or any(node not in self.nodes for node in run.nodes))
             ):
-                log.info("Life job %s: a node of epoch %d is not online, re-partitioning",
-                         job, run.epoch)  # fmt: skip
+                # Resumed: checkpoints sent while no coordinator listened are gone, and the
+                # strips may have finished meanwhile. Either way: start again from the last
+                # one stored, over the nodes online now (checkpoint_every gens at most redone).
+                why = "resumed" if run.resumed else f"a node of epoch {run.epoch} is not online"
+                log.info("Life job %s: %s, re-partitioning from generation %d", job, why,
+                         run.board_gen)  # fmt: skip
                 run.needs_epoch = True
                 self._start_epoch(job)
             elif run.strips and now - run.last_heard > self.stall_seconds:
@@ -216,8 +231,8 @@ class LifeJobs:
         run = self.running[job]
         if not run.needs_epoch:
             return
-        if self.clock() - self._started < self.settle_seconds:
-            return  # the retained births of live nodes are still arriving
+        if self.clock() - self._started < self.settle_seconds or self.clock() < run.epoch_due:
+            return  # the births of live nodes are still arriving
         record = self.store.get(job)
         request = record.request
         if not self.nodes:

@@ -277,3 +277,49 @@ def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
     finally:
         pygame.quit()
     assert app.life.malformed == 0 and app.jobs.malformed == 0 and app.model.stats.malformed == 0
+
+
+def test_the_coordinator_killed_mid_job_resumes_from_its_checkpoint_and_ends_exact(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    viewer = recorder("viewer")
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    first = coordinator()
+    # Paced, so the kill lands mid-run whatever this machine's speed.
+    job, request = submit(viewer, "soup-coordinator", width=128, height=96, gens=1500,
+                          density=0.35, seed=11, halo=4, checkpoint_every=100, pace=150,
+                          frame_every=0)  # fmt: skip
+    life_status(viewer, job, lambda s: s.population_gen >= 300)
+    first.kill()
+    stored = stored_board(tmp_path, job)
+    assert 300 <= stored.gen < request.gens
+    # The strips run on without a coordinator; their checkpoints meanwhile go unheard.
+    second = coordinator()
+    final = assert_exact(viewer, tmp_path, job, request)
+    log = second.log()
+    assert f"resuming Life job {job} from generation" in log
+    assert f"Life job {job}: resumed, re-partitioning" in log
+    assert final.epoch >= 2
+
+
+def test_a_broker_restart_mid_job_is_ridden_out_and_the_board_is_exact(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    viewer = recorder("viewer")
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    coordinator()
+    job, request = submit(viewer, "soup-broker", width=128, height=96, gens=1500, density=0.35,
+                          seed=12, halo=4, checkpoint_every=100, pace=150)  # fmt: skip
+    life_status(viewer, job, lambda s: s.gen >= 200)
+    broker.stop()
+    broker.start()
+    viewer.close()
+    viewer = recorder("viewer")
+    final = assert_exact(viewer, tmp_path, job, request)
+    # Mosquitto sends every will as it stops; the nodes reconnect within the coordinator's
+    # regrouping pause, so both carry on with the job.
+    assert final.strips == 2 and set(final.nodes) == {"node-a", "node-b"}
