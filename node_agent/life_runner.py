@@ -5,13 +5,17 @@ The coordinator publishes a binary :class:`~piswarm.protocol.life.StripAssign` o
 (:mod:`node_agent.life_strip`) with its own MQTT connection, so it can drive the network
 from its compute loop. A newer epoch of a job replaces the node's strips of older epochs;
 a repeated assignment (QoS 1 may deliver twice) is ignored. At most ``max_strips`` run at
-once, so memory and processes stay bounded.
+once, so memory and processes stay bounded; an assignment that finds no free slot waits
+for one, briefly.
 """
 
 import logging
 import multiprocessing
 import os
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from piswarm.mqtt import BrokerSettings
@@ -31,20 +35,38 @@ def _strip_main(node_id: str, settings: BrokerSettings, payload: bytes, parent: 
 
 class LifeRunner:
     """Strip processes of one node. ``on_message`` runs on paho's thread, ``tick`` and
-    ``stop`` on the driver's: a lock keeps the table consistent."""
+    ``stop`` on the driver's: a lock keeps the table consistent.
 
-    def __init__(self, *, node_id: str, settings: BrokerSettings, max_strips: int) -> None:
+    An assignment that finds every slot taken waits (at most ``max_strips`` of them, for
+    at most ``wait_limit`` seconds) and starts on a later ``tick``: the strips of a job
+    that just ended take a moment to exit, and the next job's assignments arrive at once.
+    One that waits too long is dropped; the coordinator sees its strip never advance and
+    re-partitions.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        settings: BrokerSettings,
+        max_strips: int,
+        wait_limit: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_strips < 1:
             raise ValueError("at least one strip")
         self.node_id = node_id
         self.settings = settings
         self.max_strips = max_strips
+        self.wait_limit = wait_limit
+        self.clock = clock
         self.assign_topic = topics.node_life_assign(node_id)
         self.malformed = 0
         self.refused = 0
         self.started = 0
         self._lock = threading.Lock()
         self._running: dict[StripKey, BaseProcess] = {}
+        self._waiting: OrderedDict[StripKey, tuple[float, life.StripAssign, bytes]] = OrderedDict()
         self._context = multiprocessing.get_context("spawn")
 
     def subscriptions(self) -> list[tuple[str, int]]:
@@ -66,27 +88,40 @@ class LifeRunner:
             for old in [k for k in self._running if k[0] == assign.job and k[1] < assign.epoch]:
                 log.info("%s: strip %s replaced by epoch %d", self.node_id, old, assign.epoch)
                 self._end(old)
-            if key in self._running:
+            for old in [k for k in self._waiting if k[0] == assign.job and k[1] < assign.epoch]:
+                del self._waiting[old]
+            if key in self._running or key in self._waiting:
                 return  # delivered twice
-            if len(self._running) >= self.max_strips:
-                self.refused += 1
-                log.warning("%s: already running %d strips, refusing %s", self.node_id,
-                            len(self._running), key)  # fmt: skip
+            if len(self._running) < self.max_strips:
+                self._start(key, assign, payload)
                 return
-            process = self._context.Process(
-                target=_strip_main,
-                args=(self.node_id, self.settings, payload, os.getpid()),
-                name=f"strip-{assign.job}-{assign.epoch}-{assign.strip}",
-                daemon=True,
-            )
-            process.start()
-            self._running[key] = process
-            self.started += 1
+            if len(self._waiting) >= self.max_strips:
+                dropped, _ = self._waiting.popitem(last=False)
+                self.refused += 1
+                log.warning("%s: too many strips waiting, dropped %s", self.node_id, dropped)
+            log.info("%s: all %d strip slots busy, %s waits for one", self.node_id,
+                     self.max_strips, key)  # fmt: skip
+            self._waiting[key] = (self.clock(), assign, payload)
+
+    def _start(self, key: StripKey, assign: life.StripAssign, payload: bytes) -> None:
+        process = self._context.Process(
+            target=_strip_main,
+            args=(self.node_id, self.settings, payload, os.getpid()),
+            name=f"strip-{assign.job}-{assign.epoch}-{assign.strip}",
+            daemon=True,
+        )
+        process.start()
+        self._running[key] = process
+        self.started += 1
         log.info(
             "%s: running strip %d/%d of %s (rows %d-%d, generations %d-%d)", self.node_id,
             assign.strip + 1, assign.strips, assign.job, assign.row0,
             assign.row0 + assign.rows - 1, assign.gen, assign.gens,
         )  # fmt: skip
+
+    def waiting(self) -> list[StripKey]:
+        with self._lock:
+            return list(self._waiting)
 
     def running(self) -> list[StripKey]:
         with self._lock:
@@ -96,9 +131,20 @@ class LifeRunner:
     def tick(self) -> None:
         with self._lock:
             self._reap()
+            now = self.clock()
+            for key, (since, assign, payload) in list(self._waiting.items()):
+                if now - since > self.wait_limit:
+                    del self._waiting[key]
+                    self.refused += 1
+                    log.warning("%s: no strip slot for %s in %.0f s, gave it up", self.node_id,
+                                key, now - since)  # fmt: skip
+                elif len(self._running) < self.max_strips:
+                    del self._waiting[key]
+                    self._start(key, assign, payload)
 
     def stop(self) -> None:
         with self._lock:
+            self._waiting.clear()
             for key in list(self._running):
                 self._end(key)
 
