@@ -3,7 +3,7 @@
 Called only from the coordinator's thread (it owns the :class:`LifeStore`). A job runs
 in *epochs*: an epoch is one layout of strips over live nodes, started from the job's
 latest whole board. A node going offline (after ``regroup_seconds``, so that nodes coming
-back together, as after a broker restart, all take part), a stall (no strip heard from for
+back together, as after a broker restart, all take part), a stall (no strip moving on for
 ``stall_seconds``) or a coordinator restart (once the nodes have had ``settle_seconds``
 to announce themselves) starts a new epoch from the last complete checkpoint; the
 retained control topic tells the old strips to stop. Checkpoint pieces from any but the
@@ -12,9 +12,9 @@ computed.
 """
 
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from head.life_board import initial_board, split_rows
 from head.lifestore import Board, LifeStore, Strip
@@ -45,6 +45,7 @@ class _Running:
     needs_epoch: bool = False
     resumed: bool = False  # from SQLite after a restart: its strips' news since is lost
     epoch_due: float = 0.0  # a wanted new epoch waits until then for nodes to regroup
+    slots: dict[str, int] = field(default_factory=dict)  # node -> strips it runs for this job
 
 
 class LifeJobs:
@@ -81,7 +82,7 @@ class LifeJobs:
                 epoch=record.epoch, strips=len(layout),
                 nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now,
                 progress={}, board_gen=gen, population=population, needs_epoch=not layout,
-                resumed=True,
+                resumed=True, slots=Counter(s.node for s in layout),
             )  # fmt: skip
             log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
@@ -108,6 +109,7 @@ class LifeJobs:
         self._control(job, record.epoch, "cancelled")
         self.publish_status(job)
         self.running.pop(job, None)
+        self._wake_waiting()
 
     # -- nodes ------------------------------------------------------------------------------
 
@@ -115,9 +117,7 @@ class LifeJobs:
         self.nodes.pop(node, None)
         if strips > 0 and len(self.nodes) < MAX_NODES:
             self.nodes[node] = strips
-        for run in self.running.values():
-            if run.strips == 0 and not run.needs_epoch:  # it was waiting for nodes
-                self._regroup(run)
+        self._wake_waiting()
 
     def node_offline(self, node: str) -> None:
         self.nodes.pop(node, None)
@@ -125,6 +125,12 @@ class LifeJobs:
             if node in run.nodes and not run.needs_epoch:
                 log.info("Life job %s: node %s is gone, re-partitioning from generation %d in "
                          "%g s", job, node, run.board_gen, self.regroup_seconds)  # fmt: skip
+                self._regroup(run)
+
+    def _wake_waiting(self) -> None:
+        """Jobs waiting for nodes or free strip slots try again (after the regroup pause)."""
+        for run in self.running.values():
+            if run.strips == 0 and not run.needs_epoch:
                 self._regroup(run)
 
     def _regroup(self, run: _Running) -> None:
@@ -145,8 +151,9 @@ class LifeJobs:
             progress = life.decode_progress(payload)
             if (progress.job, progress.epoch, progress.strip) != (job, epoch, strip):
                 raise ProtocolError("progress does not match its topic", topic=topic)
-            run.progress[strip] = progress.gen
-            run.last_heard = self.clock()
+            if progress.gen > run.progress.get(strip, -1):
+                run.last_heard = self.clock()  # only moving on counts: a stuck strip still talks
+            run.progress[strip] = max(run.progress.get(strip, 0), progress.gen)
         elif leaf == "checkpoint":
             self._on_checkpoint(node, job, run, strip, payload, topic)
 
@@ -181,6 +188,7 @@ class LifeJobs:
         self._control(job, run.epoch, "done")
         self.publish_status(job)
         del self.running[job]
+        self._wake_waiting()
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -201,11 +209,25 @@ class LifeJobs:
                          run.board_gen)  # fmt: skip
                 run.needs_epoch = True
                 self._start_epoch(job)
-            elif run.strips and now - run.last_heard > self.stall_seconds:
-                log.warning("Life job %s: no strip heard from for %.0f s, re-partitioning",
+            elif (
+                run.strips
+                and now - run.last_heard > self.stall_seconds
+                and now - run.last_heard > self._stall_limit(job)
+            ):
+                log.warning("Life job %s: no strip has moved on for %.0f s, re-partitioning",
                             job, now - run.last_heard)  # fmt: skip
                 run.needs_epoch = True
                 self._start_epoch(job)
+
+    def _stall_limit(self, job: str) -> float:
+        """How long no strip may advance: ``stall_seconds``, plus a paced round's length."""
+        request = self.store.get(job).request
+        if request.pace <= 0:
+            return self.stall_seconds
+        return (
+            self.stall_seconds
+            + life.round_depth(request.halo, request.pace, 1 << 30) / request.pace
+        )
 
     def publish_statuses(self) -> None:
         for job in list(self.running):
@@ -213,13 +235,23 @@ class LifeJobs:
 
     # -- epochs -----------------------------------------------------------------------------
 
-    def _layout(self, request: life.LifeRequest) -> list[Strip]:
+    def _free_slots(self, job: str) -> dict[str, int]:
+        """Strips each live node can still take: its slots less other running jobs' strips."""
+        free = dict(self.nodes)
+        for other, run in self.running.items():
+            if other != job:
+                for node, used in run.slots.items():
+                    if node in free:
+                        free[node] -= used
+        return {node: n for node, n in free.items() if n > 0}
+
+    def _layout(self, request: life.LifeRequest, free: dict[str, int]) -> list[Strip]:
         min_rows = max(MIN_STRIP_ROWS, request.halo)
-        slots = [node for node, strips in self.nodes.items() for _ in range(strips)]
+        slots = [node for node, strips in free.items() for _ in range(strips)]
         # round-robin over nodes first, so a small board spreads over many nodes
         order = sorted(range(len(slots)), key=lambda i: (slots[:i].count(slots[i]), i))
         count = max(1, min(len(slots), request.height // min_rows, life.MAX_STRIPS))
-        chosen = sorted((slots[i] for i in order[:count]), key=list(self.nodes).index)
+        chosen = sorted((slots[i] for i in order[:count]), key=list(free).index)
         return [
             Strip(strip=i, node=node, row0=row0, rows=rows)
             for i, (node, (row0, rows)) in enumerate(
@@ -235,15 +267,17 @@ class LifeJobs:
             return  # the births of live nodes are still arriving
         record = self.store.get(job)
         request = record.request
-        if not self.nodes:
+        free = self._free_slots(job)
+        if not free:
             if run.strips:
                 self._control(job, record.epoch, "running")
-            run.strips, run.nodes = 0, ()
-            log.info("Life job %s waits for nodes that run Life strips", job)
+            run.strips, run.nodes, run.slots = 0, (), {}
+            why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
+            log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
             return
         board = self.store.board(job)
-        layout = self._layout(request)
+        layout = self._layout(request, free)
         epoch = self.store.new_epoch(job, layout, board.gen)
         halo = min(request.halo, min(s.rows for s in layout))
         self._control(job, epoch, "running")  # strips of older epochs stop
@@ -274,7 +308,7 @@ class LifeJobs:
             epoch=epoch, strips=n,
             nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now, progress={},
             board_gen=board.gen, population=board.population, rate=run.rate,
-            rate_mark=(now, board.gen),
+            rate_mark=(now, board.gen), slots=Counter(s.node for s in layout),
         )  # fmt: skip
         log.info("Life job %s epoch %d: %d strips on %d nodes from generation %d, %d-row halos",
                  job, epoch, n, len(self.running[job].nodes), board.gen, halo)  # fmt: skip

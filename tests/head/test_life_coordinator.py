@@ -1,0 +1,94 @@
+"""The coordinator's Life side against a real broker, with nodes played by hand: exact
+control of what a strip reports (stuck strips, busy slots)."""
+
+import json
+import time
+
+import pytest
+
+from piswarm import protocol
+from piswarm.protocol import life as wire
+from piswarm.protocol import topics
+from tests.head.test_coordinator import Running
+
+
+@pytest.fixture
+def life_coordinator(broker, users, tmp_path):
+    made = []
+
+    def make(**kw):
+        running = Running(broker, users, tmp_path / "jobs.sqlite", **kw).start()
+        made.append(running)
+        return running
+
+    yield make
+    for running in made:
+        running.close()
+
+
+def hand_node(recorder, node_id="node-a", strips=1):
+    """A node that announces Life slots and records what it is sent."""
+    rec = recorder(node_id, filters=(f"piswarm/nodes/{node_id}/#", "piswarm/jobs/#"))
+    rec.wait_connected()
+    rec.node_id = node_id
+    birth = protocol.NodeOnline(node=node_id, ts=time.time(), host="bench", version="0",
+                                cores=4, model="hand", telemetry_interval=1.0,
+                                life_strips=strips)  # fmt: skip
+    rec.publish(topics.node_status(node_id), protocol.encode(birth), retain=True)
+    return rec
+
+
+def submit_life(rec, request_id, **fields):
+    body = {"v": 1, "kind": "life", "request_id": request_id, "width": 64, "height": 32,
+            "gens": 1000, "density": 0.3, **fields}  # fmt: skip
+    rec.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
+                       and json.loads(m.payload)["request_id"] == request_id)  # fmt: skip
+    reply = json.loads(msg.payload)
+    assert reply["ok"], reply
+    return reply["job"]
+
+
+def assigned(node, job, epoch, timeout=15.0):
+    msg = node.wait_for(
+        lambda m: m.topic == topics.node_life_assign(node.node_id)
+        and wire.decode_assign(m.payload)[0].job == job
+        and wire.decode_assign(m.payload)[0].epoch == epoch,
+        timeout=timeout,
+    )  # fmt: skip
+    return wire.decode_assign(msg.payload)[0]
+
+
+def test_a_strip_that_reports_but_never_moves_on_is_a_stall(life_coordinator, recorder):
+    node = hand_node(recorder)
+    life_coordinator(stall_seconds=2.0)
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    job = submit_life(admin, "stuck")
+    first = assigned(node, job, 1)
+    # The strip talks (a waiting strip sends progress with its wants) but stays at gen 0.
+    progress = wire.Progress(job=job, epoch=1, strip=0, gen=first.gen, population=0, rate=0.0)
+    deadline = time.monotonic() + 15
+    topic = topics.life_strip("node-a", job, 1, 0, "progress")
+    while not node.matching(lambda m: m.topic == topics.node_life_assign("node-a")
+                            and wire.decode_assign(m.payload)[0].epoch == 2):  # fmt: skip
+        assert time.monotonic() < deadline, "the stuck strip was never replaced"
+        node.publish(topic, protocol.encode(progress))
+        time.sleep(0.3)  # a strip reports about this often while it waits
+    assert assigned(node, job, 2).gen == 0  # from the last checkpoint: the start
+
+
+def test_a_job_waits_for_strip_slots_another_job_holds_and_starts_when_it_ends(
+    life_coordinator, recorder
+):
+    node = hand_node(recorder, strips=1)
+    life_coordinator()
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    first = submit_life(admin, "first")
+    assigned(node, first, 1)
+    second = submit_life(admin, "second")
+    waiting = node.wait_for(lambda m: m.topic == topics.job_status(second))
+    assert wire.decode_status(waiting.payload).strips == 0  # the only slot is taken
+    assert not node.matching(lambda m: m.topic == topics.node_life_assign("node-a")
+                             and wire.decode_assign(m.payload)[0].job == second)  # fmt: skip
+    admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": first}).encode())
+    assert assigned(node, second, 1).strips == 1  # after the regroup pause
