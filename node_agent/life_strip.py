@@ -13,6 +13,8 @@ waits forever: the coordinator re-partitions the board when a node dies and says
 retained control topic, which stops every strip of the old epoch.
 """
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import time
@@ -27,12 +29,13 @@ import paho.mqtt.client as mqtt
 
 from node_agent.life import advance, pool, population
 from piswarm import protocol
-from piswarm.mqtt import BrokerSettings, new_client
+from piswarm.mqtt import BrokerSettings, new_client, send_at_once
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
 
 WANT_AFTER = 1.0
+FIRST_WANT_EVERY = 0.1
 MAX_SILENCE = 300.0
 """A strip that has heard nothing it needs for this long gives up (its coordinator is gone)."""
 LINGER = 60.0
@@ -207,7 +210,13 @@ class StripRun:
 
     def _await_halos(self, needed: list[tuple[int, life.Side, int]], k: int) -> bool:
         heard = self.clock()
-        next_want = heard + self.want_after
+        # The first halos are the likeliest lost (QoS 0): a neighbour that started first
+        # published them before this strip subscribed. Ask at once, and often, until the
+        # exchange runs; after that a second of patience (ANCHORS: halos are rarely lost).
+        every = (
+            min(self.want_after, FIRST_WANT_EVERY) if self.stats.rounds == 0 else self.want_after
+        )
+        next_want = heard + (0.0 if self.stats.rounds == 0 else every)
         while self.stop_reason is None:
             missing = [key for key in needed if key not in self._received]
             if not missing:
@@ -226,7 +235,7 @@ class StripRun:
                                          from_strip=strip, gen=gen, side=side)  # fmt: skip
                     self._publish(self._topic("want"), protocol.encode(want), 0)
                     self.stats.wants_sent += 1
-                next_want = now + self.want_after
+                next_want = now + every
                 self._progress()
             if now - heard > self.max_silence:
                 log.error("strip %d: no halo for %.0f s, giving up", self.a.strip, now - heard)
@@ -342,6 +351,7 @@ class StripRun:
             log.error("strip %d: broker refused the connection: %s", self.a.strip, reason)
             self.stop_reason = "refused by the broker"
             return
+        send_at_once(client)  # halos are small and go out in pairs: no Nagle
         self._subscribed = False
         client.subscribe(self.subscriptions())
 
@@ -400,6 +410,30 @@ class StripRun:
         self.stats.halos_received += 1
 
 
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+
+
+def keep_heap_memory(limit: int = 256 << 20) -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the kernel.
+
+    The kernel's temporaries are ~128 KiB each, right at glibc's default mmap threshold:
+    each was mapped and unmapped again, thousands of times a second, and the page faults
+    (12-15% system time) made two strips computing side by side 40% slower than plain
+    processes (5.3 s against 3.7 s for 1000 generations of 2048 x 4096 each, measured
+    here). False where there is no glibc (the strip then runs as before).
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 64 << 20) and mallopt(M_TRIM_THRESHOLD, limit))
+
+
 def run_strip(node_id: str, settings: BrokerSettings, payload: bytes, parent: int) -> None:
     """Entry point of a strip process (spawned by the node agent)."""
     from piswarm.children import watch_parent
@@ -408,6 +442,8 @@ def run_strip(node_id: str, settings: BrokerSettings, payload: bytes, parent: in
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not keep_heap_memory():
+        log.info("no glibc mallopt here: the strip's temporaries are not kept")
     assign, packed = life.decode_assign(payload)
     outcome = StripRun(node_id=node_id, settings=settings, assign=assign, packed=packed).run()
     raise SystemExit(0 if outcome in ("done", "stopped") else 1)

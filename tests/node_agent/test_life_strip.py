@@ -63,3 +63,31 @@ def test_an_unpaced_strip_never_waits():
     before = clock.readings
     run._keep_pace()
     assert clock.readings == before
+
+
+def neighbour_strip(clock: StepClock) -> StripRun:
+    assign = wire.StripAssign(job="l1-a", epoch=1, strip=0, strips=2, row0=0, rows=16, width=64,
+                              height=32, wrap="dead", gen=0, gens=1000, halo=4, frame_every=0,
+                              checkpoint_every=1000, above=None,
+                              below=wire.StripRef(node="pi-02", strip=1))  # fmt: skip
+    packed = np.zeros((16, 1), dtype="<u8").tobytes()
+    return StripRun(node_id="pi-01", settings=BrokerSettings(host="localhost", port=1),
+                    assign=assign, packed=packed, clock=clock, max_silence=3.0)  # fmt: skip
+
+
+def test_the_first_halo_is_asked_for_at_once_and_often_later_ones_after_a_second():
+    # A neighbour that started first sent its first halo before this strip subscribed.
+    clock = StepClock(0.01)
+    first = neighbour_strip(clock)
+    assert not first._await_halos([(1, "up", 0)], 4)  # nobody answers: gives up at 3 s
+    assert 25 <= first.stats.wants_sent <= 31  # every 0.1 s from the start
+    later = neighbour_strip(clock)
+    later.stats.rounds = 5
+    assert not later._await_halos([(1, "up", 20)], 4)
+    assert 2 <= later.stats.wants_sent <= 3  # once a second
+
+
+def test_glibc_is_asked_to_keep_the_kernels_temporaries():
+    from node_agent.life_strip import keep_heap_memory
+
+    assert keep_heap_memory()  # this machine has glibc, as Raspberry Pi OS does

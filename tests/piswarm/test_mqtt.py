@@ -52,3 +52,23 @@ def test_settings_validate_themselves():
         BrokerSettings(keepalive=1)
     with pytest.raises(ConfigError, match="not valid TOML"):
         Credentials.load(__import__("pathlib").Path(__file__))  # a .py file is not TOML
+
+
+def test_send_at_once_turns_nagle_off_on_a_live_connection(broker, users):
+    import socket as socket_module
+
+    from piswarm.mqtt import send_at_once
+
+    viewer = users.get("viewer")
+    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
+                              credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
+    client = new_client("test-nodelay", settings)
+    assert not send_at_once(client)  # not connected yet: no socket
+    client.connect("127.0.0.1", broker.port)
+    try:
+        sock = client.socket()
+        assert sock.getsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY) == 0
+        assert send_at_once(client)
+        assert sock.getsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY) != 0
+    finally:
+        client.disconnect()
