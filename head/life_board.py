@@ -2,6 +2,7 @@
 
 import hashlib
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,12 +48,27 @@ def from_blob(blob: bytes, height: int, width: int) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(height, life.words_for(width))
 
 
-def split_rows(height: int, strips: int) -> list[tuple[int, int]]:
-    """``strips`` runs of rows covering ``height``, as even as can be: ``(row0, rows)``."""
-    base, extra = divmod(height, strips)
+def split_rows(height: int, weights: Sequence[float], min_rows: int = 1) -> list[tuple[int, int]]:
+    """Runs of rows covering ``height``, one per weight, sized in proportion to the
+    weights (a node's speed), each at least ``min_rows``: ``(row0, rows)`` top down.
+    Equal weights give runs as even as can be."""
+    count = len(weights)
+    if count == 0 or count * min_rows > height or min(weights) <= 0:
+        raise ValueError(f"cannot cut {height} rows into {count} runs of {min_rows}+")
+    total = sum(weights)
+    ideal = [height * w / total for w in weights]
+    rows = [max(min_rows, int(x)) for x in ideal]
+    # Hand out what is left by the largest shortfall (ties: top first), or take back what
+    # the minimum added from the runs furthest above their share.
+    while sum(rows) < height:
+        i = max(range(count), key=lambda j: (ideal[j] - rows[j], -j))
+        rows[i] += 1
+    while sum(rows) > height:
+        i = max((j for j in range(count) if rows[j] > min_rows),
+                key=lambda j: (rows[j] - ideal[j], j))  # fmt: skip
+        rows[i] -= 1
     out, row = [], 0
-    for i in range(strips):
-        rows = base + (1 if i < extra else 0)
-        out.append((row, rows))
-        row += rows
+    for n in rows:
+        out.append((row, n))
+        row += n
     return out

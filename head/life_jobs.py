@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_NODES = 10_000
 MIN_STRIP_ROWS = 8
+SPEED_SMOOTHING = 0.3  # weight of a new speed report against what a node showed before
 Publish = Callable[..., None]
 
 
@@ -66,6 +67,9 @@ class LifeJobs:
         self.settle_seconds = settle_seconds
         self.regroup_seconds = regroup_seconds
         self.nodes: OrderedDict[str, int] = OrderedDict()  # live node -> strips it runs
+        # node -> cell updates a second one of its strips computes (smoothed); kept for
+        # nodes that went away too (they come back), at most MAX_NODES of them
+        self.speeds: OrderedDict[str, float] = OrderedDict()
         self.running: dict[str, _Running] = {}
         self.stale = 0
         self.repartitions = 0
@@ -154,6 +158,8 @@ class LifeJobs:
             if progress.gen > run.progress.get(strip, -1):
                 run.last_heard = self.clock()  # only moving on counts: a stuck strip still talks
             run.progress[strip] = max(run.progress.get(strip, 0), progress.gen)
+            if progress.cells_per_s:
+                self._note_speed(node, progress.cells_per_s)
         elif leaf == "checkpoint":
             self._on_checkpoint(node, job, run, strip, payload, topic)
 
@@ -235,6 +241,20 @@ class LifeJobs:
 
     # -- epochs -----------------------------------------------------------------------------
 
+    def _note_speed(self, node: str, cells_per_s: float) -> None:
+        old = self.speeds.pop(node, None)
+        self.speeds[node] = cells_per_s if old is None else old + SPEED_SMOOTHING * (
+            cells_per_s - old)  # fmt: skip
+        while len(self.speeds) > MAX_NODES:
+            self.speeds.popitem(last=False)
+
+    def _weights(self, nodes: list[str]) -> list[float]:
+        """Each strip's share: its node's measured speed; a node not yet measured counts
+        as the median of those that are (all equal when none is)."""
+        known = sorted(self.speeds[n] for n in set(nodes) if n in self.speeds)
+        typical = known[len(known) // 2] if known else 1.0
+        return [self.speeds.get(n, typical) for n in nodes]
+
     def _free_slots(self, job: str) -> dict[str, int]:
         """Strips each live node can still take: its slots less other running jobs' strips."""
         free = dict(self.nodes)
@@ -252,11 +272,10 @@ class LifeJobs:
         order = sorted(range(len(slots)), key=lambda i: (slots[:i].count(slots[i]), i))
         count = max(1, min(len(slots), request.height // min_rows, life.MAX_STRIPS))
         chosen = sorted((slots[i] for i in order[:count]), key=list(free).index)
+        runs = split_rows(request.height, self._weights(chosen), min(min_rows, request.height))
         return [
             Strip(strip=i, node=node, row0=row0, rows=rows)
-            for i, (node, (row0, rows)) in enumerate(
-                zip(chosen, split_rows(request.height, count), strict=True)
-            )
+            for i, (node, (row0, rows)) in enumerate(zip(chosen, runs, strict=True))
         ]
 
     def _start_epoch(self, job: str) -> None:

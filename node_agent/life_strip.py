@@ -101,6 +101,8 @@ class StripRun:
         self._last_progress_at = -math.inf
         self._rate_mark = (self.clock(), self.gen)
         self._pace_mark = self._rate_mark
+        self._computed = (0.0, 0)  # seconds spent computing, cells updated
+        self._speed_mark = self._computed
         self._rate = 0.0
         self._local = assign.strips == 1  # a one-strip torus is its own neighbour
 
@@ -180,7 +182,10 @@ class StripRun:
             above = None if self.a.above is None else self._received.pop(needed[0])
             below = None if self.a.below is None else self._received.pop(needed[-1])
             self.stats.waits.append(self.clock() - started)
+        computing = self.clock()
         self.rows = advance(self.rows, above, below, k, self.a.width, self.a.wrap)
+        self._computed = (self._computed[0] + self.clock() - computing,
+                          self._computed[1] + self.a.rows * self.a.width * k)  # fmt: skip
         self.gen += k
         self.stats.rounds += 1
         self._after_round(k)
@@ -293,12 +298,16 @@ class StripRun:
             self._rate = (self.gen - mark_gen) / (now - mark_at)
         self._rate_mark = (now, self.gen)
         self._last_progress_at = now
+        (seconds, cells), (seconds0, cells0) = self._computed, self._speed_mark
+        speed = (cells - cells0) / (seconds - seconds0) if seconds > seconds0 else None
+        self._speed_mark = self._computed
         report = life.Progress(
             job=self.a.job, epoch=self.a.epoch, strip=self.a.strip, gen=self.gen,
             population=population(self.rows), rate=min(self._rate, 1e9),
             wait_p50_ms=self.stats.wait_ms(0.5), wait_p99_ms=self.stats.wait_ms(0.99),
             duplicates=self.stats.duplicates, stale=self.stats.stale,
             malformed=self.stats.malformed, wants_sent=self.stats.wants_sent,
+            cells_per_s=None if speed is None else min(speed, 1e13),
         )  # fmt: skip
         self._publish(self._topic("progress"), protocol.encode(report), 0)
 

@@ -228,7 +228,9 @@ class Frame:
 
 @dataclass(frozen=True)
 class Progress:
-    """How far a strip has got; ``rate`` is generations a second."""
+    """How far a strip has got; ``rate`` is generations a second (the whole job's pace,
+    since strips move in step); ``cells_per_s`` is this strip's own computing speed, cell
+    updates a second while not waiting (what the coordinator sizes strips by)."""
 
     job: str = field(metadata=_JOB)
     epoch: int = field(metadata=_EPOCH)
@@ -242,6 +244,7 @@ class Progress:
     stale: int = field(default=0, metadata=spec(lo=0, hi=2**53))
     malformed: int = field(default=0, metadata=spec(lo=0, hi=2**53))
     wants_sent: int = field(default=0, metadata=spec(lo=0, hi=2**53))
+    cells_per_s: float | None = field(default=None, metadata=spec(lo=0, hi=1e13))
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,23 @@ def test_a_job_waits_for_strip_slots_another_job_holds_and_starts_when_it_ends(
                              and wire.decode_assign(m.payload)[0].job == second)  # fmt: skip
     admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": first}).encode())
     assert assigned(node, second, 1).strips == 1  # after the regroup pause
+
+
+def test_strips_are_sized_by_the_speed_nodes_showed_in_earlier_epochs(life_coordinator, recorder):
+    fast, slow = hand_node(recorder, "node-a"), hand_node(recorder, "node-b")
+    life_coordinator()
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    first = submit_life(admin, "measure", height=400)
+    even = {n.node_id: assigned(n, first, 1) for n in (fast, slow)}
+    assert {a.rows for a in even.values()} == {200}  # nothing known yet: even
+    for node, speed in ((fast, 3e9), (slow, 1e9)):
+        a = even[node.node_id]
+        report = wire.Progress(job=first, epoch=1, strip=a.strip, gen=16, population=0,
+                               rate=10.0, cells_per_s=speed)  # fmt: skip
+        node.publish(topics.life_strip(node.node_id, first, 1, a.strip, "progress"),
+                     protocol.encode(report))  # fmt: skip
+    admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": first}).encode())
+    admin.wait_for(lambda m: m.topic == topics.job_status(first) and b"cancelled" in m.payload)
+    second = submit_life(admin, "sized", height=400)
+    assert assigned(fast, second, 1).rows == 300
+    assert assigned(slow, second, 1).rows == 100
