@@ -98,6 +98,12 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     soup, request = submit(viewer, f"soup-{strips}", width=150, height=96, gens=60, wrap="dead",
                            density=0.35, seed=strips, halo=3, checkpoint_every=25)  # fmt: skip
     assert_exact(viewer, tmp_path, soup, request)
+    r_pentomino, _ = read_pattern("r-pentomino")
+    grown, request = submit(viewer, f"r-pentomino-{strips}", width=120, height=100, gens=250,
+                            wrap="dead", pattern=r_pentomino, halo=8,
+                            checkpoint_every=100)  # fmt: skip
+    final = assert_exact(viewer, tmp_path, grown, request)
+    assert final.population > 5  # it grew across strip boundaries, and stayed exact
 
 
 def test_an_agent_killed_mid_run_is_replaced_and_the_board_is_still_exact(
