@@ -81,7 +81,14 @@ class LifeBoard:
         self.parts[part.strip] = part
         self.cells[part.first : part.end] = part.cells
         for row in {part.first, part.end - 1}:
-            sharing = [p for p in self.parts.values() if p.first <= row < p.end]
+            # Strips are numbered top down, so only the nearest ones can share a row (more
+            # than one each way only when strips are thinner than a pooled row).
+            sharing = [part]
+            for step in (-1, 1):
+                j = part.strip + step
+                while (other := self.parts.get(j)) is not None and other.first <= row < other.end:
+                    sharing.append(other)
+                    j += step
             if len(sharing) > 1:
                 self.cells[row] = np.logical_or.reduce([p.cells[row - p.first] for p in sharing])
         self.version += 1

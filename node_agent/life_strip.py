@@ -261,7 +261,7 @@ class StripRun:
         if (
             a.frame_every
             and self.gen - self._last_frame_gen >= a.frame_every
-            and now - self._last_frame_at >= 1 / life.MAX_FRAMES_PER_S
+            and now - self._last_frame_at >= life.frame_interval(a.strips)
         ) or (a.frame_every and self.gen == a.gens):
             self._frame()
             self._last_frame_gen, self._last_frame_at = self.gen, now

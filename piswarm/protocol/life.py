@@ -46,6 +46,7 @@ MAX_EPOCH = 1_000_000
 FRAME_CELLS = 1024
 """A frame is pooled (any live cell in an s x s square) to at most this many cells a side."""
 MAX_FRAMES_PER_S = 15
+MAX_BOARD_FRAMES_PER_S = 480  # all strips together: what one display decodes in ~5% of a core
 MAX_PACE = 100_000.0  # generations a second; 0 is "as fast as the cluster can"
 LIFE_STATES = frozenset({"running", "done", "cancelled", "failed"})
 WRAPS = frozenset({"torus", "dead"})
@@ -288,6 +289,12 @@ class LifeStatus:
     @property
     def fraction(self) -> float:
         return self.gen / self.gens if self.gens else 1.0
+
+
+def frame_interval(strips: int) -> float:
+    """Seconds between one strip's frames: 15 a second, fewer when so many strips send
+    them that the display would spend its time decoding (256 strips: ~2 a second each)."""
+    return 1 / min(MAX_FRAMES_PER_S, max(1.0, MAX_BOARD_FRAMES_PER_S / strips))
 
 
 def frame_scale(width: int, height: int) -> int:

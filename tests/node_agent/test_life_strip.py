@@ -91,3 +91,9 @@ def test_glibc_is_asked_to_keep_the_kernels_temporaries():
     from node_agent.life_strip import keep_heap_memory
 
     assert keep_heap_memory()  # this machine has glibc, as Raspberry Pi OS does
+
+
+@pytest.mark.parametrize(("strips", "per_s"), [(1, 15), (32, 15), (64, 7.5), (256, 1.875),
+                                               (4096, 1)])  # fmt: skip
+def test_frames_slow_down_when_many_strips_send_them(strips, per_s):
+    assert wire.frame_interval(strips) == pytest.approx(1 / per_s)
