@@ -72,6 +72,9 @@ def push(
     outcomes: dict[str, int] = {}
     for host in report["hosts"]:
         outcomes[host["outcome"]] = outcomes.get(host["outcome"], 0) + 1
+    per_host = sorted(h["seconds"] for h in report["hosts"])
+    print(f"  per host: median {per_host[len(per_host) // 2]:.1f} s, max {per_host[-1]:.1f} s "
+          f"(ssh work; the rest of {wall:.1f} s is start-up and waiting for 'online')")  # fmt: skip
     reasons = {h["detail"] for h in report["hosts"] if h["outcome"] != "deployed"}
     for reason in sorted(reasons)[:3]:
         if reason != "nothing to do":
