@@ -4,26 +4,9 @@ control of what a strip reports (stuck strips, busy slots)."""
 import json
 import time
 
-import pytest
-
 from piswarm import protocol
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
-from tests.head.test_coordinator import Running
-
-
-@pytest.fixture
-def life_coordinator(broker, users, tmp_path):
-    made = []
-
-    def make(**kw):
-        running = Running(broker, users, tmp_path / "jobs.sqlite", **kw).start()
-        made.append(running)
-        return running
-
-    yield make
-    for running in made:
-        running.close()
 
 
 def hand_node(recorder, node_id="node-a", strips=1):
@@ -59,9 +42,9 @@ def assigned(node, job, epoch, timeout=15.0):
     return wire.decode_assign(msg.payload)[0]
 
 
-def test_a_strip_that_reports_but_never_moves_on_is_a_stall(life_coordinator, recorder):
+def test_a_strip_that_reports_but_never_moves_on_is_a_stall(coordinator, recorder):
     node = hand_node(recorder)
-    life_coordinator(stall_seconds=2.0)
+    coordinator(stall_seconds=2.0)
     admin = recorder("admin", filters=("piswarm/jobs/#",))
     job = submit_life(admin, "stuck")
     first = assigned(node, job, 1)
@@ -78,10 +61,10 @@ def test_a_strip_that_reports_but_never_moves_on_is_a_stall(life_coordinator, re
 
 
 def test_a_job_waits_for_strip_slots_another_job_holds_and_starts_when_it_ends(
-    life_coordinator, recorder
+    coordinator, recorder
 ):
     node = hand_node(recorder, strips=1)
-    life_coordinator()
+    coordinator()
     admin = recorder("admin", filters=("piswarm/jobs/#",))
     first = submit_life(admin, "first")
     assigned(node, first, 1)
@@ -94,9 +77,9 @@ def test_a_job_waits_for_strip_slots_another_job_holds_and_starts_when_it_ends(
     assert assigned(node, second, 1).strips == 1  # after the regroup pause
 
 
-def test_strips_are_sized_by_the_speed_nodes_showed_in_earlier_epochs(life_coordinator, recorder):
+def test_strips_are_sized_by_the_speed_nodes_showed_in_earlier_epochs(coordinator, recorder):
     fast, slow = hand_node(recorder, "node-a"), hand_node(recorder, "node-b")
-    life_coordinator()
+    coordinator()
     admin = recorder("admin", filters=("piswarm/jobs/#",))
     first = submit_life(admin, "measure", height=400)
     even = {n.node_id: assigned(n, first, 1) for n in (fast, slow)}
