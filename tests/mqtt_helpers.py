@@ -70,6 +70,15 @@ class Recorder:
 
     def wait_for(self, pred: Callable[[Msg], bool], timeout=10.0) -> Msg:
         """The first message (already received or arriving) that satisfies ``pred``."""
+        msg = self.first(pred, timeout)
+        if msg is None:
+            with self._cond:
+                topics = sorted({m.topic for m in self.messages})[:20]
+            raise AssertionError(f"no matching message within {timeout}s; saw {topics}")
+        return msg
+
+    def first(self, pred: Callable[[Msg], bool], timeout: float) -> Msg | None:
+        """Like :meth:`wait_for`, but None when nothing matches within ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._cond:
             seen = 0
@@ -80,8 +89,7 @@ class Recorder:
                 seen = len(self.messages)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    topics = sorted({m.topic for m in self.messages})[:20]
-                    raise AssertionError(f"no matching message within {timeout}s; saw {topics}")
+                    return None
                 self._cond.wait(left)
 
     def matching(self, pred: Callable[[Msg], bool]) -> list[Msg]:

@@ -52,11 +52,17 @@ def test_a_strip_that_reports_but_never_moves_on_is_a_stall(coordinator, recorde
     progress = wire.Progress(job=job, epoch=1, strip=0, gen=first.gen, population=0, rate=0.0)
     deadline = time.monotonic() + 15
     topic = topics.life_strip("node-a", job, 1, 0, "progress")
-    while not node.matching(lambda m: m.topic == topics.node_life_assign("node-a")
-                            and wire.decode_assign(m.payload)[0].epoch == 2):  # fmt: skip
+
+    def replaced(m):
+        return m.topic == topics.node_life_assign("node-a") and (
+            wire.decode_assign(m.payload)[0].epoch == 2)  # fmt: skip
+
+    while True:
         assert time.monotonic() < deadline, "the stuck strip was never replaced"
         node.publish(topic, protocol.encode(progress))
-        time.sleep(0.3)  # a strip reports about this often while it waits
+        # A strip reports about this often while it waits; stop as soon as it is replaced.
+        if node.first(replaced, timeout=0.3) is not None:
+            break
     assert assigned(node, job, 2).gen == 0  # from the last checkpoint: the start
 
 
