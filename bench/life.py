@@ -26,12 +26,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.primes import _spawn
-from broker.runner import BrokerProcess
-from broker.users import ADMIN_USER, UserStore
+from bench.cluster import bench_cluster
 from head.jobclient import JobClient
 from node_agent import life
-from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 from piswarm.rle import format_rle
@@ -104,54 +101,31 @@ def compute_phase(reports: list[Report], gens: int) -> float:
 
 
 def _run(agents: int, gens: int, halo: int) -> tuple[float, list[Report]]:
-    with tempfile.TemporaryDirectory(prefix="piswarm-bench-") as tmp:
-        root = Path(tmp)
-        users = UserStore(root / "users")
-        nodes = [f"bench-{i}" for i in range(1, agents + 1)]
-        users.add_nodes(nodes)
-        broker = BrokerProcess(users=users, state_dir=root / "broker", die_with_parent=True)
-        broker.start()
-        procs = []
-        reports: list[Report] = []
-        lock = threading.Lock()
-        try:
-            common = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
-            procs.append(_spawn(["head", "--no-display", "--db", str(root / "jobs.sqlite"),
-                                 *common, "--credentials", str(users.credentials_path(ADMIN_USER))],
-                                root / "coordinator.log"))  # fmt: skip
-            for node in nodes:
-                procs.append(_spawn(["agent", "--node-id", node, "--workers", "1",
-                                     "--lock-dir", str(root / "locks"), "--credentials",
-                                     str(users.credentials_path(node)), *common],
-                                    root / f"{node}.log"))  # fmt: skip
-            admin = Credentials.load(users.credentials_path(ADMIN_USER))
-            settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
-            watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-            watcher.username_pw_set(admin.username, admin.password)
+    reports: list[Report] = []
+    lock = threading.Lock()
 
-            def keep(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-                with lock:
-                    reports.append((time.monotonic(), wire.decode_progress(msg.payload)))
+    def keep(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            reports.append((time.monotonic(), wire.decode_progress(msg.payload)))
 
-            watcher.on_message = keep
-            watcher.connect("127.0.0.1", broker.port)
-            watcher.subscribe(topics.LIFE_PROGRESS_FILTER)
-            watcher.loop_start()
-            time.sleep(3)  # the agents' births reach the coordinator
-            request = wire.LifeRequest(width=SIZE, height=SIZE, gens=gens, density=0.5, seed=1,
-                                       frame_every=0, halo=halo, checkpoint_every=gens,
-                                       request_id=f"bench-{agents}")  # fmt: skip
-            with JobClient(settings, connect_timeout=30) as client:
-                reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
-                final = client.follow(reply.job or "", lambda s: None, idle_timeout=120)
-            watcher.loop_stop()
-            watcher.disconnect()
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(10)
-            broker.stop()
+    with bench_cluster(agents) as cluster:
+        admin = cluster.admin.credentials
+        assert admin is not None
+        watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        watcher.username_pw_set(admin.username, admin.password)
+        watcher.on_message = keep
+        watcher.connect("127.0.0.1", cluster.broker.port)
+        watcher.subscribe(topics.LIFE_PROGRESS_FILTER)
+        watcher.loop_start()
+        time.sleep(3)  # the agents' births reach the coordinator
+        request = wire.LifeRequest(width=SIZE, height=SIZE, gens=gens, density=0.5, seed=1,
+                                   frame_every=0, halo=halo, checkpoint_every=gens,
+                                   request_id=f"bench-{agents}")  # fmt: skip
+        with JobClient(cluster.admin, connect_timeout=30) as client:
+            reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
+            final = client.follow(reply.job or "", lambda s: None, idle_timeout=120)
+        watcher.loop_stop()
+        watcher.disconnect()
     assert final.finished is not None and final.state == "done", final
     with lock:
         return final.finished - final.created, list(reports)

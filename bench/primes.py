@@ -23,21 +23,15 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psutil
 
-from broker.runner import BrokerProcess
-from broker.users import ADMIN_USER, UserStore
+from bench.cluster import bench_cluster
 from head.jobclient import JobClient
 from node_agent.runner import compute_block
 from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
-from piswarm.children import die_with_parent
-from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
@@ -119,12 +113,6 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "piswarm", *args], stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
-
-
 def _cpu(proc: psutil.Process) -> float:
     """CPU seconds of a process and its children (an agent's sieve workers)."""
     total = sum(proc.cpu_times()[:2])
@@ -157,44 +145,20 @@ def end_to_end(end: int, backend: str, agents: int = 2) -> bool:
     print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {BLOCK:.0e}, "
           f"{backend} sieve, {agents} agents with one worker each")  # fmt: skip
     print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
-    with tempfile.TemporaryDirectory(prefix="piswarm-bench-") as tmp:
-        root = Path(tmp)
-        users = UserStore(root / "users")
-        nodes = [f"bench-{i}" for i in range(1, agents + 1)]
-        users.add_nodes(nodes)
-        broker = BrokerProcess(users=users, state_dir=root / "broker", die_with_parent=True)
-        broker.start()
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            common = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
-            db = root / "jobs.sqlite"
-            procs.append(_spawn(["head", "--no-display", "--db", str(db), *common,
-                                 "--credentials", str(users.credentials_path(ADMIN_USER))],
-                                root / "coordinator.log"))  # fmt: skip
-            for node in nodes:
-                procs.append(_spawn(["agent", "--node-id", node, "--workers", "1",
-                                     "--backend", backend, "--lock-dir", str(root / "locks"),
-                                     "--credentials", str(users.credentials_path(node)),
-                                     *common], root / f"{node}.log"))  # fmt: skip
-            admin = Credentials.load(users.credentials_path(ADMIN_USER))
-            settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
-            with JobClient(settings, connect_timeout=30) as client:
-                _run_job(client, 1, agents * 2 * BLOCK, "warm-up")  # workers start, imports
-                watched = [psutil.Process(p.pid) for p in procs] + [psutil.Process(broker.pid)]
-                before = [_cpu(p) for p in watched]
-                job, wall = _run_job(client, 1, end, "measured")
-                spent = [_cpu(p) - b for p, b in zip(watched, before, strict=True)]
-            stored, primes = (
-                sqlite3.connect(db)
-                .execute("SELECT SUM(LENGTH(data)), SUM(count) FROM results WHERE job = ?", (job,))
-                .fetchone()
-            )
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(10)
-            broker.stop()
+    with bench_cluster(agents, ["--backend", backend]) as cluster:
+        with JobClient(cluster.admin, connect_timeout=30) as client:
+            _run_job(client, 1, agents * 2 * BLOCK, "warm-up")  # workers start, imports
+            watched = [psutil.Process(p.pid) for p in cluster.procs]
+            watched.append(psutil.Process(cluster.broker.pid))
+            before = [_cpu(p) for p in watched]
+            job, wall = _run_job(client, 1, end, "measured")
+            spent = [_cpu(p) - b for p, b in zip(watched, before, strict=True)]
+        stored, primes = (
+            sqlite3.connect(cluster.db)
+            .execute("SELECT SUM(LENGTH(data)), SUM(count) FROM results WHERE job = ?", (job,))
+            .fetchone()
+        )
+        nodes = cluster.nodes
     names = ["coordinator"] + [f"{n} (+worker)" for n in nodes] + ["mosquitto"]
     print("  CPU seconds during the job: " + ", ".join(
         f"{name} {cpu:.2f}" for name, cpu in zip(names, spent, strict=True)))  # fmt: skip

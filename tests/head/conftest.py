@@ -1,0 +1,50 @@
+"""The coordinator as the head tests drive it: in a thread of the test process (its
+objects and stats in reach), against the real broker of the top-level fixtures."""
+
+import threading
+
+import pytest
+
+from head.coordinator import Coordinator
+from piswarm.mqtt import BrokerSettings, Credentials
+
+
+class Running:
+    """A coordinator in a thread of the test process."""
+
+    def __init__(self, broker, users, db, **kw):
+        admin = users.get("admin")
+        settings = BrokerSettings(host="127.0.0.1", port=broker.port,
+                                  credentials=Credentials(admin.name, admin.password))  # fmt: skip
+        self.coordinator = Coordinator(db_path=db, settings=settings, **kw)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.coordinator.run, args=(self.stop,))
+
+    def start(self):
+        self.coordinator.start()
+        self.thread.start()
+        assert self.coordinator.ready.wait(10) and self.coordinator.connected.wait(10)
+        return self
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.coordinator.close()
+
+    @property
+    def stats(self):
+        return self.coordinator.stats
+
+
+@pytest.fixture
+def coordinator(broker, users, tmp_path):
+    made = []
+
+    def make(**kw):
+        running = Running(broker, users, tmp_path / "jobs.sqlite", **kw).start()
+        made.append(running)
+        return running
+
+    yield make
+    for running in made:
+        running.close()
