@@ -2,6 +2,7 @@
 
 import sqlite3
 from pathlib import Path
+from typing import ClassVar, Self
 
 
 def connect(path: Path | str, schema: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -15,3 +16,30 @@ def connect(path: Path | str, schema: str, *, readonly: bool = False) -> sqlite3
     db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
     db.executescript(schema)
     return db
+
+
+class Store:
+    """An SQLite file opened with the subclass's ``schema``; one thread uses it."""
+
+    schema: ClassVar[str]
+    name: ClassVar[str]  # for the error when it is used unopened
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self, *, readonly: bool = False) -> Self:
+        """Open (creating it if needed); ``readonly`` beside a running coordinator."""
+        self._db = connect(self.path, self.schema, readonly=readonly)
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"{self.name} is not open")
+        return self._db

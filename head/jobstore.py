@@ -11,17 +11,15 @@ by ``(job, block)``: the first valid one is stored, any later one (a frozen node
 up, a resend after a reconnect) is a harmless duplicate.
 """
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from head.db import connect
+from head.db import Store
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import check_primes, decode_primes
@@ -112,28 +110,11 @@ class Progress:
     finished: float | None
 
 
-class JobStore:
+class JobStore(Store):
     """One SQLite database; not shared between threads (the coordinator owns it)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def open(self, *, readonly: bool = False) -> "JobStore":
-        """Open (creating it if needed); ``readonly`` beside a running coordinator."""
-        self._db = connect(self.path, SCHEMA, readonly=readonly)
-        return self
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("job store is not open")
-        return self._db
+    schema = SCHEMA
+    name = "job store"
 
     # -- jobs ---------------------------------------------------------------------------
 

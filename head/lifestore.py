@@ -6,15 +6,13 @@ piece for that generation; then the pieces become one board and the older boards
 pieces go. So at most one whole board per job (plus the pieces in flight) is stored.
 """
 
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from head.db import connect
+from head.db import Store
 from head.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import _schema
 from piswarm.protocol.life import LifeRequest
@@ -87,25 +85,9 @@ class Board:
     cells: np.ndarray  # packed
 
 
-class LifeStore:
-    def __init__(self, path: Path | str) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def open(self, *, readonly: bool = False) -> "LifeStore":
-        self._db = connect(self.path, SCHEMA, readonly=readonly)
-        return self
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("life store is not open")
-        return self._db
+class LifeStore(Store):
+    schema = SCHEMA
+    name = "life store"
 
     def submit(self, request: LifeRequest, board: np.ndarray, now: float) -> tuple[str, bool]:
         """Store a request and its board at generation 0: ``(job, True)``; a seen
