@@ -69,6 +69,15 @@ def online(node):
     return lambda m: m.topic == topics.node_status(node) and b"online" in m.payload
 
 
+def two_agents(recorder, agents, viewer=None):
+    """Agents node-a and node-b (one strip each), online; the viewer that saw them."""
+    viewer = viewer or recorder("viewer")
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    return viewer
+
+
 FLEETS = {1: {"node-a": 1}, 2: {"node-a": 1, "node-b": 1}, 3: {"node-a": 1, "node-b": 2},
           5: {"node-a": 2, "node-b": 3}}  # fmt: skip
 
@@ -129,9 +138,7 @@ def test_duplicate_stale_and_malformed_messages_change_nothing(
     viewer = recorder("viewer")
     admin = recorder("admin")
     admin.wait_connected()
-    for node in ("node-a", "node-b"):
-        agents(node, workers=1)
-        viewer.wait_for(online(node))
+    two_agents(recorder, agents, viewer)
     boss = coordinator()
     job, request = submit(viewer, "soup-noise", width=128, height=64, gens=3000, density=0.3,
                           seed=3, halo=2, checkpoint_every=500, frame_every=0)  # fmt: skip
@@ -198,10 +205,7 @@ def test_bad_life_requests_are_answered_with_the_reason(fields, error, broker, c
 def test_the_cli_runs_a_pattern_exports_its_rle_verifies_it_and_cancels(
     broker, users, agents, coordinator, recorder, tmp_path
 ):
-    viewer = recorder("viewer")
-    for node in ("node-a", "node-b"):
-        agents(node, workers=1)
-        viewer.wait_for(online(node))
+    viewer = two_agents(recorder, agents)
     coordinator()
     flags = job_flags(broker, users)
     done = piswarm("job", "life", "--size", "120x90", "--gens", "300", "--pattern",
@@ -237,10 +241,7 @@ def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
     broker, users, agents, coordinator, recorder, tmp_path
 ):
     """The kiosk display fed by the real broker: strips' frames, assembled, drawn, saved."""
-    viewer = recorder("viewer")
-    for node in ("node-a", "node-b"):
-        agents(node, workers=1)
-        viewer.wait_for(online(node))
+    viewer = two_agents(recorder, agents)
     coordinator()
     feed = viewer_feed(broker, users, DISPLAY_FILTERS)
     scene = LifeScene()
@@ -292,10 +293,7 @@ def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
 def test_the_coordinator_killed_mid_job_resumes_from_its_checkpoint_and_ends_exact(
     broker, users, agents, coordinator, recorder, tmp_path
 ):
-    viewer = recorder("viewer")
-    for node in ("node-a", "node-b"):
-        agents(node, workers=1)
-        viewer.wait_for(online(node))
+    viewer = two_agents(recorder, agents)
     first = coordinator()
     # Paced, so the kill lands mid-run whatever this machine's speed.
     job, request = submit(viewer, "soup-coordinator", width=128, height=96, gens=1500,
@@ -317,10 +315,7 @@ def test_the_coordinator_killed_mid_job_resumes_from_its_checkpoint_and_ends_exa
 def test_a_broker_restart_mid_job_is_ridden_out_and_the_board_is_exact(
     broker, users, agents, coordinator, recorder, tmp_path
 ):
-    viewer = recorder("viewer")
-    for node in ("node-a", "node-b"):
-        agents(node, workers=1)
-        viewer.wait_for(online(node))
+    viewer = two_agents(recorder, agents)
     coordinator()
     job, request = submit(viewer, "soup-broker", width=128, height=96, gens=1500, density=0.35,
                           seed=12, halo=4, checkpoint_every=100, pace=150)  # fmt: skip
