@@ -48,3 +48,14 @@ def coordinator(broker, users, tmp_path):
     yield make
     for running in made:
         running.close()
+
+
+@pytest.fixture
+def screen():
+    """A 1280 x 720 window (the SDL dummy driver in the tests), closed afterwards."""
+    import pygame
+
+    pygame.display.init()
+    pygame.font.init()
+    yield pygame.display.set_mode((1280, 720))
+    pygame.quit()

@@ -3,7 +3,6 @@ Life scene drawn into real frames and checked by pixel."""
 
 import numpy as np
 import pygame
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,14 +146,6 @@ def life_status(job="l1-a", state="running", gen=10, **kw):
                   created=1.0, finished=None, ts=10.0)  # fmt: skip
     fields.update(kw)
     return wire.LifeStatus(**fields)
-
-
-@pytest.fixture
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    yield pygame.display.set_mode((1280, 720))
-    pygame.quit()
 
 
 def draw(screen, jobs, frames, scene=None, now=10.0):

@@ -70,14 +70,6 @@ def test_the_grid_holds_every_cell(cells, w, h):
     assert columns * rows >= cells and columns * (rows - 1) < cells
 
 
-@pytest.fixture
-def screen():
-    pygame.display.init()
-    pygame.font.init()
-    yield pygame.display.set_mode((1280, 720))
-    pygame.quit()
-
-
 def draw(screen, model):
     scene = PrimesScene()
     frame = Frame(ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(),
