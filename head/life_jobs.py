@@ -35,8 +35,6 @@ class _Running:
     """What the coordinator tracks of a running job in memory (rebuilt on restart)."""
 
     epoch: int
-    strips: int
-    nodes: tuple[str, ...]
     last_heard: float
     progress: dict[int, int]  # strip -> generation reached
     board_gen: int
@@ -47,6 +45,15 @@ class _Running:
     resumed: bool = False  # from SQLite after a restart: its strips' news since is lost
     epoch_due: float = 0.0  # a wanted new epoch waits until then for nodes to regroup
     slots: dict[str, int] = field(default_factory=dict)  # node -> strips it runs for this job
+
+    @property
+    def strips(self) -> int:
+        return sum(self.slots.values())
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The epoch's nodes, top strip's first."""
+        return tuple(self.slots)
 
 
 class LifeJobs:
@@ -83,10 +90,9 @@ class LifeJobs:
             record, (gen, population, _hash) = self.store.get(job), self.store.summary(job)
             layout = self.store.layout(job, record.epoch)
             self.running[job] = _Running(
-                epoch=record.epoch, strips=len(layout),
-                nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now,
-                progress={}, board_gen=gen, population=population, needs_epoch=not layout,
-                resumed=True, slots=Counter(s.node for s in layout),
+                epoch=record.epoch, last_heard=now, progress={}, board_gen=gen,
+                population=population, needs_epoch=not layout, resumed=True,
+                slots=Counter(s.node for s in layout),
             )  # fmt: skip
             log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
@@ -98,7 +104,7 @@ class LifeJobs:
             log.info("Life job %s: %d x %d, %d generations (%s)", job, request.width,
                      request.height, request.gens, request.wrap)  # fmt: skip
             self.running[job] = _Running(
-                epoch=0, strips=0, nodes=(), last_heard=now, progress={},
+                epoch=0, last_heard=now, progress={},
                 board_gen=0, population=population(board),
                 needs_epoch=True,
             )  # fmt: skip
@@ -290,7 +296,7 @@ class LifeJobs:
         if not free:
             if run.strips:
                 self._control(job, record.epoch, "running")
-            run.strips, run.nodes, run.slots = 0, (), {}
+            run.slots = {}
             why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
             log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
@@ -324,8 +330,7 @@ class LifeJobs:
             self.repartitions += 1
         now = self.clock()
         self.running[job] = _Running(
-            epoch=epoch, strips=n,
-            nodes=tuple(dict.fromkeys(s.node for s in layout)), last_heard=now, progress={},
+            epoch=epoch, last_heard=now, progress={},
             board_gen=board.gen, population=board.population, rate=run.rate,
             rate_mark=(now, board.gen), slots=Counter(s.node for s in layout),
         )  # fmt: skip
