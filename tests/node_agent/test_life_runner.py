@@ -28,6 +28,8 @@ def assignment(job: str, gens: int, epoch: int = 1) -> bytes:
 
 
 def until(condition, timeout=30.0):
+    """Call ``condition`` (which ticks the runner, as the agent's driver loop does) until it
+    holds: a waiting strip starts only on a tick, so there is no event to wait on."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
