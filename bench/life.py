@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bench.cluster import bench_cluster
 from head.jobclient import JobClient
 from node_agent import life
+from piswarm.mqtt import end_loop
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 from piswarm.rle import format_rle
@@ -124,7 +125,7 @@ def _run(agents: int, gens: int, halo: int) -> tuple[float, list[Report]]:
         with JobClient(cluster.admin, connect_timeout=30) as client:
             reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
             final = client.follow(reply.job or "", lambda s: None, idle_timeout=120)
-        watcher.loop_stop()
+        end_loop(watcher)
         watcher.disconnect()
     assert final.finished is not None and final.state == "done", final
     with lock:

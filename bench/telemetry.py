@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from broker.runner import BrokerProcess
 from broker.users import UserStore
 from node_agent.sim import sim_node_ids
+from piswarm.mqtt import end_loop
 
 ANCHOR = {"p50_ms": 0.3, "p99_ms": 2.1, "sim_cpu": 4.7, "broker_cpu": 1.1}
 TARGET = {"p99_ms": 50.0, "sim_cpu": 15.0, "lost": 0}
@@ -97,7 +98,7 @@ def main() -> int:
             sim.terminate()
             sim.wait(30)
             sub.disconnect()
-            sub.loop_stop()
+            end_loop(sub)
             broker.stop()
 
     latencies: list[float] = []

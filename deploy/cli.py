@@ -350,7 +350,14 @@ def run_broker(args: argparse.Namespace) -> int:
     from deploy.trust import KnownHosts
     from piswarm import paths
     from piswarm.errors import ConfigError, PiswarmError
-    from piswarm.mqtt import BrokerSettings, Credentials, connect_async, guarded, new_client
+    from piswarm.mqtt import (
+        BrokerSettings,
+        Credentials,
+        connect_async,
+        end_loop,
+        guarded,
+        new_client,
+    )
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not in 1-65535")
@@ -408,7 +415,7 @@ def run_broker(args: argparse.Namespace) -> int:
         ok = connected.wait(10)
     finally:
         client.disconnect()
-        client.loop_stop()
+        end_loop(client)
     if not ok:
         raise PiswarmError(
             f"Mosquitto on {host.address}:{args.port} does not accept the admin "

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm import protocol
-from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
+from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class StatusWatcher:
     def __exit__(self, *_exc: object) -> None:
         if self._client is not None:
             self._client.disconnect()
-            self._client.loop_stop()
+            end_loop(self._client)
 
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any

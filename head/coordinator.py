@@ -31,7 +31,7 @@ from head.life_jobs import LifeJobs
 from head.lifestore import LifeStore
 from head.tally import JobTally
 from piswarm import __version__, protocol
-from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
+from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Coordinator:
             except (RuntimeError, ValueError) as exc:
                 log.warning("coordinator offline status not confirmed: %s", exc)
         client.disconnect()
-        client.loop_stop()
+        end_loop(client)
         self.connected.clear()
 
     def run(self, stop: threading.Event) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
+from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class ClusterFeed:
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()
-            client.loop_stop()
+            end_loop(client)
         self.connected.clear()
 
     def drain(self, limit: int = 100_000) -> list[Message]:

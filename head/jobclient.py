@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm import protocol
 from piswarm.errors import PiswarmError
-from piswarm.mqtt import BrokerSettings, guarded, new_client, reason_text
+from piswarm.mqtt import BrokerSettings, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class JobClient:
             ) from None
         c.loop_start()
         if not self._connected.wait(self.connect_timeout):
-            c.loop_stop()
+            end_loop(c)
             why = self._refused or "no answer"
             raise JobClientError(
                 f"cannot log in to the broker at {self.settings.host}:{self.settings.port}: {why}"
@@ -69,7 +69,7 @@ class JobClient:
 
     def __exit__(self, *_exc: object) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        end_loop(self._client)
 
     # -- paho's thread -------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from node_agent.life_runner import LifeRunner
 from node_agent.runner import WorkRunner
 from node_agent.sensors import Sensors
 from piswarm import __version__, protocol
-from piswarm.mqtt import BrokerSettings, connect_async, guarded, new_client, reason_text
+from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Agent:
         """Pass 3: wait for the network thread to end."""
         client, self._stopping = self._stopping, None
         if client is not None:
-            client.loop_stop()
+            end_loop(client)
         self.connected.clear()
 
     # -- the driver's side ----------------------------------------------------------------

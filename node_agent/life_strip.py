@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 
 from node_agent.life import advance, pool, population
 from piswarm import protocol
-from piswarm.mqtt import BrokerSettings, new_client, send_at_once
+from piswarm.mqtt import BrokerSettings, end_loop, new_client, send_at_once
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class StripRun:
             return self._finish("done")
         finally:
             client.disconnect()
+            end_loop(client)
 
     def _round(self) -> bool:
         k = life.round_depth(self.a.halo, self.a.pace, self.a.gens - self.gen)

@@ -151,6 +151,22 @@ def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
     client.loop_start()
 
 
+def end_loop(client: mqtt.Client) -> None:
+    """Stop paho's network thread, if any, and close every socket the client still holds.
+
+    ``loop_start()`` (or the first manual ``loop()``) opens a loopback TCP socket pair to
+    wake the loop, and paho closes it only in ``Client.__del__``. A client whose callbacks
+    are its owner's bound methods sits in a reference cycle, and the cycle collector
+    finalises the sockets in any order, often before the client: two descriptors held
+    until some later collection, then a ResourceWarning. ``reinitialise()`` is paho's
+    public call that closes them (and the connection, if still open); it also drops the
+    callbacks, breaking the cycle. Call :meth:`mqtt.Client.disconnect` first for a clean
+    goodbye.
+    """
+    client.loop_stop()
+    client.reinitialise()
+
+
 def guarded(
     name: str, on_error: Callable[[], None] | None = None
 ) -> Callable[[Callable[P, None]], Callable[P, None]]:

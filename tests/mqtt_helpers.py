@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from piswarm.mqtt import end_loop
+
 _ids = itertools.count()
 
 
@@ -108,4 +110,4 @@ class Recorder:
 
     def close(self):
         self.client.disconnect()
-        self.client.loop_stop()
+        end_loop(self.client)

@@ -18,6 +18,7 @@ from broker.config import BrokerConfig
 from broker.errors import BrokerError, MosquittoNotFound
 from broker.runner import BrokerProcess, find_mosquitto
 from broker.users import UserStore, mosquitto_hash, render_acl
+from piswarm.mqtt import end_loop
 from tests.conftest import status_is, telemetry_of
 from tests.mqtt_helpers import Recorder
 
@@ -168,7 +169,7 @@ def test_retained_and_queued_messages_survive_a_restart(users, tmp_path, crash):
     try:
         client = durable.connect(subscribe=True)
         client.disconnect()
-        client.loop_stop()
+        end_loop(client)
         admin = Recorder(broker.port, users.get("admin"), ()).wait_connected()
         # mosquitto saves on its next loop pass after the PUBACK (milliseconds later), not
         # before it: wait for each save, which without autosave_on_changes takes 30 min.
@@ -189,7 +190,7 @@ def test_retained_and_queued_messages_survive_a_restart(users, tmp_path, crash):
         client = durable.connect(subscribe=False)
         assert durable.got.get(timeout=10) == b"while-away"
         client.disconnect()
-        client.loop_stop()
+        end_loop(client)
     finally:
         broker.stop()
 

@@ -2,11 +2,13 @@
 
 import logging
 import queue
+import threading
+from pathlib import Path
 
 import pytest
 
 from piswarm.errors import ConfigError
-from piswarm.mqtt import BrokerSettings, Credentials, connect_async, guarded, new_client
+from piswarm.mqtt import BrokerSettings, Credentials, connect_async, end_loop, guarded, new_client
 from tests.mqtt_helpers import Recorder
 
 
@@ -42,7 +44,7 @@ def test_a_raising_callback_is_logged_and_the_client_keeps_receiving(broker, use
     finally:
         admin.close()
         client.disconnect()
-        client.loop_stop()
+        end_loop(client)
 
 
 def test_settings_validate_themselves():
@@ -72,3 +74,35 @@ def test_send_at_once_turns_nagle_off_on_a_live_connection(broker, users):
         assert sock.getsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY) != 0
     finally:
         client.disconnect()
+    end_loop(client)
+
+
+def _open_fds() -> int:
+    return sum(1 for _ in Path("/proc/self/fd").iterdir())
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["loop_start", "manual-loop"])
+def test_end_loop_closes_every_socket_the_client_opened(broker, users, threaded):
+    """paho keeps a loopback socket pair open after loop_stop(); a cyclic client leaked it.
+
+    The leak surfaced in CI as a ResourceWarning (an error under -W error) in whatever test
+    next ran the cycle collector.
+    """
+    viewer = users.get("viewer")
+    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
+                              credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
+    before = _open_fds()
+    client = new_client("test-end-loop", settings)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    if threaded:
+        connect_async(client, settings)
+        assert connected.wait(10)
+    else:
+        client.connect(settings.host, settings.port)
+        while not connected.is_set():
+            client.loop(timeout=0.1)  # the manual loop blocks in select(): no busy wait
+    assert _open_fds() >= before + 3  # the connection and the wake-up pair
+    client.disconnect()
+    end_loop(client)
+    assert _open_fds() == before
