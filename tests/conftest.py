@@ -1,5 +1,6 @@
 """Fixtures: a real mosquitto with the project's own config, and real agent processes."""
 
+import gc
 import json
 import os
 
@@ -21,6 +22,12 @@ from piswarm.protocol import topics
 from tests.mqtt_helpers import Recorder
 
 NODE_IDS = ["node-a", "node-b", "node-c"]
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    yield
+    gc.collect()
 
 
 @pytest.fixture
