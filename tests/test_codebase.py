@@ -82,3 +82,19 @@ def test_the_agent_runs_without_pygame_or_paramiko(broker, users, recorder, tmp_
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out.decode()[-2000:]
+
+
+BENCHMARKS = sorted(
+    p.stem for p in (ROOT / "bench").glob("*.py") if "__main__" in p.read_text()
+)  # bench/cluster.py is a helper the end-to-end benchmarks share
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_benchmark_starts_as_run_bench_starts_it(name):
+    """`./run bench NAME` is `python -m bench.NAME` from the top: its imports must resolve."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout.lower(), done.stdout[-500:]
