@@ -14,7 +14,7 @@ import numpy as np
 
 from head.db import Store
 from head.life_board import board_hash, from_blob, to_blob
-from piswarm.protocol import _schema
+from piswarm.protocol import ProtocolError, _schema
 from piswarm.protocol.life import LifeRequest
 
 SCHEMA = """
@@ -187,7 +187,9 @@ class LifeStore(Store):
         self, job: str, epoch: int, gen: int, strip: int, row0: int, packed: bytes, strips: int
     ) -> Board | None:
         """Store one strip's checkpoint; when the generation is complete, make it the
-        job's board and return it."""
+        job's board and return it. Pieces that do not tile the board row for row (strips
+        that disagree on where their boundaries moved) raise ProtocolError: the pieces of
+        that generation are dropped and the job's last board stays."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -202,18 +204,28 @@ class LifeStore(Store):
                 return None
             request = self.get(job).request
             words = -(-request.width // 64)
-            parts = [
-                np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(-1, words)
-                for (data,) in self.db.execute(
-                    "SELECT data FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ? "
-                    "ORDER BY row0",
-                    (job, epoch, gen),
-                )
-            ]
-            board = self._put_board(job, gen, np.concatenate(parts))
-            self.db.execute("DELETE FROM life_pieces WHERE job = ? AND gen <= ?", (job, gen))
-            self.db.execute("DELETE FROM life_boards WHERE job = ? AND gen < ?", (job, gen))
-        return board
+            parts, end = [], 0
+            for piece_row0, data in self.db.execute(
+                "SELECT row0, data FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ? "
+                "ORDER BY row0",
+                (job, epoch, gen),
+            ):
+                if piece_row0 != end:
+                    break
+                parts.append(np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(-1, words))
+                end += parts[-1].shape[0]
+            if end == request.height:
+                board = self._put_board(job, gen, np.concatenate(parts))
+                self.db.execute("DELETE FROM life_pieces WHERE job = ? AND gen <= ?", (job, gen))
+                self.db.execute("DELETE FROM life_boards WHERE job = ? AND gen < ?", (job, gen))
+                return board
+            self.db.execute(
+                "DELETE FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ?", (job, epoch, gen)
+            )
+        raise ProtocolError(
+            f"the checkpoint pieces of generation {gen} do not tile the board "
+            f"(rows 0 to {end} of {request.height} line up)"
+        )
 
     def finish(self, job: str, state: str, now: float, error: str | None = None) -> None:
         with self.db:

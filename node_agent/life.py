@@ -242,6 +242,41 @@ def advance(
     return src[lo + top : hi - bottom].copy()
 
 
+def move_boundaries(
+    rows: np.ndarray,
+    above: np.ndarray | None,
+    below: np.ndarray | None,
+    top: int,
+    bottom: int,
+    depth: int,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A strip after its top edge moved down ``top`` rows and its bottom edge ``bottom``
+    rows (negative: up), with the ``depth`` rows beyond each new edge: what
+    :func:`advance` needs for a round of ``depth`` generations.
+
+    ``above`` is the upper neighbour's bottom rows and ``below`` the lower one's top rows,
+    all of the same generation (``None`` at an edge that does not move and has nothing
+    beyond: a dead edge of the board). An edge can move as far as the rows on hand allow
+    while leaving ``depth`` beyond it.
+    """
+    if (above is None and top) or (below is None and bottom):
+        raise ValueError("an edge with nothing beyond it cannot move")
+    lead = 0 if above is None else above.shape[0]
+    whole = np.concatenate([part for part in (above, rows, below) if part is not None])
+    start, end = lead + top, lead + rows.shape[0] + bottom
+    if end <= start:
+        raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
+    if (above is not None and start < depth) or (
+        below is not None and end + depth > whole.shape[0]
+    ):
+        raise ValueError(f"not {depth} rows beyond an edge moved by {top} / {bottom}")
+    return (
+        whole[start:end],
+        None if above is None else whole[start - depth : start],
+        None if below is None else whole[end : end + depth],
+    )
+
+
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 

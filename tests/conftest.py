@@ -66,8 +66,9 @@ class AgentProcess:
     """``python -m piswarm agent`` as a real child process."""
 
     def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5,
-                 workers=0, backend="numpy"):  # fmt: skip
+                 workers=0, backend="numpy", cpus=None, nice=0):  # fmt: skip
         self.node_id = node_id
+        self.cpus, self.nice = cpus, nice  # for it, its strips and its sieve workers
         self.config = tmp_path / f"agent-{node_id}.toml"
         self.config.write_text(
             "[agent]\n"
@@ -86,7 +87,8 @@ class AgentProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self):
-        self.proc = spawn(["agent", "--config", str(self.config)], self.log_path)
+        self.proc = spawn(["agent", "--config", str(self.config)], self.log_path, cpus=self.cpus,
+                          nice=self.nice)  # fmt: skip
         return self
 
     def log(self) -> str:
@@ -105,16 +107,24 @@ class AgentProcess:
             self.proc.wait()
 
 
-def spawn(args, log_path):
-    """``python -m piswarm ARGS`` as a child that dies with the test run."""
+def spawn(args, log_path, cpus=None, nice=0):
+    """``python -m piswarm ARGS`` as a child that dies with the test run (on ``cpus``, at
+    ``nice``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
+
+    def prepare():
+        die_with_parent()  # a crashed test run leaves no process behind
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+        os.nice(nice)
+
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "piswarm", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=die_with_parent,  # a crashed test run leaves no process behind
+            preexec_fn=prepare,
         )
 
 

@@ -2,6 +2,9 @@
 each strip in its own process; the final board must equal one process's, bit for bit."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pygame
 import pytest
@@ -16,6 +19,7 @@ from head.life_board import board_hash, initial_board
 from head.lifestore import LifeStore
 from head.patterns import read_pattern
 from node_agent import life
+from piswarm.children import die_with_parent
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 from piswarm.rle import parse_rle
@@ -113,6 +117,47 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
                             checkpoint_every=100)  # fmt: skip
     final = assert_exact(viewer, tmp_path, grown, request)
     assert final.population > 5  # it grew across strip boundaries, and stayed exact
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin agents to")
+def test_a_strip_on_a_busy_core_hands_rows_to_its_neighbour_and_the_board_stays_exact(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    """Balancing for real: node-a shares its CPU with a busy loop (as slow as a Pi that
+    throttles), node-b has a CPU of its own. Rounds of 64 generations are long enough that
+    the busy loop takes turns with node-a's strip while it computes, so the strip computes
+    at about half speed and the boundary moves rows from node-a to node-b."""
+    busy, free = sorted(os.sched_getaffinity(0))[:2]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                           preexec_fn=lambda: (die_with_parent(),
+                                               os.sched_setaffinity(0, {busy})))  # fmt: skip
+    try:
+        viewer = recorder("viewer")
+        viewer.wait_connected()
+        for node, cpu in (("node-a", busy), ("node-b", free)):
+            agents(node, workers=1, cpus={cpu})
+            viewer.wait_for(online(node))
+        coordinator()
+        job, request = submit(viewer, "balance", width=2048, height=1024, gens=1280,
+                              wrap="dead", density=0.35, seed=5, halo=64,
+                              checkpoint_every=640, frame_every=0)  # fmt: skip
+        assert_exact(viewer, tmp_path, job, request)
+        last = {}
+        for strip in (0, 1):  # each strip's last word, once it is done
+            msg = viewer.wait_for(
+                lambda m, s=strip: (
+                    m.topic.endswith(f"/{s}/progress")
+                    and job in m.topic
+                    and wire.decode_progress(m.payload).gen == request.gens
+                )
+            )
+            last[msg.topic.split("/")[2]] = wire.decode_progress(msg.payload)
+    finally:
+        hog.kill()
+        hog.wait()
+    slow, quick = last["node-a"], last["node-b"]
+    assert slow.rows + quick.rows == 1024
+    assert slow.rows < 0.8 * 512 < 1.2 * 512 < quick.rows, last
 
 
 def test_an_agent_killed_mid_run_is_replaced_and_the_board_is_still_exact(

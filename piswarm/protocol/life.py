@@ -159,15 +159,26 @@ class StripAssign:
 @dataclass(frozen=True)
 class Halo:
     """``rows`` rows of strip ``strip`` at generation ``gen``: its top rows (``side``
-    ``up``, for the strip above) or bottom rows (``down``, for the strip below)."""
+    ``up``, for the strip above) or bottom rows (``down``, for the strip below).
+
+    A round of ``k`` generations needs ``k`` rows; a strip sends up to ``k`` more
+    (:func:`halo_rows`) so that the boundary can move that far (:func:`boundary_shift`).
+    ``strip_rows`` is the sender's height and ``speed`` its measured computing speed in
+    row-generations a second (0: not measured yet), both as they were at ``gen``."""
 
     job: str = field(metadata=_JOB)
     epoch: int = field(metadata=_EPOCH)
     strip: int = field(metadata=_STRIP)
     gen: int = field(metadata=_GEN)
     side: Side
-    rows: int = field(metadata=spec(lo=1, hi=MAX_HALO))
+    rows: int = field(metadata=spec(lo=1, hi=2 * MAX_HALO))
     words: int = field(metadata=spec(lo=1, hi=words_for(MAX_SIDE)))
+    strip_rows: int = field(default=0, metadata=spec(lo=0, hi=MAX_SIDE))
+    speed: int = field(default=0, metadata=spec(lo=0, hi=2**53))
+
+    def __post_init__(self) -> None:
+        if self.strip_rows and self.rows > self.strip_rows:
+            raise ProtocolError(f"a halo of {self.rows} rows from a strip of {self.strip_rows}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +242,9 @@ class Frame:
 class Progress:
     """How far a strip has got; ``rate`` is generations a second (the whole job's pace,
     since strips move in step); ``cells_per_s`` is this strip's own computing speed, cell
-    updates a second while not waiting (what the coordinator sizes strips by)."""
+    updates a second while not waiting (what the coordinator sizes strips by); ``row0``
+    and ``rows`` are the board rows the strip holds now (neighbours move rows between
+    them to balance their speeds)."""
 
     job: str = field(metadata=_JOB)
     epoch: int = field(metadata=_EPOCH)
@@ -246,6 +259,8 @@ class Progress:
     malformed: int = field(default=0, metadata=spec(lo=0, hi=2**53))
     wants_sent: int = field(default=0, metadata=spec(lo=0, hi=2**53))
     cells_per_s: float | None = field(default=None, metadata=spec(lo=0, hi=1e13))
+    row0: int | None = field(default=None, metadata=_ROW)
+    rows: int | None = field(default=None, metadata=_SIDE)
 
 
 @dataclass(frozen=True)
@@ -301,6 +316,40 @@ def frame_scale(width: int, height: int) -> int:
     """How many board cells a side one frame cell stands for: at most ``FRAME_CELLS``
     frame cells along the longer side."""
     return max(1, -(-max(width, height) // FRAME_CELLS))
+
+
+def halo_rows(depth: int, strip_rows: int) -> int:
+    """Rows a strip of ``strip_rows`` sends for a round of ``depth`` generations: the
+    ``depth`` its neighbour needs, and as many again (as far as it has them) so that the
+    boundary between them can move by that much."""
+    return depth + max(0, min(depth, strip_rows - depth))
+
+
+def boundary_shift(upper: Halo, lower: Halo, depth: int, min_rows: int) -> int:
+    """How many rows the boundary between two neighbouring strips moves down before a
+    round: the lower strip hands that many of its top rows to the upper one (negative:
+    the upper hands its bottom rows down).
+
+    Both strips compute it from the same two halos (the upper one's ``down`` and the lower
+    one's ``up`` of the same generation), in integers, so they agree to the row. It moves
+    half of what would make both take the same time a generation (``strip_rows /
+    speed``): each strip has two boundaries, and halving keeps a chain from overshooting.
+    It never moves further than the rows the giving strip sent beyond ``depth``, nor takes
+    more than half of what the giving strip has above ``min_rows`` (its other boundary may
+    take the other half). Nothing moves before both speeds are known (a paced job sends
+    none: its strips wait for the clock, not for each other), nor by less than 1/128 of
+    the smaller strip (measuring noise would only make boundaries wander).
+    """
+    n_u, s_u, n_d, s_d = upper.strip_rows, upper.speed, lower.strip_rows, lower.speed
+    if min(n_u, s_u, n_d, s_d) <= 0:
+        return 0
+    num = n_d * s_u - n_u * s_d
+    move = abs(num) // (2 * (s_u + s_d))
+    if move * 128 < min(n_u, n_d):
+        return 0
+    if num > 0:  # the upper strip is the quicker: it takes rows from below
+        return min(move, lower.rows - depth, max(0, (n_d - min_rows) // 2))
+    return -min(move, upper.rows - depth, max(0, (n_u - min_rows) // 2))
 
 
 def round_depth(halo: int, pace: float, gens_left: int) -> int:
@@ -362,7 +411,7 @@ def encode_halo(halo: Halo, rows: bytes) -> bytes:
 
 
 def decode_halo(payload: bytes) -> tuple[Halo, bytes]:
-    header, body = decode_binary(Halo, payload, max_body=MAX_HALO * words_for(MAX_SIDE) * 8)
+    header, body = decode_binary(Halo, payload, max_body=2 * MAX_HALO * words_for(MAX_SIDE) * 8)
     if len(body) != header.rows * header.words * 8:
         raise ProtocolError(
             f"a halo of {header.rows} rows of {header.words} words has {len(body)} bytes"

@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from node_agent.life import (
     advance,
+    move_boundaries,
     pack,
     pool,
     population,
@@ -19,6 +20,7 @@ from node_agent.life import (
     unpack,
     words_for,
 )
+from piswarm.protocol.life import halo_rows
 
 GLIDER = np.array([[0, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=np.uint8)
 
@@ -153,3 +155,64 @@ def test_pooling_marks_a_square_alive_if_any_cell_is_and_aligns_to_the_board_gri
     pooled = pool(pack(cells[3:]), 10, 3, 4)
     assert pooled.tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 0]]
     assert pool(pack(cells), 10, 0, 1).tolist() == cells.tolist()
+
+
+def _balance_in_strips(cells, wrap, cuts, depth, rounds, moves):
+    """Like :func:`_advance_in_strips`, but before each round every boundary inside the
+    board moves by the next of ``moves`` (clamped to what the halos hold, as
+    boundary_shift clamps): each strip sends ``halo_rows`` rows and cuts its new edges
+    with move_boundaries, as a strip process does."""
+    width = cells.shape[1]
+    strips = [pack(cells)[a:b] for a, b in itertools.pairwise(cuts)]
+    n, torus = len(strips), wrap == "torus"
+    moves = iter(moves)
+    for _ in range(rounds):
+        sent = [halo_rows(depth, len(s)) for s in strips]
+        shift = []  # boundary i lies between strip i and strip i + 1
+        for i in range(n - 1):
+            lo = -min(sent[i] - depth, (len(strips[i]) - depth) // 2)
+            hi = min(sent[i + 1] - depth, (len(strips[i + 1]) - depth) // 2)
+            shift.append(max(lo, min(hi, next(moves, 0))))
+        new = []
+        for i, strip in enumerate(strips):
+            up = strips[i - 1] if i > 0 or torus else None
+            down = strips[(i + 1) % n] if i < n - 1 or torus else None
+            above = None if up is None else up[-sent[(i - 1) % n] :]
+            below = None if down is None else down[: sent[(i + 1) % n]]
+            top = shift[i - 1] if i > 0 else 0
+            bottom = shift[i] if i < n - 1 else 0
+            rows, above, below = move_boundaries(strip, above, below, top, bottom, depth)
+            assert len(rows) == len(strip) - top + bottom
+            new.append(advance(rows, above, below, depth, width, wrap, chunk_rows=3))
+        strips = new
+    return unpack(np.concatenate(strips), width), [len(s) for s in strips]
+
+
+@settings(max_examples=200, deadline=None)
+@given(strip_layouts(), st.sampled_from(["torus", "dead"]), st.integers(1, 4),
+       st.lists(st.integers(-20, 20), max_size=20))  # fmt: skip
+def test_strips_whose_boundaries_move_between_rounds_are_exact(layout, wrap, rounds, moves):
+    cells, cuts, depth = layout
+    expected = cells
+    for _ in range(rounds * depth):
+        expected = reference_step(expected, wrap)
+    got, heights = _balance_in_strips(cells, wrap, cuts, depth, rounds, moves)
+    assert (got == expected).all()
+    assert sum(heights) == cells.shape[0] and min(heights) >= depth
+
+
+def test_boundaries_move_as_asked():
+    rows = np.arange(10, dtype=np.uint64).reshape(10, 1)
+    above = np.arange(100, 106, dtype=np.uint64).reshape(6, 1)
+    below = np.arange(200, 206, dtype=np.uint64).reshape(6, 1)
+    # Top edge up 2 (rows 104, 105 join), bottom edge up 3 (rows 7-9 leave).
+    got, up, down = move_boundaries(rows, above, below, -2, -3, 4)
+    assert got.ravel().tolist() == [104, 105, 0, 1, 2, 3, 4, 5, 6]
+    assert up.ravel().tolist() == [100, 101, 102, 103]
+    assert down.ravel().tolist() == [7, 8, 9, 200]
+    with pytest.raises(ValueError, match="not 4 rows beyond"):
+        move_boundaries(rows, above, below, -3, 0, 4)
+    with pytest.raises(ValueError, match="nothing beyond"):
+        move_boundaries(rows, None, below, 1, 0, 4)
+    with pytest.raises(ValueError, match="leaves no rows"):
+        move_boundaries(rows, above, below, 6, -4, 4)

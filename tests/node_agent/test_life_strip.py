@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node_agent.life_strip import StripRun
 from piswarm.mqtt import BrokerSettings
@@ -97,3 +99,58 @@ def test_glibc_is_asked_to_keep_the_kernels_temporaries():
                                                (4096, 1)])  # fmt: skip
 def test_frames_slow_down_when_many_strips_send_them(strips, per_s):
     assert wire.frame_interval(strips) == pytest.approx(1 / per_s)
+
+
+def halo(side, rows, strip_rows, speed):
+    return wire.Halo(job="l1-a", epoch=1, strip=0, gen=0, side=side, rows=rows, words=1,
+                     strip_rows=strip_rows, speed=speed)  # fmt: skip
+
+
+def test_the_quicker_strip_takes_rows_from_the_slower_half_the_gap_at_a_time():
+    # 100 rows at 300 rows/s above, 100 at 100 below: equal time would be 150 / 50, so
+    # the boundary moves half of the 50 rows the upper strip should take.
+    upper, lower = halo("down", 64, 100, 300), halo("up", 64, 100, 100)
+    assert wire.boundary_shift(upper, lower, 32, 8) == 25
+    assert wire.boundary_shift(halo("down", 64, 100, 100), halo("up", 64, 100, 300), 32, 8) == -25
+
+
+@pytest.mark.parametrize(("upper", "lower", "why"), [
+    (halo("down", 32, 100, 0), halo("up", 64, 100, 100), "a speed not yet measured"),
+    (halo("down", 32, 100, 100), halo("up", 64, 100, 0), "a speed not yet measured"),
+    (halo("down", 64, 1000, 101), halo("up", 64, 1000, 100), "under 1/128 of the strip"),
+    (halo("down", 64, 100, 100), halo("up", 64, 100, 100), "balanced already"),
+])  # fmt: skip
+def test_boundaries_stay_put(upper, lower, why):
+    assert wire.boundary_shift(upper, lower, 32, 8) == 0, why
+
+
+def test_a_boundary_moves_no_further_than_the_rows_sent_and_half_the_givers_spare_rows():
+    # The lower strip is 10x slower but sent only 5 rows beyond the depth of 32.
+    assert wire.boundary_shift(halo("down", 64, 500, 1000), halo("up", 37, 500, 100), 32, 8) == 5
+    # It sent 32 extra, but has only 20 rows above the minimum of 40: half of them go.
+    assert wire.boundary_shift(halo("down", 40, 40, 1000), halo("up", 60, 60, 100), 32, 40) == 10
+
+
+side_rows = st.integers(8, 4000)
+speeds = st.integers(0, 10**9)
+
+
+@given(side_rows, speeds, side_rows, speeds, st.integers(1, 64), st.integers(0, 64),
+       st.integers(0, 64))  # fmt: skip
+def test_both_neighbours_agree_and_a_move_never_breaks_the_limits(n_u, s_u, n_d, s_d, k, e_u,
+                                                                  e_d):  # fmt: skip
+    e_u, e_d = min(e_u, k, max(0, n_u - k)), min(e_d, k, max(0, n_d - k))
+    if n_u < k or n_d < k:
+        return
+    upper, lower = halo("down", k + e_u, n_u, s_u), halo("up", k + e_d, n_d, s_d)
+    move = wire.boundary_shift(upper, lower, k, k)
+    # Seen from the other side (the roles swapped), the same boundary moves the other way.
+    mirrored = wire.boundary_shift(halo("down", k + e_d, n_d, s_d), halo("up", k + e_u, n_u, s_u),
+                                   k, k)  # fmt: skip
+    assert mirrored == -move
+    assert -e_u <= move <= e_d
+    assert n_u + move >= k and n_d - move >= k
+    if move and s_u and s_d:  # towards balance, and never past it
+        before = n_d * s_u - n_u * s_d
+        after = (n_d - move) * s_u - (n_u + move) * s_d
+        assert abs(after) < abs(before) and (after == 0 or (after > 0) == (before > 0))

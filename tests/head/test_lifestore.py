@@ -1,0 +1,43 @@
+"""Life checkpoints in SQLite: pieces become a board only when they tile it row for row."""
+
+import numpy as np
+import pytest
+
+from head.life_board import initial_board
+from head.lifestore import LifeStore, Strip
+from piswarm.protocol import ProtocolError
+from piswarm.protocol.life import LifeRequest
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = LifeStore(tmp_path / "jobs.sqlite").open()
+    yield opened
+    opened.close()
+
+
+def piece(rows: int, fill: int) -> bytes:
+    return np.full((rows, 2), fill, dtype="<u8").tobytes()
+
+
+def test_pieces_cut_anywhere_make_the_board_once_they_tile_it(store):
+    request = LifeRequest(width=100, height=64, gens=50, density=0.3)
+    job, _ = store.submit(request, initial_board(request), now=1.0)
+    epoch = store.new_epoch(job, [Strip(0, "pi-1", 0, 32), Strip(1, "pi-2", 32, 32)], 0)
+    # The strips moved their boundary from row 32 to row 30 while they ran.
+    assert store.add_piece(job, epoch, 10, 0, 0, piece(30, 1), 2) is None
+    board = store.add_piece(job, epoch, 10, 1, 30, piece(34, 2), 2)
+    assert board is not None and board.gen == 10
+    assert board.cells[:30].tolist() == [[1, 1]] * 30 and board.cells[30:].tolist() == [[2, 2]] * 34
+
+
+def test_pieces_that_leave_a_gap_are_dropped_and_the_last_board_stays(store):
+    request = LifeRequest(width=100, height=64, gens=50, density=0.3)
+    job, _ = store.submit(request, initial_board(request), now=1.0)
+    epoch = store.new_epoch(job, [Strip(0, "pi-1", 0, 32), Strip(1, "pi-2", 32, 32)], 0)
+    store.add_piece(job, epoch, 10, 0, 0, piece(30, 1), 2)
+    with pytest.raises(ProtocolError, match="rows 0 to 30 of 64 line up"):
+        store.add_piece(job, epoch, 10, 1, 32, piece(32, 2), 2)
+    assert store.summary(job)[0] == 0  # the board of generation 0 is still the latest
+    # Nothing of generation 10 is left over to be counted with later pieces.
+    assert store.add_piece(job, epoch, 10, 1, 30, piece(34, 2), 2) is None
