@@ -174,7 +174,7 @@ def main() -> int:
     parser.add_argument("--only", choices=["kernel", "distributed"])
     parser.add_argument("--gens", type=int, default=1000)
     parser.add_argument("--halo", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each (medians)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each (medians)")
     args = parser.parse_args()
     ok = True
     if args.only in (None, "kernel"):

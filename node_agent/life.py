@@ -277,6 +277,57 @@ def move_boundaries(
     )
 
 
+def inner_rows(rows: np.ndarray, generations: int, width: int, wrap: Wrap = "torus") -> np.ndarray:
+    """Rows ``[k, n - k)`` of a strip of ``n > 2k`` rows, ``k = generations`` later: the
+    part that needs nothing from the neighbours, computed while their halos travel."""
+    k, n = generations, rows.shape[0]
+    if n <= 2 * k:
+        raise ValueError(f"a strip of {n} rows has no inside {k} rows from its edges")
+    return advance(rows[k : n - k], rows[:k], rows[n - k :], k, width, wrap)
+
+
+def finish_round(
+    inner: np.ndarray,
+    rows: np.ndarray,
+    above: np.ndarray | None,
+    below: np.ndarray | None,
+    top: int,
+    bottom: int,
+    generations: int,
+    width: int,
+    wrap: Wrap = "torus",
+) -> np.ndarray:
+    """The strip ``generations`` later with its edges moved as in :func:`move_boundaries`,
+    from :func:`inner_rows` and the halos that arrived meanwhile: only the rows within
+    ``k`` of each new edge are computed here. Equal to ``advance(*move_boundaries(...))``.
+    """
+    k, n = generations, rows.shape[0]
+    if (above is None and top) or (below is None and bottom):
+        raise ValueError("an edge with nothing beyond it cannot move")
+    if inner.shape[0] != n - 2 * k:
+        raise ValueError(f"{inner.shape[0]} inside rows for a strip of {n} rows")
+    lead = 0 if above is None else above.shape[0]
+    whole = np.concatenate([part for part in (above, rows, below) if part is not None])
+    # The new strip is rows [top, n + bottom) of the old one. The inside rows cover
+    # [k, n - k); the rows within k of the new top edge, [top, k), and of the new bottom
+    # edge, [n - k, n + bottom), are computed in one go (numpy's per-call cost dominates
+    # such thin runs): both runs with their k rows beyond, stacked. Each output row sees
+    # only rows within k of it, so the two runs never mix.
+    start, end = top, n + bottom
+    if end - start < 1:
+        raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
+    t_lo, t_hi = lead + min(start, k), lead + k
+    b_lo, b_hi = lead + n - k, lead + max(end, n - k)
+    if (above is not None and t_lo < k) or (below is not None and b_hi + k > whole.shape[0]):
+        raise ValueError(f"not {k} rows beyond an edge moved by {top} / {bottom}")
+    up = None if above is None else whole[t_lo - k : t_lo]
+    down = None if below is None else whole[b_hi : b_hi + k]
+    stacked = np.concatenate((whole[t_lo : t_hi + k], whole[b_lo - k : b_hi]))
+    edges = advance(stacked, up, down, k, width, wrap)
+    middle = inner[max(0, start - k) : inner.shape[0] - max(0, n - k - end)]
+    return np.concatenate((edges[: t_hi - t_lo], middle, edges[edges.shape[0] - (b_hi - b_lo) :]))
+
+
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 

@@ -35,6 +35,7 @@ MAX_CELLS = 1 << 25
 """32 M cells: 4 MiB packed, so even a single node's strip fits the broker's 8 MiB packets."""
 MAX_GENS = 1_000_000_000
 MAX_HALO = 64
+MAX_HALO_ROWS = 3 * MAX_HALO  # the depth and what the boundary may move (halo_rows)
 DEFAULT_HALO = 16
 """Rows per exchange (and generations between exchanges): ANCHORS.md measured 72% parallel
 efficiency at 1, 84% at 4, 87% at 16 on two strips of 4096 x 4096."""
@@ -161,7 +162,7 @@ class Halo:
     """``rows`` rows of strip ``strip`` at generation ``gen``: its top rows (``side``
     ``up``, for the strip above) or bottom rows (``down``, for the strip below).
 
-    A round of ``k`` generations needs ``k`` rows; a strip sends up to ``k`` more
+    A round of ``k`` generations needs ``k`` rows; a strip sends up to ``2k`` more
     (:func:`halo_rows`) so that the boundary can move that far (:func:`boundary_shift`).
     ``strip_rows`` is the sender's height and ``speed`` its measured computing speed in
     row-generations a second (0: not measured yet), both as they were at ``gen``."""
@@ -171,7 +172,7 @@ class Halo:
     strip: int = field(metadata=_STRIP)
     gen: int = field(metadata=_GEN)
     side: Side
-    rows: int = field(metadata=spec(lo=1, hi=2 * MAX_HALO))
+    rows: int = field(metadata=spec(lo=1, hi=MAX_HALO_ROWS))
     words: int = field(metadata=spec(lo=1, hi=words_for(MAX_SIDE)))
     strip_rows: int = field(default=0, metadata=spec(lo=0, hi=MAX_SIDE))
     speed: int = field(default=0, metadata=spec(lo=0, hi=2**53))
@@ -320,9 +321,11 @@ def frame_scale(width: int, height: int) -> int:
 
 def halo_rows(depth: int, strip_rows: int) -> int:
     """Rows a strip of ``strip_rows`` sends for a round of ``depth`` generations: the
-    ``depth`` its neighbour needs, and as many again (as far as it has them) so that the
-    boundary between them can move by that much."""
-    return depth + max(0, min(depth, strip_rows - depth))
+    ``depth`` its neighbour needs, and up to twice as many again so that the boundary
+    between them can move that far in one round (the cores of a machine, like Pis that
+    throttle, change speed by a third within a second). A thin strip sends at most an
+    eighth of its rows more: there the halos are much of what the strips send at all."""
+    return depth + max(0, min(2 * depth, (strip_rows - depth) // 8))
 
 
 def boundary_shift(upper: Halo, lower: Halo, depth: int, min_rows: int) -> int:
@@ -411,7 +414,7 @@ def encode_halo(halo: Halo, rows: bytes) -> bytes:
 
 
 def decode_halo(payload: bytes) -> tuple[Halo, bytes]:
-    header, body = decode_binary(Halo, payload, max_body=2 * MAX_HALO * words_for(MAX_SIDE) * 8)
+    header, body = decode_binary(Halo, payload, max_body=MAX_HALO_ROWS * words_for(MAX_SIDE) * 8)
     if len(body) != header.rows * header.words * 8:
         raise ProtocolError(
             f"a halo of {header.rows} rows of {header.words} words has {len(body)} bytes"

@@ -10,6 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from node_agent.life import (
     advance,
+    finish_round,
+    inner_rows,
     move_boundaries,
     pack,
     pool,
@@ -216,3 +218,29 @@ def test_boundaries_move_as_asked():
         move_boundaries(rows, None, below, 1, 0, 4)
     with pytest.raises(ValueError, match="leaves no rows"):
         move_boundaries(rows, above, below, 6, -4, 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 24), st.integers(3, 130),
+       st.sampled_from(["torus", "dead"]), st.booleans(), st.booleans(), st.data())  # fmt: skip
+def test_inside_first_then_the_edges_is_the_same_round(k, extra, width, wrap, has_above,
+                                                         has_below, data):  # fmt: skip
+    """What a strip computes while the halos travel, then finishes, equals the round done
+    at once after they arrived, boundaries moved or not."""
+    n = 2 * k + extra
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    rows, above, below = (pack(rng.random((h, width)) < 0.4) for h in (n, 3 * k, 3 * k))
+    above = above[: data.draw(st.integers(k, 3 * k))] if has_above else None
+    below = below[: data.draw(st.integers(k, 3 * k))] if has_below else None
+    spare = min(2 * k, (n - k) // 2)  # what boundary_shift lets each edge take at most
+    top = 0 if above is None else data.draw(st.integers(k - len(above), spare))
+    bottom = 0 if below is None else data.draw(st.integers(-spare, len(below) - k))
+    at_once = advance(*move_boundaries(rows, above, below, top, bottom, k), k, width, wrap)
+    split = finish_round(inner_rows(rows, k, width, wrap), rows, above, below, top, bottom, k,
+                         width, wrap)  # fmt: skip
+    assert np.array_equal(split, at_once)
+
+
+def test_a_strip_too_thin_for_an_inside_is_refused():
+    with pytest.raises(ValueError, match="no inside"):
+        inner_rows(pack(np.ones((8, 64), dtype=np.uint8)), 4, 64)

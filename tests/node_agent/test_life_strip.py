@@ -135,11 +135,11 @@ side_rows = st.integers(8, 4000)
 speeds = st.integers(0, 10**9)
 
 
-@given(side_rows, speeds, side_rows, speeds, st.integers(1, 64), st.integers(0, 64),
-       st.integers(0, 64))  # fmt: skip
+@given(side_rows, speeds, side_rows, speeds, st.integers(1, 64), st.integers(0, 128),
+       st.integers(0, 128))  # fmt: skip
 def test_both_neighbours_agree_and_a_move_never_breaks_the_limits(n_u, s_u, n_d, s_d, k, e_u,
                                                                   e_d):  # fmt: skip
-    e_u, e_d = min(e_u, k, max(0, n_u - k)), min(e_d, k, max(0, n_d - k))
+    e_u, e_d = min(e_u, 2 * k, max(0, n_u - k)), min(e_d, 2 * k, max(0, n_d - k))
     if n_u < k or n_d < k:
         return
     upper, lower = halo("down", k + e_u, n_u, s_u), halo("up", k + e_d, n_d, s_d)
