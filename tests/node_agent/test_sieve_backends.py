@@ -32,6 +32,14 @@ def test_native_counts_match_known_values(lo, hi, count):
 
 
 @needs_native
+def test_a_long_range_listed_in_chunks_is_the_same_list():
+    lo, hi = 10**9 - 3 * 10**6, 10**9 + 25 * 10**6 + 7  # three chunks and a bit
+    listed = NATIVE.primes(lo, hi)
+    assert np.array_equal(listed, NUMPY.primes(lo, hi))
+    assert listed.size == NATIVE.count(lo, hi)
+
+
+@needs_native
 def test_auto_prefers_the_native_backend_and_reports_its_version():
     backend = select_backend("auto")
     assert backend.name == "primesieve" and backend.version[0].isdigit()
