@@ -75,13 +75,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--end", type=float, default=1e9, help="end-to-end job: [1, END]")
     parser.add_argument("--only", choices=["kernels", "e2e"], help="run one half")
+    parser.add_argument("--block-size", type=float, default=BLOCK, help="end-to-end blocks")
+    parser.add_argument("--e2e-repeat", type=int, default=3, help="end-to-end runs (medians)")
     parser.add_argument("--backend", choices=["numpy", "primesieve"], default="numpy",
                         help="the agents' sieve in the end-to-end run")  # fmt: skip
     args = parser.parse_args()
     lo, hi = int(args.lo), int(args.hi)
 
     if args.only == "e2e":
-        return 0 if end_to_end(int(args.end), args.backend) else 1
+        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat)
+        return 0 if ok else 1
     backends: list[SieveBackend] = [NumpyBackend()]
     native = PrimesieveBackend.load()
     if native is not None:
@@ -133,7 +136,7 @@ def main() -> int:
         print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
               f"for {len(sample)} primes (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
     if args.only != "kernels":
-        ok = end_to_end(int(args.end), args.backend) and ok
+        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat) and ok
     return 0 if ok else 1
 
 
@@ -146,10 +149,10 @@ def _cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _run_job(client: JobClient, start: int, end: int, rid: str) -> tuple[str, float]:
+def _run_job(client: JobClient, start: int, end: int, block: int, rid: str) -> tuple[str, float]:
     """Submit and wait for the end: (job id, wall seconds)."""
     started = time.perf_counter()
-    request = PrimesRequest(start=start, end=end, block_size=BLOCK, request_id=rid)
+    request = PrimesRequest(start=start, end=end, block_size=block, request_id=rid)
     reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
     if reply.job is None:
         raise SystemExit(f"job refused: {reply.error}")
@@ -159,30 +162,36 @@ def _run_job(client: JobClient, start: int, end: int, rid: str) -> tuple[str, fl
     return reply.job, time.perf_counter() - started
 
 
-def end_to_end(end: int, backend: str, agents: int = 2) -> bool:
-    blocks = [(lo, min(lo + BLOCK, end + 1)) for lo in range(1, end + 1, BLOCK)]
+def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2) -> bool:
+    blocks = [(lo, min(lo + block, end + 1)) for lo in range(1, end + 1, block)]
     compute_block(1, 1000, backend)  # imports and base primes: not what is measured
-    started = time.perf_counter()
-    for lo, hi in blocks:
-        compute_block(lo, hi, backend)
-    single = time.perf_counter() - started
-    print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {BLOCK:.0e}, "
-          f"{backend} sieve, {agents} agents with one worker each")  # fmt: skip
-    print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
+    print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {block:.0e}, "
+          f"{backend} sieve, {agents} agents with one worker each, median of {repeat}")  # fmt: skip
+    singles, walls, spent_runs = [], [], []
     with bench_cluster(agents, ["--backend", backend]) as cluster:
         with JobClient(cluster.admin, connect_timeout=30) as client:
-            _run_job(client, 1, agents * 2 * BLOCK, "warm-up")  # workers start, imports
+            _run_job(client, 1, agents * 2 * block, block, "warm-up")  # workers start
             watched = [psutil.Process(p.pid) for p in cluster.procs]
             watched.append(psutil.Process(cluster.broker.pid))
-            before = [_cpu(p) for p in watched]
-            job, wall = _run_job(client, 1, end, "measured")
-            spent = [_cpu(p) - b for p, b in zip(watched, before, strict=True)]
+            # Alternated: this machine's speed drifts by a third within minutes.
+            for run in range(repeat):
+                started = time.perf_counter()
+                for lo, hi in blocks:
+                    compute_block(lo, hi, backend)
+                singles.append(time.perf_counter() - started)
+                before = [_cpu(p) for p in watched]
+                job, wall = _run_job(client, 1, end, block, f"measured-{run}")
+                walls.append(wall)
+                spent_runs.append([_cpu(p) - b for p, b in zip(watched, before, strict=True)])
         stored, primes = (
             sqlite3.connect(cluster.db)
             .execute("SELECT SUM(LENGTH(data)), SUM(count) FROM results WHERE job = ?", (job,))
             .fetchone()
         )
         nodes = cluster.nodes
+    single, wall = statistics.median(singles), statistics.median(walls)
+    spent = [statistics.median(column) for column in zip(*spent_runs, strict=True)]
+    print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
     names = ["coordinator"] + [f"{n} (+worker)" for n in nodes] + ["mosquitto"]
     print("  CPU seconds during the job: " + ", ".join(
         f"{name} {cpu:.2f}" for name, cpu in zip(names, spent, strict=True)))  # fmt: skip

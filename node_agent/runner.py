@@ -14,8 +14,8 @@ Delivery is at-least-once: each result is kept until the coordinator acknowledge
 online, or after ``resend_after`` seconds without an ack. While too many results wait
 for acks the runner asks for no new work, so memory stays bounded.
 
-Capacity is counted in *slots*. A real node has ``workers + 1`` of its own (one block
-waits ready while the others compute, so a worker never idles for a round trip); a
+Capacity is counted in *slots*. A real node has ``workers + 2`` of its own (two blocks
+wait ready while the others compute, so a worker never idles for a round trip); a
 simulated fleet shares a few slots between all its nodes, so they take turns on the
 machine's real cores.
 """
