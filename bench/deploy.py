@@ -86,6 +86,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--parallel", type=int, default=16)
+    parser.add_argument("--system-packages", action="store_true",
+                        help="fake Pis with numpy and psutil of their own (Raspberry Pi OS "
+                             "with desktop): only paho-mqtt is pushed")  # fmt: skip
     args = parser.parse_args()
     why = fakepis.available()
     if why is not None:
@@ -98,7 +101,8 @@ def main() -> int:
     tmp.chmod(0o755)  # sshd reads authorized_keys as the user 'pi'
     try:
         started = time.perf_counter()
-        with FakePiFleet(tmp / "pis", args.hosts, client_key=tmp / "id_ed25519") as fleet:
+        with FakePiFleet(tmp / "pis", args.hosts, client_key=tmp / "id_ed25519",
+                         system_packages=args.system_packages) as fleet:  # fmt: skip
             setup = time.perf_counter() - started
             users = UserStore(tmp / "users")
             ids = ["pi-" + "-".join(pi.address.split(".")[2:]) for pi in fleet.pis]
@@ -120,9 +124,10 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     scale = 240 / args.hosts
+    image = "numpy and psutil of their own" if args.system_packages else "nothing installed"
     print(
-        f"deploy to {args.hosts} fake Pis (real sshd each), {args.parallel} at a time "
-        f"(fleet set up in {setup:.1f} s)"
+        f"deploy to {args.hosts} fake Pis (real sshd each; {image}), {args.parallel} at a "
+        f"time (fleet set up in {setup:.1f} s)"
     )
     print(f"  first push   {first:6.1f} s  {first_outcomes}")
     print(

@@ -21,6 +21,7 @@ from pathlib import Path
 import node_agent
 import piswarm
 from deploy.errors import DeployError
+from deploy.remote_helper import requirement_name
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,21 @@ class Bundle:
     build: str  # the content hash: what the agent reports after its version
     requirements: tuple[str, ...]
 
-    def deps(self, python: str, machine: str) -> str:
-        """The id of a virtualenv for these requirements on that Python and CPU."""
-        text = "\n".join((python, machine, *self.requirements))
+    def deps(self, python: str, machine: str, system: dict[str, str] | None = None) -> str:
+        """The id of a virtualenv for these requirements on that Python and CPU, with
+        ``system`` (name -> version) taken from the system's own site-packages."""
+        shared = [f"system {name}=={version}" for name, version in sorted((system or {}).items())]
+        text = "\n".join((python, machine, *self.requirements, *shared))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def needed(self, system: dict[str, str]) -> tuple[str, ...]:
+        """The requirements the system's own packages do not meet."""
+        return tuple(r for r in self.requirements if requirement_name(r) not in system)
+
+
+def wheel_name(wheel: Path) -> str:
+    """The normalised distribution name of a wheel file (``paho_mqtt-2.2.0-...whl``)."""
+    return requirement_name(wheel.name.split("-")[0])
 
 
 def agent_requirements() -> tuple[str, ...]:

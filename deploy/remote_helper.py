@@ -89,13 +89,18 @@ def _unpack_wheels(site: Path, wheels: list[Path]) -> None:
 
 
 def _make_venv(staging: Path, args: dict[str, Any]) -> None:
-    """A virtualenv with the requirements. Offline with the exact wheels known: unpack
-    them (~0.5 s for numpy, psutil and paho). Else the system's pip (>= 22.3) into a venv
-    made without one, without byte-compiling (~2 s); else the venv's own pip (~10 s)."""
+    """A virtualenv with the requirements the system does not meet (``requirements``;
+    with ``system_site_packages`` it sees the system's own). Offline: unpack the pushed
+    wheels (~0.5 s for numpy, psutil and paho). Else the system's pip (>= 22.3) into a
+    venv made without one, without byte-compiling (~2 s); else the venv's own pip (~10 s)."""
     wheels = [ROOT / "wheelhouse" / name for name in args.get("wheels") or []]
-    if args.get("offline") and wheels and all(w.exists() for w in wheels):
+    shared = ["--system-site-packages"] if args.get("system_site_packages") else []
+    if args.get("offline"):
+        missing = [w.name for w in wheels if not w.exists()]
+        if missing:
+            raise RuntimeError(f"wheels missing from the wheelhouse: {', '.join(missing)}")
         subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(staging)],
+            [sys.executable, "-m", "venv", "--without-pip", *shared, str(staging)],
             check=True,
             capture_output=True,
         )
@@ -104,19 +109,19 @@ def _make_venv(staging: Path, args: dict[str, Any]) -> None:
         return
     if _system_pip():
         subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(staging)],
+            [sys.executable, "-m", "venv", "--without-pip", *shared, str(staging)],
             check=True,
             capture_output=True,
         )
         pip = [sys.executable, "-m", "pip", "--python", str(staging / "bin" / "python")]
     else:
         subprocess.run(
-            [sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True
+            [sys.executable, "-m", "venv", *shared, str(staging)], check=True, capture_output=True
         )
         pip = [str(staging / "bin" / "python"), "-m", "pip"]
+    if not args["requirements"]:
+        return
     pip += ["install", "--quiet", "--no-compile", "--disable-pip-version-check"]
-    if args.get("offline"):
-        pip += ["--no-index", "--find-links", str(ROOT / "wheelhouse")]
     done = subprocess.run([*pip, *args["requirements"]], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError("pip install failed: " + done.stderr.strip().splitlines()[-1])
@@ -139,7 +144,83 @@ def _systemd() -> bool:
     return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
 
 
-def probe(_args: dict[str, Any]) -> dict[str, Any]:
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version ('1.24.2' -> (1, 24, 2); '2.0.0rc1' -> (2, 0, 0))."""
+    parts = []
+    for piece in version.split("."):
+        digits = ""
+        for char in piece:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) < len(piece):
+            break
+    return tuple(parts)
+
+
+def satisfies(version: str, specifiers: str) -> bool:
+    """Whether ``version`` meets comma-separated specifiers like ``>=2.1,<3``: the
+    operators pip uses in our requirements (and ``~=``, ``==X.*``); anything else is
+    not trusted (the wheel is pushed instead)."""
+    have = _release(version)
+    for spec in filter(None, (s.strip() for s in specifiers.split(","))):
+        op = next((o for o in ("~=", "==", "!=", ">=", "<=", ">", "<") if spec.startswith(o)), "")
+        text = spec[len(op) :].strip()
+        want = _release(text.rstrip(".*"))
+        if not op or not want:
+            return False
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        if op == "==" and text.endswith(".*"):
+            ok = have[: len(want)] == want
+        elif op == "~=":
+            ok = a >= b and have[: len(want) - 1] == want[: len(want) - 1]
+        else:
+            ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b,
+                  "<": a < b}[op]  # fmt: skip
+        if not ok:
+            return False
+    return True
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalised distribution name of ``'paho-mqtt<3,>=2.1'`` (PEP 503)."""
+    name = ""
+    for char in requirement.strip():
+        if not (char.isalnum() or char in "-_."):
+            break
+        name += char
+    return "-".join(filter(None, name.lower().replace("_", "-").replace(".", "-").split("-")))
+
+
+def system_packages(requirements: list[str]) -> dict[str, str]:
+    """The requirements the system's Python meets from its own site-packages (Raspberry Pi
+    OS ships numpy and psutil): name -> version. A venv made with
+    ``--system-site-packages`` uses them instead of wheels pushed to every Pi. Packages in
+    the user's own site (~/.local) do not count: such a venv does not see them."""
+    import importlib.metadata
+    import site
+
+    system = [Path(p).resolve() for p in site.getsitepackages()]
+    found = {}
+    for requirement in requirements:
+        name = requirement_name(requirement)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        where = Path(str(dist.locate_file(""))).resolve()
+        if not any(where == root or root in where.parents for root in system):
+            continue
+        if satisfies(dist.version, requirement.split(";")[0][len(name) :]):
+            found[name] = dist.version
+    return found
+
+
+def probe(args: dict[str, Any]) -> dict[str, Any]:
     current = ROOT / "current"
     return {
         "python": "{}.{}".format(*sys.version_info[:2]),
@@ -151,6 +232,7 @@ def probe(_args: dict[str, Any]) -> dict[str, Any]:
         "running": _running_pid(),
         "systemd": _systemd(),
         "wheels": sorted(p.name for p in (ROOT / "wheelhouse").glob("*.whl")),
+        "system": system_packages(list(args.get("requirements") or [])),
     }
 
 
@@ -172,7 +254,8 @@ def _swap_link(link: Path, target: Path) -> None:
 
 
 def install(args: dict[str, Any]) -> dict[str, Any]:
-    """Put a build, its dependencies and config in place; report what changed."""
+    """Put a build, its dependencies and config in place (and with ``restart``, restart
+    the agent if that changed anything); report what changed."""
     changed = []
     ROOT.mkdir(mode=0o700, exist_ok=True)
     (ROOT / "run").mkdir(exist_ok=True)
@@ -213,6 +296,12 @@ def install(args: dict[str, Any]) -> dict[str, Any]:
     for old in (ROOT / "releases").iterdir():  # keep the running build and this one
         if old.name not in (build, (ROOT / "current").resolve().name):
             shutil.rmtree(old, ignore_errors=True)
+    # With 'restart': (re)start the agent when anything changed or it is not running, in
+    # this same run (each run of the helper is a Python start on the Pi).
+    if args.get("restart") and (changed or _running_pid() is None):
+        stop({})
+        started = start({})
+        changed.append(f"agent started ({started.get('via', '?')})")
     return {"changed": changed}
 
 

@@ -20,7 +20,16 @@ from pathlib import Path
 from piswarm.children import die_with_parent
 
 SSHD = "/usr/sbin/sshd"
+DIST_PACKAGES = "/usr/lib/python3/dist-packages"  # Debian's (and Raspberry Pi OS's) own
 PI_UID = 1000
+
+
+def system_numpy() -> str | None:
+    """Why the fake Pis cannot have numpy and psutil from the system, or None."""
+    for module in ("numpy", "psutil"):
+        if not list(Path(DIST_PACKAGES).glob(f"{module}/__init__.py")):
+            return f"needs Debian's python3-{module} ('./run test' installs it)"
+    return None
 
 
 def available() -> str | None:
@@ -58,10 +67,15 @@ class FakePi:
 class FakePiFleet:
     """``count`` fake Pis on 10.231.<net>.0/24 (the bridge is .1, Pis from .11)."""
 
-    def __init__(self, root: Path, count: int, *, client_key: Path) -> None:
+    def __init__(
+        self, root: Path, count: int, *, client_key: Path, system_packages: bool = False
+    ) -> None:
         self.root = root
         self.count = count
         self.client_key = client_key
+        # Raspberry Pi OS with desktop ships numpy and psutil in /usr/lib/python3; Lite,
+        # and a Pi without them, does not: the machine's own are hidden unless asked for.
+        self.system_packages = system_packages
         self.tag = f"fp{os.getpid() % 100000}"
         self.net = 10 + os.getpid() % 200
         self.subnet = f"10.231.{self.net}"
@@ -159,6 +173,11 @@ class FakePiFleet:
             f"mount --bind {r}/etc/group /etc/group && "
             f"mount --bind {r}/etc/shadow /etc/shadow && "
             "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && "
+            + (
+                ""
+                if self.system_packages or not Path(DIST_PACKAGES).is_dir()
+                else f"mkdir -p {r}/no-packages && mount --bind {r}/no-packages {DIST_PACKAGES} && "
+            )
             + (
                 f"mount --bind {r}/mosquitto-etc /etc/mosquitto && "
                 f"mkdir -p /etc/piswarm && mount --bind {r}/piswarm-etc /etc/piswarm && "

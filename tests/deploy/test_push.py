@@ -100,8 +100,9 @@ def lab(tmp_path):
     pis = Path(tempfile.mkdtemp(prefix="piswarm-pis-"))
     pis.chmod(0o755)
 
-    def make(count):
-        fleet = FakePiFleet(pis, count, client_key=tmp_path / "id_ed25519")
+    def make(count, system_packages=False):
+        fleet = FakePiFleet(pis, count, client_key=tmp_path / "id_ed25519",
+                            system_packages=system_packages)  # fmt: skip
         stack.append(fleet.__enter__())
         users = UserStore(tmp_path / "users")
         users.add_nodes(["pi-" + "-".join(pi.address.split(".")[2:]) for pi in fleet.pis])
@@ -138,6 +139,33 @@ def test_push_to_ten_pis_runs_every_agent_and_a_second_push_does_nothing(lab):
     assert {h["outcome"] for h in hosts.values()} == {"unchanged"}, hosts
     assert {h["detail"] for h in hosts.values()} == {"nothing to do"}
     assert {pi.address: lab.fleet.processes(pi) for pi in lab.fleet.pis} == pids  # untouched
+
+
+@pytest.mark.skipif(fakepis.system_numpy() is not None, reason=f"{fakepis.system_numpy()}")
+def test_pis_with_numpy_of_their_own_get_only_the_wheels_they_lack(lab):
+    """Raspberry Pi OS with desktop has numpy 1.24 and psutil in /usr/lib/python3: the
+    agent's venv uses them, and only paho-mqtt (Debian's is 1.x) travels."""
+    lab = lab(2, system_packages=True)
+    code, hosts, stderr = lab.deploy("push")
+    assert code == 0, (hosts, stderr)
+    for pi in lab.fleet.pis:
+        host = hosts[f"pi@{pi.address}"]
+        assert host["outcome"] == "deployed" and "venv (system numpy, psutil)" in host["detail"]
+        wheels = sorted(p.name for p in (pi.home / ".piswarm" / "wheelhouse").glob("*.whl"))
+        assert [w.split("-")[0] for w in wheels] == ["paho_mqtt"]
+        venv_python = pi.home / ".piswarm" / "venv" / "bin" / "python"
+        where = subprocess.run(
+            ["ip", "netns", "exec", pi.netns, "nsenter", "--target", str(lab.fleet.pids(pi)[0]),
+             "--mount", str(venv_python), "-c", "import numpy, psutil, paho.mqtt;"
+             "print(numpy.__file__, psutil.__file__, paho.mqtt.__file__)"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert where[0].startswith(fakepis.DIST_PACKAGES) and where[1].startswith(
+            fakepis.DIST_PACKAGES
+        )
+        assert "/.piswarm/venv" in where[2]  # the wheel pushed into the venv
+    code, hosts, stderr = lab.deploy("push")
+    assert code == 0 and {h["outcome"] for h in hosts.values()} == {"unchanged"}, stderr
 
 
 def test_broken_hosts_fail_alone_with_reasons_and_the_failed_list_reruns(lab):
