@@ -1,10 +1,11 @@
 """Which sieve a node uses: the portable numpy one, or libprimesieve when it is installed.
 
 ``libprimesieve`` (Debian / Raspberry Pi OS package ``libprimesieve11``) is a C++ sieve
-about 7x faster than numpy; it is loaded with ctypes, so nothing is compiled here and the
-agent still needs only numpy when the library is absent. Both backends answer the same
-two questions for a half-open range ``[lo, hi)`` and are checked against each other by
-the tests. The chosen backend and its version go into the node's metadata.
+about 6x faster than numpy at counting (more at listing); it is loaded with ctypes, so
+nothing is compiled here and the agent still needs only numpy when the library is absent.
+Both backends answer the same two questions for a half-open range ``[lo, hi)`` and are
+checked against each other by the tests. The chosen backend and its version go into the
+node's metadata.
 """
 
 import ctypes
