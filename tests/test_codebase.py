@@ -98,3 +98,14 @@ def test_every_benchmark_starts_as_run_bench_starts_it(name):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower(), done.stdout[-500:]
+
+
+def test_the_agent_reads_the_environment_only_where_its_config_is_loaded():
+    """Settings come from node_agent/config.py (file < environment < flags): an environment
+    switch anywhere else is a setting nobody can find (one was left in the Life round)."""
+    readers = [
+        path.name
+        for path in sorted((ROOT / "node_agent").glob("*.py"))
+        if any(word in path.read_text() for word in ("os.environ", "getenv("))
+    ]
+    assert readers == ["config.py"]
