@@ -174,7 +174,7 @@ class Pusher:
                     "bundle": f"bundle-{b.build}.tar.gz" if there["build"] != b.build else None,
                     "deps": deps,
                     "requirements": list(needed),
-                    "system_site_packages": bool(system),
+                    "system": sorted(system),
                     "offline": self.offline,
                     "wheels": wheel_names,
                     "agent": self.agent.config(host.node_id, b.build),
@@ -182,10 +182,7 @@ class Pusher:
                     "restart": True,
                 },
             )
-            changed: list[str] = list(installed["changed"])
-            if system and "venv" in changed:
-                changed[changed.index("venv")] = "venv (system " + ", ".join(sorted(system)) + ")"
-            return changed
+            return list(installed["changed"])
 
 
 def confirm(results: list[HostResult], online: set[str]) -> None:

@@ -90,11 +90,12 @@ def _unpack_wheels(site: Path, wheels: list[Path]) -> None:
 
 def _make_venv(staging: Path, args: dict[str, Any]) -> None:
     """A virtualenv with the requirements the system does not meet (``requirements``;
-    with ``system_site_packages`` it sees the system's own). Offline: unpack the pushed
-    wheels (~0.5 s for numpy, psutil and paho). Else the system's pip (>= 22.3) into a
-    venv made without one, without byte-compiling (~2 s); else the venv's own pip (~10 s)."""
+    with ``system`` naming the ones it does, it sees the system's own site-packages).
+    Offline: unpack the pushed wheels (~0.5 s for numpy, psutil and paho). Else the
+    system's pip (>= 22.3) into a venv made without one, without byte-compiling (~2 s);
+    else the venv's own pip (~10 s)."""
     wheels = [ROOT / "wheelhouse" / name for name in args.get("wheels") or []]
-    shared = ["--system-site-packages"] if args.get("system_site_packages") else []
+    shared = ["--system-site-packages"] if args.get("system") else []
     if args.get("offline"):
         missing = [w.name for w in wheels if not w.exists()]
         if missing:
@@ -284,7 +285,8 @@ def install(args: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
         _make_venv(staging, args)
         staging.replace(venv)
-        changed.append("venv")
+        system = args.get("system") or []
+        changed.append(f"venv (system {', '.join(system)})" if system else "venv")
     if not (ROOT / "venv").is_symlink() or (ROOT / "venv").resolve() != venv.resolve():
         _swap_link(ROOT / "venv", Path("venvs") / deps)
         changed.append("venv link")

@@ -175,14 +175,14 @@ class LifeJobs:
         header, raw = life.decode_checkpoint(payload)
         layout = {s.strip: s for s in self.store.layout(job, run.epoch)}
         expected = layout.get(strip)
-        height = self.store.get(job).request.height
+        request = self.store.get(job).request
         # The rows are the strip's own: neighbours move boundaries as they balance their
         # speeds. add_piece checks that a generation's pieces tile the board.
         if (
             expected is None
             or expected.node != node
             or (header.job, header.epoch, header.strip) != (job, run.epoch, strip)
-            or header.row0 + header.rows > height
+            or header.row0 + header.rows > request.height
         ):
             raise ProtocolError("checkpoint does not match the strip's layout", topic=topic)
         run.last_heard = self.clock()
@@ -192,8 +192,7 @@ class LifeJobs:
         if board is None:
             return
         run.board_gen, run.population = board.gen, board.population
-        gens = self.store.get(job).request.gens
-        if board.gen >= gens:
+        if board.gen >= request.gens:
             self._done(job, run, board)
 
     def _done(self, job: str, run: _Running, board: Board) -> None:

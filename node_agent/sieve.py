@@ -37,9 +37,9 @@ FEW_HITS = 32
 _CHUNK_ROWS = 8192  # rows turned into numbers at a time when listing (fits in cache)
 
 # _INVERSE[x]: the inverse of x modulo 30, for x prime to 30 (0 elsewhere).
-_INVERSE = np.zeros(WHEEL, dtype=np.int64)
-for _x in RESIDUES:
-    _INVERSE[_x] = pow(_x, -1, WHEEL)
+_INVERSE = np.array(
+    [pow(x, -1, WHEEL) if x in RESIDUES else 0 for x in range(WHEEL)], dtype=np.int64
+)
 # _OFFSETS[i]: the number at position i of interleaved rows, counted from the first row.
 _OFFSETS = WHEEL * (np.arange(8 * _CHUNK_ROWS, dtype=np.int64) // 8) + np.tile(
     np.array(RESIDUES, dtype=np.int64), _CHUNK_ROWS
