@@ -31,6 +31,7 @@ import psutil
 
 from bench.cluster import bench_cluster
 from head.jobclient import JobClient
+from node_agent.heap import keep_heap_memory
 from node_agent.runner import compute_block
 from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
 from piswarm.protocol import topics
@@ -81,6 +82,7 @@ def main() -> int:
                         help="the agents' sieve in the end-to-end run")  # fmt: skip
     args = parser.parse_args()
     lo, hi = int(args.lo), int(args.hi)
+    keep_heap_memory()  # as the agents' sieve workers do: the single-process runs compare
 
     if args.only == "e2e":
         ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat)

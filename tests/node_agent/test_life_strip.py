@@ -89,12 +89,6 @@ def test_the_first_halo_is_asked_for_at_once_and_often_later_ones_after_a_second
     assert 2 <= later.stats.wants_sent <= 3  # once a second
 
 
-def test_glibc_is_asked_to_keep_the_kernels_temporaries():
-    from node_agent.life_strip import keep_heap_memory
-
-    assert keep_heap_memory()  # this machine has glibc, as Raspberry Pi OS does
-
-
 @pytest.mark.parametrize(("strips", "per_s"), [(1, 15), (32, 15), (64, 7.5), (256, 1.875),
                                                (4096, 1)])  # fmt: skip
 def test_frames_slow_down_when_many_strips_send_them(strips, per_s):
