@@ -43,7 +43,7 @@ from node_agent.life import (
     population,
 )
 from piswarm import protocol
-from piswarm.mqtt import BrokerSettings, end_loop, new_client, send_at_once
+from piswarm.mqtt import BrokerSettings, end_loop, new_client
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
@@ -437,7 +437,6 @@ class StripRun:
             log.error("strip %d: broker refused the connection: %s", self.a.strip, reason)
             self.stop_reason = "refused by the broker"
             return
-        send_at_once(client)  # halos are small and go out in pairs: no Nagle
         self._subscribed = False
         client.subscribe(self.subscriptions())
 
