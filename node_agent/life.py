@@ -13,6 +13,7 @@ how the distributed Life splits a board; :func:`advance` does k generations of a
 from k-deep halos; :func:`step` does a whole board.
 """
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -277,17 +278,47 @@ def move_boundaries(
     )
 
 
-def inner_rows(rows: np.ndarray, generations: int, width: int, wrap: Wrap = "torus") -> np.ndarray:
+@dataclass(frozen=True)
+class Inside:
+    """What :func:`inner_rows` computed while the halos travelled: the strip's rows
+    ``[k, n - k)`` ``k`` generations on, and the rows next to each edge run that
+    :func:`finish_round` reads on the way there.
+
+    ``top[i]`` holds rows ``i`` and ``i + 1`` at generation ``i``, ``bottom[i]`` rows
+    ``n - i - 2`` and ``n - i - 1`` (``i < k``): the inside's outermost valid rows.
+    """
+
+    rows: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+
+
+def inner_rows(rows: np.ndarray, generations: int, width: int, wrap: Wrap = "torus") -> Inside:
     """Rows ``[k, n - k)`` of a strip of ``n > 2k`` rows, ``k = generations`` later: the
-    part that needs nothing from the neighbours, computed while their halos travel."""
+    part that needs nothing from the neighbours, computed while their halos travel.
+
+    Generation ``i`` knows rows ``[i, n - i)``: a trapezoid narrowing by a row at each
+    side per generation. The two outermost rows at each side are kept at each generation
+    (:class:`Inside`), so the edges need only the rows outside the trapezoid.
+    """
     k, n = generations, rows.shape[0]
     if n <= 2 * k:
         raise ValueError(f"a strip of {n} rows has no inside {k} rows from its edges")
-    return advance(rows[k : n - k], rows[:k], rows[n - k :], k, width, wrap)
+    words = rows.shape[1]
+    top = np.empty((k, 2, words), dtype=np.uint64)
+    bottom = np.empty_like(top)
+    src = np.array(rows, dtype=np.uint64, order="C")
+    dst = np.empty_like(src)
+    planes = _Planes(chunk_rows_for(words), words)
+    for i in range(k):
+        top[i], bottom[i] = src[i : i + 2], src[n - i - 2 : n - i]
+        _valid(src[i : n - i], dst[i + 1 : n - i - 1], width, wrap, planes)
+        src, dst = dst, src
+    return Inside(src[k : n - k], top, bottom)
 
 
 def finish_round(
-    inner: np.ndarray,
+    inside: Inside,
     rows: np.ndarray,
     above: np.ndarray | None,
     below: np.ndarray | None,
@@ -298,34 +329,47 @@ def finish_round(
     wrap: Wrap = "torus",
 ) -> np.ndarray:
     """The strip ``generations`` later with its edges moved as in :func:`move_boundaries`,
-    from :func:`inner_rows` and the halos that arrived meanwhile: only the rows within
-    ``k`` of each new edge are computed here. Equal to ``advance(*move_boundaries(...))``.
+    from :func:`inner_rows` and the halos that arrived meanwhile. Equal to
+    ``advance(*move_boundaries(...))``.
+
+    The new strip is rows ``[top, n + bottom)`` of the old one. What the inside does not
+    cover is, at generation ``j``, the rows ``[top - k + j, j)`` above it and ``[n - j,
+    n + bottom + k - j)`` below it: two runs of fixed height that slide inwards a row per
+    generation, each seeing the inside's two outermost rows of that generation. Both runs
+    and those rows are stepped as one stack of ``a + b + 4`` rows (numpy's per-call cost
+    dominates such thin runs); the rows between the runs come out wrong and are not used.
+    Rows beyond a dead edge of the board are zero at every generation.
     """
     k, n = generations, rows.shape[0]
     if (above is None and top) or (below is None and bottom):
         raise ValueError("an edge with nothing beyond it cannot move")
-    if inner.shape[0] != n - 2 * k:
-        raise ValueError(f"{inner.shape[0]} inside rows for a strip of {n} rows")
-    lead = 0 if above is None else above.shape[0]
-    whole = np.concatenate([part for part in (above, rows, below) if part is not None])
-    # The new strip is rows [top, n + bottom) of the old one. The inside rows cover
-    # [k, n - k); the rows within k of the new top edge, [top, k), and of the new bottom
-    # edge, [n - k, n + bottom), are computed in one go (numpy's per-call cost dominates
-    # such thin runs): both runs with their k rows beyond, stacked. Each output row sees
-    # only rows within k of it, so the two runs never mix.
+    if inside.rows.shape[0] != n - 2 * k:
+        raise ValueError(f"{inside.rows.shape[0]} inside rows for a strip of {n} rows")
     start, end = top, n + bottom
     if end - start < 1:
         raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
-    t_lo, t_hi = lead + min(start, k), lead + k
-    b_lo, b_hi = lead + n - k, lead + max(end, n - k)
-    if (above is not None and t_lo < k) or (below is not None and b_hi + k > whole.shape[0]):
+    a, b = max(0, k - start), max(0, end + k - n)  # the two runs' heights
+    if (above is not None and a > above.shape[0]) or (below is not None and b > below.shape[0]):
         raise ValueError(f"not {k} rows beyond an edge moved by {top} / {bottom}")
-    up = None if above is None else whole[t_lo - k : t_lo]
-    down = None if below is None else whole[b_hi : b_hi + k]
-    stacked = np.concatenate((whole[t_lo : t_hi + k], whole[b_lo - k : b_hi]))
-    edges = advance(stacked, up, down, k, width, wrap)
-    middle = inner[max(0, start - k) : inner.shape[0] - max(0, n - k - end)]
-    return np.concatenate((edges[: t_hi - t_lo], middle, edges[edges.shape[0] - (b_hi - b_lo) :]))
+    words = rows.shape[1]
+    stack = np.zeros((a + b + 4, words), dtype=np.uint64)  # [run a | 2 | 2 | run b]
+    if above is not None and a:
+        stack[:a] = above[above.shape[0] - a :]
+    if below is not None and b:
+        stack[a + 4 :] = below[:b]
+    if a or b:
+        out = np.empty((a + b + 2, words), dtype=np.uint64)
+        planes = _Planes(min(a + b + 2, chunk_rows_for(words)), words)
+        for j in range(k):
+            stack[a : a + 2], stack[a + 2 : a + 4] = inside.top[j], inside.bottom[j]
+            _valid(stack, out, width, wrap, planes)
+            stack[:a], stack[a + 4 :] = out[:a], out[a + 2 :]
+            if above is None:  # run a is rows [j + 1 - k, j + 1) now: those < 0 are dead
+                stack[: k - j - 1] = 0
+            if below is None:  # run b is rows [n - j - 1, n + k - j - 1): those >= n
+                stack[a + 4 + j + 1 :] = 0
+    middle = inside.rows[max(0, start - k) : inside.rows.shape[0] - max(0, n - k - end)]
+    return np.concatenate((stack[:a], middle, stack[a + 4 :]))
 
 
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
