@@ -145,6 +145,7 @@ def distributed(gens: int, halo: int, repeat: int) -> bool:
     one, two = statistics.median(ones), statistics.median(twos)
     one_c, two_c = statistics.median(ones_c), statistics.median(twos_c)
     compute_eff = one_c / (2 * two_c)
+    pairs = sorted(a / (2 * b) for a, b in zip(ones_c, twos_c, strict=True))
     last = {r.strip: r for _, r in reports}
     p50 = max((r.wait_p50_ms or 0) for r in last.values())
     p99 = max((r.wait_p99_ms or 0) for r in last.values())
@@ -161,6 +162,8 @@ def distributed(gens: int, halo: int, repeat: int) -> bool:
     print(f"    1 agent (1 strip)        {one_c:7.2f} s")
     print(f"    2 agents (1 strip each)  {two_c:7.2f} s  -> parallel efficiency {compute_eff:6.1%} "
           f"(target >= 85%: {'ok' if compute_eff >= 0.85 else 'UNDER TARGET'})")  # fmt: skip
+    spread = f"{pairs[0]:.1%} to {pairs[-1]:.1%}, median {statistics.median(pairs):.1%}"
+    print(f"    each run beside the 1-strip run just before it: {spread} (the VM drifts)")
     print(
         f"  time model: half the 1-strip computing time + p50 exchange x {gens // halo} "
         f"exchanges = {model:.2f} s"
