@@ -31,9 +31,9 @@ import psutil
 
 from bench.cluster import bench_cluster
 from head.jobclient import JobClient
-from node_agent.heap import keep_heap_memory
 from node_agent.runner import compute_block
 from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
+from piswarm.heap import keep_heap_memory
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes

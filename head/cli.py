@@ -210,6 +210,7 @@ def run_head(args: argparse.Namespace) -> int:
     from head.coordinator import Coordinator
     from head.job_cli import default_db
     from piswarm.errors import ConfigError, PiswarmError
+    from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
 
     if not 1 <= args.lease <= 86_400:
@@ -222,6 +223,7 @@ def run_head(args: argparse.Namespace) -> int:
             "the coordinator needs the admin's broker credentials: run "
             "'piswarm broker users init', or pass --credentials"
         )
+    keep_heap_memory()  # each result's buffers are the size of the last one's
     with PidLock(db.parent, db.stem, role="coordinator"):
         coordinator = Coordinator(db_path=db, settings=settings, lease_seconds=args.lease)
         stop = _stop_event()

@@ -80,6 +80,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.sieve_backends import backend_name
     from piswarm import __version__
     from piswarm.errors import ConfigError
+    from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
 
     config = load_agent_config(
@@ -109,6 +110,7 @@ def run_agent(args: argparse.Namespace) -> int:
                 node_id=config.node_id, settings=config.broker, max_strips=config.workers
             )
             backend = backend_name(config.backend)  # fails here if it is missing
+            keep_heap_memory()  # results from the workers arrive block after block
             workers = Workers(config.workers)
             runner = WorkRunner(
                 node_id=config.node_id,

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from node_agent.heap import keep_heap_memory
 from node_agent.life import (
     advance,
     finish_round,
@@ -43,6 +42,7 @@ from node_agent.life import (
     population,
 )
 from piswarm import protocol
+from piswarm.heap import keep_heap_memory
 from piswarm.mqtt import BrokerSettings, end_loop, new_client
 from piswarm.protocol import ProtocolError, life, topics
 

@@ -34,8 +34,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from node_agent.heap import keep_heap_memory
 from node_agent.sieve_backends import BackendName
+from piswarm.heap import keep_heap_memory
 
 if TYPE_CHECKING:
     from node_agent.sieve_backends import SieveBackend

@@ -12,7 +12,7 @@ from node_agent.runner import Workers
 # block to warm up (imports, base primes, the sieve's own arrays).
 BLOCKS = """
 import resource, sys
-from node_agent.heap import keep_heap_memory
+from piswarm.heap import keep_heap_memory
 from node_agent.runner import compute_block
 if sys.argv[1] == "keep":
     assert keep_heap_memory()
@@ -38,7 +38,7 @@ def test_a_sieve_loop_reuses_its_freed_arrays_instead_of_faulting_them_in_again(
 
 
 def test_a_process_without_glibc_mallopt_is_left_as_it_is(monkeypatch):
-    from node_agent import heap
+    from piswarm import heap
 
     monkeypatch.setattr(heap.ctypes.util, "find_library", lambda _name: None)
     assert heap.keep_heap_memory() is False
