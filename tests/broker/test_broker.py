@@ -1,5 +1,6 @@
 """The broker process: persistence across crashes, restarts under load, users on disk."""
 
+import contextlib
 import json
 import os
 import queue
@@ -14,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker.config import BrokerConfig
+from broker.config import AUTOSAVE_SECONDS, BrokerConfig
 from broker.errors import BrokerError, MosquittoNotFound
 from broker.runner import BrokerProcess, find_mosquitto
 from broker.users import UserStore, mosquitto_hash, render_acl
@@ -78,7 +79,8 @@ def test_rendered_config_sets_every_deliberate_limit(tmp_path):
         persistence_dir=tmp_path,
     ).render()  # fmt: skip
     for line in (
-        "allow_anonymous false", "autosave_on_changes true", "set_tcp_nodelay true",
+        "allow_anonymous false", "autosave_on_changes false", "autosave_interval 5",
+        "set_tcp_nodelay true",
         "max_queued_messages 100000", "max_packet_size 8388608", "listener 1883",
     ):  # fmt: skip
         assert f"\n{line}\n" in text
@@ -128,7 +130,7 @@ def db_inode(broker) -> int | None:
 
 def wait_saved(broker, before: int | None) -> int | None:
     """Wait until mosquitto has renamed a new database into place (it writes .db.new)."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2 * AUTOSAVE_SECONDS + 2
     while db_inode(broker) == before or (broker.state_dir / "mosquitto.db.new").exists():
         assert time.monotonic() < deadline, "mosquitto did not save after a change"
         time.sleep(0.005)
@@ -163,7 +165,7 @@ class DurableSubscriber:
 
 @pytest.mark.parametrize("crash", [False, True], ids=["sigterm", "kill-9"])
 def test_retained_and_queued_messages_survive_a_restart(users, tmp_path, crash):
-    """autosave_on_changes: even kill -9 keeps retained state and queued QoS 1 messages."""
+    """Even kill -9 keeps retained state and queued QoS 1 messages saved before it."""
     broker = BrokerProcess(users=users, state_dir=tmp_path / "b").start()
     durable = DurableSubscriber(broker.port, users.get("viewer"), "piswarm/queued")
     try:
@@ -171,8 +173,8 @@ def test_retained_and_queued_messages_survive_a_restart(users, tmp_path, crash):
         client.disconnect()
         end_loop(client)
         admin = Recorder(broker.port, users.get("admin"), ()).wait_connected()
-        # mosquitto saves on its next loop pass after the PUBACK (milliseconds later), not
-        # before it: wait for each save, which without autosave_on_changes takes 30 min.
+        # mosquitto saves every AUTOSAVE_SECONDS, not before the PUBACK: wait for each
+        # save (with mosquitto's default it would take 30 min).
         saved = db_inode(broker)
         assert not admin.publish("piswarm/probe", b"retained", retain=True).is_failure
         saved = wait_saved(broker, saved)
@@ -193,6 +195,27 @@ def test_retained_and_queued_messages_survive_a_restart(users, tmp_path, crash):
         end_loop(client)
     finally:
         broker.stop()
+
+
+def test_a_stream_of_qos1_messages_does_not_rewrite_the_database_for_each(users, tmp_path):
+    # With autosave_on_changes and a count of 1, every QoS 1 delivery was a change: the
+    # whole database written, fsynced and renamed into place, 3 times per prime block.
+    broker = BrokerProcess(users=users, state_dir=tmp_path / "b").start()
+    admin = Recorder(broker.port, users.get("admin"), ("piswarm/stream/#",))
+    saves: set[tuple[int, int]] = set()
+    try:
+        admin.wait_connected()
+        path = broker.state_dir / "mosquitto.db"
+        for i in range(100):
+            assert not admin.publish(f"piswarm/stream/{i}", b"x" * 1000, qos=1).is_failure
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                saves.add((st.st_ino, st.st_mtime_ns))
+        admin.wait_for(lambda m: m.topic == "piswarm/stream/99")
+    finally:
+        admin.close()
+        broker.stop()
+    assert len(saves) <= 2, f"{len(saves)} saves for 100 messages"
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
