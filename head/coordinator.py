@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MAX_RUNNING_JOBS = 100
 MAX_WANTING_NODES = 10_000
 _SESSION_TAKEN_OVER = 0x8E
+REPUBLISH_ENDED = 10
+"""Ended jobs (of each kind) whose retained status is published again after every connect:
+the broker saves its state every few seconds (broker/config.py), so one that crashed
+right after a job ended may have come back with that job's status from before."""
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Coordinator:
         self.stats = CoordinatorStats()
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=queue_size)
         self.connected = threading.Event()
+        self._reconnected = threading.Event()  # set by paho's thread, handled by run()
         self.ready = threading.Event()  # the store is open and running jobs are resumed
         self.fatal: str | None = None
         self._client: mqtt.Client | None = None
@@ -164,16 +169,26 @@ class Coordinator:
             self.ready.clear()
 
     def _resume(self, store: JobStore) -> None:
-        now = self.clock()
         for job in store.running_jobs():
-            tally = JobTally(store.info(job))
-            for block, node, count, last in store.contributions(job):
-                tally.add(block, node, count, last, now)
+            tally = self._tally_of(store, job)
             self._tallies[job] = tally
             log.info(
                 "resuming job %s: %d/%d blocks done", job, tally.blocks_done, tally.info.blocks
             )
             self._publish_status(store, job)
+
+    def _tally_of(self, store: JobStore, job: str) -> JobTally:
+        now = self.clock()
+        tally = JobTally(store.info(job))
+        for block, node, count, last in store.contributions(job):
+            tally.add(block, node, count, last, now)
+        return tally
+
+    def _republish_ended(self, store: JobStore) -> None:
+        """The last ended jobs' final status and map, retained again (after a connect)."""
+        for job in store.ended_jobs(REPUBLISH_ENDED):
+            self._publish_tally(store, job, self._tally_of(store, job))
+        self._life().republish_ended(REPUBLISH_ENDED)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -206,6 +221,9 @@ class Coordinator:
 
     def _tick(self, store: JobStore) -> None:
         now = self.clock()
+        if self._reconnected.is_set():
+            self._reconnected.clear()
+            self._republish_ended(store)
         self._life().tick(now)
         if now >= self._next_expiry_check:
             self._next_expiry_check = now + 1.0
@@ -294,14 +312,17 @@ class Coordinator:
         tally = self._tallies.get(job)
         if tally is None:
             return
+        if self._publish_tally(store, job, tally) != "running":
+            del self._tallies[job]  # its final status is retained; nothing more to count
+
+    def _publish_tally(self, store: JobStore, job: str, tally: JobTally) -> str:
+        """Publish a job's status and map (retained); returns its state."""
         info = store.info(job)
-        now = self.clock()
-        status = tally.status(info, now)
+        status = tally.status(info, self.clock())
         self._publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)
         self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0,
                       retain=True)  # fmt: skip
-        if info.state != "running":
-            del self._tallies[job]  # its final status is retained; nothing more to count
+        return info.state
 
     # -- work ------------------------------------------------------------------------------
 
@@ -411,6 +432,7 @@ class Coordinator:
         # requests and resent results find us listening.
         online = work.CoordinatorStatus(state="online", ts=self.clock(), version=__version__)
         client.publish(topics.JOBS_COORDINATOR, protocol.encode(online), qos=1, retain=True)
+        self._reconnected.set()
         self.connected.set()
         log.info("coordinator online at %s:%d", self.settings.host, self.settings.port)
 

@@ -171,6 +171,14 @@ class JobStore(Store):
         rows = self.db.execute("SELECT id FROM jobs WHERE state = 'running' ORDER BY created")
         return [r[0] for r in rows]
 
+    def ended_jobs(self, limit: int) -> list[str]:
+        """The ``limit`` jobs that ended last (done or cancelled), the latest first."""
+        rows = self.db.execute(
+            "SELECT id FROM jobs WHERE state != 'running' ORDER BY finished DESC LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows]
+
     def jobs(self, limit: int = 50) -> list[Progress]:
         rows = self.db.execute("SELECT id FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
         return [self.progress(r[0]) for r in rows.fetchall()]

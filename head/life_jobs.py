@@ -346,6 +346,11 @@ class LifeJobs:
 
     # -- status -----------------------------------------------------------------------------
 
+    def republish_ended(self, limit: int) -> None:
+        """The last ``limit`` ended jobs' final status, retained again."""
+        for job in self.store.ended(limit):
+            self.publish_status(job)
+
     def publish_status(self, job: str) -> None:
         record = self.store.get(job)
         request = record.request

@@ -133,6 +133,14 @@ class LifeStore(Store):
     def running(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM life_jobs WHERE state = 'running'")]
 
+    def ended(self, limit: int) -> list[str]:
+        """The ``limit`` Life jobs that ended last, the latest first."""
+        rows = self.db.execute(
+            "SELECT id FROM life_jobs WHERE state != 'running' ORDER BY finished DESC LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows]
+
     def board(self, job: str) -> Board:
         """The latest whole board of ``job``."""
         request = self.get(job).request

@@ -209,3 +209,35 @@ def test_the_coordinator_and_the_agent_reuse_their_memory_result_after_result(
     after = minor_faults(head.proc.pid), minor_faults(agent.proc.pid)
     coordinator_faults, agent_faults = (b - a for a, b in zip(before, after, strict=True))
     assert coordinator_faults < 1_000 and agent_faults < 1_000, (coordinator_faults, agent_faults)
+
+
+def test_a_broker_crash_right_after_jobs_end_leaves_their_final_status_retained(
+    broker, users, agents, coordinator, recorder
+):
+    """mosquitto saves every few seconds, so a crash right after a job ended can bring
+    back the status from before the end. The coordinator publishes the last ended jobs'
+    status again whenever it (re)connects."""
+    coordinator()
+    agents("node-a", workers=1)
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    primes_job = submit(broker, users, 1, 2 * BLOCK)
+    request = {"v": 1, "kind": "life", "request_id": "crash", "width": 64, "height": 32,
+               "gens": 20, "density": 0.3, "seed": 1}  # fmt: skip
+    viewer.publish(topics.JOBS_SUBMIT, json.dumps(request).encode())
+    answer = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"crash"' in m.payload)
+    life_job = json.loads(answer.payload)["job"]
+    finished(viewer, primes_job)
+    viewer.wait_for(lambda m: m.topic == topics.job_status(life_job) and b'"done"' in m.payload,
+                    timeout=60)  # fmt: skip
+    broker.kill()  # well within AUTOSAVE_SECONDS of the last statuses
+    broker.start()
+    watcher = recorder("viewer")
+    for job in (primes_job, life_job):  # published again once the coordinator is back
+        watcher.wait_for(lambda m, j=job: m.topic == topics.job_status(j) and not m.retain,
+                         timeout=30)  # fmt: skip
+    later = recorder("viewer")  # what anyone subscribing from now on is told
+    for job in (primes_job, life_job):
+        status = later.wait_for(lambda m, j=job: m.topic == topics.job_status(j))
+        assert status.retain and json.loads(status.payload)["state"] == "done"
+    assert finished(later, primes_job).primes == 1_270_607
