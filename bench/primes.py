@@ -19,6 +19,7 @@ connection per prime (~1,080/s, measured on this machine).
 import argparse
 import contextlib
 import math
+import multiprocessing
 import re
 import shutil
 import sqlite3
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 
 import psutil
 
@@ -164,23 +166,44 @@ def _run_job(client: JobClient, start: int, end: int, block: int, rid: str) -> t
     return reply.job, time.perf_counter() - started
 
 
+def sieve_blocks(blocks: list[tuple[int, int]], backend: str) -> float:
+    """Sieve and encode ``blocks`` one after another; the seconds it took."""
+    keep_heap_memory()  # as a worker does
+    started = time.perf_counter()
+    for lo, hi in blocks:
+        compute_block(lo, hi, backend)
+    return time.perf_counter() - started
+
+
+def in_processes(
+    pool: ProcessPoolExecutor, n: int, blocks: list[tuple[int, int]], backend: str
+) -> float:
+    """The blocks shared out to ``n`` processes of the pool (every n-th block each), no
+    broker: the wall time of the slowest share, what the machine allows just now."""
+    shares = [pool.submit(sieve_blocks, blocks[i::n], backend) for i in range(n)]
+    return max(share.result() for share in shares)
+
+
 def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2) -> bool:
     blocks = [(lo, min(lo + block, end + 1)) for lo in range(1, end + 1, block)]
     compute_block(1, 1000, backend)  # imports and base primes: not what is measured
     print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {block:.0e}, "
           f"{backend} sieve, {agents} agents with one worker each, median of {repeat}")  # fmt: skip
-    singles, walls, spent_runs = [], [], []
-    with bench_cluster(agents, ["--backend", backend]) as cluster:
+    singles, walls, spent_runs, ceilings = [], [], [], []
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        bench_cluster(agents, ["--backend", backend]) as cluster,
+        ProcessPoolExecutor(agents, mp_context=spawn) as pool,
+    ):
+        in_processes(pool, agents, blocks[: 2 * agents], backend)  # imports, base primes
         with JobClient(cluster.admin, connect_timeout=30) as client:
             _run_job(client, 1, agents * 2 * block, block, "warm-up")  # workers start
             watched = [psutil.Process(p.pid) for p in cluster.procs]
             watched.append(psutil.Process(cluster.broker.pid))
             # Alternated: this machine's speed drifts by a third within minutes.
             for run in range(repeat):
-                started = time.perf_counter()
-                for lo, hi in blocks:
-                    compute_block(lo, hi, backend)
-                singles.append(time.perf_counter() - started)
+                singles.append(sieve_blocks(blocks, backend))
+                ceilings.append(in_processes(pool, agents, blocks, backend))
                 before = [_cpu(p) for p in watched]
                 job, wall = _run_job(client, 1, end, block, f"measured-{run}")
                 walls.append(wall)
@@ -192,6 +215,7 @@ def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2)
         )
         nodes = cluster.nodes
     single, wall = statistics.median(singles), statistics.median(walls)
+    ceiling = statistics.median(s / (agents * c) for s, c in zip(singles, ceilings, strict=True))
     spent = [statistics.median(column) for column in zip(*spent_runs, strict=True)]
     print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
     names = ["coordinator"] + [f"{n} (+worker)" for n in nodes] + ["mosquitto"]
@@ -203,6 +227,8 @@ def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2)
     print(f"  {agents} agents through the broker, all stored         {wall:7.2f} s")
     print(f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
           f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})")  # fmt: skip
+    print(f"    the same blocks in {agents} plain processes, no broker: {ceiling:6.1%} "
+          "(what this machine allowed just then)")  # fmt: skip
     print(f"  stored {per_prime:5.3f} bytes/prime ({stored / 1e6:.1f} MB for {primes:,})  "
           f"(target <= 0.7: {'ok' if per_prime <= 0.7 else 'OVER TARGET'})")  # fmt: skip
     print(f"  delivered {delivered:,.0f} primes/s = {delivered / ORIGINAL_PRIMES_PER_S:,.0f}x "
