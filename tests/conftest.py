@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,12 @@ class AgentProcess:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
             self.proc.wait()
+
+
+def minor_faults(pid: int) -> int:
+    """The page faults process ``pid`` has taken that needed no disk (fresh memory)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
 
 
 def spawn(args, log_path, cpus=None, nice=0):

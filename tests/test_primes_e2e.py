@@ -7,7 +7,6 @@ mid-job); expected counts come from libprimesieve when installed, else numpy.
 
 import json
 import signal
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -16,7 +15,7 @@ from head.jobstore import JobStore
 from node_agent.sieve import small_primes
 from node_agent.sieve_backends import select_backend
 from piswarm.protocol import jobs, topics, work
-from tests.conftest import job_flags, piswarm
+from tests.conftest import job_flags, minor_faults, piswarm
 
 FAR = 10**12  # numpy needs ~0.2 s for a block of 1e7 here: a job lasts seconds
 BLOCK = 10**7
@@ -187,11 +186,6 @@ def test_a_raw_mosquitto_pub_request_gets_a_reply(broker, users, coordinator, re
                    b'{"v":1,"kind":"primes","start":1,"end":1000,"request_id":"s1"}')  # fmt: skip
     good = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"s1"' in m.payload)
     assert json.loads(good.payload)["ok"] is True
-
-
-def minor_faults(pid):
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
 
 
 def test_the_coordinator_and_the_agent_reuse_their_memory_result_after_result(

@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 
 from node_agent.runner import Workers
+from tests.conftest import minor_faults
 
 # Sieves 1e7 blocks as a worker does and prints the page faults they cost, after a first
 # block to warm up (imports, base primes, the sieve's own arrays).
@@ -42,11 +42,6 @@ def test_a_process_without_glibc_mallopt_is_left_as_it_is(monkeypatch):
 
     monkeypatch.setattr(heap.ctypes.util, "find_library", lambda _name: None)
     assert heap.keep_heap_memory() is False
-
-
-def minor_faults(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
 
 
 def test_sieve_workers_keep_their_memory():
