@@ -95,6 +95,8 @@ class Coordinator:
         self._client: mqtt.Client | None = None
         self._wants: OrderedDict[str, int] = OrderedDict()
         self._tallies: dict[str, JobTally] = {}
+        self._started = 0.0  # when run() began: leases running out before this + a lease
+        self._reconciled: set[str] = set()  # nodes whose leases from before were checked
         self._maybe_work = True
         self._next_status = 0.0
         self._next_expiry_check = 0.0
@@ -138,6 +140,7 @@ class Coordinator:
         life_store = LifeStore(self.db_path).open()
         self.life = LifeJobs(store=life_store, publish=self._publish, clock=self.clock,
                              stall_seconds=self.stall_seconds)  # fmt: skip
+        self._started = self.clock()
         try:
             self._resume(store)
             self.life.resume()
@@ -332,12 +335,30 @@ class Coordinator:
         if request.node != node:
             raise ProtocolError(f"request names node {request.node!r}", topic=topic)
         self._wants.pop(node, None)
+        if request.holding is not None and node not in self._reconciled:
+            self._reconcile(store, node, request.holding)
         if request.want > 0:
             if len(self._wants) >= MAX_WANTING_NODES:
                 log.warning("%d nodes waiting for work: ignoring %s", len(self._wants), node)
                 return
             self._wants[node] = request.want
             self._serve(store)
+
+    def _reconcile(self, store: JobStore, node: str, holding: tuple[str, ...]) -> None:
+        """A node's first request since this coordinator started: leases it was given by
+        the previous one and does not hold go back to the pool now, not when they run out
+        (the old coordinator committed them, then died before the assignment went out)."""
+        if len(self._reconciled) < MAX_WANTING_NODES:
+            self._reconciled.add(node)
+        held = set()
+        for item in holding:
+            job, block = item.rsplit("/", 1)
+            held.add((job, int(block)))
+        released = store.release_orphans(node, held, self._started + self.lease_seconds)
+        if released:
+            self.stats.leases_released += released
+            self._maybe_work = True
+            log.info("%s: %d blocks leased before the restart never reached it", node, released)
 
     def _serve(self, store: JobStore) -> None:
         """Lease blocks to the nodes that want some, in turn, while there are any."""

@@ -223,6 +223,25 @@ class JobStore(Store):
         )
         return [(job, block) for job, block in rows]
 
+    def release_orphans(self, node: str, holding: set[tuple[str, int]], before: float) -> int:
+        """Give back ``node``'s leases that run out before ``before`` (taken by an earlier
+        coordinator) and are not in ``holding``: their assignment never reached the node.
+        Returns how many."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            rows = self.db.execute(
+                "SELECT job, block FROM blocks WHERE node = ? AND state = 'leased' "
+                "AND lease_until < ?",
+                (node, before),
+            ).fetchall()
+            orphans = [(job, block) for job, block in rows if (job, block) not in holding]
+            self.db.executemany(
+                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
+                "WHERE job = ? AND block = ? AND state = 'leased'",
+                orphans,
+            )
+        return len(orphans)
+
     def release_node(self, node: str) -> int:
         """A node went offline: its leased blocks are open again. Returns how many."""
         with self.db:

@@ -215,6 +215,7 @@ class WorkRunner:
         # The driver's own:
         self._held = 0  # slots held
         self._running = 0  # blocks submitted to the pool and not yet finished
+        self._computing: set[tuple[str, int]] = set()  # those blocks
         self._promised = 0  # blocks the coordinator still owes us (our last want, minus assigns)
         self._last_request = -1e18
         self._coordinator_online = False
@@ -324,12 +325,14 @@ class WorkRunner:
     def _start(self, assign: work.WorkAssign) -> None:
         future = self.workers.submit(assign.lo, assign.hi, self.backend)
         self._running += 1
+        self._computing.add((assign.job, assign.block))
         future.add_done_callback(functools.partial(self._done, assign))
 
     def _finish(
         self, assign: work.WorkAssign, future: "Future[bytes]", now: float, publish: Publish | None
     ) -> None:
         self._running -= 1
+        self._computing.discard((assign.job, assign.block))
         if self._held > self._running:  # a finished block frees its slot for someone
             self._held -= 1
             self.slots.give()
@@ -373,12 +376,20 @@ class WorkRunner:
             return
         request = work.WorkRequest(
             node=self.node_id, want=min(want, work.MAX_WANT), ts=self.wall_clock(),
-            backend=self.backend,
+            backend=self.backend, holding=self._holding(),
         )  # fmt: skip
         publish(self._request_topic, protocol.encode(request), 1)
         self.stats.requests_sent += 1
         self._promised = want
         self._last_request = now
+
+    def _holding(self) -> tuple[str, ...]:
+        """The blocks this node has: assigned, computing, or computed and not yet
+        acknowledged."""
+        with self._lock:
+            held = self._computing | set(self._unacked)
+            held.update((a.job, a.block) for a in self._assigned)
+        return tuple(f"{job}/{block}" for job, block in sorted(held))[: work.MAX_HOLDING]
 
     def _slot_free(self) -> None:
         """A slot came back and we are first in line (any thread)."""

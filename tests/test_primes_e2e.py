@@ -7,6 +7,7 @@ mid-job); expected counts come from libprimesieve when installed, else numpy.
 
 import json
 import signal
+import time
 
 import numpy as np
 import psutil
@@ -235,3 +236,24 @@ def test_a_broker_crash_right_after_jobs_end_leaves_their_final_status_retained(
         status = later.wait_for(lambda m, j=job: m.topic == topics.job_status(j))
         assert status.retain and json.loads(status.payload)["state"] == "done"
     assert finished(later, primes_job).primes == 1_270_607
+
+
+def test_blocks_leased_just_before_a_coordinator_crash_do_not_wait_out_their_lease(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    """The old coordinator committed two leases and died before the assignments went out:
+    the new one gives them to the node again at its first request, not after lease_s."""
+    first = coordinator(lease=120.0)
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    job = submit(broker, users, FAR, FAR + 4 * BLOCK - 1)
+    first.kill()
+    store = JobStore(tmp_path / "jobs.sqlite").open()
+    try:
+        assert len(store.lease("node-a", time.time(), 120.0, count=2)) == 2
+    finally:
+        store.close()
+    coordinator(lease=120.0)
+    agents("node-a", workers=1)
+    final = finished(viewer, job, timeout=60)
+    assert final.primes == expected_count(FAR, FAR + 4 * BLOCK)

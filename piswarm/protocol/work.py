@@ -24,6 +24,8 @@ from piswarm.protocol.jobs import MAX_BLOCK, MAX_BLOCKS, MAX_NUMBER
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_WANT = 64
+MAX_HOLDING = 256
+"""Blocks a request may list as held: more than a node's slots and unacknowledged results."""
 BACKENDS = frozenset({"numpy", "primesieve"})
 OUTCOMES = frozenset({"stored", "duplicate", "rejected"})
 
@@ -42,12 +44,23 @@ class CoordinatorStatus:
 
 @dataclass(frozen=True)
 class WorkRequest:
-    """'I can take ``want`` more blocks now' (0: none, stop remembering me)."""
+    """'I can take ``want`` more blocks now' (0: none, stop remembering me).
+
+    ``holding`` lists the blocks the node has (``"<job>/<block>"``: assigned, computing,
+    or computed and not yet acknowledged). A coordinator that restarted gives back the
+    node's leases from before its restart that are not on the list: their assignment was
+    lost with the old coordinator, and they would otherwise wait out the lease. ``None``
+    (an older node) changes nothing.
+    """
 
     node: str = field(metadata=spec(pattern=NODE_ID_PATTERN.pattern))
     want: int = field(metadata=spec(lo=0, hi=MAX_WANT))
     ts: float = field(metadata=_TS)
     backend: str = field(default="numpy", metadata=spec(choices=BACKENDS))
+    holding: tuple[str, ...] | None = field(
+        default=None,
+        metadata=spec(pattern=rf"{JOB_ID_PATTERN.pattern}/[0-9]{{1,9}}", max_len=MAX_HOLDING),
+    )
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,11 @@ class Harness:
     def requests(self):
         return [work.decode_work_request(p).want for t, p in self.sent if t.endswith("/request")]
 
+    def holding(self):
+        """What the last request said the node holds."""
+        last = [p for t, p in self.sent if t.endswith("/request")][-1]
+        return work.decode_work_request(last).holding
+
     def results(self):
         return [t for t, _ in self.sent if "/results/" in t]
 
@@ -99,6 +104,7 @@ def test_asks_for_its_slots_computes_and_asks_again(workers):
     assert h.requests() == [2]
     h.tick()
     assert h.requests() == [2]  # nothing changed: no repeat
+    assert h.holding() == ()
     h.assign(0, 1, 100_001)
     h.assign(1, 100_001, 200_001)
     h.tick()
@@ -107,9 +113,13 @@ def test_asks_for_its_slots_computes_and_asks_again(workers):
     assert h.results() == [topics.node_result("node-a", "p1-test", 0),
                            topics.node_result("node-a", "p1-test", 1)]  # fmt: skip
     assert h.requests()[-1] == 2 and h.runner.unacked == 2
+    assert h.holding() == ("p1-test/0", "p1-test/1")  # computed, not acknowledged yet
     h.ack(0)
     h.ack(1, "duplicate")
     assert h.runner.unacked == 0 and h.runner.stats.acks == 2
+    h.now += 31  # the next request (a periodic one) holds nothing
+    h.tick()
+    assert h.holding() == ()
 
 
 def test_unacknowledged_results_are_resent_on_reconnect_and_coordinator_online(workers):

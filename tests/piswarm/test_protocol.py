@@ -199,3 +199,19 @@ def test_built_topics_parse_back_and_never_hold_wildcards(node_id):
 def test_foreign_topics_are_refused(topic):
     with pytest.raises(ProtocolError):
         topics.parse_node_topic(topic)
+
+
+def test_a_work_request_names_what_it_holds_as_job_and_block():
+    from piswarm.protocol import work
+
+    def request(holding):
+        body = {"v": 1, "node": "pi-1", "want": 1, "ts": 1.0, "holding": holding}
+        return work.decode_work_request(json.dumps(body).encode())
+
+    assert request(["p20251124-3fa2c1/17"]).holding == ("p20251124-3fa2c1/17",)
+    assert request(None).holding is None
+    bad_ones = [(["p1/x"], "does not match"), (["p1"], "does not match"),
+                ("p1/1", "expected a list"), (["p1/1"] * 257, "longer than 256")]  # fmt: skip
+    for bad, reason in bad_ones:
+        with pytest.raises(ProtocolError, match=reason):
+            request(bad)
