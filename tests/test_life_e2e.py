@@ -104,10 +104,12 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     final = assert_exact(viewer, tmp_path, job, request)
     assert final.strips == strips
     assert (reference(request) == initial_board(request)).all()
-    # Each strip reports its own computing speed: the coordinator sizes strips by it.
-    reports = [wire.decode_progress(m.payload) for m in viewer.matching(
-        lambda m: m.topic.endswith("/progress") and job in m.topic)]  # fmt: skip
-    assert {r.strip for r in reports if r.cells_per_s} == set(range(strips))
+    # Each strip reports its own computing speed: the coordinator sizes strips by it. (A
+    # short job's only measured speed may be in the report a strip sends as it lingers,
+    # after its last checkpoint: it can arrive after the job's final status.)
+    for strip in range(strips):
+        viewer.wait_for(lambda m, s=strip: m.topic.endswith(f"/{s}/progress") and job in m.topic
+                        and wire.decode_progress(m.payload).cells_per_s is not None)  # fmt: skip
     soup, request = submit(viewer, f"soup-{strips}", width=150, height=96, gens=60, wrap="dead",
                            density=0.35, seed=strips, halo=3, checkpoint_every=25)  # fmt: skip
     assert_exact(viewer, tmp_path, soup, request)
