@@ -326,6 +326,8 @@ class StripRun:
 
     def _after_round(self, k: int) -> None:
         a = self.a
+        if self.gen == a.gens:  # before the last checkpoint: the job may end with it, and
+            self._progress(force=True)  # the agent stop this process before it lingers
         # Every strip of an epoch runs the same rounds, so all checkpoint at the same
         # generations: the first round end past each multiple of checkpoint_every.
         if (
@@ -391,7 +393,6 @@ class StripRun:
     def _linger(self) -> None:
         """Answer the neighbours' ``want``s until the job is over (they may need our last
         halos again); return early once the coordinator says so."""
-        self._progress(force=True)
         deadline = self.clock() + self.linger
         while self.stop_reason is None and self.clock() < deadline and not self._local:
             self._loop(0.1)

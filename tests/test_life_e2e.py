@@ -105,8 +105,8 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     assert final.strips == strips
     assert (reference(request) == initial_board(request)).all()
     # Each strip reports its own computing speed: the coordinator sizes strips by it. (A
-    # short job's only measured speed may be in the report a strip sends as it lingers,
-    # after its last checkpoint: it can arrive after the job's final status.)
+    # short job's only measured speed is in the strip's last report, sent before its last
+    # checkpoint: after it, the job may end and the agent stop the strip at once.)
     for strip in range(strips):
         viewer.wait_for(lambda m, s=strip: m.topic.endswith(f"/{s}/progress") and job in m.topic
                         and wire.decode_progress(m.payload).cells_per_s is not None)  # fmt: skip
