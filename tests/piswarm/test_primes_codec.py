@@ -137,3 +137,11 @@ def test_header_limits():
     with pytest.raises(ProtocolError, match="exceed the limit"):
         decode_primes(header)
     assert struct.calcsize("<4sBBBxQQQII") == HEADER.size == 40
+
+
+def test_gap_sums_are_exact_past_what_a_uint32_holds():
+    from piswarm.protocol.primes import _U32_SUMMABLE, _sum_bytes
+
+    values = np.full(_U32_SUMMABLE + 10, 255, dtype=np.uint8)
+    assert _sum_bytes(values) == 255 * (_U32_SUMMABLE + 10) > 2**32
+    assert _sum_bytes(np.zeros(0, dtype=np.uint8)) == 0
