@@ -198,7 +198,8 @@ def test_the_coordinator_and_the_agent_reuse_their_memory_result_after_result(
     head = coordinator()
     agent = agents("node-a", workers=1)
     viewer = recorder("viewer")
-    finished(viewer, submit(broker, users, 10**9, 10**9 + 3 * BLOCK - 1))  # warm up
+    # Warm up: imports, and SQLite's page cache filled (2 MB, a few hundred faults once).
+    finished(viewer, submit(broker, users, 10**9, 10**9 + 10 * BLOCK - 1))
     before = minor_faults(head.proc.pid), minor_faults(agent.proc.pid)
     finished(viewer, submit(broker, users, 2 * 10**9, 2 * 10**9 + 30 * BLOCK - 1))
     after = minor_faults(head.proc.pid), minor_faults(agent.proc.pid)
