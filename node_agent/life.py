@@ -243,6 +243,18 @@ def advance(
     return src[lo + top : hi - bottom].copy()
 
 
+def _moved(
+    n: int, above: np.ndarray | None, below: np.ndarray | None, top: int, bottom: int
+) -> tuple[int, int]:
+    """The rows ``[start, end)`` of an ``n``-row strip that it holds after its edges move
+    by ``top`` and ``bottom``; ValueError for a move that cannot be."""
+    if (above is None and top) or (below is None and bottom):
+        raise ValueError("an edge with nothing beyond it cannot move")
+    if n + bottom <= top:
+        raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
+    return top, n + bottom
+
+
 def move_boundaries(
     rows: np.ndarray,
     above: np.ndarray | None,
@@ -260,13 +272,9 @@ def move_boundaries(
     beyond: a dead edge of the board). An edge can move as far as the rows on hand allow
     while leaving ``depth`` beyond it.
     """
-    if (above is None and top) or (below is None and bottom):
-        raise ValueError("an edge with nothing beyond it cannot move")
     lead = 0 if above is None else above.shape[0]
     whole = np.concatenate([part for part in (above, rows, below) if part is not None])
-    start, end = lead + top, lead + rows.shape[0] + bottom
-    if end <= start:
-        raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
+    start, end = (lead + edge for edge in _moved(rows.shape[0], above, below, top, bottom))
     if (above is not None and start < depth) or (
         below is not None and end + depth > whole.shape[0]
     ):
@@ -341,13 +349,9 @@ def finish_round(
     Rows beyond a dead edge of the board are zero at every generation.
     """
     k, n = generations, rows.shape[0]
-    if (above is None and top) or (below is None and bottom):
-        raise ValueError("an edge with nothing beyond it cannot move")
+    start, end = _moved(n, above, below, top, bottom)
     if inside.rows.shape[0] != n - 2 * k:
         raise ValueError(f"{inside.rows.shape[0]} inside rows for a strip of {n} rows")
-    start, end = top, n + bottom
-    if end - start < 1:
-        raise ValueError(f"moving the edges by {top} and {bottom} leaves no rows")
     a, b = max(0, k - start), max(0, end + k - n)  # the two runs' heights
     if (above is not None and a > above.shape[0]) or (below is not None and b > below.shape[0]):
         raise ValueError(f"not {k} rows beyond an edge moved by {top} / {bottom}")
