@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS results (
 
 Outcome = Literal["stored", "duplicate"]
 
+_REOPEN = "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
+"""A leased block back in the pool (cancel, node gone, lease never delivered)."""
+
 KNOWN_PI = {10**4: 1229, 10**5: 9592, 10**6: 78_498, 10**7: 664_579, 10**8: 5_761_455,
             10**9: 50_847_534, 10**10: 455_052_511}  # fmt: skip
 """pi(x): how many primes are <= x (what a job [1, x] must find)."""
@@ -157,8 +160,7 @@ class JobStore(Store):
                 self.require(job)
                 raise ValueError(f"job {job} is not running")
             self.db.execute(
-                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
-                "WHERE job = ? AND state = 'leased'",
+                _REOPEN + "WHERE job = ? AND state = 'leased'",
                 (job,),
             )
 
@@ -236,8 +238,7 @@ class JobStore(Store):
             ).fetchall()
             orphans = [(job, block) for job, block in rows if (job, block) not in holding]
             self.db.executemany(
-                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
-                "WHERE job = ? AND block = ? AND state = 'leased'",
+                _REOPEN + "WHERE job = ? AND block = ? AND state = 'leased'",
                 orphans,
             )
         return len(orphans)
@@ -246,8 +247,7 @@ class JobStore(Store):
         """A node went offline: its leased blocks are open again. Returns how many."""
         with self.db:
             cur = self.db.execute(
-                "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
-                "WHERE node = ? AND state = 'leased'",
+                _REOPEN + "WHERE node = ? AND state = 'leased'",
                 (node,),
             )
         return cur.rowcount
