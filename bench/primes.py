@@ -168,7 +168,6 @@ def _run_job(client: JobClient, start: int, end: int, block: int, rid: str) -> t
 
 def sieve_blocks(blocks: list[tuple[int, int]], backend: str) -> float:
     """Sieve and encode ``blocks`` one after another; the seconds it took."""
-    keep_heap_memory()  # as a worker does
     started = time.perf_counter()
     for lo, hi in blocks:
         compute_block(lo, hi, backend)
@@ -193,7 +192,8 @@ def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2)
     spawn = multiprocessing.get_context("spawn")
     with (
         bench_cluster(agents, ["--backend", backend]) as cluster,
-        ProcessPoolExecutor(agents, mp_context=spawn) as pool,
+        # Its processes keep their memory, as the agents' workers do.
+        ProcessPoolExecutor(agents, mp_context=spawn, initializer=keep_heap_memory) as pool,
     ):
         in_processes(pool, agents, blocks[: 2 * agents], backend)  # imports, base primes
         with JobClient(cluster.admin, connect_timeout=30) as client:
