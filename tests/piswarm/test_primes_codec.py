@@ -1,5 +1,6 @@
 """The prime-block encoding: exact round trips, and every corruption refused cleanly."""
 
+import itertools
 import struct
 import zlib
 
@@ -70,6 +71,51 @@ def test_empty_block():
 def test_encoder_refuses_what_is_not_an_ascending_odd_list(bad):
     with pytest.raises(ValueError, match="must be"):
         encode_primes(np.array(bad, dtype=np.uint64))
+
+
+@st.composite
+def any_uint64_lists(draw):
+    """Lists the encoder must sort out: near-misses of valid ones (an even number, a
+    repeat, a step down, a gap just over 2**33) and values near 2**64, where a step down
+    taken modulo 2**64 looks like a small gap."""
+    values = [int(v) for v in draw(prime_like_lists())]
+    small = st.integers(0, 2**64 - 1)
+    for _ in range(draw(st.integers(0, 3))):
+        if not values:
+            break
+        i = draw(st.integers(0, len(values) - 1))
+        change = draw(st.sampled_from(["even", "repeat", "down", "jump", "wrap", "any"]))
+        if change == "even":
+            values[i] ^= 1
+        elif change == "repeat":
+            values.insert(i, values[i])
+        elif change == "down":
+            values.insert(i + 1, max(0, values[i] - 2 * draw(st.integers(1, 300))))
+        elif change == "jump":
+            values.insert(i + 1, min(2**64 - 1, values[i] + 2**33 + 2))
+        elif change == "wrap":
+            values = [(v + 2**64 - 2**32) % 2**64 for v in values]
+        else:
+            values[i] = draw(small)
+    return values
+
+
+def _valid(values: list[int]) -> bool:
+    odd = values[1:] if values and values[0] == 2 else values
+    return all(v % 2 for v in odd) and all(0 < b - a <= 2**33 for a, b in itertools.pairwise(odd))
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=any_uint64_lists())
+def test_encoder_takes_exactly_the_ascending_odd_lists(values):
+    """The encoder's checks ride on its gap arithmetic modulo 2**64: compare them with a
+    plain statement of the rule, in Python integers."""
+    primes = np.array(values, dtype=np.uint64)
+    if _valid(values):
+        assert np.array_equal(decode_primes(encode_primes(primes, codec="none")).primes, primes)
+    else:
+        with pytest.raises(ValueError, match=r"must be|exceeds"):
+            encode_primes(primes, codec="none")
 
 
 SAMPLE = SegmentedSieve().primes(10**6, 10**6 + 20_000)
