@@ -98,6 +98,16 @@ def test_primes_in_a_trillion_range_from_anchors():
     assert SegmentedSieve().count(10**12, 10**12 + 10**8) == 3_618_282
 
 
+def test_blocks_far_out_use_every_way_of_crossing_off():
+    # 1e7 blocks near 1e12, as workers sieve them: 333,334 rows a residue, so the sieving
+    # primes (up to 1e6) are crossed off by strided slices, by the vectorised runs of a
+    # few hits and, above 333,334, by the single hits. Their sum is the anchor's count.
+    sieve, start = SegmentedSieve(), 10**12
+    assert sum(sieve.count(lo, lo + 10**7) for lo in range(start, start + 10**8, 10**7)) == (
+        3_618_282
+    )
+
+
 def test_a_segment_spanning_more_than_one_pattern_period_is_exact():
     # 323,323 rows per period of the 7-to-19 pattern: this segment copies it twice over.
     sieve, small = SegmentedSieve(segment=700_000), SegmentedSieve(segment=5_000)
