@@ -333,12 +333,14 @@ def _store(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _write_primes(store: Any, job: str, fmt: str, out: BinaryIO) -> int:
+    from head.prime_text import decimal_lines
+
     written = 0
     for block in store.export(job):
         if fmt == "bin":
             out.write(block.astype("<u8").tobytes())
-        elif block.size:
-            out.write(("\n".join(map(str, block.tolist())) + "\n").encode())
+        else:
+            out.write(decimal_lines(block))
         written += int(block.size)
     return written
 
