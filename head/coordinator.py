@@ -336,7 +336,7 @@ class Coordinator:
             raise ProtocolError(f"request names node {request.node!r}", topic=topic)
         self._wants.pop(node, None)
         if request.holding is not None and node not in self._reconciled:
-            self._reconcile(store, node, request.holding)
+            self._reconcile(store, node, request.held())
         if request.want > 0:
             if len(self._wants) >= MAX_WANTING_NODES:
                 log.warning("%d nodes waiting for work: ignoring %s", len(self._wants), node)
@@ -344,16 +344,12 @@ class Coordinator:
             self._wants[node] = request.want
             self._serve(store)
 
-    def _reconcile(self, store: JobStore, node: str, holding: tuple[str, ...]) -> None:
+    def _reconcile(self, store: JobStore, node: str, held: set[tuple[str, int]]) -> None:
         """A node's first request since this coordinator started: leases it was given by
         the previous one and does not hold go back to the pool now, not when they run out
         (the old coordinator committed them, then died before the assignment went out)."""
         if len(self._reconciled) < MAX_WANTING_NODES:
             self._reconciled.add(node)
-        held = set()
-        for item in holding:
-            job, block = item.rsplit("/", 1)
-            held.add((job, int(block)))
         released = store.release_orphans(node, held, self._started + self.lease_seconds)
         if released:
             self.stats.leases_released += released

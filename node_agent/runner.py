@@ -389,7 +389,7 @@ class WorkRunner:
         with self._lock:
             held = self._computing | set(self._unacked)
             held.update((a.job, a.block) for a in self._assigned)
-        return tuple(f"{job}/{block}" for job, block in sorted(held))[: work.MAX_HOLDING]
+        return work.WorkRequest.holding_of(held)
 
     def _slot_free(self) -> None:
         """A slot came back and we are first in line (any thread)."""

@@ -14,6 +14,7 @@ exists. A node keeps every result until it is acknowledged and sends it again af
 reconnect or when the coordinator comes (back) online.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,6 +62,16 @@ class WorkRequest:
         default=None,
         metadata=spec(pattern=rf"{JOB_ID_PATTERN.pattern}/[0-9]{{1,9}}", max_len=MAX_HOLDING),
     )
+
+    @staticmethod
+    def holding_of(blocks: Iterable[tuple[str, int]]) -> tuple[str, ...]:
+        """``holding`` for these ``(job, block)`` pairs: sorted, at most ``MAX_HOLDING``."""
+        return tuple(f"{job}/{block}" for job, block in sorted(blocks))[:MAX_HOLDING]
+
+    def held(self) -> set[tuple[str, int]]:
+        """The ``(job, block)`` pairs of ``holding`` (none when it is absent)."""
+        pairs = (item.rsplit("/", 1) for item in self.holding or ())
+        return {(job, int(block)) for job, block in pairs}
 
 
 @dataclass(frozen=True)
