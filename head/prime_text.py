@@ -39,13 +39,13 @@ def _same_width(v: np.ndarray, width: int) -> bytes:
     pad = 2 * pairs - (width + 1)
     lines = np.empty((n, pairs), dtype="<u2")
     # int64 arithmetic where it fits (below 1e18): numpy divides it faster than uint64.
-    x = v.astype(np.int64) if width < 19 else v.copy()
+    x = v.astype(np.int64) if width < 19 else v
     q = x // 10
     lines[:, -1] = (x - q * 10).astype(np.uint16) + _NEWLINE_AFTER_DIGIT  # last digit, \n
     x = q
     for column in range(pairs - 2, -1, -1):
         q = x // 100
-        lines[:, column] = _PAIRS[(x - q * 100).astype(np.intp)]
+        lines[:, column] = _PAIRS[(x - q * 100).astype(np.intp, copy=False)]
         x = q
     text = lines.view(np.uint8)
     return (text[:, pad:] if pad else text).tobytes()

@@ -146,15 +146,15 @@ class SegmentedSieve:
             ps = primes[: int(np.searchsorted(primes, math.isqrt(top - 1), side="right"))]
             start = _Starts(ps, self._inverse[: ps.size], base, rows)
             for i in range(len(RESIDUES)):
-                self._sieve(arrays[i], base, i, start)
+                self._sieve(arrays[i], i, start)
             self._trim(arrays, base, lo, hi)
             yield base, arrays
             base += WHEEL * rows
 
-    def _sieve(self, array: np.ndarray, base: int, i: int, start: "_Starts") -> None:
-        """Residue ``RESIDUES[i]``'s array of the segment from ``base``, sieved."""
+    def _sieve(self, array: np.ndarray, i: int, start: "_Starts") -> None:
+        """Residue ``RESIDUES[i]``'s array of the segment from ``start.base``, sieved."""
         rows = array.shape[0]
-        phase, done = (base // WHEEL) % _PERIOD, 0
+        phase, done = (start.base // WHEEL) % _PERIOD, 0
         while done < rows:  # the pattern of 7 to 19, from the right phase
             take = min(rows - done, _PERIOD)
             begin = (phase + done) % _PERIOD

@@ -96,8 +96,8 @@ class PrimesieveBackend:
 
     def primes(self, lo: int, hi: int) -> "np.ndarray":
         """One call into libprimesieve for a block; a long range in blocks of ``CHUNK``
-        copied into one array sized by a bound on the count. libprimesieve grows its
-        result vector by doubling: one call for [1e9, 2e9) was 0.36 s here, blocks 0.29 s."""
+        copied into one array sized by a bound on the count (measured on [1e9, 2e9): one
+        call 0.36 s, blocks 0.29 s)."""
         import numpy as np
 
         if hi - lo <= CHUNK:

@@ -10,8 +10,7 @@ a result of ~290 KB every few milliseconds. Measured here:
 - two Life strips side by side: 5.3 s against 3.7 s for 1000 generations of 2048 x 4096
   each, 12-15% of it system time;
 - a sieve worker, 100 blocks of 1e7 from 1: 3.5-4.1 s with 420,000 page faults (1.0-1.2 s
-  of system time), 2.2-2.7 s with none.
-
+  of system time), 2.2-2.7 s with none;
 - the coordinator during a job [1, 1e9] in 1e7 blocks: page faults were 10-15% of its
   CPU time (perf).
 
