@@ -112,6 +112,7 @@ def run_agent(args: argparse.Namespace) -> int:
             backend = backend_name(config.backend)  # fails here if it is missing
             keep_heap_memory()  # results from the workers arrive block after block
             workers = Workers(config.workers)
+            workers.start(backend)
             runner = WorkRunner(
                 node_id=config.node_id,
                 workers=workers,

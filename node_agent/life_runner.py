@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from piswarm.children import ignore_stop_signals, stop_signals_held
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, life, topics
 
@@ -27,7 +28,9 @@ StripKey = tuple[str, int, int]  # job, epoch, strip
 
 
 def _strip_main(node_id: str, settings: BrokerSettings, payload: bytes, parent: int) -> None:
-    """The strip process (numpy is imported there, never in the agent itself)."""
+    """The strip process (numpy is imported there, never in the agent itself). Ctrl-C
+    and SIGTERM are for the agent, which stops its strips itself."""
+    ignore_stop_signals()
     from node_agent.life_strip import run_strip
 
     run_strip(node_id, settings, payload, parent)
@@ -110,7 +113,8 @@ class LifeRunner:
             name=f"strip-{assign.job}-{assign.epoch}-{assign.strip}",
             daemon=True,
         )
-        process.start()
+        with stop_signals_held():
+            process.start()
         self._running[key] = process
         self.started += 1
         log.info(
@@ -158,9 +162,8 @@ class LifeRunner:
                 del self._running[key]
 
     def _end(self, key: StripKey) -> None:
+        """Stop a strip at once: it ignores SIGTERM, and it has nothing to save (the
+        job's state is in its checkpoints)."""
         process = self._running.pop(key)
-        process.terminate()
-        process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        process.kill()
+        process.join()

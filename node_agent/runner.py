@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from node_agent.sieve_backends import BackendName
 from piswarm.heap import keep_heap_memory
@@ -40,12 +40,13 @@ from piswarm.heap import keep_heap_memory
 if TYPE_CHECKING:
     from node_agent.sieve_backends import SieveBackend
 from piswarm import protocol
-from piswarm.children import watch_parent
+from piswarm.children import ignore_stop_signals, stop_signals_held, watch_parent
 from piswarm.protocol import ProtocolError, topics, work
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes, int], Any]
+_T = TypeVar("_T")
 
 
 @functools.cache
@@ -65,10 +66,18 @@ def compute_block(lo: int, hi: int, backend: str) -> bytes:
     return encode_primes(_worker_backend(backend).primes(lo, hi))
 
 
+def warm_up(backend: str) -> None:
+    """Load the sieve in a worker before its first block (numpy's import alone takes a
+    Pi's core a second or more)."""
+    _worker_backend(backend)
+
+
 def _start_worker(parent: int) -> None:
-    """A worker process's setup: it dies with the agent, and keeps its freed memory (a
-    block's arrays are the size of the last block's; faulting them in again each time
-    cost a third of the worker's time)."""
+    """A worker process's setup: Ctrl-C and SIGTERM are for the agent, which stops its
+    workers itself; it dies with the agent; and it keeps its freed memory (a block's
+    arrays are the size of the last block's; faulting them in again each time cost a
+    third of the worker's time)."""
+    ignore_stop_signals()
     watch_parent(parent, signal.SIGKILL)
     if not keep_heap_memory():
         log.info("no glibc mallopt here: each block's arrays are faulted in anew")
@@ -114,7 +123,12 @@ class Slots:
 
 
 class Workers:
-    """A process pool that is rebuilt if a worker dies (one pool may serve many runners)."""
+    """A process pool that is rebuilt if a worker dies (one pool may serve many runners).
+
+    Workers ignore the signals that stop the agent (:mod:`piswarm.children`):
+    :meth:`shutdown` lets each finish the block it is on. Killing one while it writes its
+    result would leave the pool waiting forever for the rest of it.
+    """
 
     def __init__(self, count: int) -> None:
         if count < 1:
@@ -135,17 +149,26 @@ class Workers:
             initargs=(os.getpid(),),
         )
 
+    def start(self, backend: str) -> None:
+        """Start every worker now and load ``backend`` in it, so that the first blocks
+        do not wait for that."""
+        for _ in range(self.count):
+            self._submit(warm_up, backend)
+
     def submit(self, lo: int, hi: int, backend: str) -> "Future[bytes]":
-        with self._lock:
+        return self._submit(compute_block, lo, hi, backend)
+
+    def _submit(self, fn: Callable[..., _T], *args: Any) -> "Future[_T]":
+        with self._lock, stop_signals_held():  # the pool may start a worker here
             if self._pool is None:
                 self._pool = self._new_pool()
             try:
-                return self._pool.submit(compute_block, lo, hi, backend)
+                return self._pool.submit(fn, *args)
             except BrokenProcessPool:
                 log.warning("a worker process died: starting a new pool")
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
-                return self._pool.submit(compute_block, lo, hi, backend)
+                return self._pool.submit(fn, *args)
 
     def shutdown(self) -> None:
         with self._lock:

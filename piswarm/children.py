@@ -12,6 +12,14 @@ sieve workers running. Linux offers two ways, for two kinds of child:
   child waits on a pidfd of the parent *process* and kills the child when it exits.
 
 Elsewhere than Linux both do nothing.
+
+Children are also deaf to the signals that stop their parent: Ctrl-C in a terminal sends
+SIGINT to the whole foreground process group, and ``systemctl stop`` sends SIGTERM to
+every process of the service. A child that died of it would print a traceback, and a
+sieve worker killed while it writes its result leaves the process pool waiting forever
+for the rest. So the parent starts each Python child inside :func:`stop_signals_held`
+and the child calls :func:`ignore_stop_signals` first thing; the parent stops its
+children itself (CPython's resource tracker does the same).
 """
 
 import contextlib
@@ -20,6 +28,9 @@ import os
 import select
 import signal
 import threading
+from collections.abc import Iterator
+
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 _PR_SET_PDEATHSIG = 1
 
@@ -52,3 +63,27 @@ def watch_parent(parent: int, sig: int = signal.SIGKILL) -> None:
         os.kill(os.getpid(), sig)
 
     threading.Thread(target=wait, name="watch-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while it starts a child process.
+
+    The blocked mask is inherited across fork and exec, so a stop signal that reaches
+    the child while Python starts up (before it can ignore it) waits, pending, instead
+    of killing it with a traceback; :func:`ignore_stop_signals` then discards it. The
+    parent receives its own signals meanwhile in another thread, or when the block ends.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_stop_signals() -> None:
+    """First thing in a child started under :func:`stop_signals_held` (main thread):
+    ignore SIGINT and SIGTERM, which also drops one already pending, then unblock them."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

@@ -67,9 +67,10 @@ class AgentProcess:
     """``python -m piswarm agent`` as a real child process."""
 
     def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5,
-                 workers=0, backend="numpy", cpus=None, nice=0):  # fmt: skip
+                 workers=0, backend="numpy", cpus=None, nice=0, session=False):  # fmt: skip
         self.node_id = node_id
         self.cpus, self.nice = cpus, nice  # for it, its strips and its sieve workers
+        self.session = session  # a process group of its own, to be signalled as a terminal does
         self.config = tmp_path / f"agent-{node_id}.toml"
         self.config.write_text(
             "[agent]\n"
@@ -89,7 +90,7 @@ class AgentProcess:
 
     def start(self):
         self.proc = spawn(["agent", "--config", str(self.config)], self.log_path, cpus=self.cpus,
-                          nice=self.nice)  # fmt: skip
+                          nice=self.nice, session=self.session)  # fmt: skip
         return self
 
     def log(self) -> str:
@@ -114,9 +115,9 @@ def minor_faults(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
 
 
-def spawn(args, log_path, cpus=None, nice=0):
+def spawn(args, log_path, cpus=None, nice=0, session=False):
     """``python -m piswarm ARGS`` as a child that dies with the test run (on ``cpus``, at
-    ``nice``)."""
+    ``nice``; with ``session``, leading a process group of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
 
     def prepare():
@@ -132,6 +133,7 @@ def spawn(args, log_path, cpus=None, nice=0):
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=prepare,
+            start_new_session=session,
         )
 
 

@@ -1,5 +1,6 @@
 """``piswarm demo`` as a user runs it: it shows the fleet, and Ctrl-C leaves nothing behind."""
 
+import os
 import queue
 import re
 import signal
@@ -10,14 +11,18 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 
 def lines_of(proc):
+    """The process's output, line by line, as it comes; ``q.said`` keeps every line."""
     q = queue.Queue()
+    q.said = []
 
     def pump():
         for line in proc.stdout:
-            q.put(line.decode(errors="replace"))
+            q.said.append(line.decode(errors="replace"))
+            q.put(q.said[-1])
         q.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
@@ -40,10 +45,21 @@ def wait_line(q, pattern, timeout):
     raise AssertionError(f"no line matching {pattern!r}; last output: {''.join(seen[-10:])}")
 
 
-def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
+def everything(q):
+    """All the process said, once it has ended."""
+    while q.get(timeout=30) is not None:
+        pass
+    return "".join(q.said)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_demo_shows_the_fleet_and_stopping_its_process_group_stops_everything_quietly(stop):
+    """Ctrl-C in a terminal signals the whole foreground process group, ``systemctl stop``
+    the whole service: workers and strips must leave stopping to the demo (no traceback,
+    no "worker died"), and nothing may be left behind."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "piswarm", "demo", "--text", "--nodes", "12", "--interval", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         out = lines_of(demo)
@@ -59,9 +75,12 @@ def test_demo_shows_the_fleet_and_ctrl_c_stops_everything():
         (broker,) = [p for p in children if p.name() == "mosquitto"]
         config = Path(broker.cmdline()[-1])  # <tmp>/broker/mosquitto.conf
         assert config.exists()
-        demo.send_signal(signal.SIGINT)  # what Ctrl-C does
+        os.killpg(demo.pid, stop)  # the demo, its sieve workers and its strips
         wait_line(out, r"demo stopped", timeout=20)
         assert demo.wait(timeout=20) == 0
+        said = everything(out)
+        assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+        assert "computing it again" not in said, said
         _gone, alive = psutil.wait_procs(children, timeout=5)
         assert alive == [], f"left behind: {alive}"
         assert not config.parent.parent.exists()  # the temporary directory is gone too

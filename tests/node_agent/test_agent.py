@@ -1,12 +1,15 @@
 """The real agent, as a process, against the real broker."""
 
 import json
+import os
 import signal
 import time
 
+import psutil
 import pytest
 
 from piswarm import protocol
+from piswarm.protocol import life, topics
 from tests.conftest import status_is, telemetry_of
 
 TELEMETRY_FIELDS = {
@@ -135,3 +138,32 @@ def test_missing_credentials_is_a_one_line_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "no broker credentials" in done.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_the_agents_process_group_stops_it_quietly(stop, agents, coordinator, recorder):
+    """Ctrl-C (SIGINT to the terminal's process group) and ``systemctl stop`` (SIGTERM to
+    every process of the service) reach the sieve workers and Life strips too: they leave
+    stopping to the agent, which says goodbye and leaves nothing behind, without a
+    traceback."""
+    viewer = recorder()
+    viewer.wait_connected()
+    agent = agents("node-a", workers=1, session=True)
+    viewer.wait_for(status_is("node-a", "online"))
+    coordinator()
+    soup = {"v": 1, "kind": "life", "request_id": "paced", "width": 64, "height": 32,
+            "gens": 10**6, "density": 0.3, "pace": 10, "frame_every": 0}  # fmt: skip
+    viewer.publish(topics.JOBS_SUBMIT, json.dumps(soup).encode())
+    viewer.wait_for(lambda m: m.topic.endswith("/progress") and "/node-a/" in m.topic
+                    and life.decode_progress(m.payload).gen > 0, timeout=30)  # fmt: skip
+    family = psutil.Process(agent.proc.pid).children(recursive=True)
+    spawned = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
+    assert len(spawned) == 2, family  # the sieve worker (started with the agent) and the strip
+    os.killpg(agent.proc.pid, stop)
+    assert agent.wait(30) == 0, agent.log()[-3000:]
+    said = agent.log()
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said[-3000:]
+    assert f"received {signal.Signals(stop).name}: stopping" in said
+    _gone, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], alive
+    viewer.wait_for(status_is("node-a", "offline", "shutdown"))
