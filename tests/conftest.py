@@ -1,5 +1,6 @@
 """Fixtures: a real mosquitto with the project's own config, and real agent processes."""
 
+import contextlib
 import gc
 import json
 import os
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from broker.runner import BrokerProcess
@@ -87,6 +89,8 @@ class AgentProcess:
         )
         self.log_path = tmp_path / f"agent-{node_id}-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen | None = None
+        self.workers = workers
+        self.held: list[psutil.Process] = []
 
     def start(self):
         self.proc = spawn(["agent", "--config", str(self.config)], self.log_path, cpus=self.cpus,
@@ -102,7 +106,26 @@ class AgentProcess:
     def wait(self, timeout=15.0) -> int:
         return self.proc.wait(timeout)
 
+    def hold_workers(self) -> list[psutil.Process]:
+        """Freeze the agent's sieve workers (SIGSTOP): every block it is given from now on
+        stays unfinished, however fast the sieve, until :meth:`release_workers`. The agent
+        starts its workers before it says it is online: call this after that."""
+        family = psutil.Process(self.proc.pid).children()
+        self.held = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
+        assert len(self.held) == self.workers, family
+        for worker in self.held:
+            worker.suspend()
+        return self.held
+
+    def release_workers(self):
+        """Let held workers go on (if the agent is dead, they follow it)."""
+        for worker in self.held:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.resume()
+        self.held = []
+
     def stop(self):
+        self.release_workers()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.kill()
