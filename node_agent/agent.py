@@ -355,6 +355,7 @@ def drive(
     wake: threading.Event,
     *,
     clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
     slot: float = 0.02,
 ) -> None:
     """Tick ``agents`` when each is due, until ``stop`` is set or one hits a fatal error.
@@ -364,14 +365,16 @@ def drive(
     the agents' ``wake`` callbacks set (out-of-period telemetry, a fatal error) and what a
     signal handler sets after ``stop``: it cuts the wait short. Agents due within ``slot``
     seconds of each other are ticked in one wake-up (240 nodes at 1 Hz: ~50 wake-ups a
-    second instead of 240); each message still carries the time it was taken.
+    second instead of 240); each message still carries the time it was taken. ``clock``
+    and ``wait`` (``wake.wait`` with a timeout: True when woken) go together, so a test
+    can run the loop on a hand clock.
     """
     now = clock()
     heap = [(agent.tick(now), i) for i, agent in enumerate(agents)]
     heapq.heapify(heap)
     while not stop.is_set():
         timeout = heap[0][0] - clock() + slot if heap else 1.0
-        if wake.wait(max(0.0, timeout)):
+        if wait(wake, max(0.0, timeout)):
             wake.clear()
             if any(agent.fatal for agent in agents):
                 return
