@@ -104,8 +104,10 @@ def test_sim_stops_promptly_even_when_the_broker_is_gone(broker, users):
         sim.send_signal(signal.SIGTERM)
         out, _ = sim.communicate(timeout=30)  # drains the log while waiting
         assert sim.returncode == 0, out.decode()[-2000:]
-        # One after another it took 23 s for 40 nodes: now one shared 3 s goodbye wait.
-        assert time.monotonic() - started < 8
+        # One after another it took 23 s for 40 nodes: now one shared 3 s goodbye wait
+        # and the network threads joined together (~4 s; the bound leaves room for a
+        # loaded machine, and the serial stop is still far beyond it).
+        assert time.monotonic() - started < 15
     finally:
         sim.kill()
         sim.communicate()
