@@ -7,6 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from node_agent.config import MAX_SIM_NODES
+from piswarm.flags import whole
+
 
 def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -32,7 +35,8 @@ def register(sub: Any) -> None:
     _users_dir_flag(init)
     add = usub.add_parser("add", help="create node users (one per node id)")
     add.add_argument("node_ids", nargs="*", metavar="NODE_ID")
-    add.add_argument("--count", type=int, help="also create PREFIX-001 ... PREFIX-COUNT")
+    add.add_argument("--count", type=whole(1, MAX_SIM_NODES),
+                     help="also create PREFIX-001 ... PREFIX-COUNT")  # fmt: skip
     add.add_argument("--prefix", default="sim", help="prefix for --count (default 'sim')")
     add.add_argument("--rotate", action="store_true", help="new passwords for existing users")
     _users_dir_flag(add)
@@ -45,7 +49,8 @@ def register(sub: Any) -> None:
         parser.set_defaults(handler=run_users)
 
     run = bsub.add_parser("run", help="run mosquitto with the piswarm config in the foreground")
-    run.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 = a free one)")
+    run.add_argument("--port", type=whole(0, 65535), default=1883,
+                     help="port (default 1883; 0 = a free one)")  # fmt: skip
     run.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
     run.add_argument("--state-dir", type=Path, help="config, persistence and log directory")
     _users_dir_flag(run)
@@ -54,7 +59,7 @@ def register(sub: Any) -> None:
     config = bsub.add_parser(
         "config", help="print the piswarm broker config (a drop-in for /etc/mosquitto/conf.d)"
     )
-    config.add_argument("--port", type=int, default=1883)
+    config.add_argument("--port", type=whole(1, 65535), default=1883)
     config.add_argument(
         "--standalone",
         action="store_true",
@@ -101,8 +106,6 @@ def run_users(args: argparse.Namespace) -> int:
         except ProtocolError as exc:
             raise ConfigError(str(exc)) from None
         if args.count is not None:
-            if not 1 <= args.count <= 5000:
-                raise ConfigError(f"--count {args.count} is not in 1-5000")
             try:
                 ids += sim_node_ids(args.count, args.prefix)
             except ProtocolError as exc:

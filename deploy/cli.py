@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node_agent.config import MAX_WORKERS
+from piswarm.flags import real, whole
+
 FLEET_VERBS = {
     "status": "is the agent running, and which build",
     "stop": "stop the agent (its pidfile or systemd unit: nothing else)",
@@ -39,7 +42,8 @@ def register(sub: Any) -> None:
         help="write an inventory for these addresses, e.g. '192.168.[4:67].[1:3]' (repeatable)",
     )
     inventory.add_argument("--user", help="log in as this user (written into each line)")
-    inventory.add_argument("--port", type=int, default=22, help="SSH port (default 22)")
+    inventory.add_argument("--port", type=whole(1, 65535), default=22,
+                           help="SSH port (default 22)")  # fmt: skip
     inventory.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     inventory.add_argument(
         "--ids",
@@ -55,10 +59,10 @@ def register(sub: Any) -> None:
         metavar="HOST",
         help="the broker's address as the Pis reach it",
     )
-    push.add_argument("--broker-port", type=int, default=1883, metavar="PORT")
+    push.add_argument("--broker-port", type=whole(1, 65535), default=1883, metavar="PORT")
     push.add_argument(
         "--workers",
-        type=int,
+        type=whole(0, MAX_WORKERS),
         metavar="N",
         help="sieve workers per Pi (default: the agent's own, cores - 1)",
     )
@@ -74,7 +78,7 @@ def register(sub: Any) -> None:
     )
     push.add_argument(
         "--wait",
-        type=float,
+        type=real(0, 3600, unit=" s"),
         default=30.0,
         metavar="S",
         help="seconds to wait for the agents' 'online' (0: no wait)",
@@ -89,7 +93,8 @@ def register(sub: Any) -> None:
         parser = verbs.add_parser(verb, help=help_text)
         _fleet_flags(parser)
         if verb == "logs":
-            parser.add_argument("--lines", type=int, default=30, help="lines per host")
+            parser.add_argument("--lines", type=whole(1, 100_000), default=30,
+                                help="lines per host")  # fmt: skip
         parser.set_defaults(handler=run_fleet_verb, action=verb)
     forget = verbs.add_parser("forget", help="forget a host's recorded key (after a reinstall)")
     forget.add_argument("host", help="as the error named it: HOST or [HOST]:PORT")
@@ -104,8 +109,10 @@ def register(sub: Any) -> None:
     broker.add_argument("--ask-password", action="store_true", help="prompt for it once")
     broker.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
     broker.add_argument("--accept-new", action="store_true", help="record a first-seen key")
-    broker.add_argument("--timeout", type=float, default=10.0, help="connect timeout (s)")
-    broker.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
+    broker.add_argument("--timeout", type=real(0.1, 600, unit=" s"), default=10.0,
+                        help="connect timeout (s)")  # fmt: skip
+    broker.add_argument("--port", type=whole(1, 65535), default=1883,
+                        help="MQTT port (default 1883)")  # fmt: skip
     broker.add_argument(
         "--users-dir",
         type=Path,
@@ -137,8 +144,10 @@ def _fleet_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record keys of hosts seen for the first time (logged)",
     )
-    parser.add_argument("--parallel", type=int, default=16, help="hosts at once (default 16)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="connect timeout (s)")
+    parser.add_argument("--parallel", type=whole(1, 256), default=16,
+                        help="hosts at once (default 16)")  # fmt: skip
+    parser.add_argument("--timeout", type=real(0.1, 600, unit=" s"), default=10.0,
+                        help="connect timeout (s)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--failed-file", type=Path, help="failed hosts, as an inventory (default INVENTORY.failed)"
@@ -173,8 +182,6 @@ def _ssh_options(args: argparse.Namespace) -> Any:
     from deploy.ssh import SshOptions
     from piswarm.errors import ConfigError
 
-    if not 1 <= args.parallel <= 256:
-        raise ConfigError(f"--parallel {args.parallel} is not in 1-256")
     password = None
     if args.password_env:
         password = os.environ.get(args.password_env)
@@ -260,8 +267,6 @@ def run_push(args: argparse.Namespace) -> int:
 
     hosts = _load_hosts(args.inventory)
     options = _ssh_options(args)
-    if args.workers is not None and not 0 <= args.workers <= 256:
-        raise ConfigError(f"--workers {args.workers} is not in 0-256")
     users = UserStore(args.users_dir or paths.broker_users_dir())
     missing = [h.node_id for h in hosts if not users.credentials_path(h.node_id).exists()]
     if missing:
@@ -359,8 +364,6 @@ def run_broker(args: argparse.Namespace) -> int:
         new_client,
     )
 
-    if not 1 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port} is not in 1-65535")
     try:
         (host,) = parse_line(args.host)
     except (InventoryError, ValueError) as exc:
@@ -444,8 +447,6 @@ def run_inventory(args: argparse.Namespace) -> int:
     if args.range:
         if args.file is not None:
             raise ConfigError("give either a FILE to check or --range to write one, not both")
-        if not 1 <= args.port <= 65535:
-            raise ConfigError(f"--port {args.port} is not in 1-65535")
         user = f"{args.user}@" if args.user else ""
         port = f":{args.port}" if args.port != 22 else ""
         text = "\n".join(f"{user}{pattern}{port}" for pattern in args.range)

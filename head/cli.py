@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from node_agent.config import MAX_SIM_NODES
+from piswarm.flags import real, whole
+
 log = logging.getLogger(__name__)
 
 
@@ -34,13 +37,15 @@ def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | N
         + (f" (default {windowed_default})" if windowed_default else ""),
     )
     view.add_argument("--kiosk", action="store_true", help="fullscreen, no mouse, rotate scenes")
-    view.add_argument("--rotate", type=float, default=20.0, help="seconds per scene in kiosk")
+    view.add_argument("--rotate", type=real(1, 86_400, unit=" s"), default=20.0,
+                      help="seconds per scene in kiosk (default 20)")  # fmt: skip
     view.add_argument("--palette", choices=["classic", "cividis"], default="classic",
                       help="temperature colours; cividis is colour-blind safe")  # fmt: skip
     view.add_argument("--layout", type=Path, help="room layout TOML (see head/display/layout.py)")
-    view.add_argument("--rows", type=int, default=0, help="grid rows (default: fit the fleet)")
-    view.add_argument("--columns", type=int, default=0, help="grid columns")
-    view.add_argument("--fps", type=int, default=60, help="frame rate cap (default 60)")
+    view.add_argument("--rows", type=whole(0, 100), default=0,
+                      help="grid rows (default: fit the fleet)")  # fmt: skip
+    view.add_argument("--columns", type=whole(0, 100), default=0, help="grid columns")
+    view.add_argument("--fps", type=whole(1, 240), default=60, help="frame rate cap (default 60)")
     view.add_argument("--screenshot-dir", type=Path, default=Path(),
                       help="where the S key saves PNGs (default: here)")  # fmt: skip
 
@@ -52,7 +57,10 @@ def register(sub: Any) -> None:
     add_broker_flags(status)
     status.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
     status.add_argument(
-        "--wait", type=float, default=2.0, help="seconds to listen for the fleet (default 2)"
+        "--wait",
+        type=real(0, 3600, unit=" s"),
+        default=2.0,
+        help="seconds to listen for the fleet (default 2)",
     )
     status.set_defaults(handler=run_status)
 
@@ -62,7 +70,7 @@ def register(sub: Any) -> None:
     _display_flags(display, windowed_default=None)
     display.add_argument("--screenshot", type=Path, metavar="PNG",
                          help="render headless, save one frame here and exit")  # fmt: skip
-    display.add_argument("--after", type=float, default=3.0,
+    display.add_argument("--after", type=real(0, 3600, unit=" s"), default=3.0,
                          help="seconds to listen before --screenshot (default 3)")  # fmt: skip
     display.set_defaults(handler=run_display)
 
@@ -72,16 +80,20 @@ def register(sub: Any) -> None:
     head.add_argument("--no-display", action="store_true", help="run the coordinator alone")
     head.add_argument("--db", type=Path, help="job database (default "
                       "$PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)")  # fmt: skip
-    head.add_argument("--lease", type=float, default=60.0,
+    head.add_argument("--lease", type=real(1, 86_400, unit=" s"), default=60.0,
                       help="seconds a node has for a block, then it is reissued")  # fmt: skip
     _display_flags(head, windowed_default=None)
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
 
     demo = sub.add_parser("demo", help="broker + simulated fleet + display on this machine")
-    demo.add_argument("--nodes", type=int, default=240, help="simulated nodes (default 240)")
-    demo.add_argument("--interval", type=float, default=2.0, help="telemetry period (s)")
-    demo.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--nodes", type=whole(1, MAX_SIM_NODES), default=240,
+                      help="simulated nodes (default 240)")  # fmt: skip
+    demo.add_argument("--interval", type=real(0.05, 3600, unit=" s"), default=2.0,
+                      help="telemetry period (s)")  # fmt: skip
+    demo.add_argument("--port", type=whole(0, 65535), default=0,
+                      help="broker port (default: a free one)")  # fmt: skip
+    demo.add_argument("--duration", type=real(0, 10**7, unit=" s"),
+                      help="stop after this many seconds")  # fmt: skip
     demo.add_argument("--text", action="store_true", help="a text summary instead of the display")
     _display_flags(demo, windowed_default="1280x720")
     demo.set_defaults(handler=run_demo)
@@ -145,12 +157,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
     from head.display.layout import Layout
     from head.display.life_scene import LifeScene
     from head.display.primes_scene import PrimesScene
-    from piswarm.errors import ConfigError
 
-    if not 1 <= args.fps <= 240:
-        raise ConfigError(f"--fps {args.fps} is not in 1-240")
-    if args.rotate < 1:
-        raise ConfigError(f"--rotate {args.rotate} must be at least 1 second")
     layout = Layout.load(args.layout) if args.layout else None
     scene = ClusterScene(layout=layout, rows=args.rows, columns=args.columns)
     seats = layout.expected if layout else []
@@ -213,8 +220,6 @@ def run_head(args: argparse.Namespace) -> int:
     from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
 
-    if not 1 <= args.lease <= 86_400:
-        raise ConfigError(f"--lease {args.lease} is not in 1-86400 s")
     db = (args.db or default_db()).expanduser()
     db.parent.mkdir(parents=True, exist_ok=True)
     settings = settings_as(args, "admin")
@@ -250,12 +255,7 @@ def run_head(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from head.demo import DemoCluster, text_view
     from head.summary import live_printer
-    from piswarm.errors import ConfigError
 
-    if not 1 <= args.nodes <= 5000:
-        raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
-    if not 0.05 <= args.interval <= 3600:
-        raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
     stop = _stop_event()
     show = live_printer(sys.stdout.isatty(), sys.stdout.write)
     with DemoCluster(nodes=args.nodes, interval=args.interval, port=args.port or None,

@@ -8,33 +8,17 @@ read the coordinator's SQLite database (so they run on the head node).
 import argparse
 import contextlib
 import os
-import re
 import sqlite3
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
 
-_NUMBER = re.compile(r"[0-9][0-9_]*(\.[0-9]+)?(e[0-9]+)?", re.IGNORECASE)
-
-
-def number(text: str) -> int:
-    """A non-negative integer, also as ``1e9``, ``2.5e9`` or ``1_000_000``."""
-    text = text.strip()
-    if not _NUMBER.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a non-negative whole number (e.g. 1000000, 1_000_000 or 1e6)"
-        )
-    try:
-        value = Decimal(text.replace("_", ""))
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value.to_integral_value():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(value)
+from piswarm.flags import readable, real, span, text, whole
+from piswarm.protocol import jobs
+from piswarm.protocol import life as wire
 
 
 def register(sub: Any) -> None:
@@ -49,45 +33,52 @@ def register(sub: Any) -> None:
         add_broker_flags(parser)
         parser.add_argument("--credentials", type=Path,
                             help="credentials file (default: the admin's)")  # fmt: skip
-        parser.add_argument("--timeout", type=float, default=10.0,
+        parser.add_argument("--timeout", type=real(0.1, 3600, unit=" s"), default=10.0,
                             help="seconds to wait for the coordinator (default 10)")  # fmt: skip
         return parser
 
+    number = whole(0, jobs.MAX_NUMBER)
+    label = text(jobs.MAX_NAME)
     primes = mqtt_verb("primes", "find every prime in [START, END]")
     primes.add_argument("start", type=number, metavar="START", help="e.g. 1 or 1e9")
     primes.add_argument("end", type=number, metavar="END", help="e.g. 1e10 (included)")
-    primes.add_argument("--block-size", type=number, default=10**7, metavar="N",
-                        help="numbers per block (default 1e7)")  # fmt: skip
-    primes.add_argument("--name", default="", help="a label for the display")
+    primes.add_argument("--block-size", type=whole(jobs.MIN_BLOCK, jobs.MAX_BLOCK),
+                        default=jobs.DEFAULT_BLOCK, metavar="N",
+                        help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}, "
+                        f"default {readable(jobs.DEFAULT_BLOCK)})")  # fmt: skip
+    primes.add_argument("--name", type=label, default="", help="a label for the display")
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
 
     life = mqtt_verb("life", "run the Game of Life on the cluster's nodes")
     life.add_argument("--size", type=board_size, required=True, metavar="WxH",
                       help="the board, e.g. 4096x4096")  # fmt: skip
-    life.add_argument("--gens", type=number, required=True, metavar="G",
+    life.add_argument("--gens", type=whole(1, wire.MAX_GENS), required=True, metavar="G",
                       help="generations to run, e.g. 1000 or 1e4")  # fmt: skip
     start = life.add_mutually_exclusive_group(required=True)
     start.add_argument("--pattern", metavar="FILE.rle|NAME",
                        help="an RLE file, or a bundled pattern: acorn, breeder1, glider, "
                        "gosper-glider-gun, r-pentomino")  # fmt: skip
-    start.add_argument("--random", type=density, metavar="DENSITY",
+    start.add_argument("--random", type=real(0, 1), metavar="DENSITY",
                        help="a random soup: each cell alive with this probability")  # fmt: skip
-    life.add_argument("--seed", type=int, default=0, help="of the random soup (default 0)")
+    life.add_argument("--seed", type=whole(0, wire.MAX_SEED), default=0,
+                      help="of the random soup (default 0)")  # fmt: skip
     life.add_argument("--at", type=position, metavar="X,Y",
                       help="the pattern's top-left cell (default: centred)")  # fmt: skip
     life.add_argument("--wrap", choices=["torus", "dead"], default="torus",
                       help="torus: edges wrap around; dead: nothing lives beyond them")  # fmt: skip
-    life.add_argument("--frame-every", type=int, default=1, metavar="K",
+    life.add_argument("--frame-every", type=whole(0, wire.MAX_GENS), default=1, metavar="K",
                       help="a picture every K generations (at most 15/s; 0: none)")  # fmt: skip
-    life.add_argument("--halo", type=int, default=16, metavar="K",
-                      help="rows exchanged every K generations (default 16: measured)")  # fmt: skip
-    life.add_argument("--pace", type=float, default=0.0, metavar="GEN/S",
+    life.add_argument("--halo", type=whole(1, wire.MAX_HALO), default=wire.DEFAULT_HALO,
+                      metavar="K", help=f"rows exchanged every K generations (1-{wire.MAX_HALO}, "
+                      f"default {wire.DEFAULT_HALO}: measured)")  # fmt: skip
+    life.add_argument("--pace", type=real(0, wire.MAX_PACE), default=0.0, metavar="GEN/S",
                       help="at most this many generations a second, to watch (default 0: "
                       "as fast as the nodes can)")  # fmt: skip
-    life.add_argument("--checkpoint-every", type=number, default=1000, metavar="C",
+    life.add_argument("--checkpoint-every", type=whole(1, wire.MAX_GENS),
+                      default=wire.DEFAULT_CHECKPOINT, metavar="C",
                       help="generations between checkpoints (default 1000)")  # fmt: skip
-    life.add_argument("--name", default="", help="a label for the display")
+    life.add_argument("--name", type=label, default="", help="a label for the display")
     life.add_argument("--wait", action="store_true", help="follow it until it ends")
     life.set_defaults(handler=run_life)
 
@@ -146,27 +137,26 @@ def _eta(seconds: float | None) -> str:
 
 
 def board_size(text: str) -> tuple[int, int]:
-    """``4096x2048`` as (width, height)."""
+    """``4096x2048`` as (width, height), within what a Life job may be."""
     width, sep, height = text.lower().partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 4096x4096")
-    return int(width), int(height)
-
-
-def density(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a size like 4096x4096")
+    w, h = int(width), int(height)
+    sides = span(wire.MIN_SIDE, wire.MAX_SIDE)
+    if not (wire.MIN_SIDE <= w <= wire.MAX_SIDE and wire.MIN_SIDE <= h <= wire.MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"{text}: width and height are {sides}")
+    if w * h > wire.MAX_CELLS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is {readable(w * h)} cells, more than {readable(wire.MAX_CELLS)} "
+            "(4096x8192 is the largest board)"
+        )
+    return w, h
 
 
 def position(text: str) -> tuple[int, int]:
     x, sep, y = text.partition(",")
     if not sep or not x.strip().isdigit() or not y.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a position like 10,20")
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a position like 10,20")
     return int(x), int(y)
 
 
@@ -189,11 +179,22 @@ def describe(status: Any) -> str:
 
 
 def run_primes(args: argparse.Namespace) -> int:
+    from piswarm.errors import ConfigError
     from piswarm.protocol import encode
-    from piswarm.protocol.jobs import PrimesRequest
 
-    request = PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
-                            name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
+    if args.start > args.end:
+        raise ConfigError(f"START {readable(args.start)} is greater than END {readable(args.end)}")
+    blocks = -(-(args.end - args.start + 1) // args.block_size)
+    if blocks > jobs.MAX_BLOCKS:
+        least = -(-(args.end - args.start + 1) // jobs.MAX_BLOCKS)
+        raise ConfigError(
+            f"--block-size {readable(args.block_size)} cuts the range into {readable(blocks)} "
+            f"blocks, more than {readable(jobs.MAX_BLOCKS)}: use --block-size {readable(least)} "
+            "or more"
+        )
+    request = jobs.PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
+                                 name=args.name,
+                                 request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
     encode(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
 
@@ -222,31 +223,35 @@ def submit_and_follow(args: argparse.Namespace, request: Any) -> int:
 def run_life(args: argparse.Namespace) -> int:
     from head.patterns import read_pattern
     from piswarm.errors import ConfigError
-    from piswarm.protocol import ProtocolError, jobs
-    from piswarm.protocol.life import LifeRequest
     from piswarm.rle import RleError, parse_rle
 
     pattern = ""
+    width, height = args.size
     if args.pattern is not None:
         pattern, source = read_pattern(args.pattern)
         try:
-            parse_rle(pattern, source)  # its errors name the file, line and column
+            shape = parse_rle(pattern, source)  # its errors name the file, line and column
         except RleError as exc:
             raise ConfigError(str(exc)) from None
+        if shape.width > width or shape.height > height:
+            raise ConfigError(f"--pattern {args.pattern}: {shape.width}x{shape.height} does not "
+                              f"fit a {width}x{height} board (--size)")  # fmt: skip
+        if args.at is not None and (
+            args.at[0] > width - shape.width or args.at[1] > height - shape.height
+        ):
+            raise ConfigError(f"--at {args.at[0]},{args.at[1]}: the {shape.width}x{shape.height} "
+                              f"pattern must start at x 0-{width - shape.width} and y "
+                              f"0-{height - shape.height} to fit the board")  # fmt: skip
     elif args.at is not None:
         raise ConfigError("--at places a --pattern; a --random soup fills the board")
     x, y = args.at if args.at is not None else (None, None)
-    width, height = args.size
-    try:
-        request = LifeRequest(
-            width=width, height=height, gens=args.gens, wrap=args.wrap, pattern=pattern,
-            x=x, y=y, density=args.random, seed=args.seed, frame_every=args.frame_every,
-            checkpoint_every=args.checkpoint_every, halo=args.halo, pace=args.pace,
-            name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}",
-        )  # fmt: skip
-        jobs.encode_request(request)  # every limit checked here, before anything connects
-    except ProtocolError as exc:
-        raise ConfigError(str(exc).replace("field ", "").replace("'", "")) from None
+    request = wire.LifeRequest(
+        width=width, height=height, gens=args.gens, wrap=args.wrap, pattern=pattern,
+        x=x, y=y, density=args.random, seed=args.seed, frame_every=args.frame_every,
+        checkpoint_every=args.checkpoint_every, halo=args.halo, pace=args.pace,
+        name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}",
+    )  # fmt: skip
+    jobs.encode_request(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
 
 

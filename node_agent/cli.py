@@ -7,25 +7,30 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from node_agent.config import MAX_SIM_NODES, MAX_WORKERS
+from piswarm.flags import real, whole
+
 log = logging.getLogger(__name__)
 
 
 def add_broker_flags(parser: argparse.ArgumentParser) -> None:
     """``--broker-host`` / ``--broker-port``: where the broker is (no password flag, ever)."""
     parser.add_argument("--broker-host", metavar="HOST", help="broker host (default localhost)")
-    parser.add_argument("--broker-port", metavar="PORT", type=int, help="broker port (1883)")
+    parser.add_argument("--broker-port", metavar="PORT", type=whole(1, 65535),
+                        help="broker port (1883)")  # fmt: skip
 
 
 def register(sub: Any) -> None:
     agent = sub.add_parser("agent", help="run the node agent on this machine")
     agent.add_argument("--config", type=Path, help="agent TOML file (see node_agent/config.py)")
     agent.add_argument("--node-id", help="this node's id (default: hostname)")
-    agent.add_argument("--interval", type=float, help="seconds between telemetry (default 5)")
+    agent.add_argument("--interval", type=real(0.05, 3600, unit=" s"),
+                       help="seconds between telemetry (default 5)")  # fmt: skip
     agent.add_argument("--lock-dir", type=Path, help="where the pidfile lock lives")
     agent.add_argument("--credentials", type=Path, help="credentials file from 'broker users'")
     agent.add_argument(
         "--workers",
-        type=int,
+        type=whole(0, MAX_WORKERS),
         metavar="N",
         help="sieve processes (default: cores - 1, at least 1; 0: telemetry only)",
     )
@@ -35,11 +40,14 @@ def register(sub: Any) -> None:
     agent.set_defaults(handler=run_agent)
 
     sim = sub.add_parser("sim", help="run a simulated fleet of Pis in one process")
-    sim.add_argument("--nodes", type=int, default=240, help="how many nodes (default 240)")
+    sim.add_argument("--nodes", type=whole(1, MAX_SIM_NODES), default=240,
+                     help="how many nodes (default 240)")  # fmt: skip
     sim.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
-    sim.add_argument("--interval", type=float, default=5.0, help="telemetry period in s")
-    sim.add_argument("--seed", type=int, default=1, help="random seed of the sensors")
-    sim.add_argument("--workers", type=int, default=1, metavar="N",
+    sim.add_argument("--interval", type=real(0.05, 3600, unit=" s"), default=5.0,
+                     help="telemetry period in s")  # fmt: skip
+    sim.add_argument("--seed", type=whole(0, 2**63 - 1), default=1,
+                     help="random seed of the sensors")  # fmt: skip
+    sim.add_argument("--workers", type=whole(0, MAX_WORKERS), default=1, metavar="N",
                      help="sieve processes the fleet shares for real prime-search work "
                      "(default 1; 0: telemetry only)")  # fmt: skip
     sim.add_argument(
@@ -160,12 +168,6 @@ def run_sim(args: argparse.Namespace) -> int:
     from piswarm.errors import ConfigError
     from piswarm.mqtt import BrokerSettings, Credentials
 
-    if not 1 <= args.nodes <= 5000:
-        raise ConfigError(f"--nodes {args.nodes} is not in 1-5000")
-    if not 0.05 <= args.interval <= 3600:
-        raise ConfigError(f"--interval {args.interval} is not in 0.05-3600 s")
-    if not 0 <= args.workers <= 256:
-        raise ConfigError(f"--workers {args.workers} is not in 0-256")
     store = UserStore(args.users_dir or paths.broker_users_dir())
     node_ids = sim_node_ids(args.nodes, args.prefix)
     missing = [n for n in node_ids if not store.credentials_path(n).exists()]

@@ -35,6 +35,11 @@ from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
 from piswarm.tomlfile import config_int, read_toml
 
+MAX_WORKERS = 256
+"""The most sieve processes one agent runs."""
+MAX_SIM_NODES = 5000
+"""The most nodes one simulated fleet (``piswarm sim``, the demo) holds."""
+
 
 def default_workers() -> int:
     """One core for the agent and the system, the rest sieve: cores - 1, at least 1."""
@@ -59,8 +64,10 @@ class AgentConfig:
     build: str = ""  # set by 'piswarm deploy': the code's content hash, part of the version
 
     def __post_init__(self) -> None:
-        if not 0 <= self.workers <= 256:
-            raise ConfigError(f"workers {self.workers} is not in 0-256 (0: telemetry only)")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(
+                f"workers {self.workers} is not in 0-{MAX_WORKERS} (0: telemetry only)"
+            )
         if len(self.build) > 16 or (not self.build.replace("-", "").isalnum() and self.build):
             raise ConfigError(f"build {self.build!r}: up to 16 letters and digits")
         if self.backend not in get_args(BackendName):

@@ -46,15 +46,18 @@ def add_logging_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_logging_everywhere(sub: "argparse._SubParsersAction[Parser]") -> None:
-    """``--log-level`` on every (sub)command that runs something."""
+def _finish_leaves(sub: "argparse._SubParsersAction[Parser]") -> None:
+    """On every (sub)command that runs something: ``--log-level``, and its full name
+    (``piswarm job primes``), which prefixes its errors as argparse prefixes its own."""
     for parser in sub.choices.values():
         nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if nested:
             for action in nested:
-                _add_logging_everywhere(action)
-        elif not any(a.dest == "log_level" for a in parser._actions):
+                _finish_leaves(action)
+            continue
+        if not any(a.dest == "log_level" for a in parser._actions):
             add_logging_flags(parser)
+        parser.set_defaults(prog=parser.prog)
 
 
 def build_parser() -> Parser:
@@ -76,7 +79,7 @@ def build_parser() -> Parser:
     register_head(sub)
     register_jobs(sub)
     register_deploy(sub)
-    _add_logging_everywhere(sub)
+    _finish_leaves(sub)
     return parser
 
 
@@ -92,10 +95,10 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     try:
         return handler(args)
     except PiswarmError as exc:
-        print(f"piswarm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{args.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except ProtocolError as exc:
-        print(f"piswarm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{args.prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,37 +9,53 @@ import pytest
 from tests.conftest import status_is
 
 
-def piswarm(*args, env=None, timeout=60):
+def piswarm(*args, env=None, timeout=60, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "piswarm", *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        cwd=cwd,
     )  # fmt: skip
+
+
+def one_line_error(done, command, message, code=2):
+    """The error as a user sees it: one line, prefixed with the command typed (however
+    deep: 'piswarm job primes'), naming what was wrong."""
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{' '.join(['piswarm', command]).strip()}: error: "), lines[0]
+    assert message in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
-        (["sim", "--nodes", "many"], "argument --nodes: invalid int value: 'many'"),
-        (["agent", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
-        (
-            ["broker", "users", "add", "Bad_Name", "--dir", "unused-dir"],
-            "invalid node id 'Bad_Name'",
-        ),
-        (["broker", "users", "add", "--count", "0", "--dir", "unused-dir"], "--count 0 is not in"),
-    ],
-)
-def test_bad_arguments_print_one_line(args, message):
-    done = piswarm(*args)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    [(["frobnicate"], "invalid choice: 'frobnicate'"),
+     (["sim", "--nodes", "many"], "argument --nodes: 'many' is not a non-negative whole number"),
+     (["sim", "--nodes", "0"], "argument --nodes: 0 is not in 1-5,000"),
+     (["sim", "--workers", "300"], "argument --workers: 300 is not in 0-256"),
+     (["agent", "--interval", "x"], "argument --interval: 'x' is not a number"),
+     (["agent", "--interval", "nan"], "argument --interval: 'nan' is not a finite number"),
+     (["agent", "--broker-port", "0"], "argument --broker-port: 0 is not in 1-65,535"),
+     (["broker", "users", "add", "Bad_Name", "--dir", "unused-dir"], "invalid node id 'Bad_Name'"),
+     (["broker", "users", "add", "--count", "0", "--dir", "unused-dir"],
+      "argument --count: 0 is not in 1-5,000"),
+     (["broker", "run", "--port", "70000"], "argument --port: 70000 is not in 0-65,535"),
+     (["demo", "--nodes", "0"], "argument --nodes: 0 is not in 1-5,000"),
+     (["demo", "--interval", "0"], "argument --interval: 0 is not in 0.05-3,600 s"),
+     (["head", "--lease", "0"], "argument --lease: 0 is not in 1-86,400 s"),
+     (["status", "--wait", "-1"], "argument --wait: -1 is not in 0-3,600 s")],
+)  # fmt: skip
+def test_bad_arguments_print_one_line_naming_the_flag_and_what_is_allowed(args, message):
+    command = " ".join(a for a in args[:3] if a in ("broker", "users", "add", "run")) or args[0]
+    one_line_error(piswarm(*args), command if args[0] != "frobnicate" else "", message)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["push", "/nonexistent.txt", "--broker-host", "h"], "cannot read the inventory"),
-     (["push", "--broker-host", "h", "--parallel", "0"], "--parallel 0 is not in 1-256"),
+     (["push", "--broker-host", "h", "--parallel", "0"], "argument --parallel: 0 is not in 1-256"),
+     (["push", "--broker-host", "h", "--workers", "-1"], "argument --workers: '-1' is not a"),
+     (["logs", "--lines", "0"], "argument --lines: 0 is not in 1-100,000"),
      (["push"], "the following arguments are required: --broker-host"),
      (["status", "--password-env", "PISWARM_NO_SUCH_VAR"], "$PISWARM_NO_SUCH_VAR is not set"),
      (["broker", "bad host!", "--users-dir", "/nonexistent"], "'bad host!'"),
@@ -47,31 +63,36 @@ def test_bad_arguments_print_one_line(args, message):
 )  # fmt: skip
 def test_deploy_arguments_are_checked_in_one_line(tmp_path, args, message):
     (tmp_path / "pi_list.txt").write_text("10.0.0.1\n")
-    done = subprocess.run([sys.executable, "-m", "piswarm", "deploy", *args],
-                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    one_line_error(piswarm("deploy", *args, cwd=tmp_path), f"deploy {args[0]}", message)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--size", "64", "--random", "0.5"], "'64' is not a size like 4096x4096"),
      (["--size", "64x64"], "one of the arguments --pattern --random is required"),
-     (["--size", "64x64", "--random", "1.5"], "1.5 is not between 0 and 1"),
+     (["--size", "64x64", "--random", "1.5"], "argument --random: 1.5 is not in 0-1"),
+     (["--size", "2x64", "--random", "0.5"], "--size: 2x64: width and height are 3-16,384"),
      (["--size", "64x64", "--pattern", "nosuch"], "no such file, and not a bundled pattern"),
      (["--size", "64x64", "--pattern", "bad.rle"], "bad.rle line 2, column 3: unexpected 'x'"),
      (["--size", "64x64", "--pattern", "glider", "--at", "1;2"], "'1;2' is not a position"),
      (["--size", "64x64", "--random", "0.5", "--at", "1,2"], "--at places a --pattern"),
-     (["--size", "16384x16384", "--random", "0.5"], "is more than 33,554,432 cells"),
-     (["--size", "64x64", "--random", "0.5", "--halo", "0"], "halo: 0 is below 1")],
+     (["--size", "64x64", "--pattern", "glider", "--at", "62,0"],
+      "--at 62,0: the 3x3 pattern must start at x 0-61 and y 0-61"),
+     (["--size", "16384x16384", "--random", "0.5"],
+      "argument --size: 16384x16384 is 268,435,456 cells, more than 33,554,432"),
+     (["--size", "64x64", "--random", "0.5", "--halo", "0"], "argument --halo: 0 is not in 1-64"),
+     (["--size", "64x64", "--random", "0.5", "--checkpoint-every", "0"],
+      "argument --checkpoint-every: 0 is not in 1-1e9"),
+     (["--size", "64x64", "--random", "0.5", "--pace", "1e9"],
+      "argument --pace: 1e9 is not in 0-100,000"),
+     (["--size", "64x64", "--random", "0.5", "--name", "x" * 81],
+      "argument --name: 'xxxxxxxxxxxxxxxxxxxx'... is 81 characters long; at most 80")],
 )  # fmt: skip
 def test_life_arguments_are_checked_in_one_line_before_connecting(tmp_path, args, message):
     (tmp_path / "bad.rle").write_text("x = 3, y = 3\nbox$2bo$3o!\n")
-    done = subprocess.run([sys.executable, "-m", "piswarm", "job", "life", "--gens", "10", *args,
-                           "--broker-port", "1"], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PISWARM_CREDENTIALS": "/nonexistent"})  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    done = piswarm("job", "life", "--gens", "10", *args, "--broker-port", "1", cwd=tmp_path,
+                   env={"PISWARM_CREDENTIALS": "/nonexistent"})  # fmt: skip
+    one_line_error(done, "job life", message)
 
 
 def test_deploy_inventory_writes_and_checks_a_pi_list(tmp_path):
@@ -108,30 +129,37 @@ def test_the_coordinator_needs_admin_credentials(tmp_path):
     [(["job", "primes", "10", "1x"], "argument END: '1x' is not a non-negative whole number"),
      (["job", "primes", "-5", "10"], "argument START: '-5' is not a non-negative whole number"),
      (["job", "primes", "1.5", "10"], "argument START: '1.5' is not a whole number"),
-     (["job", "primes", "1", "10", "--block-size", "1e2"], "below 10000"),
-     (["job", "primes", "10", "1"], "start 10 is greater than end 1"),
+     (["job", "primes", "1", "10", "--block-size", "1e2"],
+      "argument --block-size: 1e2 is not in 10,000-100,000,000"),
+     (["job", "primes", "1", "1e9", "--block-size", "0"],
+      "argument --block-size: 0 is not in 10,000-100,000,000"),
+     (["job", "primes", "1", "1" + "0" * 30], "argument END: 1e30 is not in 0-9.22e18"),
+     (["job", "primes", "1", "1e999999999"], "argument END: 1e999999999 is not in 0-9.22e18"),
+     (["job", "primes", "1", "1e12", "--block-size", "1e4"],
+      "--block-size 10,000 cuts the range into 100,000,000 blocks, more than 1,000,000: "
+      "use --block-size 1,000,000 or more"),
+     (["job", "primes", "10", "1"], "START 10 is greater than END 1"),
+     (["job", "primes", "1", "10", "--timeout", "0"], "--timeout: 0 is not in 0.1-3,600 s"),
      (["job", "status", "Not/A/Job"], "invalid job id 'Not/A/Job'"),
      (["job", "export", "p1-x", "--db", "/nonexistent.sqlite"], "no job database at"),
      (["job"], "the following arguments are required: VERB")],
 )  # fmt: skip
 def test_job_arguments_are_checked_in_one_line(args, message):
     done = piswarm(*args, "--broker-port", "1") if args[1:2] == ["status"] else piswarm(*args)
-    assert done.returncode == 2 or (done.returncode == 1 and "database" in message), done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert message in done.stderr
+    command = " ".join(args[:2])
+    one_line_error(done, command, message, code=1 if "database" in message else 2)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["display", "--windowed", "huge"], "'huge' is not WIDTHxHEIGHT"),
      (["display", "--palette", "rainbow"], "invalid choice: 'rainbow'"),
-     (["display", "--fps", "0", "--broker-port", "1"], "--fps 0 is not in 1-240"),
+     (["display", "--fps", "0", "--broker-port", "1"], "argument --fps: 0 is not in 1-240"),
+     (["display", "--rotate", "0.5"], "argument --rotate: 0.5 is not in 1-86,400 s"),
      (["display", "--layout", "/nonexistent.toml"], "/nonexistent.toml does not exist")],
 )  # fmt: skip
 def test_display_arguments_are_checked_before_anything_opens(args, message):
-    done = piswarm(*args, env={"SDL_VIDEODRIVER": "dummy"}, timeout=30)
-    assert done.returncode == 2
-    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    one_line_error(piswarm(*args, env={"SDL_VIDEODRIVER": "dummy"}, timeout=30), "display", message)
 
 
 def test_users_are_created_and_passwords_never_printed(tmp_path):

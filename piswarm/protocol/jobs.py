@@ -26,6 +26,7 @@ MIN_BLOCK = 10_000
 MAX_BLOCK = 100_000_000
 """The largest block: its encoded result (~3.5 MB near 1) must fit the broker's 8 MiB packets."""
 MAX_BLOCKS = 1_000_000
+MAX_NAME = life.MAX_NAME
 DEFAULT_BLOCK = 10_000_000  # ~0.1 s of numpy sieving, ~280 kB encoded near 1e9
 MAP_CELLS = 400
 """A job map has at most this many cells (20 x 20 on the display), whatever the job size."""
@@ -51,12 +52,14 @@ class PrimesRequest:
     end: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
     block_size: int = field(default=DEFAULT_BLOCK, metadata=spec(lo=MIN_BLOCK, hi=MAX_BLOCK))
     kind: Literal["primes"] = "primes"
-    name: str = field(default="", metadata=spec(max_len=80))
+    name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
 
     def __post_init__(self) -> None:
         if self.start > self.end:
             raise ProtocolError(f"start {self.start} is greater than end {self.end}")
+        if self.block_size < 1:  # decoding checks the field first; a caller may not
+            raise ProtocolError(f"field 'block_size': {self.block_size} is below {MIN_BLOCK}")
         if self.blocks > MAX_BLOCKS:
             raise ProtocolError(
                 f"{self.blocks} blocks of {self.block_size} is more than {MAX_BLOCKS}: "
@@ -108,7 +111,7 @@ class JobStatus:
 
     job: str = field(metadata=_JOB)
     state: str = field(metadata=spec(choices=JOB_STATES))
-    name: str = field(metadata=spec(max_len=80))
+    name: str = field(metadata=spec(max_len=MAX_NAME))
     start: int = field(metadata=_COUNT)
     end: int = field(metadata=_COUNT)
     block_size: int = field(metadata=_COUNT)

@@ -30,10 +30,14 @@ from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
+MIN_SIDE = 3
 MAX_SIDE = 16_384
 MAX_CELLS = 1 << 25
 """32 M cells: 4 MiB packed, so even a single node's strip fits the broker's 8 MiB packets."""
 MAX_GENS = 1_000_000_000
+MAX_SEED = 2**63 - 1
+MAX_NAME = 80
+"""A job's label, on the display and in the CLI (both kinds of job)."""
 MAX_HALO = 64
 MAX_HALO_ROWS = 3 * MAX_HALO  # the depth and what the boundary may move (halo_rows)
 DEFAULT_HALO = 16
@@ -85,8 +89,8 @@ class LifeRequest:
     ``pace`` > 0 holds the board to that many generations a second, for people to watch.
     """
 
-    width: int = field(metadata=spec(lo=3, hi=MAX_SIDE))
-    height: int = field(metadata=spec(lo=3, hi=MAX_SIDE))
+    width: int = field(metadata=spec(lo=MIN_SIDE, hi=MAX_SIDE))
+    height: int = field(metadata=spec(lo=MIN_SIDE, hi=MAX_SIDE))
     gens: int = field(metadata=spec(lo=1, hi=MAX_GENS))
     kind: Literal["life"] = "life"
     wrap: Wrap = "torus"
@@ -94,12 +98,12 @@ class LifeRequest:
     x: int | None = field(default=None, metadata=spec(lo=0, hi=MAX_SIDE))
     y: int | None = field(default=None, metadata=spec(lo=0, hi=MAX_SIDE))
     density: float | None = field(default=None, metadata=spec(lo=0, hi=1))
-    seed: int = field(default=0, metadata=spec(lo=0, hi=2**63 - 1))
+    seed: int = field(default=0, metadata=spec(lo=0, hi=MAX_SEED))
     frame_every: int = field(default=1, metadata=spec(lo=0, hi=MAX_GENS))
     checkpoint_every: int = field(default=DEFAULT_CHECKPOINT, metadata=spec(lo=1, hi=MAX_GENS))
     halo: int = field(default=DEFAULT_HALO, metadata=spec(lo=1, hi=MAX_HALO))
     pace: float = field(default=0.0, metadata=spec(lo=0, hi=MAX_PACE))
-    name: str = field(default="", metadata=spec(max_len=80))
+    name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
 
     def __post_init__(self) -> None:
@@ -282,7 +286,7 @@ class LifeStatus:
 
     job: str = field(metadata=_JOB)
     state: str = field(metadata=spec(choices=LIFE_STATES))
-    name: str = field(metadata=spec(max_len=80))
+    name: str = field(metadata=spec(max_len=MAX_NAME))
     width: int = field(metadata=_SIDE)
     height: int = field(metadata=_SIDE)
     wrap: str = field(metadata=spec(choices=WRAPS))

@@ -98,8 +98,9 @@ def test_missing_mosquitto_is_one_clear_line(tmp_path, monkeypatch):
         env={**os.environ, "PISWARM_MOSQUITTO": str(tmp_path / "nope")},
     )  # fmt: skip
     assert done.returncode == 1
+    nope = tmp_path / "nope"
     assert done.stderr.strip().splitlines() == [
-        f"piswarm broker: error: PISWARM_MOSQUITTO={tmp_path / 'nope'} is not an executable file"
+        f"piswarm broker run: error: PISWARM_MOSQUITTO={nope} is not an executable file"
     ]
 
 

@@ -96,7 +96,9 @@ def test_demo_rejects_bad_arguments_in_one_line():
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip() == "piswarm demo: error: --nodes 0 is not in 1-5000"
+    assert done.stderr.strip() == (
+        "piswarm demo: error: argument --nodes: 0 is not in 1-5,000 (see 'piswarm demo --help')"
+    )
 
 
 def test_demo_opens_the_display_and_stops_cleanly(tmp_path):
