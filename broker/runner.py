@@ -139,7 +139,10 @@ class BrokerProcess:
         if self._proc is None:
             return False
         try:
-            conns = psutil.Process(self._proc.pid).net_connections(kind="tcp")
+            process = psutil.Process(self._proc.pid)
+            # net_connections() since psutil 6.0; connections() before (5.9 on Debian 12)
+            listing = getattr(process, "net_connections", None) or process.connections
+            conns = listing(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
         return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns)

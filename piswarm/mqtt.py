@@ -152,6 +152,13 @@ def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
     client.loop_start()
 
 
+_CALLBACKS = (
+    "on_connect", "on_connect_fail", "on_disconnect", "on_log", "on_message", "on_pre_connect",
+    "on_publish", "on_socket_close", "on_socket_open", "on_socket_register_write",
+    "on_socket_unregister_write", "on_subscribe", "on_unsubscribe",
+)  # fmt: skip
+
+
 def end_loop(client: mqtt.Client) -> None:
     """Stop paho's network thread, if any, and close every socket the client still holds.
 
@@ -163,9 +170,17 @@ def end_loop(client: mqtt.Client) -> None:
     public call that closes them (and the connection, if still open); it also drops the
     callbacks, breaking the cycle. Call :meth:`mqtt.Client.disconnect` first for a clean
     goodbye.
+
+    paho-mqtt 2.1.0's ``reinitialise()`` closes the sockets and then fails to start the
+    client over (it passes the client id where 2.x takes the callback API version; fixed
+    in 2.2.0): there the callbacks are dropped here.
     """
     client.loop_stop()
-    client.reinitialise()
+    try:
+        client.reinitialise()
+    except ValueError:  # paho-mqtt 2.1.0, after closing the sockets
+        for name in _CALLBACKS:
+            setattr(client, name, None)
 
 
 def guarded(
