@@ -61,6 +61,9 @@ def render_acl(users: Iterable[User]) -> str:
         "# A topic not granted here is denied: nodes publishing outside their subtree",
         "# get PUBACK 0x87 'Not authorized' (MQTT v5).",
         "",
+        "# Every client may echo a marker to itself (docs/topics.md: piswarm/cli/...).",
+        "pattern readwrite piswarm/cli/%c/sync",
+        "",
     ]
     for user in sorted(users, key=lambda u: (u.role, u.name)):
         lines.append(f"user {user.name}")

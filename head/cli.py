@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from node_agent.config import MAX_SIM_NODES
-from piswarm.flags import real, whole
+from piswarm.flags import directory, new_file, real, whole
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | N
                       help="grid rows (default: fit the fleet)")  # fmt: skip
     view.add_argument("--columns", type=whole(0, 100), default=0, help="grid columns")
     view.add_argument("--fps", type=whole(1, 240), default=60, help="frame rate cap (default 60)")
-    view.add_argument("--screenshot-dir", type=Path, default=Path(),
+    view.add_argument("--screenshot-dir", type=directory, default=Path(),
                       help="where the S key saves PNGs (default: here)")  # fmt: skip
 
 
@@ -56,19 +56,16 @@ def register(sub: Any) -> None:
     status = sub.add_parser("status", help="print every node's state from the broker")
     add_broker_flags(status)
     status.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
-    status.add_argument(
-        "--wait",
-        type=real(0, 3600, unit=" s"),
-        default=2.0,
-        help="seconds to listen for the fleet (default 2)",
-    )
+    status.add_argument("--wait", type=real(0, 3600, unit=" s"), default=30.0,
+                        help="the most seconds to wait for telemetry: each online node's "
+                        "next report, one period of it (default 30)")  # fmt: skip
     status.set_defaults(handler=run_status)
 
     display = sub.add_parser("display", help="the pygame kiosk display of the cluster")
     add_broker_flags(display)
     display.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
     _display_flags(display, windowed_default=None)
-    display.add_argument("--screenshot", type=Path, metavar="PNG",
+    display.add_argument("--screenshot", type=new_file, metavar="PNG",
                          help="render headless, save one frame here and exit")  # fmt: skip
     display.add_argument("--after", type=real(0, 3600, unit=" s"), default=3.0,
                          help="seconds to listen before --screenshot (default 3)")  # fmt: skip
@@ -116,23 +113,30 @@ def settings_as(args: argparse.Namespace, user: str) -> Any:
 
 def run_status(args: argparse.Namespace) -> int:
     from head.cluster import ClusterModel
-    from head.feed import ClusterFeed
+    from head.session import Session
     from head.summary import table
-    from piswarm.errors import PiswarmError
+    from piswarm.protocol import ProtocolError, topics
 
-    settings = settings_as(args, "viewer")
-    feed = ClusterFeed(settings=settings, client_id=f"piswarm-status-{time.time_ns() % 10**9}")
-    feed.start()
-    try:
-        if not feed.connected.wait(min(args.wait + 3.0, 10.0)):
-            why = feed.refused or "no answer"
-            raise PiswarmError(f"cannot reach the broker at {settings.host}:{settings.port}: {why}")
-        time.sleep(args.wait)
-    finally:
-        feed.stop()
     model = ClusterModel()
-    for topic, payload, at in feed.drain():
-        model.apply(topic, payload, at)
+    with Session(settings_as(args, "viewer"), role="status") as session:
+        retained = session.retained(topics.NODE_STATUS_FILTER, topics.NODE_TELEMETRY_FILTER)
+        for topic, payload in retained:
+            model.apply(topic, payload, time.time())
+        # Telemetry is not retained: wait for each online node's next report (one of its
+        # periods), but no longer than --wait.
+        waiting = {view.node_id: view.interval for view in model.nodes() if view.online}
+        limit = min(args.wait, max(waiting.values(), default=0.0) + 1.0)
+        deadline = time.monotonic() + limit
+        for topic, payload in session.messages(limit, until=deadline):
+            model.apply(topic, payload, time.time())
+            try:
+                node, leaf = topics.parse_node_topic(topic)
+            except ProtocolError:
+                continue
+            if leaf == "telemetry":
+                waiting.pop(node, None)
+            if not waiting:
+                break
     print(table(model, time.time()))
     return 0
 

@@ -432,11 +432,8 @@ def run_export(args: argparse.Namespace) -> int:
             try:
                 count = _write_primes(store, args.job, args.format, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
-            except BrokenPipeError:  # '| head': the reader has all it wanted
-                # Python's own advice: point stdout at devnull so the exit flush is quiet.
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                return 0
+            except BrokenPipeError:
+                raise  # '| head': piswarm.cli ends quietly
             except OSError as exc:
                 raise PiswarmError(f"cannot write the primes: {exc}") from None
     print(f"{count:,} primes exported", file=sys.stderr)

@@ -8,6 +8,7 @@ numpy can run ``piswarm agent``. Errors are one line on stderr and an exit code:
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -93,7 +94,13 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     )
     handler: Handler = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # '| head': the reader has all it wanted
+        # Python's own advice: point stdout at devnull so the exit flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PiswarmError as exc:
         print(f"{args.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 _NUMBER = re.compile(r"[0-9][0-9_]*(\.[0-9]+)?(e[0-9]+)?", re.IGNORECASE)
 _SHORT_BELOW = 10**9
@@ -97,3 +98,21 @@ def text(max_len: int) -> Callable[[str], str]:
 
     parse.__name__ = "text"
     return parse
+
+
+def directory(text: str) -> Path:
+    """An existing directory (nothing is created behind the user's back)."""
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    return path
+
+
+def new_file(text: str) -> Path:
+    """A file to write, in a directory that exists."""
+    path = Path(text).expanduser()
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such directory {path.parent}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; name a file in it")
+    return path

@@ -32,9 +32,10 @@ class Recorder:
         self.connect_reason = None
         self.connected = threading.Event()
         self.published: queue.Queue = queue.Queue()
+        self.client_id = f"test-{user.name if user else 'anon'}-{next(_ids)}"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"test-{user.name if user else 'anon'}-{next(_ids)}",
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5,
         )
         if user is not None:

@@ -203,6 +203,22 @@ def test_status_lists_nodes_from_the_broker(broker, users, agents, recorder):
     assert "nodes online 2/2" in done.stdout
 
 
+def test_status_waits_for_each_nodes_next_report_not_a_fixed_time(broker, users, agents, recorder):
+    """Telemetry is not retained: status listens until every online node has reported
+    (one telemetry period, here 3 s: it once stopped after 2 s, and showed '-')."""
+    rec = recorder()
+    for node in ("node-a", "node-b", "node-c"):
+        agents(node, interval=3)
+        rec.wait_for(status_is(node, "online"))
+    done = piswarm("status", "--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
+                   env={"PISWARM_BROKER_DIR": str(users.root)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:-1]]
+    assert [row[0] for row in rows] == ["node-a", "node-b", "node-c"]
+    for row in rows:
+        assert row[1] == "live" and row[3].endswith("%") and float(row[4]) >= 0, row
+
+
 def test_status_without_a_broker_is_one_line(tmp_path):
     from broker.runner import free_port
 

@@ -151,7 +151,6 @@ class DisplayApp:
         if path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.clock()))
             path = self.options.screenshot_dir / f"piswarm-{stamp}-{self.stats.screenshots}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         pygame.image.save(self._screen, str(path))
         self.stats.screenshots += 1
         log.info("screenshot saved to %s", path)
@@ -172,7 +171,10 @@ class DisplayApp:
                 self.paused = not self.paused
                 log.info("scene rotation %s", "paused" if self.paused else "resumed")
             elif key == pygame.K_s:
-                self.screenshot()
+                try:
+                    self.screenshot()
+                except (OSError, pygame.error) as exc:  # a full disk must not stop the kiosk
+                    log.error("screenshot not saved: %s", exc)
             elif pygame.K_1 <= key <= pygame.K_9:
                 self.show_scene(key - pygame.K_1)
             elif self.scene.on_key(key):

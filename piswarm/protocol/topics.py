@@ -111,6 +111,18 @@ def node_acks(node_id: str) -> str:
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/acks"
 
 
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def cli_sync(client_id: str) -> str:
+    """A command's own marker topic: it publishes there and reads its own message back,
+    which tells it that every retained message it subscribed to has arrived. Any user may
+    publish only to the one of its own client id (the broker's ACL)."""
+    if not CLIENT_ID_PATTERN.fullmatch(client_id):
+        raise ProtocolError(f"invalid client id {client_id[:80]!r}")
+    return f"{ROOT}/cli/{client_id}/sync"
+
+
 def parse_job_topic(topic: str) -> tuple[str, str]:
     """Split ``piswarm/jobs/<job>/<leaf>`` into ``(job, leaf)``."""
     parts = topic.split("/")

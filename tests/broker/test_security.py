@@ -9,6 +9,7 @@ from node_agent.agent import Agent
 from node_agent.identity import Identity
 from node_agent.sim import SimulatedPi
 from piswarm.mqtt import BrokerSettings, Credentials
+from piswarm.protocol import topics
 from tests.conftest import status_is
 from tests.mqtt_helpers import Recorder
 
@@ -50,6 +51,15 @@ def test_node_cannot_publish_outside_its_subtree(broker, users, recorder, topic)
     assert node_a.publish("piswarm/nodes/node-a/probe", b"ok").value == 0
     watcher.wait_for(lambda m: m.topic == "piswarm/nodes/node-a/probe")
     assert not watcher.matching(lambda m: m.topic == topic)
+
+
+@pytest.mark.parametrize("user", ["viewer", "node-a"])
+def test_a_client_may_echo_a_marker_to_its_own_sync_topic_only(broker, users, recorder, user):
+    """How a command knows it has every retained message (head/session.py)."""
+    client = recorder(user, filters=())
+    client.wait_connected()
+    assert not client.publish(topics.cli_sync(client.client_id), b"sync").is_failure
+    assert client.publish(topics.cli_sync("someone-else"), b"sync").value == NOT_AUTHORIZED
 
 
 def test_agent_logs_not_authorized_instead_of_failing_silently(
