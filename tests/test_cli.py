@@ -156,10 +156,20 @@ def test_job_arguments_are_checked_in_one_line(args, message):
      (["display", "--palette", "rainbow"], "invalid choice: 'rainbow'"),
      (["display", "--fps", "0", "--broker-port", "1"], "argument --fps: 0 is not in 1-240"),
      (["display", "--rotate", "0.5"], "argument --rotate: 0.5 is not in 1-86,400 s"),
+     (["display", "--screenshot", "/"], "argument --screenshot: / is a directory"),
      (["display", "--layout", "/nonexistent.toml"], "/nonexistent.toml does not exist")],
 )  # fmt: skip
 def test_display_arguments_are_checked_before_anything_opens(args, message):
     one_line_error(piswarm(*args, env={"SDL_VIDEODRIVER": "dummy"}, timeout=30), "display", message)
+
+
+@pytest.mark.parametrize("flag", ["--screenshot", "--screenshot-dir"])
+def test_screenshots_go_only_where_a_directory_exists(tmp_path, flag):
+    missing = tmp_path / "no" / "such"
+    where = missing / "x.png" if flag == "--screenshot" else missing
+    done = piswarm("display", flag, str(where), env={"SDL_VIDEODRIVER": "dummy"}, timeout=30)
+    one_line_error(done, "display", f"argument {flag}: {where}: no such directory")
+    assert not (tmp_path / "no").exists()  # nothing made behind the user's back
 
 
 def test_users_are_created_and_passwords_never_printed(tmp_path):
@@ -232,3 +242,20 @@ def test_status_without_a_broker_is_one_line(tmp_path):
         .splitlines()[-1]
         .startswith("piswarm status: error: cannot reach the broker at localhost:")
     )
+
+
+def test_a_reader_that_stops_reading_ends_a_command_quietly(broker, users):
+    """'piswarm job list | head': once head has its lines, the rest goes nowhere, without
+    a BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "piswarm", "job", "list", "--broker-host", "127.0.0.1",
+             "--broker-port", str(broker.port), "--credentials",
+             str(users.credentials_path("admin"))],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -240,6 +240,26 @@ def test_main_loop_smoke_keys_and_a_scheduled_quit(broker, users, feed, tmp_path
     assert pygame.image.load(str(shot)).get_size() == (800, 600)
 
 
+def test_a_screenshot_that_cannot_be_saved_is_logged_and_the_kiosk_goes_on(feed, tmp_path,
+                                                                           caplog):  # fmt: skip
+    options = DisplayOptions(size=(320, 240), fps=60, screenshot_dir=tmp_path / "gone")
+    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[ClusterScene()], options=options)
+    frames = itertools.count(1)
+
+    def press_s_then_quit(app):
+        frame = next(frames)
+        if frame == 1:
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_s))
+        elif frame == 5:
+            pygame.event.post(pygame.event.Event(pygame.QUIT))
+        return True
+
+    stats = app.run(on_frame=press_s_then_quit)
+    assert stats.frames == 6 and stats.screenshots == 0
+    assert "screenshot not saved" in caplog.text
+    assert not (tmp_path / "gone").exists()  # nothing made behind the user's back
+
+
 def test_screenshot_cli_renders_headless(broker, users, tmp_path, recorder):
     pub = Recorder(broker.port, users.get("node-a"), ()).wait_connected()
     announce(pub, "node-a", 60.0)  # the retained birth is there at once; telemetry is not
