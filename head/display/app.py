@@ -34,24 +34,48 @@ log = logging.getLogger(__name__)
 HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
 
 
+CONSOLE_DRIVERS = ("kmsdrm", "rpi")
+"""SDL's drivers for a screen without a desktop session (a Pi kiosk on the console)."""
+
+
 def screen_driver() -> str | None:
     """The SDL video driver a window would get here, or None when there is no screen.
 
     With no X, Wayland or console framebuffer SDL falls back to a headless driver on its
     own, and a window would be drawn where nobody sees it. A driver chosen on purpose
     (``SDL_VIDEODRIVER=dummy`` for tests and screenshots) counts as a screen.
+
+    Without a desktop session (no ``DISPLAY``, no ``WAYLAND_DISPLAY``) only the console
+    can show a window: just its drivers are tried, and the one that works is kept in
+    ``SDL_VIDEODRIVER``. Letting SDL try them all would also try Wayland, whose library
+    prints "XDG_RUNTIME_DIR is invalid or not set" on the way to the headless fallback.
     """
+    if os.environ.get("SDL_VIDEODRIVER") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    ):
+        driver = _probe()
+        if driver in HEADLESS_DRIVERS and not os.environ.get("SDL_VIDEODRIVER"):
+            return None
+        return driver
+    for candidate in CONSOLE_DRIVERS:
+        os.environ["SDL_VIDEODRIVER"] = candidate
+        driver = _probe()
+        if driver is not None:
+            return driver
+    del os.environ["SDL_VIDEODRIVER"]
+    return None
+
+
+def _probe() -> str | None:
+    """The driver SDL's video starts with here, or None when it does not start."""
     try:
         pygame.display.init()
     except pygame.error:
         return None
     try:
-        driver = pygame.display.get_driver()
+        return str(pygame.display.get_driver())
     finally:
         pygame.display.quit()
-    if driver in HEADLESS_DRIVERS and not os.environ.get("SDL_VIDEODRIVER"):
-        return None
-    return driver
 
 
 class Source(Protocol):
