@@ -157,14 +157,7 @@ class Coordinator:
                             batch.append(self.inbox.get_nowait())
                         except queue.Empty:
                             break
-                    # Requests first: each result costs a check and a commit, and a node
-                    # waiting for its next block should not wait behind them.
-                    results = [m for m in batch if "/results/" in m[0]]
-                    for message in batch:
-                        if "/results/" not in message[0]:
-                            self._handle(store, *message)
-                    for message in results:
-                        self._handle(store, *message)
+                    self._handle_batch(store, batch)
                 self._tick(store)
         finally:
             store.close()
@@ -194,6 +187,27 @@ class Coordinator:
         self._life().republish_ended(REPUBLISH_ENDED)
 
     # -- the loop -------------------------------------------------------------------------
+
+    def _handle_batch(self, store: JobStore, batch: list[tuple[str, bytes]]) -> None:
+        """What has arrived together, in three passes, each in arrival order:
+
+        1. requests, jobs and Life: each result costs a check and a commit, and a node
+           waiting for its next block should not wait behind them;
+        2. results;
+        3. node statuses: a node's goodbye or will gives its leased blocks back, and the
+           results it sent before it went (the broker delivers them first) must be stored
+           by then, or their blocks would go to another node to compute again.
+        """
+        results, statuses = [], []
+        for topic, payload in batch:
+            if "/results/" in topic:
+                results.append((topic, payload))
+            elif topic.endswith("/status") and topic.startswith(topics.NODES_PREFIX):
+                statuses.append((topic, payload))
+            else:
+                self._handle(store, topic, payload)
+        for message in (*results, *statuses):
+            self._handle(store, *message)
 
     def _handle(self, store: JobStore, topic: str, payload: bytes) -> None:
         """One message. A bad one is logged and counted; nothing escapes this boundary."""

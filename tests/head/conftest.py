@@ -26,6 +26,18 @@ class Running:
         assert self.coordinator.ready.wait(10) and self.coordinator.connected.wait(10)
         return self
 
+    def pause(self):
+        """Stop the loop that takes messages from the inbox; the broker's keep coming in."""
+        self.stop.set()
+        self.thread.join(10)
+
+    def resume(self):
+        """Run the loop again: what came in meanwhile is one batch (up to 1000 messages)."""
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.coordinator.run, args=(self.stop,))
+        self.thread.start()
+        assert self.coordinator.ready.wait(10)
+
     def close(self):
         self.stop.set()
         self.thread.join(10)

@@ -5,6 +5,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -256,3 +257,36 @@ def test_a_restarted_coordinator_resumes_and_says_so(coordinator, node, recorder
     done = admin.wait_for(lambda m: m.topic == topics.job_status(job)
                           and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
     assert jobs.decode_job_status(done.payload).primes == 25_997
+
+
+def test_a_nodes_last_results_are_stored_before_its_goodbye_frees_its_blocks(coordinator, node,
+                                                                             recorder):  # fmt: skip
+    """node-a's result and then its will (it died right after sending) arrive together with
+    node-b's request: the block node-a finished must not go to node-b to compute again."""
+    running = coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    a, b = node("node-a"), node("node-b")
+    job = submit(viewer, start=1, end=300_000, block_size=100_000, request_id="t-last").job
+    ask(a, 1)
+    a.wait_for(lambda m: len(assigns(a)) == 1)
+    (done_by_a,) = assigns(a)
+    running.pause()
+    data = encode_primes(SIEVE.primes(done_by_a.lo, done_by_a.hi))
+    a.publish(topics.node_result("node-a", job, done_by_a.block), data)
+    lost = protocol.NodeOffline(node="node-a", ts=1.0, reason="lost")
+    a.publish(topics.node_status("node-a"), protocol.encode(lost))
+    ask(b, 3)
+    deadline = time.monotonic() + 30
+    while running.coordinator.inbox.qsize() < 3:  # all three wait for the loop, together
+        assert time.monotonic() < deadline, "the broker did not deliver the three messages"
+        time.sleep(0.01)
+    running.resume()
+    b.wait_for(lambda m: len(assigns(b)) == 2)
+    ack = a.wait_for(lambda m: m.topic == topics.node_acks("node-a"))
+    assert work.decode_ack(ack.payload).outcome == "stored"
+    assert done_by_a.block not in {x.block for x in assigns(b)}
+    for x in assigns(b):
+        assert deliver(b, x).outcome == "stored"
+    final = viewer.wait_for(lambda m: m.topic == topics.job_status(job) and b'"done"' in m.payload)
+    assert jobs.decode_job_status(final.payload).primes == 25_997  # pi(300,000)
