@@ -95,3 +95,12 @@ def test_every_life_strip_topic_is_documented():
             or f"`.../<strip>/{leaf}` (" in DOC
             or (leaf in ("up", "down") and "`.../<strip>/up`, `.../<strip>/down`" in DOC)
         ), leaf
+
+
+def test_the_readmes_by_hand_steps_put_the_credentials_where_the_agent_looks():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    steps = readme.split("**By hand, on one Pi**", 1)[1].split("```", 2)[1]
+    configured = re.search(r'^credentials = "(.+)"$', steps, flags=re.M).group(1)
+    copied = re.search(r"^scp \S+ (\S+)$", steps, flags=re.M).group(1)
+    protected = re.search(r"^chmod 600 (\S+)$", steps, flags=re.M).group(1)
+    assert copied == protected == configured
