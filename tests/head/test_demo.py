@@ -106,16 +106,18 @@ def test_demo_opens_the_display_and_stops_cleanly(tmp_path):
     demo = subprocess.Popen(
         [sys.executable, "-m", "piswarm", "demo", "--nodes", "12", "--interval", "0.5",
          "--screenshot-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         out = lines_of(demo)
         wait_line(out, r"watch the raw messages: mosquitto_sub -p \d+ -u viewer", timeout=30)
         children = psutil.Process(demo.pid).children(recursive=True)
         wait_line(out, r"display running at 1280x720 \(dummy driver\)", timeout=30)
-        demo.send_signal(signal.SIGINT)
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in its terminal
         wait_line(out, r"demo stopped", timeout=20)
         assert demo.wait(timeout=20) == 0
+        said = everything(out)
+        assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
         _gone, alive = psutil.wait_procs(children, timeout=5)
         assert alive == []
     finally:
