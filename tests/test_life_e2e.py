@@ -175,8 +175,10 @@ def test_an_agent_killed_mid_run_is_replaced_and_the_board_is_still_exact(
     for node in fleet:
         viewer.wait_for(online(node))
     coordinator()
-    job, request = submit(viewer, "soup-kill", width=256, height=192, gens=4000, density=0.4,
-                          seed=7, halo=4, checkpoint_every=200, frame_every=0)  # fmt: skip
+    # Paced, so the kill lands mid-run whatever this machine's speed.
+    job, request = submit(viewer, "soup-kill", width=256, height=192, gens=1200, density=0.4,
+                          seed=7, halo=4, checkpoint_every=200, frame_every=0,
+                          pace=200)  # fmt: skip
     life_status(viewer, job, lambda s: s.gen >= 600 and s.population_gen >= 400)
     fleet["node-b"].proc.kill()  # mid-run: its strip's neighbours wait for halos that never come
     final = assert_exact(viewer, tmp_path, job, request)
@@ -191,8 +193,10 @@ def test_duplicate_stale_and_malformed_messages_change_nothing(
     admin.wait_connected()
     two_agents(recorder, agents, viewer)
     boss = coordinator()
-    job, request = submit(viewer, "soup-noise", width=128, height=64, gens=3000, density=0.3,
-                          seed=3, halo=2, checkpoint_every=500, frame_every=0)  # fmt: skip
+    # Paced, so the noise lands mid-run whatever this machine's speed.
+    job, request = submit(viewer, "soup-noise", width=128, height=64, gens=800, density=0.3,
+                          seed=3, halo=2, checkpoint_every=500, frame_every=0,
+                          pace=200)  # fmt: skip
     life_status(viewer, job, lambda s: s.gen >= 200)
     halos = viewer.matching(lambda m: m.topic.endswith(("/up", "/down")))
     assert len(halos) > 20
