@@ -29,6 +29,7 @@ import select
 import signal
 import threading
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
@@ -74,6 +75,10 @@ def stop_signals_held() -> Iterator[None]:
     of killing it with a traceback; :func:`ignore_stop_signals` then discards it. The
     parent receives its own signals meanwhile in another thread, or when the block ends.
     """
+    # multiprocessing starts its resource tracker with the first child and then
+    # *unblocks* SIGINT and SIGTERM in the thread that started it, whatever they were:
+    # it must already run when the block begins.
+    resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,38 @@ def test_a_watching_child_outlives_its_starting_thread_and_dies_with_the_process
         assert _gone(read_end, 10), "the child outlived its parent process"
     finally:
         _end(parent, read_end)
+
+
+# A fresh interpreter: its first child starts multiprocessing's resource tracker too.
+HELD = textwrap.dedent("""
+    import multiprocessing, signal, threading
+    from piswarm.children import stop_signals_held
+
+    def child():
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        print(sorted(s.name for s in blocked), flush=True)
+
+    if __name__ == "__main__":
+        def start():
+            with stop_signals_held():
+                process = multiprocessing.get_context("spawn").Process(target=child)
+                process.start()
+            process.join()
+
+        for _ in range(2):  # the first starts the tracker, the second does not
+            thread = threading.Thread(target=start)
+            thread.start()
+            thread.join()
+""")
+
+
+def test_children_start_with_the_stop_signals_held_even_the_first(tmp_path) -> None:
+    """CPython's resource tracker, started with a process's first child, unblocks SIGINT
+    and SIGTERM in the thread that starts it: that child then caught a Ctrl-C while it
+    imported (seen in the demo under load)."""
+    script = tmp_path / "held.py"
+    script.write_text(HELD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["['SIGINT', 'SIGTERM']"] * 2, done.stdout
