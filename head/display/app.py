@@ -136,6 +136,7 @@ class DisplayApp:
         self.fullscreen = options.size is None
         self.link = Link("connecting", clock())
         self.stats = RunStats()
+        self.errors = 0  # messages that raised past their model (see apply)
         self.text = TextCache()
         self._screen: pygame.Surface | None = None
         self._full = True
@@ -208,13 +209,19 @@ class DisplayApp:
         return True
 
     def apply(self, topic: str, payload: bytes, at: float) -> None:
-        """Hand one message to the model it is for."""
-        if topic.startswith(topics.JOBS_PREFIX):
-            self.jobs.apply(topic, payload, at)
-        elif topics.is_life_strip_topic(topic):
-            self.life.apply(topic, payload, at)
-        else:
-            self.model.apply(topic, payload, at)
+        """Hand one message to the model it is for. The models refuse bad payloads
+        themselves; anything else one message raises is logged and counted here, so that
+        it cannot stop the kiosk."""
+        try:
+            if topic.startswith(topics.JOBS_PREFIX):
+                self.jobs.apply(topic, payload, at)
+            elif topics.is_life_strip_topic(topic):
+                self.life.apply(topic, payload, at)
+            else:
+                self.model.apply(topic, payload, at)
+        except Exception:  # boundary: one message must not stop the display
+            self.errors += 1
+            log.exception("failed to show a message on %s (%d so far)", topic, self.errors)
 
     def _update_link(self) -> None:
         connected = self.source.connected.is_set()

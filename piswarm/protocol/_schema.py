@@ -91,7 +91,10 @@ def _int(name: str, raw: Any) -> int:
 def _float(name: str, raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ProtocolError(f"field {name!r}: expected a number")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ProtocolError(f"field {name!r}: not a finite number") from None
     if not math.isfinite(value):
         raise ProtocolError(f"field {name!r}: not a finite number")
     return value
@@ -100,6 +103,10 @@ def _float(name: str, raw: Any) -> float:
 def _str(name: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ProtocolError(f"field {name!r}: expected a string")
+    try:
+        raw.encode("utf-8")  # JSON's \ud800 escapes decode to text that cannot be stored
+    except UnicodeEncodeError:
+        raise ProtocolError(f"field {name!r}: not valid Unicode text") from None
     return raw
 
 
@@ -218,6 +225,8 @@ def load_json(payload: bytes, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, A
         raise ProtocolError("payload is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's own limit)
+        raise ProtocolError("payload holds a number too long to read") from None
     except RecursionError:
         raise ProtocolError("payload is nested too deeply") from None
     if not isinstance(data, dict):

@@ -1,13 +1,17 @@
 """docs/topics.md is the public API: its examples must decode and every field be there."""
 
+import contextlib
 import dataclasses
+import json
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from piswarm import protocol
-from piswarm.protocol import _schema, jobs, life, work
+from piswarm.protocol import ProtocolError, _schema, jobs, life, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -45,6 +49,31 @@ def test_every_payload_has_an_example():
 def test_examples_decode(kind, text):
     for line in text.splitlines():
         DECODERS[kind](line.encode())
+
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)  # surrogates too
+HOSTILE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**400), 10**400) | st.floats() | ANY_TEXT,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(ANY_TEXT, kids, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.mark.parametrize(("kind", "text"), EXAMPLES)
+@given(data=st.data())
+def test_any_value_in_any_documented_field_is_decoded_or_refused_cleanly(kind, text, data):
+    """What a student with mosquitto_pub can send: a real payload with one field swapped
+    for anything (an integer of 400 digits, an unpaired surrogate, a nested list)."""
+    body = json.loads(text.splitlines()[0])
+    body[data.draw(st.sampled_from(sorted(body)))] = data.draw(HOSTILE)
+    with contextlib.suppress(ProtocolError):
+        DECODERS[kind](json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_a_number_longer_than_python_reads_is_refused_cleanly(kind):
+    with pytest.raises(ProtocolError, match="number too long"):
+        DECODERS[kind](b'{"v":1,"ts":' + b"9" * 5000 + b"}")
 
 
 @pytest.mark.parametrize(

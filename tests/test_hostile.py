@@ -1,0 +1,65 @@
+"""A classroom probing piswarm: every student's Pi holds valid node credentials, and the
+viewer login is shared. Each attack goes through the real broker with the project's
+config, from a real client with valid credentials, against the real processes."""
+
+import contextlib
+import os
+import subprocess
+import sys
+
+from piswarm.protocol import topics
+from tests.conftest import status_is
+
+HUGE = b"9" * 400  # an integer JSON allows and no float holds
+
+
+def piswarm(*args, env=None, timeout=60):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)  # fmt: skip
+
+
+def test_a_poisoned_retained_status_stops_neither_status_nor_the_display(
+    broker, users, recorder, agents, tmp_path
+):
+    """A node's retained birth with a 400-digit telemetry_interval stopped 'piswarm head',
+    'display' and 'status' at every start (OverflowError) until an admin cleared it; a
+    huge temp_c in telemetry killed a running display."""
+    evil = recorder("node-b", filters=())
+    evil.wait_connected()
+    birth = (b'{"v":1,"node":"node-b","state":"online","ts":1,"host":"h","ip":null,'
+             b'"version":"1","cores":4,"model":"m","telemetry_interval":' + HUGE
+             + b',"simulated":false}')  # fmt: skip
+    assert not evil.publish(topics.node_status("node-b"), birth, retain=True).is_failure
+    watcher = recorder()
+    agents("node-a")  # an honest node beside it
+    watcher.wait_for(status_is("node-a", "online"))
+    hot = (b'{"v":1,"node":"node-b","seq":1,"ts":1,"temp_c":' + HUGE + b',"temp_source":"x",'
+           b'"throttle":null,"cpu_percent":1,"load":[0,0,0],"mem_percent":1,"freq_mhz":null,'
+           b'"uptime_s":1}')  # fmt: skip
+    flags = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
+    env = {"PISWARM_BROKER_DIR": str(users.root)}
+    status = piswarm("status", *flags, "--wait", "2", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "node-a" in status.stdout and "node-b" not in status.stdout
+    assert "ignored malformed message on piswarm/nodes/node-b/status" in status.stderr
+    shot = tmp_path / "shot.png"
+    display = subprocess.Popen(
+        [sys.executable, "-m", "piswarm", "display", *flags, "--screenshot", str(shot),
+         "--after", "2"], env={**os.environ, **env, "SDL_VIDEODRIVER": "dummy"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        sender = recorder("node-b", filters=())
+        sender.wait_connected()
+        while display.poll() is None:  # telemetry while it runs, as long as it runs
+            sender.publish(topics.node_telemetry("node-b"), hot)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                display.wait(0.2)
+        out = display.communicate(timeout=60)[0]
+    finally:
+        display.kill()
+        display.wait()
+    assert display.returncode == 0, out
+    assert shot.exists()
+    assert "ignored malformed message on piswarm/nodes/node-b/telemetry" in out
