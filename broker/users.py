@@ -165,7 +165,8 @@ class UserStore:
     def _create(self, name: str, role: Role) -> User:
         user = User(name=name, role=role, password=secrets.token_urlsafe(24))
         path = self.credentials_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_dir(self.root)
+        _private_dir(path.parent)
         text = (
             f"# piswarm broker credentials ({role}). Keep private: mode 0600.\n"
             f'username = "{user.name}"\npassword = "{user.password}"\nrole = "{role}"\n'
@@ -191,16 +192,27 @@ class UserStore:
         if self.broker_group is not None:
             # The broker's group may enter the directory to read passwd and acl; the
             # credentials/ folder inside stays private to its owner.
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private_dir(self.root)
             os.chown(self.root, -1, self.broker_group)
             self.root.chmod(0o750)
         _write_private(self.passwd_path, render_passwd(users), group=self.broker_group)
         _write_private(self.acl_path, render_acl(users), group=self.broker_group)
 
 
+def _private_dir(path: Path) -> None:
+    """``path`` as a directory; one made here is its owner's alone (0700, whatever the
+    umask). Its parents are made as usual: they hold nothing secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    path.chmod(0o700)
+
+
 def _write_private(path: Path, text: str, *, group: int | None = None) -> None:
     """Write ``text`` atomically with mode 0600 (0640 to ``group`` when given)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -61,6 +61,7 @@ class CoordinatorStats:
     errors: int = 0
     dropped: int = 0
     callback_errors: int = 0
+    serves_held: int = 0  # blocks not leased while the broker was away (see _serve)
 
 
 class Coordinator:
@@ -371,8 +372,15 @@ class Coordinator:
             log.info("%s: %d blocks leased before the restart never reached it", node, released)
 
     def _serve(self, store: JobStore) -> None:
-        """Lease blocks to the nodes that want some, in turn, while there are any."""
+        """Lease blocks to the nodes that want some, in turn, while there are any.
+
+        Not while the broker is away: an assignment could not go out, and its block would
+        sit leased to a node that never heard of it until the lease ran out. The nodes ask
+        again when they are back, and the wants still remembered are served then."""
         if not self._maybe_work:
+            return
+        if not self.connected.is_set():
+            self.stats.serves_held += 1
             return
         now = self.clock()
         for node, want in list(self._wants.items()):

@@ -132,6 +132,15 @@ class AgentProcess:
             self.proc.wait()
 
 
+def until(condition, what, timeout=30.0):
+    """Wait for ``condition()`` where nothing signals it (a queue's size, an Event being
+    cleared, a counter in another thread): a failure names ``what`` never happened."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+        time.sleep(0.01)
+
+
 def minor_faults(pid: int) -> int:
     """The page faults process ``pid`` has taken that needed no disk (fresh memory)."""
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -3,6 +3,7 @@ viewer login is shared. Each attack goes through the real broker with the projec
 config, from a real client with valid credentials, against the real processes."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -63,3 +64,23 @@ def test_a_poisoned_retained_status_stops_neither_status_nor_the_display(
     assert display.returncode == 0, out
     assert shot.exists()
     assert "ignored malformed message on piswarm/nodes/node-b/telemetry" in out
+
+
+def test_submits_that_passed_validation_and_then_failed_are_answered(coordinator, recorder):
+    """A name with an unpaired surrogate (JSON's \\ud800) passed validation and failed in
+    SQLite; a 400-digit pace overflowed: neither got a reply, each was an internal error."""
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    sent = {
+        "surrogate": b'{"v":1,"kind":"primes","start":1,"end":1000,"name":"\\ud800",'
+                     b'"request_id":"surrogate"}',
+        "huge": b'{"v":1,"kind":"life","width":64,"height":64,"gens":10,"density":0.5,'
+                b'"pace":' + HUGE + b',"request_id":"huge"}',
+    }  # fmt: skip
+    for rid, payload in sent.items():
+        viewer.publish(topics.JOBS_SUBMIT, payload)
+        reply = viewer.wait_for(lambda m, r=rid: m.topic == topics.JOBS_REPLIES
+                                and f'"{r}"'.encode() in m.payload, timeout=20)  # fmt: skip
+        answer = json.loads(reply.payload)
+        assert answer["ok"] is False and "field" in answer["error"], answer

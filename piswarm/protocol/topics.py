@@ -112,6 +112,9 @@ def node_acks(node_id: str) -> str:
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/acks"
 
 
+_INDEX = re.compile(r"0|[1-9][0-9]{0,6}")
+"""A block, epoch or strip number in a topic: ASCII digits without leading zeros (not
+whatever str.isdigit() takes: '²' is a digit to it, and int() refuses it)."""
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -141,7 +144,7 @@ def parse_result_topic(topic: str) -> tuple[str, str, int]:
     parts = topic.split("/")
     if len(parts) != 6 or parts[:2] != [ROOT, "nodes"] or parts[3] != "results":
         raise ProtocolError("not a result topic", topic=topic)
-    if not parts[5].isdigit() or len(parts[5]) > 7 or (parts[5] != "0" and parts[5][0] == "0"):
+    if not _INDEX.fullmatch(parts[5]):
         raise ProtocolError(f"invalid block number {parts[5]!r}", topic=topic)
     try:
         return validate_node_id(parts[2]), validate_job_id(parts[4]), int(parts[5])
@@ -209,7 +212,7 @@ def parse_life_strip_topic(topic: str) -> tuple[str, str, int, int, str]:
         raise ProtocolError("not a Life strip topic", topic=topic)
     node, job, epoch, strip, leaf = parts[2], parts[4], parts[5], parts[6], parts[7]
     for name, value in (("epoch", epoch), ("strip", strip)):
-        if not value.isdigit() or len(value) > 7 or (value != "0" and value[0] == "0"):
+        if not _INDEX.fullmatch(value):
             raise ProtocolError(f"invalid {name} {value!r}", topic=topic)
     if leaf not in LIFE_LEAVES:
         raise ProtocolError(f"unknown Life leaf {leaf!r}", topic=topic)

@@ -38,6 +38,8 @@ def test_hash_matches_mosquitto_passwd_format(tmp_path):
 def test_users_dir_is_private_and_consistent(users):
     for path in [users.passwd_path, users.acl_path, *users.root.glob("credentials/*")]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in (users.root, users.root / "credentials"):  # it was 0755 (parents=True)
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     names = {line.split(":")[0] for line in users.passwd_path.read_text().splitlines()}
     assert names == {"admin", "viewer", "node-a", "node-b", "node-c"}
     assert all(u.password not in users.passwd_path.read_text() for u in users.users())

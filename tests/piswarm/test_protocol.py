@@ -201,6 +201,15 @@ def test_foreign_topics_are_refused(topic):
         topics.parse_node_topic(topic)
 
 
+@pytest.mark.parametrize("number", ["\u00b2", "\u0661", "012", "-1", "12345678", ""])
+def test_numbers_in_topics_are_plain_ascii_digits(number):
+    """'²' passed str.isdigit() and then failed int(): an internal error, not a refusal."""
+    with pytest.raises(ProtocolError, match="invalid block number"):
+        topics.parse_result_topic(f"piswarm/nodes/pi-1/results/j1/{number}")
+    with pytest.raises(ProtocolError, match="invalid strip"):
+        topics.parse_life_strip_topic(f"piswarm/nodes/pi-1/life/j1/1/{number}/up")
+
+
 def test_a_work_request_names_what_it_holds_as_job_and_block():
     from piswarm.protocol import work
 
