@@ -225,6 +225,8 @@ def load_json(payload: bytes, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, A
         raise ProtocolError("payload is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
+    except ProtocolError:  # NaN or Infinity (_reject_constant)
+        raise
     except ValueError:  # an integer of more than 4,300 digits (Python's own limit)
         raise ProtocolError("payload holds a number too long to read") from None
     except RecursionError:
