@@ -8,7 +8,9 @@ progress is aggregated by SQL, export streams one block at a time.
 A block is ``pending`` until a node leases it, ``leased`` until its result is stored or
 its lease runs out (or its node goes offline), then ``pending`` again. Results are keyed
 by ``(job, block)``: the first valid one is stored, any later one (a frozen node waking
-up, a resend after a reconnect) is a harmless duplicate.
+up, a resend after a reconnect) is a harmless duplicate. Only a node that holds or held
+the block's lease may deliver it (``leases`` remembers every node a block was given to):
+in a lab any student's Pi can publish a result for any block.
 """
 
 import time
@@ -22,7 +24,7 @@ import numpy as np
 from head.db import Store
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
-from piswarm.protocol.primes import check_primes, decode_primes
+from piswarm.protocol.primes import check_block, decode_primes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,6 +52,12 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (job, block)
 );
 CREATE INDEX IF NOT EXISTS blocks_open ON blocks (state, job, block);
+CREATE TABLE IF NOT EXISTS leases (
+    job TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (job, block, node)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (
     job TEXT NOT NULL,
     block INTEGER NOT NULL,
@@ -207,6 +215,10 @@ class JobStore(Store):
                 "attempts = attempts + 1 WHERE job = ? AND block = ?",
                 [(node, until, job, block) for job, block, _lo, _hi in rows],
             )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
+                [(job, block, node) for job, block, _lo, _hi in rows],
+            )
         return [Assignment(j, b, lo, hi, until) for j, b, lo, hi in rows]
 
     def next_expiry(self) -> float | None:
@@ -258,26 +270,32 @@ class JobStore(Store):
         """Check and store a block's primes; a second result for a block is a duplicate.
 
         Raises :class:`ProtocolError` (stores nothing) for a result that cannot be right:
-        unknown job or block, corrupt encoding, primes outside the block's range.
+        unknown job or block, from a node that never held its lease, corrupt encoding, a
+        wrong CRC, primes outside the block or gaps no primes leave (:func:`check_block`,
+        which inflates nothing larger than the block can hold).
         """
         row = self.db.execute(
-            "SELECT b.lo, b.hi, b.state, j.state FROM blocks b JOIN jobs j ON j.id = b.job "
-            "WHERE b.job = ? AND b.block = ?",
+            "SELECT b.lo, b.hi, b.state, b.node, j.state FROM blocks b "
+            "JOIN jobs j ON j.id = b.job WHERE b.job = ? AND b.block = ?",
             (job, block),
         ).fetchone()
         if row is None:
             raise ProtocolError(f"no block {block} in job {job}")
-        lo, hi, block_state, job_state = row
+        lo, hi, block_state, holder, job_state = row
+        if (
+            holder != node
+            and self.db.execute(
+                "SELECT 1 FROM leases WHERE job = ? AND block = ? AND node = ?", (job, block, node)
+            ).fetchone()
+            is None
+        ):
+            raise ProtocolError(f"block {block} of job {job} was never given to {node}")
         if block_state == "done":
             return "duplicate"
         if job_state != "running":
             raise ProtocolError(f"job {job} is {job_state}")
-        # The quick check (everything but the CRC, which export and verify check): a
-        # full decode per result costs the coordinator ~6 ms of CPU it shares with sieves.
-        header = check_primes(data)
+        header = check_block(data, lo, hi)
         first = header.first
-        if header.count and (first < lo or header.last >= hi):
-            raise ProtocolError(f"primes {first}..{header.last} lie outside block [{lo}, {hi})")
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(

@@ -95,6 +95,19 @@ class Recorder:
                     return None
                 self._cond.wait(left)
 
+    def wait_for_all(self, pred: Callable[[Msg], bool], count: int, timeout=10.0) -> list[Msg]:
+        """The first ``count`` messages that satisfy ``pred``, once that many have come."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in self.messages if pred(m)]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(found)} of {count} messages within {timeout}s")
+                self._cond.wait(left)
+
     def matching(self, pred: Callable[[Msg], bool]) -> list[Msg]:
         with self._cond:
             return [m for m in self.messages if pred(m)]

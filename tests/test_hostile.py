@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
-from piswarm.protocol import topics
+import numpy as np
+
+from piswarm.protocol import jobs, topics, work
+from piswarm.protocol.primes import encode_primes
 from tests.conftest import status_is
 
 HUGE = b"9" * 400  # an integer JSON allows and no float holds
@@ -84,3 +87,33 @@ def test_submits_that_passed_validation_and_then_failed_are_answered(coordinator
                                 and f'"{r}"'.encode() in m.payload, timeout=20)  # fmt: skip
         answer = json.loads(reply.payload)
         assert answer["ok"] is False and "field" in answer["error"], answer
+
+
+def test_results_for_blocks_a_node_was_never_given_are_refused(broker, users, agents,
+                                                               coordinator, recorder):  # fmt: skip
+    """A student's Pi watching the job statuses published an empty result for every block:
+    the job ended 'done, 0 primes' in 0.1 s while two honest agents ran."""
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    evil = recorder("node-c", filters=("piswarm/jobs/+/status", "piswarm/nodes/node-c/#"))
+    evil.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(status_is(node, "online"))
+    done = piswarm("job", "primes", "1", "1e7", "--block-size", "1e5", "--broker-host",
+                   "127.0.0.1", "--broker-port", str(broker.port), "--credentials",
+                   str(users.credentials_path("admin")))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip()
+    evil.wait_for(lambda m: m.topic == topics.job_status(job))
+    empty = encode_primes(np.zeros(0, dtype=np.uint64))
+    for block in range(100):
+        evil.publish(topics.node_result("node-c", job, block), empty)
+    acks = [work.decode_ack(m.payload) for m in evil.wait_for_all(
+        lambda m: m.topic == topics.node_acks("node-c"), count=100, timeout=60)]  # fmt: skip
+    assert {a.outcome for a in acks} == {"rejected"}
+    assert all("was never given to node-c" in a.error for a in acks)
+    final = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
+                            and b'"done"' in m.payload, timeout=120)  # fmt: skip
+    assert jobs.decode_job_status(final.payload).primes == 664_579

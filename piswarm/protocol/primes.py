@@ -46,6 +46,10 @@ HEADER = struct.Struct("<4sBBBxQQQII")
 CODECS: dict[str, int] = {"none": 0, "zlib": 1, "zstd": 2}
 MAX_PRIMES = 200_000_000
 """No block holds more (a block of 5e9 numbers near 1e9 holds ~2.3e8 primes: use smaller)."""
+MAX_PRIME_GAP = 1550
+"""No two consecutive primes below 2**64 are further apart (the largest gap there, after
+18,361,375,334,787,046,697; T. Oliveira e Silva, S. Herzog, S. Pardi, 2014): every range of
+this many numbers holds a prime."""
 
 Codec = Literal["auto", "none", "zlib", "zstd"]
 
@@ -259,14 +263,19 @@ def _sum_bytes(values: np.ndarray) -> int:
 
 
 def check_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> BlockHeader:
-    """Check a block without rebuilding its primes (what the coordinator does per result).
+    """Check a block as the coordinator does per result, without keeping its primes.
 
-    Everything :func:`decode_primes` checks except the CRC-32: the header, bounded
-    decompression (whose own checksum, zlib's Adler-32 or zstd's XXH64, guards the body),
-    the sizes against the count, the escape table, no zero gaps, and that the first prime
-    plus every gap lands exactly on the last prime the header claims. About a tenth of
-    the cost of a full decode; the CRC is checked whenever the primes are read back.
+    Everything :func:`decode_primes` checks: the header, bounded decompression (whose own
+    checksum, zlib's Adler-32 or zstd's XXH64, guards the body), the sizes against the
+    count, the escape table, no zero gaps, that the first prime plus every gap lands
+    exactly on the last prime the header claims, and the CRC-32 of the primes, rebuilt a
+    chunk at a time in a buffer that stays in the CPU's cache (a 1e7 block near 1e9: ~2.5
+    against ~4.4 ms for a full decode with a warm heap).
     """
+    return _check(data, max_primes).header
+
+
+def _check(data: bytes, max_primes: int) -> _Parsed:
     parsed = _parse(data, max_primes)
     h = parsed.header
     n_odd = h.count - (1 if parsed.with_two else 0)
@@ -279,6 +288,67 @@ def check_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> BlockHeader:
         raise ProtocolError("last prime does not match the header")
     if parsed.with_two and n_odd and h.first_odd < 3:
         raise ProtocolError("inconsistent prime block header")
+    if _crc_of(parsed) != h.crc32:
+        raise ProtocolError("CRC-32 of the primes does not match the header")
+    return parsed
+
+
+_CRC_CHUNK = 1 << 15
+"""Primes rebuilt at a time to checksum them (256 KiB as uint64: in a core's L2 cache)."""
+_TWO = np.array([2], dtype="<u8").tobytes()
+
+
+def _crc_of(parsed: _Parsed, chunk: int = _CRC_CHUNK) -> int:
+    """CRC-32 of the primes as little-endian uint64, as :func:`checksum` computes it on
+    the whole array, rebuilt from the gaps ``chunk`` primes at a time."""
+    h = parsed.header
+    crc = zlib.crc32(_TWO) if parsed.with_two else 0
+    n_odd = h.count - (1 if parsed.with_two else 0)
+    if n_odd == 0:
+        return crc
+    half, escapes = parsed.half, parsed.escapes
+    at = escapes[:, 0].astype(np.int64)
+    buf = np.empty(chunk, dtype="<u8")
+    value = h.first_odd
+    for start in range(0, n_odd, chunk):
+        end = min(n_odd, start + chunk)
+        out = buf[: end - start]
+        # The gaps between the chunk's primes, with the escaped ones put back.
+        step = half[start : end - 1].astype(np.uint64)
+        lo, hi = np.searchsorted(at, (start, end - 1))
+        step[at[lo:hi] - start] = escapes[lo:hi, 1]
+        out[0] = value
+        np.cumsum(step, out=out[1:])
+        out[1:] *= np.uint64(2)
+        out[1:] += np.uint64(value)
+        crc = zlib.crc32(out.data, crc)
+        if end < n_odd:  # the gap to the next chunk's first prime
+            k = np.searchsorted(at, end - 1)
+            gap = int(escapes[k, 1]) if k < at.size and at[k] == end - 1 else int(half[end - 1])
+            value = int(out[-1]) + 2 * gap
+    return crc
+
+
+def capacity(lo: int, hi: int) -> int:
+    """The most primes ``[lo, hi)`` can hold: its odd numbers, and 2."""
+    return max(0, hi - lo + 1) // 2 + 1
+
+
+def check_block(data: bytes, lo: int, hi: int) -> BlockHeader:
+    """:func:`check_primes` for the result of block ``[lo, hi)``: nothing larger than
+    the block can hold is inflated, and the primes must lie in it with no gap wider than
+    primes leave (so an empty or truncated list of a block is refused)."""
+    parsed = _check(data, max_primes=min(MAX_PRIMES, capacity(lo, hi)))
+    h = parsed.header
+    if h.count == 0:
+        if hi - lo > MAX_PRIME_GAP:
+            raise ProtocolError(f"no primes in [{lo}, {hi}), and every {MAX_PRIME_GAP} hold one")
+        return h
+    if h.first < lo or h.last >= hi:
+        raise ProtocolError(f"primes {h.first}..{h.last} lie outside block [{lo}, {hi})")
+    widest = 2 * int(parsed.escapes[:, 1].max()) if parsed.escapes.size else 0
+    if widest > MAX_PRIME_GAP or h.first - lo > MAX_PRIME_GAP or hi - 1 - h.last > MAX_PRIME_GAP:
+        raise ProtocolError(f"a gap wider than primes leave in [{lo}, {hi})")
     return h
 
 

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import threading
 
+import numpy as np
 import pytest
 
 from node_agent.sieve import SegmentedSieve
@@ -144,17 +145,19 @@ def test_bad_results_are_rejected_with_the_reason_and_change_nothing(coordinator
     admin = recorder("admin")
     a = node("node-a")
     job = submit(admin, start=1, end=200_000, block_size=100_000).job
-    ask(a, 1)
-    a.wait_for(lambda m: len(assigns(a)) == 1)
-    block = assigns(a)[0]
+    ask(a, 2)
+    a.wait_for(lambda m: len(assigns(a)) == 2)
+    block, wrong_block = sorted(assigns(a), key=lambda x: x.block)
     good = encode_primes(SIEVE.primes(block.lo, block.hi))
-    wrong_block = work.WorkAssign(job=job, block=1, lo=block.lo, hi=block.hi, lease_s=60)
     corrupt = bytearray(good)
     corrupt[60] ^= 0xFF
     count_lies = bytearray(good)
     count_lies[8] += 1  # the header's count no longer matches the body
+    empty = encode_primes(np.zeros(0, dtype=np.uint64))
     cases = [
         (wrong_block, good, "outside block"),  # block 0's primes sent as block 1
+        (block, empty, "no primes in"),  # every 1550 numbers hold one
+        (block, encode_primes(SIEVE.primes(block.lo, block.hi - 5000)), "wider than primes"),
         (block, bytes(corrupt), "corrupt|CRC|gap|holds"),
         (block, bytes(count_lies), "holds|header"),
         (block, b"PSPB" + bytes(100), "version|header"),

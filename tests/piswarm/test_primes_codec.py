@@ -48,6 +48,27 @@ def test_round_trip_including_gaps_above_510(primes, codec):
     assert (header.count, header.last) == (len(primes), int(primes[-1]))
 
 
+@settings(max_examples=300, deadline=None)
+@given(primes=prime_like_lists(), chunk=st.integers(1, 9))
+def test_the_checksum_rebuilt_chunk_by_chunk_is_the_whole_arrays(primes, chunk):
+    """What check_primes verifies: the CRC of the primes, rebuilt a chunk at a time with
+    the escaped gaps put back, wherever the chunks and the escapes fall."""
+    from piswarm.protocol.primes import _crc_of, _parse, checksum
+
+    parsed = _parse(encode_primes(primes, codec="none"), len(primes))
+    assert _crc_of(parsed, chunk) == checksum(primes)
+
+
+def test_a_result_with_a_wrong_crc_is_refused_by_the_check_too():
+    """The coordinator stored blocks whose CRC was wrong; export then failed on them."""
+    payload = bytearray(encode_primes(SegmentedSieve().primes(10**6, 10**6 + 10**5)))
+    fields = list(HEADER.unpack_from(payload))
+    fields[7] ^= 1  # the CRC-32
+    payload[: HEADER.size] = HEADER.pack(*fields)
+    with pytest.raises(ProtocolError, match="CRC-32"):
+        check_primes(bytes(payload))
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_real_blocks_round_trip(codec):
     sieve = SegmentedSieve()
