@@ -31,6 +31,7 @@ from head.life_jobs import LifeJobs
 from head.lifestore import LifeStore
 from head.tally import JobTally
 from piswarm import __version__, protocol
+from piswarm.inbox import DEFAULT_MAX_BYTES, Inbox
 from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
@@ -76,6 +77,7 @@ class Coordinator:
         status_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         queue_size: int = 10_000,
+        inbox_bytes: int = DEFAULT_MAX_BYTES,
         client_id: str = "piswarm-coordinator",
         stall_seconds: float = 30.0,
     ) -> None:
@@ -88,7 +90,7 @@ class Coordinator:
         self.stall_seconds = stall_seconds
         self.life: LifeJobs | None = None
         self.stats = CoordinatorStats()
-        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=queue_size)
+        self.inbox: Inbox[tuple[str, bytes]] = Inbox(maxsize=queue_size, max_bytes=inbox_bytes)
         self.connected = threading.Event()
         self._reconnected = threading.Event()  # set by paho's thread, handled by run()
         self.ready = threading.Event()  # the store is open and running jobs are resumed

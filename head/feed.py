@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from piswarm.inbox import Inbox
 from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import topics
 
@@ -49,7 +50,7 @@ class ClusterFeed:
         self.client_id = client_id
         self.filters = tuple(filters)
         self.clock = clock
-        self.queue: queue.Queue[Message] = queue.Queue(maxsize=maxsize)
+        self.queue: Inbox[Message] = Inbox(maxsize=maxsize)
         self.connected = threading.Event()
         self.dropped = 0
         self.callback_errors = 0

@@ -172,19 +172,24 @@ class LifeJobs:
     def _on_checkpoint(
         self, node: str, job: str, run: _Running, strip: int, payload: bytes, topic: str
     ) -> None:
-        header, raw = life.decode_checkpoint(payload)
         layout = {s.strip: s for s in self.store.layout(job, run.epoch)}
         expected = layout.get(strip)
         request = self.store.get(job).request
-        # The rows are the strip's own: neighbours move boundaries as they balance their
-        # speeds. add_piece checks that a generation's pieces tile the board.
-        if (
-            expected is None
-            or expected.node != node
-            or (header.job, header.epoch, header.strip) != (job, run.epoch, strip)
-            or header.row0 + header.rows > request.height
-        ):
-            raise ProtocolError("checkpoint does not match the strip's layout", topic=topic)
+
+        def the_strips_own(header: life.Checkpoint) -> None:
+            """Before anything is inflated: the sender runs this strip, and the rows fit
+            the board (neighbours move boundaries as they balance their speeds;
+            add_piece checks that a generation's pieces tile the board)."""
+            if (
+                expected is None
+                or expected.node != node
+                or (header.job, header.epoch, header.strip) != (job, run.epoch, strip)
+                or header.width != request.width
+                or header.row0 + header.rows > request.height
+            ):
+                raise ProtocolError("checkpoint does not match the strip's layout", topic=topic)
+
+        header, raw = life.decode_checkpoint(payload, check=the_strips_own)
         run.last_heard = self.clock()
         run.progress[strip] = max(run.progress.get(strip, 0), header.gen)
         board = self.store.add_piece(job, run.epoch, header.gen, strip, header.row0, raw,

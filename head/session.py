@@ -20,14 +20,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm.errors import PiswarmError
+from piswarm.inbox import Inbox
 from piswarm.mqtt import BrokerSettings, end_loop, guarded, new_client, reason_text
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
 
 INBOX = 100_000
-"""Messages a session holds unread; a command reads far fewer, so when it is full the
-rest are dropped, counted and logged (a snapshot would be incomplete, not wrong)."""
+"""Messages a session holds unread (and at most piswarm.inbox's bytes); a command reads
+far fewer, so when it is full the rest are dropped, counted and logged (a snapshot would
+be incomplete, not wrong)."""
 
 
 class SessionError(PiswarmError):
@@ -46,7 +48,7 @@ class Session:
         self.sync_topic = topics.cli_sync(self.client_id)
         self.dropped = 0
         self._client = new_client(self.client_id, settings)
-        self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=INBOX)
+        self._inbox: Inbox[tuple[str, bytes]] = Inbox(maxsize=INBOX)
         self._connected = threading.Event()
         self._subscribed: queue.Queue[list[ReasonCode]] = queue.Queue()
         self._refused: str | None = None

@@ -22,6 +22,7 @@ Binary payloads are ``PSLF``, a little-endian uint32 header length, the header a
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -430,8 +431,15 @@ def encode_checkpoint(checkpoint: Checkpoint, packed: bytes) -> bytes:
     return encode_binary(checkpoint, zlib.compress(packed, 1))
 
 
-def decode_checkpoint(payload: bytes) -> tuple[Checkpoint, bytes]:
+def decode_checkpoint(
+    payload: bytes, check: Callable[[Checkpoint], None] | None = None
+) -> tuple[Checkpoint, bytes]:
+    """The checkpoint's header and its strip's packed rows. ``check`` sees the header
+    before anything is inflated (the receiver's chance to refuse a strip that is not
+    the sender's, or larger than the board) and raises :class:`ProtocolError` to refuse."""
     header, body = decode_binary(Checkpoint, payload, max_body=8 * 1024 * 1024)
+    if check is not None:
+        check(header)
     raw = inflate(body, _board_bytes(header.rows, header.width))
     if zlib.crc32(raw) != header.crc32:
         raise ProtocolError("checkpoint CRC mismatch")

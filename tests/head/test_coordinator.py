@@ -317,3 +317,18 @@ def test_no_block_is_leased_while_the_broker_is_away(coordinator, node, recorder
     ask(back, 1)  # a node asks again when it is back
     back.wait_for(lambda m: m.topic == topics.node_work_assign("node-b"), timeout=30)
     assert [(x.job, x.block) for x in assigns(back)] == [(job, 0)]
+
+
+def test_a_flood_of_large_messages_holds_no_more_than_the_inbox_bound(coordinator, node):
+    """A node's 8 MiB messages (the broker's limit) once held 6.9 GB in the coordinator's
+    inbox, bounded only in messages. Dropped ones are counted (results are sent again)."""
+    running = coordinator(inbox_bytes=16 * 1024 * 1024)
+    running.pause()  # nothing is taken out meanwhile
+    evil = node("node-b")
+    for block in range(12):
+        evil.client.publish(topics.node_result("node-b", "p1-x", block), bytes(4 * 1024**2), qos=0)
+    until(lambda: running.stats.dropped >= 8, "the inbox refusing the flood")
+    assert running.coordinator.inbox.bytes <= 16 * 1024 * 1024
+    running.resume()  # and the coordinator goes on
+    until(lambda: running.coordinator.inbox.qsize() == 0, "the coordinator emptying its inbox")
+    assert running.stats.malformed + running.stats.results_rejected >= 1

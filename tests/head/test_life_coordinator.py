@@ -7,6 +7,7 @@ import time
 from piswarm import protocol
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
+from tests.conftest import until
 
 
 def hand_node(recorder, node_id="node-a", strips=1):
@@ -101,3 +102,28 @@ def test_strips_are_sized_by_the_speed_nodes_showed_in_earlier_epochs(coordinato
     second = submit_life(admin, "sized", height=400)
     assert assigned(fast, second, 1).rows == 300
     assert assigned(slow, second, 1).rows == 100
+
+
+def test_a_checkpoint_bomb_from_a_node_not_running_the_strip_is_refused_uninflated(
+    coordinator, recorder, caplog
+):
+    """32 KB that inflate to 32 MiB, sent by a node that does not run the strip: it was
+    inflated (and its CRC checked) before the sender was; 100 of them blocked the
+    coordinator for 7.9 s."""
+    import zlib
+
+    node = hand_node(recorder)
+    running = coordinator()
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    job = submit_life(admin, "bombed", width=16384, height=2048)
+    assigned(node, job, 1)
+    evil = recorder("node-b", filters=())
+    evil.wait_connected()
+    header = wire.Checkpoint(job=job, epoch=1, strip=0, row0=0, rows=2048, width=16384, gen=1,
+                             population=0, crc32=0)  # fmt: skip
+    bomb = wire.encode_binary(header, zlib.compress(bytes(2048 * 16384 // 8), 9))
+    assert len(bomb) < 64 * 1024
+    evil.publish(topics.life_strip("node-b", job, 1, 0, "checkpoint"), bomb)
+    until(lambda: running.stats.malformed >= 1, "the coordinator refusing it")
+    assert "checkpoint does not match the strip's layout" in caplog.text
+    assert "CRC" not in caplog.text  # refused before its body was read
