@@ -45,6 +45,9 @@ class _Running:
     resumed: bool = False  # from SQLite after a restart: its strips' news since is lost
     epoch_due: float = 0.0  # a wanted new epoch waits until then for nodes to regroup
     slots: dict[str, int] = field(default_factory=dict)  # node -> strips it runs for this job
+    owners: dict[int, str] = field(default_factory=dict)  # strip -> the node that runs it
+    heard: dict[int, float] = field(default_factory=dict)  # strip -> its last word, when
+    benched: set[str] = field(default_factory=set)  # nodes whose strips went silent
 
     @property
     def strips(self) -> int:
@@ -92,7 +95,7 @@ class LifeJobs:
             self.running[job] = _Running(
                 epoch=record.epoch, last_heard=now, progress={}, board_gen=gen,
                 population=population, needs_epoch=not layout, resumed=True,
-                slots=Counter(s.node for s in layout),
+                slots=Counter(s.node for s in layout), owners={s.strip: s.node for s in layout},
             )  # fmt: skip
             log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
@@ -157,6 +160,9 @@ class LifeJobs:
         if run is None or epoch != run.epoch:
             self.stale += 1
             return
+        if run.owners.get(strip) != node:  # a node may speak for its own strips only
+            raise ProtocolError(f"node {node} does not run strip {strip}", topic=topic)
+        run.heard[strip] = self.clock()
         if leaf == "progress":
             progress = life.decode_progress(payload)
             if (progress.job, progress.epoch, progress.strip) != (job, epoch, strip):
@@ -235,8 +241,26 @@ class LifeJobs:
             ):
                 log.warning("Life job %s: no strip has moved on for %.0f s, re-partitioning",
                             job, now - run.last_heard)  # fmt: skip
+                self._bench_the_silent(job, run, now)
                 run.needs_epoch = True
                 self._start_epoch(job)
+
+    def _bench_the_silent(self, job: str, run: _Running, now: float) -> None:
+        """A stall: the nodes whose strips have said nothing for ``stall_seconds`` (a
+        strip waiting for its neighbours still reports) take no part in the job's next
+        epochs. A node that announces strips it never runs, or a frozen one, would
+        otherwise be given a strip again at every re-partition, for as long as it stays.
+        When every strip is silent nobody is to blame (the network, or the broker)."""
+        silent = {
+            run.owners[strip]
+            for strip in run.owners
+            if now - run.heard.get(strip, run.last_heard) > self.stall_seconds
+        }
+        if silent and silent != set(run.owners.values()):
+            run.benched |= silent
+            log.warning("Life job %s: strips of %s said nothing for %.0f s: they take no part "
+                        "in this job any more", job, ", ".join(sorted(silent)),
+                        self.stall_seconds)  # fmt: skip
 
     def _stall_limit(self, job: str) -> float:
         """How long no strip may advance: ``stall_seconds``, plus a paced round's length."""
@@ -269,8 +293,10 @@ class LifeJobs:
         return [self.speeds.get(n, typical) for n in nodes]
 
     def _free_slots(self, job: str) -> dict[str, int]:
-        """Strips each live node can still take: its slots less other running jobs' strips."""
-        free = dict(self.nodes)
+        """Strips each live node can still take: its slots less other running jobs' strips
+        (none for a node benched from this job)."""
+        benched = self.running[job].benched if job in self.running else set()
+        free = {node: n for node, n in self.nodes.items() if node not in benched}
         for other, run in self.running.items():
             if other != job:
                 for node, used in run.slots.items():
@@ -305,6 +331,8 @@ class LifeJobs:
                 self._control(job, record.epoch, "running")
             run.slots = {}
             why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
+            if run.benched:
+                why += f" (none for {', '.join(sorted(run.benched))}: their strips went silent)"
             log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
             return
@@ -340,6 +368,8 @@ class LifeJobs:
             epoch=epoch, last_heard=now, progress={},
             board_gen=board.gen, population=board.population, rate=run.rate,
             rate_mark=(now, board.gen), slots=Counter(s.node for s in layout),
+            owners={s.strip: s.node for s in layout}, heard={s.strip: now for s in layout},
+            benched=run.benched,
         )  # fmt: skip
         log.info("Life job %s epoch %d: %d strips on %d nodes from generation %d, %d-row halos",
                  job, epoch, n, len(self.running[job].nodes), board.gen, halo)  # fmt: skip

@@ -125,5 +125,73 @@ def test_a_checkpoint_bomb_from_a_node_not_running_the_strip_is_refused_uninflat
     assert len(bomb) < 64 * 1024
     evil.publish(topics.life_strip("node-b", job, 1, 0, "checkpoint"), bomb)
     until(lambda: running.stats.malformed >= 1, "the coordinator refusing it")
-    assert "checkpoint does not match the strip's layout" in caplog.text
+    assert "node node-b does not run strip 0" in caplog.text
     assert "CRC" not in caplog.text  # refused before its body was read
+
+
+def test_a_node_whose_strips_stay_silent_is_given_none_of_the_job_again(coordinator, recorder):
+    """A node announcing strips it never runs was given one at every re-partition (every
+    30 s) for as long as it stayed; now the stall benches it from the job."""
+    silent = hand_node(recorder, "node-a")
+    talker = hand_node(recorder, "node-b")
+    coordinator(stall_seconds=2.0)
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    job = submit_life(admin, "hostage")
+    first = assigned(talker, job, 1)
+    assigned(silent, job, 1)
+    topic = topics.life_strip("node-b", job, 1, first.strip, "progress")
+    progress = wire.Progress(job=job, epoch=1, strip=first.strip, gen=first.gen, population=0,
+                             rate=0.0)  # fmt: skip
+    while (
+        talker.first(
+            lambda m: (
+                m.topic == topics.node_life_assign("node-b")
+                and wire.decode_assign(m.payload)[0].epoch == 2
+            ),
+            timeout=0.3,
+        )
+        is None
+    ):
+        talker.publish(topic, protocol.encode(progress))  # waiting for halos, as strips do
+    second = assigned(talker, job, 2)
+    assert second.strips == 1  # the whole board, on node-b alone
+    assert (
+        silent.first(
+            lambda m: (
+                m.topic == topics.node_life_assign("node-a")
+                and wire.decode_assign(m.payload)[0].epoch == 2
+            ),
+            timeout=1,
+        )
+        is None
+    )
+
+
+def test_progress_sent_for_another_nodes_strip_keeps_no_stalled_job_alive(coordinator,
+                                                                           recorder):  # fmt: skip
+    """A node reporting progress for a frozen node's strip (on its own topic, the only one
+    it may write) suppressed stall recovery for as long as it kept sending."""
+    frozen = hand_node(recorder, "node-a")
+    coordinator(stall_seconds=2.0)
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    job = submit_life(admin, "forged")
+    first = assigned(frozen, job, 1)
+    evil = recorder("node-c", filters=())
+    evil.wait_connected()
+    topic = topics.life_strip("node-c", job, 1, first.strip, "progress")
+    gen = first.gen
+    while (
+        frozen.first(
+            lambda m: (
+                m.topic == topics.node_life_assign("node-a")
+                and wire.decode_assign(m.payload)[0].epoch == 2
+            ),
+            timeout=0.3,
+        )
+        is None
+    ):
+        gen += 1  # "moving on", as only the real strip could
+        forged = wire.Progress(job=job, epoch=1, strip=first.strip, gen=gen, population=0,
+                               rate=1.0)  # fmt: skip
+        evil.publish(topic, protocol.encode(forged))
+        assert gen < 200, "the forged progress kept the stalled job from re-partitioning"
