@@ -111,7 +111,7 @@ class AgentProcess:
         stays unfinished, however fast the sieve, until :meth:`release_workers`. The agent
         starts its workers before it says it is online: call this after that."""
         family = psutil.Process(self.proc.pid).children()
-        self.held = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
+        self.held = [p for p in family if "spawn_main" in " ".join(cmdline(p))]
         assert len(self.held) == self.workers, family
         for worker in self.held:
             worker.suspend()
@@ -139,6 +139,15 @@ def until(condition, what, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
         time.sleep(0.01)
+
+
+def cmdline(process: psutil.Process) -> list[str]:
+    """A child's command line; empty for one that is gone or a zombie (a short-lived helper:
+    ctypes.util.find_library runs ldconfig when the agent looks for libprimesieve)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def minor_faults(pid: int) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import cmdline
+
 
 def lines_of(proc):
     """The process's output, line by line, as it comes; ``q.said`` keeps every line."""
@@ -70,8 +72,8 @@ def test_demo_shows_the_fleet_and_stopping_its_process_group_stops_everything_qu
         wait_line(out, r"job l\d+-\w+ +running +life 1024x576 torus +generation [1-9][\d,]*/3,600 "
                   r".* 3 strips on 3 nodes", timeout=60)  # fmt: skip
         children = psutil.Process(demo.pid).children(recursive=True)
-        assert any("multiprocessing" in " ".join(p.cmdline()) for p in children)  # sieve workers
-        assert sum("spawn_main" in " ".join(p.cmdline()) for p in children) >= 3  # Life strips
+        assert any("multiprocessing" in " ".join(cmdline(p)) for p in children)  # sieve workers
+        assert sum("spawn_main" in " ".join(cmdline(p)) for p in children) >= 3  # Life strips
         (broker,) = [p for p in children if p.name() == "mosquitto"]
         config = Path(broker.cmdline()[-1])  # <tmp>/broker/mosquitto.conf
         assert config.exists()

@@ -10,7 +10,7 @@ import pytest
 
 from piswarm import protocol
 from piswarm.protocol import life, topics
-from tests.conftest import status_is, telemetry_of
+from tests.conftest import cmdline, status_is, telemetry_of
 
 TELEMETRY_FIELDS = {
     "v", "node", "seq", "ts", "temp_c", "temp_source", "throttle", "cpu_percent",
@@ -157,7 +157,7 @@ def test_stopping_the_agents_process_group_stops_it_quietly(stop, agents, coordi
     viewer.wait_for(lambda m: m.topic.endswith("/progress") and "/node-a/" in m.topic
                     and life.decode_progress(m.payload).gen > 0, timeout=30)  # fmt: skip
     family = psutil.Process(agent.proc.pid).children(recursive=True)
-    spawned = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
+    spawned = [p for p in family if "spawn_main" in " ".join(cmdline(p))]
     assert len(spawned) == 2, family  # the sieve worker (started with the agent) and the strip
     os.killpg(agent.proc.pid, stop)
     assert agent.wait(30) == 0, agent.log()[-3000:]

@@ -6,7 +6,7 @@ import sys
 import psutil
 
 from node_agent.runner import Workers
-from tests.conftest import minor_faults
+from tests.conftest import cmdline, minor_faults
 
 # Sieves 1e7 blocks as a worker does and prints the page faults they cost, after a first
 # block to warm up (imports, base primes, the sieve's own arrays).
@@ -50,7 +50,7 @@ def test_sieve_workers_keep_their_memory():
     try:
         pool.submit(10**9, 10**9 + 10**7, "numpy").result(timeout=60)
         (worker,) = [p for p in psutil.Process().children() if p.pid not in others
-                     and "resource_tracker" not in " ".join(p.cmdline())]  # fmt: skip
+                     and "spawn_main" in " ".join(cmdline(p))]  # fmt: skip
         before = minor_faults(worker.pid)
         for lo in range(10**9 + 10**7, 10**9 + 6 * 10**7, 10**7):
             pool.submit(lo, lo + 10**7, "numpy").result(timeout=60)
