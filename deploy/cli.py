@@ -175,7 +175,6 @@ def _load_hosts(path: Path) -> Any:
 
 def _ssh_options(args: argparse.Namespace) -> Any:
     import getpass
-    import os
 
     import paramiko
 
@@ -362,6 +361,7 @@ def run_broker(args: argparse.Namespace) -> int:
         end_loop,
         guarded,
         new_client,
+        unique_client_id,
     )
 
     try:
@@ -402,7 +402,7 @@ def run_broker(args: argparse.Namespace) -> int:
     admin = Credentials.load(users.credentials_path(ADMIN_USER))
     connected, refused = threading.Event(), []
     client = new_client(
-        f"piswarm-deploy-check-{os.getpid()}",
+        unique_client_id("deploy-check"),
         BrokerSettings(host=host.address, port=args.port, credentials=admin),
     )
 

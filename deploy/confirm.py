@@ -14,7 +14,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm import protocol
-from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
+from piswarm.mqtt import (
+    BrokerSettings,
+    connect_async,
+    end_loop,
+    guarded,
+    new_client,
+    reason_text,
+    unique_client_id,
+)
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,7 @@ class StatusWatcher:
         self._client: mqtt.Client | None = None
 
     def __enter__(self) -> "StatusWatcher":
-        client = new_client(f"piswarm-deploy-{time.time_ns() % 10**9}", self.settings)
+        client = new_client(unique_client_id("deploy"), self.settings)
         client.on_connect = guarded("on_connect")(self._on_connect)
         client.on_message = guarded("on_message")(self._on_message)
         self._client = client

@@ -182,6 +182,7 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
 def _show(args: argparse.Namespace) -> int:
     from head.feed import DISPLAY_FILTERS, ClusterFeed
     from piswarm.errors import PiswarmError
+    from piswarm.mqtt import unique_client_id
 
     if args.screenshot is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
@@ -189,7 +190,7 @@ def _show(args: argparse.Namespace) -> int:
             args.windowed = (1920, 1080)
     feed = ClusterFeed(
         settings=settings_as(args, "viewer"),
-        client_id=f"piswarm-display-{os.getpid()}",
+        client_id=unique_client_id("display"),
         filters=DISPLAY_FILTERS,
     )
     app = _build_app(args, feed)

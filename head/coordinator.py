@@ -32,14 +32,21 @@ from head.lifestore import LifeStore
 from head.tally import JobTally
 from piswarm import __version__, protocol
 from piswarm.inbox import DEFAULT_MAX_BYTES, Inbox
-from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
+from piswarm.mqtt import (
+    BrokerSettings,
+    connect_async,
+    end_loop,
+    guarded,
+    new_client,
+    reason_text,
+    unique_client_id,
+)
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
 
 MAX_RUNNING_JOBS = 100
 MAX_WANTING_NODES = 10_000
-_SESSION_TAKEN_OVER = 0x8E
 REPUBLISH_ENDED = 10
 """Ended jobs (of each kind) whose retained status is published again after every connect:
 the broker saves its state every few seconds (broker/config.py), so one that crashed
@@ -78,7 +85,7 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         queue_size: int = 10_000,
         inbox_bytes: int = DEFAULT_MAX_BYTES,
-        client_id: str = "piswarm-coordinator",
+        client_id: str | None = None,
         stall_seconds: float = 30.0,
     ) -> None:
         self.db_path = db_path
@@ -86,7 +93,7 @@ class Coordinator:
         self.lease_seconds = lease_seconds
         self.status_interval = status_interval
         self.clock = clock
-        self.client_id = client_id
+        self.client_id = client_id or unique_client_id("coordinator")
         self.stall_seconds = stall_seconds
         self.life: LifeJobs | None = None
         self.stats = CoordinatorStats()
@@ -481,10 +488,7 @@ class Coordinator:
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self.connected.clear()
-        if reason.value == _SESSION_TAKEN_OVER:
-            self.fatal = "another coordinator connected with the same client id"
-            log.error(self.fatal)
-        elif self._client is not None:
+        if self._client is not None:  # whatever the reason (0x8E too): paho reconnects
             log.warning("coordinator disconnected (%s); reconnecting", reason_text(reason))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:

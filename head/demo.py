@@ -34,7 +34,7 @@ from node_agent.agent import Agent
 from node_agent.runner import Workers
 from node_agent.sim import build_fleet, run_fleet, sim_node_ids
 from piswarm.errors import PiswarmError
-from piswarm.mqtt import BrokerSettings, Credentials
+from piswarm.mqtt import BrokerSettings, Credentials, unique_client_id
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.life import LifeRequest
@@ -145,7 +145,7 @@ class DemoCluster:
         viewer = Credentials.load(self.viewer_credentials)
         self.feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=port, credentials=viewer),
-            client_id="piswarm-demo-view",
+            client_id=unique_client_id("demo-view"),
             filters=DISPLAY_FILTERS if self.frames else DEFAULT_FILTERS,
         ).start()
         if self.workers is not None:

@@ -12,7 +12,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm.errors import PiswarmError
 from piswarm.inbox import Inbox
-from piswarm.mqtt import BrokerSettings, end_loop, guarded, new_client, reason_text
+from piswarm.mqtt import (
+    BrokerSettings,
+    end_loop,
+    guarded,
+    new_client,
+    reason_text,
+    unique_client_id,
+)
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ class Session:
     ) -> None:
         self.settings = settings
         self.connect_timeout = connect_timeout
-        self.client_id = f"piswarm-{role}-{uuid.uuid4().hex[:8]}"
+        self.client_id = unique_client_id(role)
         self.sync_topic = topics.cli_sync(self.client_id)
         self.dropped = 0
         self._client = new_client(self.client_id, settings)

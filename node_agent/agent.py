@@ -6,7 +6,8 @@ one Agent; the simulated fleet drives hundreds from one loop in one process.
 
 Lifecycle on the wire (docs/topics.md):
 - will, registered before connecting: retained ``offline`` / ``lost`` on the status topic;
-- on every (re)connect: subscribe to the node's ``cmd`` topic, publish retained ``online``;
+- on every (re)connect: subscribe to the node's ``cmd`` and ``status`` topics, publish
+  retained ``online`` with this agent's ``instance`` (its start, then random digits);
 - every ``interval`` seconds: ``telemetry`` with ``seq`` counting periods since start;
 - on ``stop()``: retained ``offline`` / ``shutdown``, then a clean disconnect (which, by the
   MQTT spec, does not send the will).
@@ -14,6 +15,7 @@ Lifecycle on the wire (docs/topics.md):
 
 import heapq
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -29,13 +31,26 @@ from node_agent.life_runner import LifeRunner
 from node_agent.runner import WorkRunner
 from node_agent.sensors import Sensors
 from piswarm import __version__, protocol
-from piswarm.mqtt import BrokerSettings, connect_async, end_loop, guarded, new_client, reason_text
+from piswarm.mqtt import (
+    BrokerSettings,
+    connect_async,
+    end_loop,
+    guarded,
+    new_client,
+    reason_text,
+    unique_client_id,
+)
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
 
-_SESSION_TAKEN_OVER = 0x8E
 _PENDING_LIMIT = 1000  # QoS 1 publishes remembered for refusal messages
+
+
+def instance_token(now: float) -> str:
+    """24 hex digits: the agent's start in ms since the epoch, then 12 random ones. Two
+    tokens order as their agents started (ties broken at random)."""
+    return f"{int(now * 1000):012x}{secrets.token_hex(6)}"
 
 
 @dataclass
@@ -85,6 +100,8 @@ class Agent:
         if runner is not None:
             runner.wake = wake
         self.stats = AgentStats()
+        self.instance = instance_token(wall_clock())
+        self.client_id = ""  # unguessable, made at start()
         self.seq = 0
         self.connected = threading.Event()
         self.fatal: str | None = None  # set when the agent must stop (e.g. replaced)
@@ -103,7 +120,8 @@ class Agent:
 
     def start(self, *, first_due: float | None = None) -> None:
         """Register the will and start connecting (retries until the broker answers)."""
-        client = new_client(f"piswarm-{self.node_id}", self.settings)
+        self.client_id = unique_client_id(self.node_id)
+        client = new_client(self.client_id, self.settings)
         will = protocol.NodeOffline(node=self.node_id, ts=self.wall_clock(), reason="lost")
         client.will_set(self._status_topic, protocol.encode(will), qos=1, retain=True)
         count_error = self._count_callback_error
@@ -268,6 +286,7 @@ class Agent:
             workers=0 if self.runner is None else self.runner.workers.count,
             backend=None if self.runner is None else self.runner.backend,
             life_strips=0 if self.life is None else self.life.max_strips,
+            instance=self.instance,
         )
 
     def _on_connect(
@@ -283,7 +302,7 @@ class Agent:
             )
         extra = [] if self.runner is None else self.runner.subscriptions()
         extra += [] if self.life is None else self.life.subscriptions()
-        client.subscribe([(self._cmd_topic, 1), *extra])
+        client.subscribe([(self._cmd_topic, 1), (self._status_topic, 1), *extra])
         self.publish(self._status_topic, protocol.encode(self.birth()), qos=1, retain=True)
         self.connected.set()
         if self.runner is not None:
@@ -294,14 +313,7 @@ class Agent:
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self.connected.clear()
-        if reason.value == _SESSION_TAKEN_OVER:
-            self.fatal = (
-                f"another client connected as node {self.node_id!r} (session taken over); "
-                "two machines share this node id"
-            )
-            log.error("%s: %s", self.node_id, self.fatal)
-            self.wake()
-        elif self._client is not None:
+        if self._client is not None:  # whatever the reason (0x8E too): paho reconnects
             log.warning("%s: disconnected (%s); reconnecting", self.node_id, reason_text(reason))
 
     def _on_publish(
@@ -334,6 +346,9 @@ class Agent:
         if self.runner is not None and self.runner.handles(msg.topic):
             self.runner.on_message(msg.topic, bytes(msg.payload))
             return
+        if msg.topic == self._status_topic:
+            self._on_own_status(bytes(msg.payload))
+            return
         try:
             command = protocol.decode_command(bytes(msg.payload))
         except protocol.ProtocolError as exc:
@@ -347,6 +362,28 @@ class Agent:
             self.publish(topics.node_pong(self.node_id), protocol.encode(pong), qos=1)
         elif command.cmd == "telemetry":
             self.request_telemetry()
+
+    def _on_own_status(self, payload: bytes) -> None:
+        """A birth on this node's status topic from another agent that started later:
+        two machines share this node id (a cloned SD card, a copied config). The older
+        agent stops, as one kicked off by the newer used to; births of this agent's
+        earlier runs (older instances) are history, not company."""
+        if not payload:
+            return
+        try:
+            status = protocol.decode_status(payload)
+        except protocol.ProtocolError as exc:
+            self.stats.malformed += 1
+            log.warning("%s: ignored a bad status of its own: %s", self.node_id, exc)
+            return
+        if not isinstance(status, protocol.NodeOnline) or status.instance <= self.instance:
+            return
+        self.fatal = (
+            f"another agent runs as node {self.node_id!r} (host {status.host}, ip "
+            f"{status.ip or '?'}), started after this one: two machines share this node id"
+        )
+        log.error("%s: %s", self.node_id, self.fatal)
+        self.wake()
 
 
 def drive(

@@ -43,7 +43,7 @@ from node_agent.life import (
 )
 from piswarm import protocol
 from piswarm.heap import keep_heap_memory
-from piswarm.mqtt import BrokerSettings, end_loop, new_client
+from piswarm.mqtt import BrokerSettings, end_loop, new_client, unique_client_id
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,7 @@ class StripRun:
 
     def run(self) -> str:
         """Compute to the last generation; returns ``done``, ``stopped`` or ``failed``."""
-        client = new_client(
-            f"piswarm-{self.node_id}-{self.a.job}-{self.a.epoch}-{self.a.strip}", self.settings
-        )
+        client = new_client(unique_client_id(f"{self.node_id}-strip"), self.settings)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message

@@ -9,6 +9,7 @@ thread when a callback raises, so every callback piswarm installs goes through
 import functools
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,18 @@ class BrokerSettings:
 
 def _path(value: object) -> Path | None:
     return Path(str(value)).expanduser() if value else None
+
+
+def unique_client_id(role: str) -> str:
+    """``piswarm-<role>-<16 random hex digits>``: a client id no other user can guess.
+
+    Mosquitto lets any user connect with any client id, and a second connection with an
+    id in use takes its session over: the first client is kicked off (and a node's will
+    published, releasing its work). In a lab every student holds some credentials, so no
+    piswarm client uses a fixed id; what the id used to identify (one agent per node,
+    one display per process) piswarm checks otherwise.
+    """
+    return f"piswarm-{role}-{secrets.token_hex(8)}"
 
 
 def new_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:

@@ -5,14 +5,21 @@ config, from a real client with valid credentials, against the real processes.""
 import contextlib
 import json
 import os
+import random
 import subprocess
 import sys
 
 import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
+from node_agent.agent import Agent
+from node_agent.identity import Identity
+from node_agent.sim import SimulatedPi
+from piswarm.mqtt import BrokerSettings, Credentials, end_loop
 from piswarm.protocol import jobs, topics, work
 from piswarm.protocol.primes import encode_primes
-from tests.conftest import status_is
+from tests.conftest import AgentProcess, status_is, until
 
 HUGE = b"9" * 400  # an integer JSON allows and no float holds
 
@@ -89,8 +96,9 @@ def test_submits_that_passed_validation_and_then_failed_are_answered(coordinator
         assert answer["ok"] is False and "field" in answer["error"], answer
 
 
-def test_results_for_blocks_a_node_was_never_given_are_refused(broker, users, agents,
-                                                               coordinator, recorder):  # fmt: skip
+def test_results_for_blocks_a_node_was_never_given_are_refused(
+    broker, users, agents, coordinator, recorder
+):
     """A student's Pi watching the job statuses published an empty result for every block:
     the job ended 'done, 0 primes' in 0.1 s while two honest agents ran."""
     coordinator()
@@ -117,3 +125,77 @@ def test_results_for_blocks_a_node_was_never_given_are_refused(broker, users, ag
     final = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
                             and b'"done"' in m.payload, timeout=120)  # fmt: skip
     assert jobs.decode_job_status(final.payload).primes == 664_579
+
+
+def test_no_client_can_be_kicked_off_by_a_student_guessing_its_client_id(
+    broker, users, agents, coordinator, recorder
+):
+    """Mosquitto lets any user connect with any client id and kicks the client that had it:
+    with the viewer's shared login a student took 'piswarm-coordinator' and 'piswarm-<node>'
+    (30 takeovers in 60 s cut throughput to a third; a node's will released its work)."""
+    boss = coordinator()
+    watcher = recorder()
+    agents("node-a")
+    watcher.wait_for(status_is("node-a", "online"))
+    for guess in ("piswarm-coordinator", "piswarm-node-a"):
+        intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=guess, protocol=mqtt.MQTTv5)
+        viewer = users.get("viewer")
+        intruder.username_pw_set(viewer.name, viewer.password)
+        intruder.connect("127.0.0.1", broker.port)
+        intruder.loop_start()
+        try:
+            admin = recorder("admin", filters=())
+            admin.wait_connected()  # the broker has handled the intruder's CONNECT by now
+        finally:
+            intruder.disconnect()
+            end_loop(intruder)
+    assert watcher.first(lambda m: m.topic == topics.node_status("node-a")
+                         and b"lost" in m.payload, timeout=1) is None  # fmt: skip
+    assert watcher.first(lambda m: m.topic == topics.JOBS_COORDINATOR
+                         and b"offline" in m.payload, timeout=1) is None  # fmt: skip
+    assert boss.proc.poll() is None
+
+
+def test_a_session_taken_over_is_survived(broker, users):
+    """Should anyone learn a client's id, the client reconnects (it took 0x8E as fatal)."""
+    creds = Credentials.load(users.credentials_path("node-a"))
+    agent = Agent(
+        node_id="node-a",
+        settings=BrokerSettings(host="127.0.0.1", port=broker.port, credentials=creds),
+        sensors=SimulatedPi(random.Random(1)),
+        identity=Identity("h", None, 4, "m"),
+    )
+    agent.start()
+    try:
+        assert agent.connected.wait(10)
+        intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=agent.client_id,
+                               protocol=mqtt.MQTTv5)  # fmt: skip
+        intruder.username_pw_set(creds.username, creds.password)
+        intruder.connect("127.0.0.1", broker.port)
+        intruder.loop_start()
+        until(lambda: agent.stats.connects >= 2, "the agent connecting again")
+        intruder.disconnect()
+        end_loop(intruder)
+        assert agent.fatal is None
+    finally:
+        agent.stop()
+
+
+def test_two_machines_with_one_node_id_leave_the_newer_agent_running(
+    broker, users, agents, recorder, tmp_path
+):
+    watcher = recorder()
+    older = agents("node-a")
+    first = watcher.wait_for(status_is("node-a", "online"))
+    elsewhere = tmp_path / "elsewhere"  # its own pidfile lock: another machine
+    elsewhere.mkdir()
+    newer = AgentProcess("node-a", broker, users, elsewhere)
+    newer.start()
+    try:
+        watcher.wait_for(lambda m: status_is("node-a", "online")(m) and m.payload != first.payload)
+        assert older.wait(30) == 1
+        assert "another agent runs as node 'node-a'" in older.log()
+        assert "two machines share this node id" in older.log()
+        assert newer.proc.poll() is None
+    finally:
+        newer.stop()

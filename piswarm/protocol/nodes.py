@@ -74,6 +74,7 @@ class NodeOnline:
     workers: int = field(default=0, metadata=spec(lo=0, hi=4096))
     backend: str | None = field(default=None, metadata=spec(max_len=20))
     life_strips: int = field(default=0, metadata=spec(lo=0, hi=4096))
+    instance: str = field(default="", metadata=spec(pattern=r"[0-9a-f]{0,32}"))
     state: Literal["online"] = "online"
 
 
