@@ -76,14 +76,30 @@ def render_acl(users: Iterable[User]) -> str:
                 "topic read $SYS/#",
             ]
         else:
-            lines += [
-                f"topic readwrite piswarm/nodes/{user.name}/#",
-                "topic read piswarm/jobs/#",
-                # Life strips read their neighbours' halos, wherever those run.
-                "topic read piswarm/nodes/+/life/#",
-            ]
+            lines += _node_acl(user.name)
         lines.append("")
     return "\n".join(lines)
+
+
+def _node_acl(node: str) -> list[str]:
+    """A node writes only the leaves of its subtree that the protocol documents (so it
+    cannot store anything else on the broker) and reads what it is sent."""
+    own = f"piswarm/nodes/{node}"
+    return [
+        f"topic readwrite {own}/status",  # its birth and goodbye, read back (one agent a node)
+        f"topic readwrite {own}/cmd",  # commands to it (it may send itself one)
+        f"topic write {own}/telemetry",
+        f"topic write {own}/pong",
+        f"topic write {own}/work/request",
+        f"topic read {own}/work/assign",
+        f"topic write {own}/results/+/+",
+        f"topic read {own}/acks",
+        f"topic read {own}/life/assign",
+        *(f"topic write {own}/life/+/+/+/{leaf}" for leaf in sorted(topics.LIFE_LEAVES)),
+        # Life strips read their neighbours' halos, wherever those run.
+        "topic read piswarm/nodes/+/life/#",
+        "topic read piswarm/jobs/#",
+    ]
 
 
 def render_passwd(users: Iterable[User]) -> str:

@@ -44,7 +44,8 @@ def test_users_dir_is_private_and_consistent(users):
     assert names == {"admin", "viewer", "node-a", "node-b", "node-c"}
     assert all(u.password not in users.passwd_path.read_text() for u in users.users())
     acl = users.acl_path.read_text()
-    assert "user node-b\ntopic readwrite piswarm/nodes/node-b/#\ntopic read piswarm/jobs/#" in acl
+    assert "user node-b\ntopic readwrite piswarm/nodes/node-b/status\n" in acl
+    assert "topic write piswarm/nodes/node-b/results/+/+\n" in acl
     users.remove(["node-b"])
     assert "node-b" not in users.passwd_path.read_text() and "node-b" not in render_acl(
         users.users()
