@@ -7,7 +7,8 @@ The users directory (default ``~/.config/piswarm/broker``, mode 0700) holds::
     acl                       mosquitto acl_file, generated from the roles
 
 Roles: ``admin`` (the coordinator and job publishing: read/write ``piswarm/#``), ``viewer``
-(read-only: ``mosquitto_sub`` and the display) and ``node`` (one per Pi, username = node
+(reads everything, submits jobs on ``piswarm/jobs/submit/<its name>`` only: the
+display, ``mosquitto_sub`` and students) and ``node`` (one per Pi, username = node
 id: writes only ``piswarm/nodes/<id>/#``). ``passwd`` and ``acl`` are regenerated from the
 credential files after every change, so the three never disagree. Passwords are generated
 here and never printed.
@@ -72,7 +73,7 @@ def render_acl(users: Iterable[User]) -> str:
         elif user.role == "viewer":
             lines += [
                 "topic read piswarm/#",
-                "topic write piswarm/jobs/submit",
+                f"topic write {topics.jobs_submit(user.name)}",  # its own: quotas are per user
                 "topic read $SYS/#",
             ]
         else:

@@ -45,7 +45,13 @@ from piswarm.protocol import ProtocolError, jobs, life, topics, work
 
 log = logging.getLogger(__name__)
 
+SUBMIT_PREFIX = topics.JOBS_SUBMIT_FILTER.removesuffix("+")
+
 MAX_RUNNING_JOBS = 100
+"""Jobs (primes and Life together) the coordinator's own broker user may have running."""
+SUBMITTER_QUOTA = 10
+"""...and any other user (the viewer login every student shares): what it runs cannot
+fill the head, and the admin always has its own MAX_RUNNING_JOBS left."""
 MAX_WANTING_NODES = 10_000
 REPUBLISH_ENDED = 10
 """Ended jobs (of each kind) whose retained status is published again after every connect:
@@ -222,8 +228,8 @@ class Coordinator:
     def _handle(self, store: JobStore, topic: str, payload: bytes) -> None:
         """One message. A bad one is logged and counted; nothing escapes this boundary."""
         try:
-            if topic == topics.JOBS_SUBMIT:
-                self._on_submit(store, payload)
+            if topic.startswith(SUBMIT_PREFIX):
+                self._on_submit(store, topics.parse_submit_topic(topic), payload)
             elif topic == topics.JOBS_CANCEL:
                 self._on_cancel(store, payload)
             elif topic.endswith("/work/request"):
@@ -270,47 +276,66 @@ class Coordinator:
     def _reply(self, reply: jobs.JobReply) -> None:
         self._publish(topics.JOBS_REPLIES, protocol.encode(reply), qos=1)
 
-    def _on_submit(self, store: JobStore, payload: bytes) -> None:
+    def quota(self, submitter: str) -> int:
+        """How many jobs ``submitter`` may have running (primes and Life together)."""
+        own = self.settings.credentials
+        if own is not None and submitter == own.username:
+            return MAX_RUNNING_JOBS
+        return SUBMITTER_QUOTA
+
+    def _on_submit(self, store: JobStore, submitter: str, payload: bytes) -> None:
         now = self.clock()
         try:
             request = jobs.decode_request(payload)
-            if len(self._tallies) >= MAX_RUNNING_JOBS:
-                raise ProtocolError(
-                    f"{MAX_RUNNING_JOBS} jobs are running already: cancel one or wait"
-                )
+            job = self._submitted(store, submitter, request)
+            if job is None:
+                job = self._start(store, submitter, request, now)
         except ProtocolError as exc:
             self.stats.requests_rejected += 1
-            rid = jobs.request_id_of(payload)
-            log.warning("rejected job request %r: %s", payload[:200], exc)
-            self._reply(jobs.JobReply(request_id=rid, action="submit", ok=False, ts=now,
-                                      error=str(exc)[:300]))  # fmt: skip
+            log.warning("rejected job request from %s %r: %s", submitter, payload[:200], exc)
+            self._reply(jobs.JobReply(request_id=jobs.request_id_of(payload), action="submit",
+                                      ok=False, ts=now, error=str(exc)[:300]))  # fmt: skip
             return
-        if isinstance(request, life.LifeRequest):
-            try:
-                job, new = self._life().submit(request, now)
-            except ProtocolError as exc:
-                self.stats.requests_rejected += 1
-                log.warning("rejected Life job request: %s", exc)
-                self._reply(jobs.JobReply(request_id=request.request_id, action="submit",
-                                          ok=False, ts=now, error=str(exc)[:300]))  # fmt: skip
-                return
-            self.stats.jobs_submitted += int(new)
-            self._reply(jobs.JobReply(request_id=request.request_id, action="submit", ok=True,
-                                      ts=now, job=job))  # fmt: skip
-            return
-        job, new = store.submit(request, now)
-        if new:
-            self.stats.jobs_submitted += 1
-            self._tallies[job] = JobTally(store.info(job))
-            log.info(
-                "job %s: primes in [%d, %d], %d blocks of %d",
-                job, request.start, request.end, request.blocks, request.block_size,
-            )  # fmt: skip
-            self._maybe_work = True
-            self._publish_status(store, job)
-            self._serve(store)
         self._reply(jobs.JobReply(request_id=request.request_id, action="submit", ok=True,
                                   ts=now, job=job))  # fmt: skip
+
+    def _submitted(
+        self, store: JobStore, submitter: str, request: jobs.PrimesRequest | life.LifeRequest
+    ) -> str | None:
+        """The job this submitter already started for this request id (a retry), if any."""
+        if isinstance(request, life.LifeRequest):
+            return self._life().store.submitted(submitter, request.request_id)
+        return store.submitted(submitter, request.request_id)
+
+    def _start(
+        self,
+        store: JobStore,
+        submitter: str,
+        request: jobs.PrimesRequest | life.LifeRequest,
+        now: float,
+    ) -> str:
+        """Start a new job within the submitter's quota; ProtocolError says why not."""
+        running = store.running_count(submitter) + self._life().store.running_count(submitter)
+        quota = self.quota(submitter)
+        if running >= quota:
+            raise ProtocolError(
+                f"{submitter} has {running} jobs running, its limit is {quota}: wait for one to end"
+            )
+        if isinstance(request, life.LifeRequest):
+            job, _ = self._life().submit(request, now, submitter=submitter)
+            self.stats.jobs_submitted += 1
+            return job
+        job, _ = store.submit(request, now, submitter=submitter)
+        self.stats.jobs_submitted += 1
+        self._tallies[job] = JobTally(store.info(job))
+        log.info(
+            "job %s from %s: primes in [%d, %d], %d blocks of %d",
+            job, submitter, request.start, request.end, request.blocks, request.block_size,
+        )  # fmt: skip
+        self._maybe_work = True
+        self._publish_status(store, job)
+        self._serve(store)
+        return job
 
     def _on_cancel(self, store: JobStore, payload: bytes) -> None:
         now = self.clock()
@@ -468,7 +493,7 @@ class Coordinator:
             log.error("broker refused the coordinator: %s", reason_text(reason))
             return
         client.subscribe([
-            (topics.JOBS_SUBMIT, 1),
+            (topics.JOBS_SUBMIT_FILTER, 1),
             (topics.JOBS_CANCEL, 1),
             (topics.NODE_STATUS_FILTER, 1),
             (topics.NODE_WORK_REQUEST_FILTER, 1),

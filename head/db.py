@@ -21,6 +21,19 @@ def connect(path: Path | str, schema: str, *, readonly: bool = False) -> sqlite3
     return db
 
 
+def request_key(submitter: str, request_id: str) -> str:
+    """How a request id is stored: prefixed with who sent it, so ids are per submitter
+    (nobody can claim another user's id ahead of it)."""
+    return f"{submitter}/{request_id}"
+
+
+def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """Give a table made by an older piswarm a column that newer code writes."""
+    names = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in names:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 class Store:
     """An SQLite file opened with the subclass's ``schema``; one thread uses it."""
 
@@ -34,7 +47,12 @@ class Store:
     def open(self, *, readonly: bool = False) -> Self:
         """Open (creating it if needed); ``readonly`` beside a running coordinator."""
         self._db = connect(self.path, self.schema, readonly=readonly)
+        if not readonly:
+            self.migrate(self._db)
         return self
+
+    def migrate(self, db: sqlite3.Connection) -> None:
+        """Bring a file written by an older piswarm up to ``schema`` (subclasses)."""
 
     def close(self) -> None:
         if self._db is not None:

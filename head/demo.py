@@ -183,7 +183,7 @@ class DemoCluster:
         assert self.admin is not None  # noqa: S101 - set before the job threads start
         try:
             with JobClient(self.admin) as client:  # one session per job, not per look
-                job = client.request(topics.JOBS_SUBMIT, request, timeout=30).job
+                job = client.submit(request, timeout=30).job
                 while job and not self._fleet_stop.wait(2.0):
                     found = client.snapshot(topics.job_status(job))
                     if found and found[0].state != "running":

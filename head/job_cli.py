@@ -203,10 +203,9 @@ def submit_and_follow(args: argparse.Namespace, request: Any) -> int:
     """Submit a checked request, print its job id and, with ``--wait``, its progress."""
     from head.jobclient import JobClient
     from piswarm.errors import PiswarmError
-    from piswarm.protocol import topics
 
     with JobClient(admin_settings(args), connect_timeout=args.timeout) as client:
-        reply = client.request(topics.JOBS_SUBMIT, request, timeout=args.timeout)
+        reply = client.submit(request, timeout=args.timeout)
         if not reply.ok or reply.job is None:
             raise PiswarmError(f"the coordinator refused the job: {reply.error}")
         print(reply.job, flush=True)

@@ -1,7 +1,7 @@
 """Talk to the coordinator from anywhere on the network: submit, cancel, read job status.
 
-Requests go out on ``piswarm/jobs/submit`` / ``cancel`` with a fresh ``request_id`` and
-the answer is the reply carrying it. Retained statuses are read as a
+Requests go out on ``piswarm/jobs/submit/<user>`` / ``piswarm/jobs/cancel`` with a fresh
+``request_id`` and the answer is the reply carrying it. Retained statuses are read as a
 :class:`~head.session.Session` reads them: up to its sync marker.
 """
 
@@ -44,6 +44,20 @@ class JobClient(Session):
         raise SessionError(
             f"the coordinator is not online (waited {timeout:g} s): start 'piswarm head'"
         )
+
+    def submit(
+        self, request: jobs.PrimesRequest | life.LifeRequest, *, timeout: float
+    ) -> jobs.JobReply:
+        """Submit a job as this session's broker user (the broker takes a submit only on
+        the user's own topic) and wait for the coordinator's reply."""
+        credentials = self.settings.credentials
+        if credentials is None:
+            raise SessionError("submitting a job needs broker credentials (--credentials)")
+        try:
+            topic = topics.jobs_submit(credentials.username)
+        except ProtocolError as exc:
+            raise SessionError(f"cannot submit as this broker user: {exc}") from None
+        return self.request(topic, request, timeout=timeout)
 
     def request(self, topic: str, body: Any, *, timeout: float) -> jobs.JobReply:
         """Publish a submit/cancel and wait for the coordinator's reply to it."""

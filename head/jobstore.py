@@ -13,6 +13,7 @@ the block's lease may deliver it (``leases`` remembers every node a block was gi
 in a lab any student's Pi can publish a result for any block.
 """
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from head.db import Store
+from head.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import check_block, decode_primes
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     blocks INTEGER NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled')),
     created REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    submitter TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS blocks (
     job TEXT NOT NULL REFERENCES jobs(id),
@@ -129,26 +131,48 @@ class JobStore(Store):
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def submit(self, request: PrimesRequest, now: float) -> tuple[str, bool]:
+    def migrate(self, db: sqlite3.Connection) -> None:
+        add_column(db, "jobs", "submitter", "TEXT NOT NULL DEFAULT ''")
+
+    def submitted(self, submitter: str, request_id: str) -> str | None:
+        """The job ``submitter`` already started with ``request_id``, if any (a retry)."""
+        if not request_id:
+            return None
+        row = self.db.execute(
+            "SELECT id FROM jobs WHERE request_id = ?", (request_key(submitter, request_id),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def running_count(self, submitter: str) -> int:
+        """How many of ``submitter``'s jobs are running (its quota counts them)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND submitter = ?", (submitter,)
+        ).fetchone()
+        return int(row[0])
+
+    def submit(
+        self, request: PrimesRequest, now: float, *, submitter: str = ""
+    ) -> tuple[str, bool]:
         """Store a validated request and its blocks: ``(job id, True)``.
 
-        A request whose ``request_id`` was seen before (a retry, a duplicate delivery)
-        starts nothing: ``(the first job's id, False)``.
+        A request whose ``request_id`` the same submitter sent before (a retry, a duplicate
+        delivery) starts nothing: ``(the first job's id, False)``. Request ids are the
+        submitter's own: nobody can claim another user's id ahead of it.
         """
-        if request.request_id:
-            row = self.db.execute(
-                "SELECT id FROM jobs WHERE request_id = ?", (request.request_id,)
-            ).fetchone()
-            if row is not None:
-                return row[0], False
+        known = self.submitted(submitter, request.request_id)
+        if known is not None:
+            return known, False
         job = f"p{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
         rows = ((job, i, *request.block_range(i)) for i in range(request.blocks))
+        key = request_key(submitter, request.request_id) if request.request_id else None
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
-                "INSERT INTO jobs VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
-                (job, request.request_id or None, request.name, request.start, request.end,
-                 request.block_size, request.blocks, now),
+                "INSERT INTO jobs (id, kind, request_id, name, start, end_, block_size, blocks,"
+                " state, created, finished, submitter)"
+                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)",
+                (job, key, request.name, request.start, request.end,
+                 request.block_size, request.blocks, now, submitter),
             )  # fmt: skip
             self.db.executemany(
                 "INSERT INTO blocks (job, block, lo, hi, state) VALUES (?, ?, ?, ?, 'pending')",

@@ -100,9 +100,11 @@ class LifeJobs:
             log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
                      record.epoch)  # fmt: skip
 
-    def submit(self, request: life.LifeRequest, now: float) -> tuple[str, bool]:
+    def submit(
+        self, request: life.LifeRequest, now: float, *, submitter: str = ""
+    ) -> tuple[str, bool]:
         board = initial_board(request)  # ProtocolError: a bad or misplaced pattern
-        job, new = self.store.submit(request, board, now)
+        job, new = self.store.submit(request, board, now, submitter=submitter)
         if new:
             log.info("Life job %s: %d x %d, %d generations (%s)", job, request.width,
                      request.height, request.gens, request.wrap)  # fmt: skip

@@ -6,13 +6,14 @@ piece for that generation; then the pieces become one board and the older boards
 pieces go. So at most one whole board per job (plus the pieces in flight) is stored.
 """
 
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
-from head.db import Store
+from head.db import Store, add_column, request_key
 from head.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import ProtocolError, _schema
 from piswarm.protocol.life import LifeRequest
@@ -26,7 +27,8 @@ CREATE TABLE IF NOT EXISTS life_jobs (
     epoch INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     finished REAL,
-    error TEXT
+    error TEXT,
+    submitter TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS life_layout (
     job TEXT NOT NULL,
@@ -89,23 +91,43 @@ class LifeStore(Store):
     schema = SCHEMA
     name = "life store"
 
-    def submit(self, request: LifeRequest, board: np.ndarray, now: float) -> tuple[str, bool]:
-        """Store a request and its board at generation 0: ``(job, True)``; a seen
-        ``request_id`` returns ``(its job, False)``."""
-        if request.request_id:
-            row = self.db.execute(
-                "SELECT id FROM life_jobs WHERE request_id = ?", (request.request_id,)
-            ).fetchone()
-            if row is not None:
-                return row[0], False
+    def migrate(self, db: sqlite3.Connection) -> None:
+        add_column(db, "life_jobs", "submitter", "TEXT NOT NULL DEFAULT ''")
+
+    def submitted(self, submitter: str, request_id: str) -> str | None:
+        """The Life job ``submitter`` already started with ``request_id``, if any."""
+        if not request_id:
+            return None
+        row = self.db.execute(
+            "SELECT id FROM life_jobs WHERE request_id = ?", (request_key(submitter, request_id),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def running_count(self, submitter: str) -> int:
+        """How many of ``submitter``'s Life jobs are running or waiting for nodes."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM life_jobs WHERE state = 'running' AND submitter = ?",
+            (submitter,),
+        ).fetchone()
+        return int(row[0])
+
+    def submit(
+        self, request: LifeRequest, board: np.ndarray, now: float, *, submitter: str = ""
+    ) -> tuple[str, bool]:
+        """Store a request and its board at generation 0: ``(job, True)``; a ``request_id``
+        the same submitter sent before returns ``(its job, False)``."""
+        known = self.submitted(submitter, request.request_id)
+        if known is not None:
+            return known, False
         job = f"l{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
         text = _schema.encode(request, max_bytes=1 << 20).decode()
+        key = request_key(submitter, request.request_id) if request.request_id else None
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
-                "INSERT INTO life_jobs (id, request_id, request, state, created) "
-                "VALUES (?, ?, ?, 'running', ?)",
-                (job, request.request_id or None, text, now),
+                "INSERT INTO life_jobs (id, request_id, request, state, created, submitter) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
+                (job, key, text, now, submitter),
             )
             self._put_board(job, 0, board)
         return job, True

@@ -33,6 +33,7 @@ class Recorder:
         self.connected = threading.Event()
         self.published: queue.Queue = queue.Queue()
         self.client_id = f"test-{user.name if user else 'anon'}-{next(_ids)}"
+        self.user_name = user.name if user else "anon"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -66,6 +67,11 @@ class Recorder:
 
     def _on_publish(self, _c, _u, mid, reason, _p):
         self.published.put((mid, reason))
+
+    @property
+    def submit_topic(self) -> str:
+        """Where this user submits jobs (``piswarm/jobs/submit/<user>``)."""
+        return f"piswarm/jobs/submit/{self.user_name}"
 
     def wait_connected(self, timeout=10.0):
         assert self.connected.wait(timeout), f"not connected: {self.connect_reason}"

@@ -89,7 +89,7 @@ def test_submits_that_passed_validation_and_then_failed_are_answered(coordinator
                 b'"pace":' + HUGE + b',"request_id":"huge"}',
     }  # fmt: skip
     for rid, payload in sent.items():
-        viewer.publish(topics.JOBS_SUBMIT, payload)
+        viewer.publish(viewer.submit_topic, payload)
         reply = viewer.wait_for(lambda m, r=rid: m.topic == topics.JOBS_REPLIES
                                 and f'"{r}"'.encode() in m.payload, timeout=20)  # fmt: skip
         answer = json.loads(reply.payload)
@@ -199,3 +199,46 @@ def test_two_machines_with_one_node_id_leave_the_newer_agent_running(
         assert newer.proc.poll() is None
     finally:
         newer.stop()
+
+
+def test_the_shared_viewer_login_has_a_quota_and_cannot_keep_the_admins_jobs_out(
+    coordinator, recorder
+):
+    """1,050 Life jobs from the viewer were accepted (the cap counted prime jobs only), and
+    1,000 prime submits filled the cap until the admin's own jobs were refused."""
+    coordinator()
+    viewer, admin = recorder("viewer"), recorder("admin")
+    viewer.wait_connected()
+    admin.wait_connected()
+
+    def replies(rec, rid):
+        return rec.matching(lambda m: m.topic == topics.JOBS_REPLIES
+                            and json.loads(m.payload)["request_id"] == rid)  # fmt: skip
+
+    def submit(rec, rid, kind="life"):
+        """Submit and return the coordinator's answer to this very message."""
+        body = ({"kind": "life", "width": 64, "height": 32, "gens": 100, "density": 0.3}
+                if kind == "life" else {"kind": "primes", "start": 1, "end": 10**9})  # fmt: skip
+        until(lambda: len(replies(viewer, rid)) == len(replies(admin, rid)),
+              "both saw every earlier reply")  # none in flight  # fmt: skip
+        seen = len(replies(rec, rid))
+        rec.publish(rec.submit_topic, json.dumps({"v": 1, "request_id": rid, **body}).encode())
+        until(lambda: len(replies(rec, rid)) > seen, f"a reply to {rid}", timeout=20)
+        return jobs.decode_reply(replies(rec, rid)[seen].payload)
+
+    # No node runs Life here: the viewer's Life jobs wait, and every one of them counts.
+    accepted = [submit(viewer, f"v{i}") for i in range(10)]
+    assert all(r.ok for r in accepted)
+    refused = submit(viewer, "v-life-11")
+    assert not refused.ok and "viewer has 10 jobs running, its limit is 10" in refused.error
+    refused = submit(viewer, "v-primes", kind="primes")  # prime jobs count too
+    assert not refused.ok and "its limit is 10" in refused.error
+    # A retry of a request it made is still answered with its job.
+    assert submit(viewer, "v3").job == accepted[3].job
+    # The admin is not kept out, and a request id is the submitter's own: the viewer using
+    # the id first does not hand the admin the viewer's job.
+    mine = submit(admin, "v3", kind="primes")
+    assert mine.ok and mine.job not in {r.job for r in accepted}
+    # When one of the viewer's jobs ends, it may start another.
+    admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": accepted[0].job}).encode())
+    until(lambda: submit(viewer, "v-after").ok, "the viewer's next job accepted", timeout=20)

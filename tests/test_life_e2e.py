@@ -29,7 +29,7 @@ from tests.head.test_display import run_until, viewer_feed
 
 def submit(viewer, request_id, **fields):
     body = {"v": 1, "kind": "life", "request_id": request_id, **fields}
-    viewer.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    viewer.publish(viewer.submit_topic, json.dumps(body).encode())
     reply = viewer.wait_for(
         lambda m: m.topic == topics.JOBS_REPLIES and request_id.encode() in m.payload, timeout=30
     )
@@ -251,7 +251,7 @@ def test_bad_life_requests_are_answered_with_the_reason(fields, error, broker, c
     viewer = recorder("viewer")
     viewer.wait_connected()
     body = {"v": 1, "kind": "life", "request_id": "bad-1", **fields}
-    viewer.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    viewer.publish(viewer.submit_topic, json.dumps(body).encode())
     reply = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES, timeout=20)
     answer = json.loads(reply.payload)
     assert answer["ok"] is False and error in answer["error"], answer

@@ -207,10 +207,10 @@ def test_a_raw_mosquitto_pub_request_gets_a_reply(broker, users, coordinator, re
     coordinator()
     viewer = recorder("viewer")
     viewer.wait_connected()
-    viewer.publish(topics.JOBS_SUBMIT, b'{"v":1,"kind":"primes","start":1,"end":1e3}')
+    viewer.publish(viewer.submit_topic, b'{"v":1,"kind":"primes","start":1,"end":1e3}')
     bad = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES, timeout=20)
     assert "'end': expected an integer" in json.loads(bad.payload)["error"]
-    viewer.publish(topics.JOBS_SUBMIT,
+    viewer.publish(viewer.submit_topic,
                    b'{"v":1,"kind":"primes","start":1,"end":1000,"request_id":"s1"}')  # fmt: skip
     good = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"s1"' in m.payload)
     assert json.loads(good.payload)["ok"] is True
@@ -247,7 +247,7 @@ def test_a_broker_crash_right_after_jobs_end_leaves_their_final_status_retained(
     primes_job = submit(broker, users, 1, 2 * BLOCK)
     request = {"v": 1, "kind": "life", "request_id": "crash", "width": 64, "height": 32,
                "gens": 20, "density": 0.3, "seed": 1}  # fmt: skip
-    viewer.publish(topics.JOBS_SUBMIT, json.dumps(request).encode())
+    viewer.publish(viewer.submit_topic, json.dumps(request).encode())
     answer = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"crash"' in m.payload)
     life_job = json.loads(answer.payload)["job"]
     finished(viewer, primes_job)

@@ -2,7 +2,7 @@
 
 Topics (docs/topics.md has examples and recipes):
 
-- ``piswarm/jobs/submit``         QoS 1: :class:`PrimesRequest` (CLI or ``mosquitto_pub``)
+- ``piswarm/jobs/submit/<user>`` QoS 1: :class:`PrimesRequest` (CLI or ``mosquitto_pub``)
 - ``piswarm/jobs/cancel``         QoS 1: :class:`CancelRequest`
 - ``piswarm/jobs/replies``        QoS 1: :class:`JobReply` (accepted with a job id, or why not)
 - ``piswarm/jobs/<job>/status``   retained, QoS 1: :class:`JobStatus`, at most once a second

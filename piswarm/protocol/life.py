@@ -2,7 +2,7 @@
 
 Topics (docs/topics.md has examples and the sequence of one exchange):
 
-- ``piswarm/jobs/submit``                  QoS 1: :class:`LifeRequest` (``"kind": "life"``)
+- ``piswarm/jobs/submit/<user>``           QoS 1: :class:`LifeRequest` (``"kind": "life"``)
 - ``piswarm/jobs/<job>/status``            retained, QoS 1: :class:`LifeStatus`
 - ``piswarm/jobs/<job>/life``              retained, QoS 1: :class:`LifeControl` (epoch, state)
 - ``piswarm/nodes/<node>/life/assign``     QoS 1: binary :class:`StripAssign` + the strip

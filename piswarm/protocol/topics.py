@@ -27,7 +27,7 @@ NODE_PONG_FILTER = f"{ROOT}/nodes/+/pong"
 ALL_FILTER = f"{ROOT}/#"
 NODES_PREFIX = f"{ROOT}/nodes/"
 JOBS_PREFIX = f"{ROOT}/jobs/"
-JOBS_SUBMIT = f"{ROOT}/jobs/submit"
+JOBS_SUBMIT_FILTER = f"{ROOT}/jobs/submit/+"
 JOBS_CANCEL = f"{ROOT}/jobs/cancel"
 JOBS_REPLIES = f"{ROOT}/jobs/replies"
 JOBS_COORDINATOR = f"{ROOT}/jobs/coordinator"
@@ -125,6 +125,24 @@ def cli_sync(client_id: str) -> str:
     if not CLIENT_ID_PATTERN.fullmatch(client_id):
         raise ProtocolError(f"invalid client id {client_id[:80]!r}")
     return f"{ROOT}/cli/{client_id}/sync"
+
+
+def jobs_submit(user: str) -> str:
+    """Where broker user ``user`` submits jobs. The broker lets each user publish only to
+    its own, so the coordinator knows who submitted what (quotas, request ids)."""
+    if not isinstance(user, str) or not NODE_ID_PATTERN.fullmatch(user):
+        raise ProtocolError(f"invalid submitter {str(user)[:80]!r}")
+    return f"{ROOT}/jobs/submit/{user}"
+
+
+def parse_submit_topic(topic: str) -> str:
+    """The broker user of ``piswarm/jobs/submit/<user>``."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[:3] != [ROOT, "jobs", "submit"]:
+        raise ProtocolError("not a submit topic", topic=topic)
+    if not NODE_ID_PATTERN.fullmatch(parts[3]):
+        raise ProtocolError(f"invalid submitter {parts[3][:80]!r}", topic=topic)
+    return parts[3]
 
 
 def parse_job_topic(topic: str) -> tuple[str, str]:

@@ -39,6 +39,7 @@ def test_wrong_password_is_refused(broker, users):
 @pytest.mark.parametrize(
     "topic",
     ["piswarm/nodes/node-b/status", "piswarm/nodes/node-b/telemetry", "piswarm/jobs/submit",
+     "piswarm/jobs/submit/node-a", "piswarm/jobs/submit/viewer",
      "piswarm/jobs/j1/status", "elsewhere/x"],
 )  # fmt: skip
 def test_node_cannot_publish_outside_its_subtree(broker, users, recorder, topic):
@@ -122,11 +123,13 @@ def test_viewer_reads_everything_and_publishes_only_job_requests(broker, users, 
     viewer.wait_for(lambda m: m.topic == "piswarm/jobs/j1/status")
     viewer.wait_for(lambda m: m.topic == "piswarm/nodes/node-c/telemetry")
     for topic in ("piswarm/jobs/cancel", "piswarm/nodes/node-c/cmd", "piswarm/x",
-                  "piswarm/jobs/j1/status"):  # fmt: skip
+                  "piswarm/jobs/j1/status", "piswarm/jobs/submit", "piswarm/jobs/submit/admin",
+                  "piswarm/jobs/submit/node-c"):  # fmt: skip
         assert viewer.publish(topic, b'{"v":1}').value == NOT_AUTHORIZED
-    # Students start work with mosquitto_pub as the viewer: submitting is allowed.
-    assert viewer.publish("piswarm/jobs/submit", b'{"v":1}').value == 0
-    viewer.wait_for(lambda m: m.topic == "piswarm/jobs/submit")
+    # Students start work with mosquitto_pub as the viewer: on its own submit topic, which
+    # tells the coordinator who submitted (quotas) and which nobody else can write.
+    assert viewer.publish("piswarm/jobs/submit/viewer", b'{"v":1}').value == 0
+    viewer.wait_for(lambda m: m.topic == "piswarm/jobs/submit/viewer")
     assert not viewer.matching(lambda m: m.topic in ("piswarm/jobs/cancel", "piswarm/x"))
 
 

@@ -1,6 +1,7 @@
 """``piswarm deploy`` against REAL sshd hosts: fake Pis in network namespaces (see
 fakepis.py), a real broker on their bridge, the CLI as the teacher types it."""
 
+import contextlib
 import json
 import os
 import pty
@@ -90,6 +91,15 @@ class Lab:
     def agents(self, pi):
         return [p for p in self.fleet.processes(pi) if "node_agent agent" in p]
 
+    def agent_pids(self, pi):
+        """The agent's process ids (not helpers that come and go: sshd sessions, ldconfig)."""
+        found = set()
+        for pid in self.fleet.pids(pi):
+            with contextlib.suppress(OSError):
+                if b"node_agent\0agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.add(pid)
+        return found
+
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
@@ -133,12 +143,13 @@ def test_push_to_ten_pis_runs_every_agent_and_a_second_push_does_nothing(lab):
     for pi in lab.fleet.pis:
         assert len(lab.agents(pi)) == 1  # exactly one, outliving the SSH session that started it
         assert (pi.home / ".piswarm" / "credentials.toml").stat().st_mode & 0o777 == 0o600
-    pids = {pi.address: lab.fleet.processes(pi) for pi in lab.fleet.pis}
+    pids = {pi.address: lab.agent_pids(pi) for pi in lab.fleet.pis}
+    assert all(len(found) == 1 for found in pids.values()), pids
     code, hosts, stderr = lab.deploy("push")
     assert code == 0, (hosts, stderr)
     assert {h["outcome"] for h in hosts.values()} == {"unchanged"}, hosts
     assert {h["detail"] for h in hosts.values()} == {"nothing to do"}
-    assert {pi.address: lab.fleet.processes(pi) for pi in lab.fleet.pis} == pids  # untouched
+    assert {pi.address: lab.agent_pids(pi) for pi in lab.fleet.pis} == pids  # not restarted
 
 
 @pytest.mark.skipif(fakepis.system_numpy() is not None, reason=f"{fakepis.system_numpy()}")
@@ -290,7 +301,7 @@ def test_deploy_broker_sets_up_mosquitto_on_the_head_node(lab):
     try:
         rec.wait_connected()
         assert not rec.publish(f"piswarm/nodes/{node}/telemetry", b"{}").is_failure
-        assert rec.publish("piswarm/jobs/submit", b"{}").value == 0x87  # not authorized
+        assert rec.publish("piswarm/jobs/submit/viewer", b"{}").value == 0x87  # not authorized
     finally:
         rec.close()
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)

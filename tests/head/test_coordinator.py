@@ -20,7 +20,7 @@ SIEVE = SegmentedSieve()
 
 def submit(rec, **fields):
     body = {"v": 1, "kind": "primes", **fields}
-    rec.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    rec.publish(rec.submit_topic, json.dumps(body).encode())
     rid = fields.get("request_id", "")
     msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
                        and json.loads(m.payload)["request_id"] == rid)  # fmt: skip
@@ -130,7 +130,7 @@ def test_bad_requests_get_a_reason_and_store_nothing(coordinator, recorder, tmp_
     admin = recorder("admin")
     admin.wait_connected()
     with caplog.at_level(logging.WARNING, logger="head.coordinator"):
-        admin.publish(topics.JOBS_SUBMIT, payload)
+        admin.publish(admin.submit_topic, payload)
         msg = admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES)
     reply = jobs.decode_reply(msg.payload)
     assert not reply.ok and error in reply.error

@@ -1,6 +1,7 @@
 """The coordinator's job store: blocks, leases, idempotent results, restart, export, verify."""
 
 import itertools
+import sqlite3
 
 import numpy as np
 import pytest
@@ -174,3 +175,37 @@ def test_many_blocks_lease_in_one_go_and_expiry_is_known(store):
 def test_a_new_database_has_pages_sized_for_result_blobs(store):
     assert store.db.execute("PRAGMA page_size").fetchone()[0] == 16384
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_request_ids_and_running_counts_are_per_submitter(store):
+    request = PrimesRequest(start=1, end=10**6, block_size=10**5, request_id="same")
+    mine, new = store.submit(request, 1.0, submitter="viewer")
+    theirs, also_new = store.submit(request, 2.0, submitter="admin")
+    assert new and also_new and mine != theirs
+    assert store.submit(request, 3.0, submitter="viewer") == (mine, False)
+    assert (store.running_count("viewer"), store.running_count("admin")) == (1, 1)
+    store.cancel(mine, 4.0)
+    assert store.running_count("viewer") == 0
+
+
+def test_a_database_from_before_submitters_gains_the_column_and_keeps_its_jobs(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, request_id TEXT UNIQUE,"
+        " name TEXT NOT NULL, start INTEGER NOT NULL, end_ INTEGER NOT NULL,"
+        " block_size INTEGER NOT NULL, blocks INTEGER NOT NULL, state TEXT NOT NULL,"
+        " created REAL NOT NULL, finished REAL);"
+        "INSERT INTO jobs VALUES ('p1', 'primes', 'x', '', 1, 10, 10, 1, 'running', 1, NULL);"
+    )
+    old.commit()
+    old.close()
+    store = JobStore(path).open()
+    try:
+        assert store.running_jobs() == ["p1"]
+        assert store.running_count("") == 1  # submitted before anyone was counted
+        _job, new = store.submit(PrimesRequest(start=1, end=100, block_size=10**4), 2.0,
+                                submitter="viewer")  # fmt: skip
+        assert new and store.running_count("viewer") == 1
+    finally:
+        store.close()

@@ -25,7 +25,7 @@ def hand_node(recorder, node_id="node-a", strips=1):
 def submit_life(rec, request_id, **fields):
     body = {"v": 1, "kind": "life", "request_id": request_id, "width": 64, "height": 32,
             "gens": 1000, "density": 0.3, **fields}  # fmt: skip
-    rec.publish(topics.JOBS_SUBMIT, json.dumps(body).encode())
+    rec.publish(rec.submit_topic, json.dumps(body).encode())
     msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
                        and json.loads(m.payload)["request_id"] == request_id)  # fmt: skip
     reply = json.loads(msg.payload)

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from piswarm import protocol
-from piswarm.protocol import life, topics
+from piswarm.protocol import life
 from tests.conftest import cmdline, status_is, telemetry_of
 
 TELEMETRY_FIELDS = {
@@ -153,7 +153,7 @@ def test_stopping_the_agents_process_group_stops_it_quietly(stop, agents, coordi
     coordinator()
     soup = {"v": 1, "kind": "life", "request_id": "paced", "width": 64, "height": 32,
             "gens": 10**6, "density": 0.3, "pace": 10, "frame_every": 0}  # fmt: skip
-    viewer.publish(topics.JOBS_SUBMIT, json.dumps(soup).encode())
+    viewer.publish(viewer.submit_topic, json.dumps(soup).encode())
     viewer.wait_for(lambda m: m.topic.endswith("/progress") and "/node-a/" in m.topic
                     and life.decode_progress(m.payload).gen > 0, timeout=30)  # fmt: skip
     family = psutil.Process(agent.proc.pid).children(recursive=True)

@@ -109,7 +109,9 @@ def test_every_topic_is_documented():
         parts = [{"x": "<node>", "j": "<job>", "3": "<block>"}.get(p, p) for p in topic.split("/")]
         assert "/".join(parts) == generic
         assert f"`{generic}`" in DOC, generic
-    for topic in (protocol.topics.JOBS_SUBMIT, protocol.topics.JOBS_CANCEL,
+    assert protocol.topics.jobs_submit("viewer") == "piswarm/jobs/submit/viewer"
+    assert "`piswarm/jobs/submit/<user>`" in DOC
+    for topic in (protocol.topics.JOBS_CANCEL,
                   protocol.topics.JOBS_REPLIES, protocol.topics.JOBS_COORDINATOR):  # fmt: skip
         assert f"`{topic}`" in DOC, topic
 
