@@ -90,6 +90,7 @@ def _node_acl(node: str) -> list[str]:
         f"topic readwrite {own}/status",  # its birth and goodbye, read back (one agent a node)
         f"topic readwrite {own}/cmd",  # commands to it (it may send itself one)
         f"topic write {own}/telemetry",
+        f"topic write {topics.health(node)}",  # its counters (piswarm status --health)
         f"topic write {own}/pong",
         f"topic write {own}/work/request",
         f"topic read {own}/work/assign",

@@ -59,6 +59,9 @@ def register(sub: Any) -> None:
     status.add_argument("--wait", type=real(0, 3600, unit=" s"), default=30.0,
                         help="the most seconds to wait for telemetry: each online node's "
                         "next report, one period of it (default 30)")  # fmt: skip
+    status.add_argument("--health", action="store_true",
+                        help="instead: each process's counters of malformed, refused and "
+                        "dropped messages and internal errors (piswarm/health/#)")  # fmt: skip
     status.set_defaults(handler=run_status)
 
     display = sub.add_parser("display", help="the pygame kiosk display of the cluster")
@@ -117,6 +120,8 @@ def run_status(args: argparse.Namespace) -> int:
     from head.summary import table
     from piswarm.protocol import ProtocolError, topics
 
+    if args.health:
+        return _print_health(args)
     model = ClusterModel()
     with Session(settings_as(args, "viewer"), role="status") as session:
         retained = session.retained(topics.NODE_STATUS_FILTER, topics.NODE_TELEMETRY_FILTER)
@@ -138,6 +143,28 @@ def run_status(args: argparse.Namespace) -> int:
             if not waiting:
                 break
     print(table(model, time.time()))
+    return 0
+
+
+def _print_health(args: argparse.Namespace) -> int:
+    """Every process's retained health counters (none have to be waited for)."""
+    from head.session import Session
+    from head.summary import health_table
+    from piswarm.protocol import ProtocolError, topics
+    from piswarm.protocol.health import decode_health
+
+    found = []
+    with Session(settings_as(args, "viewer"), role="status") as session:
+        for topic, payload in session.retained(topics.HEALTH_FILTER):
+            try:
+                health = decode_health(payload)
+                if topics.health(health.name) != topic:
+                    raise ProtocolError(f"counters of {health.name} on another's topic")
+            except ProtocolError as exc:
+                log.warning("ignored malformed message on %s: %s", topic, exc)
+                continue
+            found.append(health)
+    print(health_table(found, time.time()))
     return 0
 
 

@@ -42,6 +42,7 @@ from piswarm.mqtt import (
     unique_client_id,
 )
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
+from piswarm.protocol.health import Health, HealthClock
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Coordinator:
         self._maybe_work = True
         self._next_status = 0.0
         self._next_expiry_check = 0.0
+        self._health = HealthClock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -254,6 +256,7 @@ class Coordinator:
 
     def _tick(self, store: JobStore) -> None:
         now = self.clock()
+        self._publish_health(now)
         if self._reconnected.is_set():
             self._reconnected.clear()
             self._republish_ended(store)
@@ -270,6 +273,21 @@ class Coordinator:
                 self._tallies[job].sample(now)
                 self._publish_status(store, job)
             self._life().publish_statuses()
+
+    def health(self, now: float) -> Health:
+        """The counters ``piswarm status --health`` shows for the coordinator."""
+        stats = self.stats
+        return Health(
+            name=topics.COORDINATOR_NAME, process="coordinator", ts=now, started=self._started,
+            malformed=stats.malformed, refused=stats.requests_rejected + stats.results_rejected,
+            dropped=stats.dropped, errors=stats.errors + stats.callback_errors,
+        )  # fmt: skip
+
+    def _publish_health(self, now: float) -> None:
+        health = self.health(now)
+        if self.connected.is_set() and self._health.due(now, health.counters()):
+            self._publish(topics.health(topics.COORDINATOR_NAME), protocol.encode(health),
+                          qos=0, retain=True)  # fmt: skip
 
     # -- jobs ------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable
 
 from head.cluster import ClusterModel, NodeState, NodeView
+from piswarm.protocol.health import HEALTH_EVERY_S, Health
 
 
 def _temp(view: NodeView) -> str:
@@ -77,3 +78,19 @@ def live_printer(tty: bool, write: Callable[[str], object]) -> Callable[[str], N
             write(time.strftime("%H:%M:%S ") + text + "\n")
 
     return show
+
+
+def health_table(found: list[Health], now: float) -> str:
+    """One line per process, coordinator first, for ``piswarm status --health``. One that
+    has not reported for two of its periods is marked silent (stopped, or cut off)."""
+    rows = [f"{'PROCESS':<12} {'NAME':<20} {'MALFORMED':>10} {'REFUSED':>10} {'DROPPED':>10} "
+            f"{'ERRORS':>8}  REPORTED   STARTED"]  # fmt: skip
+    order = sorted(found, key=lambda h: (h.process != "coordinator", h.name))
+    for h in order:
+        silent = "  (silent)" if now - h.ts > 2 * HEALTH_EVERY_S else ""
+        rows.append(f"{h.process:<12} {h.name:<20} {h.malformed:>10,} {h.refused:>10,} "
+                    f"{h.dropped:>10,} {h.errors:>8,}  {ago(now - h.ts):<10} "
+                    f"{ago(now - h.started)}{silent}")  # fmt: skip
+    if not found:
+        rows.append("(no process has reported: is 'piswarm head' running?)")
+    return "\n".join(rows)

@@ -41,6 +41,7 @@ from piswarm.mqtt import (
     unique_client_id,
 )
 from piswarm.protocol import topics
+from piswarm.protocol.health import Health, HealthClock
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class Agent:
         self._status_topic = topics.node_status(node_id)
         self._telemetry_topic = topics.node_telemetry(node_id)
         self._cmd_topic = topics.node_cmd(node_id)
+        self._health_topic = topics.health(node_id)
+        self._health = HealthClock()
+        self.started = wall_clock()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -202,6 +206,7 @@ class Agent:
         if self._send_now:
             self._send_now = False
             self.publish_telemetry()
+        self._publish_health(now)
         if now >= self._next_due:
             missed = int((now - self._next_due) // self.interval)
             if missed:
@@ -210,6 +215,28 @@ class Agent:
             self._next_due += (missed + 1) * self.interval
             self.publish_telemetry()
         return min(self._next_due, runner_due)
+
+    def health(self) -> Health:
+        """The counters ``piswarm status --health`` shows for this node (its workers and
+        Life runner included; each strip reports its own in its progress messages)."""
+        stats, runner, life = self.stats, self.runner, self.life
+        return Health(
+            name=self.node_id, process="agent", ts=self.wall_clock(), started=self.started,
+            malformed=stats.malformed + (runner.stats.malformed if runner else 0)
+            + (life.malformed if life else 0),
+            refused=stats.publish_refused + (runner.stats.rejected if runner else 0)
+            + (life.refused if life else 0),
+            dropped=stats.telemetry_dropped,
+            errors=stats.callback_errors,
+        )  # fmt: skip
+
+    def _publish_health(self, now: float) -> None:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return
+        health = self.health()
+        if self._health.due(now, health.counters()):
+            client.publish(self._health_topic, protocol.encode(health), qos=0, retain=True)
 
     def _publish_for_runner(self, topic: str, payload: bytes, qos: int) -> None:
         self.publish(topic, payload, qos=qos)

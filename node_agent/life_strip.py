@@ -496,12 +496,11 @@ class StripRun:
 
 def run_strip(node_id: str, settings: BrokerSettings, payload: bytes, parent: int) -> None:
     """Entry point of a strip process (spawned by the node agent)."""
+    from piswarm import logs
     from piswarm.children import watch_parent
 
     watch_parent(parent)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(logging.INFO)
     if not keep_heap_memory():
         log.info("no glibc mallopt here: the strip's temporaries are not kept")
     assign, packed = life.decode_assign(payload)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from piswarm import __version__
+from piswarm import __version__, logs
 from piswarm.errors import NotAvailable, PiswarmError
 from piswarm.protocol import ProtocolError
 
@@ -87,11 +87,7 @@ def build_parser() -> Parser:
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse, set up logging, run the handler; errors become one line and an exit code."""
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(getattr(logging, args.log_level))
     handler: Handler = args.handler
     try:
         code = handler(args)

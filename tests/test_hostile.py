@@ -242,3 +242,41 @@ def test_the_shared_viewer_login_has_a_quota_and_cannot_keep_the_admins_jobs_out
     # When one of the viewer's jobs ends, it may start another.
     admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": accepted[0].job}).encode())
     until(lambda: submit(viewer, "v-after").ok, "the viewer's next job accepted", timeout=20)
+
+
+def test_bad_input_is_counted_where_status_health_shows_it_and_logged_rate_limited(
+    broker, users, agents, coordinator, recorder
+):
+    """The malformed / refused / dropped / error counters were shown nowhere, and each bad
+    message logged an unthrottled WARNING."""
+    coord = coordinator()
+    honest = agents("node-a")
+    watcher = recorder(filters=(topics.HEALTH_FILTER, topics.NODE_STATUS_FILTER))
+    watcher.wait_for(status_is("node-a", "online"))
+    evil, admin = recorder("node-b", filters=()), recorder("admin", filters=())
+    evil.wait_connected()
+    admin.wait_connected()
+    for i in range(300):
+        evil.publish(topics.node_work_request("node-b"), b"not json %d" % i)
+    for _ in range(40):
+        admin.publish(topics.node_cmd("node-a"), b'{"v":1,"cmd":"format c:"}')
+    evil.publish(topics.node_result("node-b", "p1-none", 0), b"PRM1")  # a block never leased
+
+    def health(name):
+        found = watcher.matching(lambda m: m.topic == topics.health(name))
+        return json.loads(found[-1].payload) if found else {}
+
+    until(lambda: health("coordinator").get("malformed") == 300, "coordinator counted 300")
+    until(lambda: health("coordinator").get("refused") == 1, "coordinator counted 1 refusal")
+    until(lambda: health("node-a").get("malformed") == 40, "node-a counted 40")
+    flags = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
+    shown = piswarm("status", "--health", *flags, env={"PISWARM_BROKER_DIR": str(users.root)})
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[1]: line.split() for line in shown.stdout.splitlines()[1:]}
+    assert lines["coordinator"][:6] == ["coordinator", "coordinator", "300", "1", "0", "0"]
+    assert lines["node-a"][:6] == ["agent", "node-a", "40", "0", "0", "0"]
+    # Each kind of warning: 5 a minute, then one line saying how many were not logged.
+    logged = coord.log().count("ignored malformed message on piswarm/nodes/node-b/work/request")
+    assert 1 <= logged <= 15, logged
+    logged = honest.log().count("node-a: ignored bad command")
+    assert 1 <= logged <= 15, logged

@@ -38,6 +38,9 @@ NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
 LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
 LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
+HEALTH_FILTER = f"{ROOT}/health/+"
+COORDINATOR_NAME = "coordinator"
+"""The coordinator's name where a node's id would be (a reserved id)."""
 LIFE_LEAVES = frozenset({"up", "down", "want", "checkpoint", "frame", "progress"})
 
 
@@ -71,6 +74,13 @@ def node_cmd(node_id: str) -> str:
 def node_pong(node_id: str) -> str:
     """A node's answers to ``ping`` commands."""
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/pong"
+
+
+def health(name: str) -> str:
+    """Retained counters of one process: a node id, or ``coordinator``."""
+    if name != COORDINATOR_NAME:
+        validate_node_id(name)
+    return f"{ROOT}/health/{name}"
 
 
 def validate_job_id(job: str) -> str:

@@ -40,7 +40,8 @@ def test_wrong_password_is_refused(broker, users):
     "topic",
     ["piswarm/nodes/node-b/status", "piswarm/nodes/node-b/telemetry", "piswarm/jobs/submit",
      "piswarm/jobs/submit/node-a", "piswarm/jobs/submit/viewer",
-     "piswarm/jobs/j1/status", "elsewhere/x"],
+     "piswarm/jobs/j1/status", "piswarm/health/node-b", "piswarm/health/coordinator",
+     "elsewhere/x"],
 )  # fmt: skip
 def test_node_cannot_publish_outside_its_subtree(broker, users, recorder, topic):
     watcher = recorder("admin", filters=("#",))
@@ -50,6 +51,7 @@ def test_node_cannot_publish_outside_its_subtree(broker, users, recorder, topic)
     reason = node_a.publish(topic, b'{"v":1}')
     assert reason.value == NOT_AUTHORIZED
     assert node_a.publish("piswarm/nodes/node-a/pong", b"ok").value == 0
+    assert node_a.publish("piswarm/health/node-a", b"ok").value == 0  # its own counters
     watcher.wait_for(lambda m: m.topic == "piswarm/nodes/node-a/pong")
     assert not watcher.matching(lambda m: m.topic == topic)
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from piswarm import protocol
-from piswarm.protocol import ProtocolError, _schema, jobs, life, work
+from piswarm.protocol import ProtocolError, _schema, health, jobs, life, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -32,6 +32,7 @@ DECODERS = {
     "life_control": life.decode_control,
     "halo_want": life.decode_want,
     "life_progress": life.decode_progress,
+    "health": health.decode_health,
     # headers of the binary payloads
     "strip_assign": lambda p: _schema.decode(life.StripAssign, p),
     "halo": lambda p: _schema.decode(life.Halo, p),
@@ -110,6 +111,8 @@ def test_every_topic_is_documented():
         assert "/".join(parts) == generic
         assert f"`{generic}`" in DOC, generic
     assert protocol.topics.jobs_submit("viewer") == "piswarm/jobs/submit/viewer"
+    assert protocol.topics.health("coordinator") == "piswarm/health/coordinator"
+    assert "`piswarm/health/<name>`" in DOC
     assert "`piswarm/jobs/submit/<user>`" in DOC
     for topic in (protocol.topics.JOBS_CANCEL,
                   protocol.topics.JOBS_REPLIES, protocol.topics.JOBS_COORDINATOR):  # fmt: skip
