@@ -26,6 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from head.janitor import SWEEP_EVERY_S, Janitor
 from head.jobstore import JobStore
 from head.life_jobs import LifeJobs
 from head.lifestore import LifeStore
@@ -94,6 +95,7 @@ class Coordinator:
         inbox_bytes: int = DEFAULT_MAX_BYTES,
         client_id: str | None = None,
         stall_seconds: float = 30.0,
+        sweep_every: float = SWEEP_EVERY_S,
     ) -> None:
         self.db_path = db_path
         self.settings = settings
@@ -104,6 +106,7 @@ class Coordinator:
         self.stall_seconds = stall_seconds
         self.life: LifeJobs | None = None
         self.stats = CoordinatorStats()
+        self.janitor = Janitor(settings, every=sweep_every)
         self.inbox: Inbox[tuple[str, bytes]] = Inbox(maxsize=queue_size, max_bytes=inbox_bytes)
         self.connected = threading.Event()
         self._reconnected = threading.Event()  # set by paho's thread, handled by run()
@@ -132,9 +135,11 @@ class Coordinator:
         client.on_message = guarded("on_message", self._count_callback_error)(self._on_message)
         self._client = client
         connect_async(client, self.settings)
+        self.janitor.start()
 
     def close(self, timeout: float = 3.0) -> None:
         """Publish the retained ``offline`` and disconnect cleanly."""
+        self.janitor.close()
         client, self._client = self._client, None
         if client is None:
             return
@@ -279,8 +284,10 @@ class Coordinator:
         stats = self.stats
         return Health(
             name=topics.COORDINATOR_NAME, process="coordinator", ts=now, started=self._started,
-            malformed=stats.malformed, refused=stats.requests_rejected + stats.results_rejected,
-            dropped=stats.dropped, errors=stats.errors + stats.callback_errors,
+            malformed=stats.malformed,
+            refused=stats.requests_rejected + stats.results_rejected + self.janitor.removed,
+            dropped=stats.dropped,
+            errors=stats.errors + stats.callback_errors + self.janitor.errors,
         )  # fmt: skip
 
     def _publish_health(self, now: float) -> None:

@@ -224,3 +224,19 @@ def test_a_work_request_names_what_it_holds_as_job_and_block():
     for bad, reason in bad_ones:
         with pytest.raises(ProtocolError, match=reason):
             request(bad)
+
+
+def test_retained_only_where_the_protocol_keeps_it():
+    from piswarm.protocol.retained import retained_limit
+
+    kept = {"piswarm/nodes/pi-1/status": 16384, "piswarm/health/pi-1": 16384,
+            "piswarm/health/coordinator": 16384, "piswarm/jobs/coordinator": 16384,
+            "piswarm/jobs/p1-a/status": 16384, "piswarm/jobs/p1-a/map": 65536,
+            "piswarm/jobs/l1-a/life": 16384}  # fmt: skip
+    for topic, limit in kept.items():
+        assert retained_limit(topic) == limit, topic
+    for topic in ("piswarm/nodes/pi-1/telemetry", "piswarm/nodes/pi-1/results/p1-a/0",
+                  "piswarm/nodes/admin/status", "piswarm/jobs/submit/viewer",
+                  "piswarm/jobs/submit/status", "piswarm/cli/x/sync", "piswarm/health/admin",
+                  "piswarm/jobs/p1-a/other", "other/nodes/pi-1/status", "piswarm", ""):  # fmt: skip
+        assert retained_limit(topic) is None, topic

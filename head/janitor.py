@@ -1,0 +1,128 @@
+"""The coordinator's janitor: retained messages only where the protocol keeps them.
+
+Mosquitto lets every user set the retain flag on whatever it may publish, and keeps each
+retained message (in memory, and in ``mosquitto.db``, rewritten every few seconds) until
+someone clears it: 50 retained messages of 8 MiB grew the broker to 430 MB. Its ACL
+cannot refuse the flag (only a compiled plugin could), so the janitor, a second client of
+the coordinator's process with the admin's login, sweeps instead. Every ``every``
+seconds (and at each connect) it subscribes to ``piswarm/#``, reads every retained message
+up to its own sync marker (as :mod:`head.session` does), and unsubscribes. A retained
+message on a topic where the protocol keeps none, or larger than the protocol's limit for
+its topic (:mod:`piswarm.protocol.retained`), is removed (an empty retained message) and
+counted. Retained junk so lives at most one sweep.
+
+A retained message is told from live traffic by its flag: the broker sets it only on
+messages it sends from its store when a subscription is made (the janitor does not ask
+for the flag as published). Messages are judged in paho's thread, by topic and size, and
+never kept: a sweep costs the janitor no memory however much it finds.
+"""
+
+import logging
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from piswarm.mqtt import (
+    BrokerSettings,
+    connect_async,
+    end_loop,
+    guarded,
+    new_client,
+    reason_text,
+    unique_client_id,
+)
+from piswarm.protocol import topics
+from piswarm.protocol.retained import retained_limit
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+
+
+class Janitor:
+    """Start with :meth:`start`, stop with :meth:`close`; counters are read by anyone."""
+
+    def __init__(self, settings: BrokerSettings, *, every: float = SWEEP_EVERY_S) -> None:
+        self.settings = settings
+        self.every = every
+        self.client_id = unique_client_id("janitor")
+        self.sync_topic = topics.cli_sync(self.client_id)
+        self.sweeps = 0  # finished
+        self.removed = 0  # retained messages removed
+        self.removed_bytes = 0
+        self.errors = 0  # callback errors
+        self.swept = threading.Event()  # set at the end of each sweep (tests wait on it)
+        self._client: mqtt.Client | None = None
+        self._sweeping = False  # paho's thread only
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        client = new_client(self.client_id, self.settings)
+        client.on_connect = guarded("on_connect", self._count_error)(self._on_connect)
+        client.on_message = guarded("on_message", self._count_error)(self._on_message)
+        self._client = client
+        connect_async(client, self.settings)
+        self._thread = threading.Thread(target=self._timer, name="janitor", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            end_loop(client)
+
+    def sweep_now(self) -> None:
+        """Start a sweep at once (it ends when the marker is back)."""
+        self._wake.set()
+
+    def _timer(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every)
+            self._wake.clear()
+            client = self._client
+            if client is None or self._stop.is_set():
+                return
+            self._begin(client)
+
+    def _begin(self, client: mqtt.Client) -> None:
+        """Subscribe to everything, then send the marker: retained messages come first."""
+        self.swept.clear()
+        client.subscribe(topics.ALL_FILTER, 0)  # the marker's topic is under it too
+        client.publish(self.sync_topic, b"sweep", qos=0)
+
+    def _count_error(self) -> None:
+        self.errors += 1
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the janitor: %s", reason_text(reason))
+            return
+        self._wake.set()  # a sweep at every connect: the broker may have restarted
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self.sync_topic:
+            client.unsubscribe(topics.ALL_FILTER)
+            self.sweeps += 1
+            self.swept.set()
+            return
+        if not msg.retain or not msg.payload:
+            return  # live traffic during the sweep, or a removal
+        limit = retained_limit(msg.topic)
+        size = len(msg.payload)
+        if limit is not None and size <= limit:
+            return
+        client.publish(msg.topic, b"", qos=1, retain=True)
+        self.removed += 1
+        self.removed_bytes += size
+        why = "the protocol retains nothing there" if limit is None else f"over {limit} bytes"
+        log.warning("removed a retained message on %s (%d bytes): %s", msg.topic, size, why)
