@@ -47,7 +47,7 @@ class _Running:
     slots: dict[str, int] = field(default_factory=dict)  # node -> strips it runs for this job
     owners: dict[int, str] = field(default_factory=dict)  # strip -> the node that runs it
     heard: dict[int, float] = field(default_factory=dict)  # strip -> its last word, when
-    benched: set[str] = field(default_factory=set)  # nodes whose strips went silent
+    benched: set[str] = field(default_factory=set)  # silent nodes, senders of conflicting halos
 
     @property
     def strips(self) -> int:
@@ -83,6 +83,7 @@ class LifeJobs:
         self.running: dict[str, _Running] = {}
         self.stale = 0
         self.repartitions = 0
+        self.conflicts = 0  # halo conflicts acted on
         self._started = clock()
 
     # -- jobs -----------------------------------------------------------------------------
@@ -174,6 +175,8 @@ class LifeJobs:
             run.progress[strip] = max(run.progress.get(strip, 0), progress.gen)
             if progress.cells_per_s:
                 self._note_speed(node, progress.cells_per_s)
+            if progress.conflict_gen is not None and progress.conflict_node is not None:
+                self._on_conflict(job, run, node, progress.conflict_gen, progress.conflict_node)
         elif leaf == "checkpoint":
             self._on_checkpoint(node, job, run, strip, payload, topic)
 
@@ -207,6 +210,35 @@ class LifeJobs:
         run.board_gen, run.population = board.gen, board.population
         if board.gen >= request.gens:
             self._done(job, run, board)
+
+    def _on_conflict(self, job: str, run: _Running, reporter: str, gen: int, sender: str) -> None:
+        """A strip got two different halos for generation ``gen`` on ``sender``'s topic
+        (only ``sender``'s login can write there): one is forged, and the board may be
+        wrong after ``gen``. The sender takes no part in the job any more, and the job
+        goes back to its last board, if that is of generation ``gen`` or earlier; if it is
+        later, the job fails (never a silently wrong board)."""
+        if sender in run.benched:
+            return  # handled: its strips' reports repeat it until the new epoch starts
+        if sender not in run.owners.values():
+            raise ProtocolError(f"a conflict named {sender}, which runs no strip of {job}")
+        self.conflicts += 1
+        run.benched.add(sender)
+        if run.board_gen > gen:  # a board of generation gen was computed without them
+            error = (f"{sender} sent two different halos for generation {gen} (seen by "
+                     f"{reporter}); the last board kept is from generation {run.board_gen}, "
+                     "so the board cannot be trusted: submit the job again")  # fmt: skip
+            log.warning("Life job %s failed: %s", job, error)
+            self.store.finish(job, "failed", self.clock(), error=error)
+            self._control(job, run.epoch, "failed")
+            self.publish_status(job)
+            del self.running[job]
+            self._wake_waiting()
+            return
+        log.warning("Life job %s: %s sent two different halos for generation %d (seen by %s): "
+                    "it takes no part in this job any more; going back to generation %d",
+                    job, sender, gen, reporter, run.board_gen)  # fmt: skip
+        run.needs_epoch = True
+        self._start_epoch(job)
 
     def _done(self, job: str, run: _Running, board: Board) -> None:
         self.store.finish(job, "done", self.clock())
@@ -334,7 +366,8 @@ class LifeJobs:
             run.slots = {}
             why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
             if run.benched:
-                why += f" (none for {', '.join(sorted(run.benched))}: their strips went silent)"
+                why += (f" (none for {', '.join(sorted(run.benched))}: their strips went "
+                        "silent or sent conflicting halos)")  # fmt: skip
             log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
             return

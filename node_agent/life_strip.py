@@ -60,6 +60,11 @@ SPEED_SMOOTHING = 0.5
 slows down for seconds is followed within a few rounds, one slow round is halved."""
 
 
+DIGESTS_KEPT = 4
+"""Halos' CRCs are kept for this many halo depths of generations back: a forged halo sent
+early is taken, and the neighbour's real one, arriving when it is due, is compared."""
+
+
 @dataclass
 class StripStats:
     rounds: int = 0
@@ -70,6 +75,7 @@ class StripStats:
     malformed: int = 0
     wants_sent: int = 0
     wants_answered: int = 0
+    conflicts: int = 0  # two different halos for one generation from one neighbour
     reconnects: int = 0
     rows_moved: int = 0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=WAITS_KEPT))
@@ -117,6 +123,10 @@ class StripRun:
         # (strip, side, gen) -> the halo's header and rows
         self._received: dict[tuple[int, str, int], tuple[life.Halo, np.ndarray]] = {}
         self._sent: dict[tuple[str, int], bytes] = {}
+        # (strip, side, gen) -> CRC of the halo first taken for it: a second, different one
+        # is a conflict (an honest neighbour sends one halo a generation, resends the same)
+        self._digests: dict[tuple[int, str, int], int] = {}
+        self.conflict: tuple[int, str] | None = None  # the first: generation, sender node
         self._last_frame_gen = -(10**12)
         self._last_frame_at = -math.inf
         self._last_progress_at = -math.inf
@@ -385,6 +395,8 @@ class StripRun:
             malformed=self.stats.malformed, wants_sent=self.stats.wants_sent,
             cells_per_s=None if speed is None else min(speed, 1e13),
             row0=self.row0, rows=self.rows.shape[0],
+            conflict_gen=None if self.conflict is None else self.conflict[0],
+            conflict_node=None if self.conflict is None else self.conflict[1],
         )  # fmt: skip
         self._publish(self._topic("progress"), protocol.encode(report), 0)
 
@@ -456,6 +468,20 @@ class StripRun:
             self.stats.malformed += 1
             log.exception("strip %d: failed to handle a message on %s", self.a.strip, msg.topic)
 
+    def _on_conflict(self, node: str, header: life.Halo) -> None:
+        """Two different halos for one generation on a neighbour's topic, which only that
+        node's login can write: one is forged, and the strip may have computed with it.
+        Every progress report from now on names the first such generation and the node;
+        the coordinator decides (it rewinds the job to a board of that generation or
+        earlier, without that node, or fails the job)."""
+        self.stats.conflicts += 1
+        if self.conflict is None:
+            self.conflict = (header.gen, node)
+            log.warning("strip %d: two different %s halos of strip %d for generation %d from "
+                        "node %s: the board cannot be trusted from there", self.a.strip,
+                        header.side, header.strip, header.gen, node)  # fmt: skip
+            self._progress(force=True)
+
     def _handle(self, topic: str, payload: bytes) -> None:
         if topic == topics.job_life_control(self.a.job):
             if not payload:
@@ -464,7 +490,7 @@ class StripRun:
             if control.epoch > self.a.epoch or control.state != "running":
                 self.stop_reason = f"job {control.state}, epoch {control.epoch}"
             return
-        _node, job, epoch, strip, leaf = topics.parse_life_strip_topic(topic)
+        node, job, epoch, strip, leaf = topics.parse_life_strip_topic(topic)
         if job != self.a.job or epoch != self.a.epoch:
             self.stats.stale += 1
             return
@@ -483,12 +509,20 @@ class StripRun:
         if header.words != self.words:
             raise ProtocolError(f"halo of {header.words} words, the board has {self.words}")
         key = (header.strip, header.side, header.gen)
+        digest = zlib.crc32(payload)
+        first = self._digests.get(key)
+        if first is not None and first != digest:
+            self._on_conflict(node, header)
+            return
         if header.gen < self.gen or header.gen > self.gen + 2 * self.a.halo:
             self.stats.stale += 1
             return
         if key in self._received:
             self.stats.duplicates += 1
             return
+        self._digests[key] = digest
+        for old in [k for k in self._digests if k[2] < self.gen - DIGESTS_KEPT * self.a.halo]:
+            del self._digests[old]
         rows = np.frombuffer(body, dtype="<u8").astype(np.uint64)
         self._received[key] = (header, rows.reshape(header.rows, header.words))
         self.stats.halos_received += 1

@@ -17,7 +17,7 @@ from node_agent.agent import Agent
 from node_agent.identity import Identity
 from node_agent.sim import SimulatedPi
 from piswarm.mqtt import BrokerSettings, Credentials, end_loop
-from piswarm.protocol import jobs, topics, work
+from piswarm.protocol import jobs, life, topics, work
 from piswarm.protocol.primes import encode_primes
 from tests.conftest import AgentProcess, status_is, until
 
@@ -280,3 +280,57 @@ def test_bad_input_is_counted_where_status_health_shows_it_and_logged_rate_limit
     assert 1 <= logged <= 15, logged
     logged = honest.log().count("node-a: ignored bad command")
     assert 1 <= logged <= 15, logged
+
+
+def test_halos_forged_early_by_a_neighbours_login_never_end_in_a_wrong_board(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    """A well-formed halo sent early for a future generation replaced the real one, which
+    was then dropped as a duplicate; the job ended "done" and only 'job verify' showed the
+    mismatch. Here node-b's agent runs honestly while someone with node-b's login forges
+    its halos ahead of time."""
+    from tests.test_life_e2e import assert_exact, online, submit
+
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+        viewer.wait_for(online(node))
+    coord = coordinator()
+    evil = recorder("node-b", filters=("piswarm/nodes/+/life/#",))
+    evil.wait_connected()
+    job, request = submit(viewer, "forged-halos", width=80, height=80, gens=400, halo=4,
+                          density=0.4, seed=7, pace=100.0, checkpoint_every=400)  # fmt: skip
+
+    def halos_of(node):
+        """Headers of the halos ``node``'s strips have sent (what the forger watches)."""
+        found = evil.matching(lambda m: m.topic.startswith(f"piswarm/nodes/{node}/life/{job}/")
+                              and m.topic.endswith(("/up", "/down")))  # fmt: skip
+        return [life.decode_halo(m.payload)[0] for m in found]
+
+    until(lambda: halos_of("node-a") and halos_of("node-b"), "both strips exchange halos")
+    epoch, strip = halos_of("node-b")[0].epoch, halos_of("node-b")[0].strip
+    words = life.words_for(request.width)
+    rng = np.random.default_rng(1)
+
+    # Each time node-a's strip moves on, forge node-b's halos for the generations ahead of
+    # it that it will take (up to two halo depths): random rows, well-formed in every way.
+    def over():
+        return viewer.matching(lambda m: m.topic == topics.job_status(job)
+                               and json.loads(m.payload)["state"] != "running")  # fmt: skip
+
+    while "node-b sent two different halos" not in coord.log() and not over():
+        now = max(h.gen for h in halos_of("node-a") if h.epoch == epoch)
+        for gen in range(now, now + 2 * request.halo + 1):
+            for side in ("up", "down"):
+                header = life.Halo(job=job, epoch=epoch, strip=strip, gen=gen, side=side,
+                                   rows=request.halo, words=words, strip_rows=40)  # fmt: skip
+                rows = rng.integers(0, 2**63, size=request.halo * words, dtype=np.uint64)
+                payload = life.encode_halo(header, rows.astype("<u8").tobytes())
+                evil.publish(topics.life_strip("node-b", job, epoch, strip, side), payload, qos=0)
+        evil.first(lambda m, now=now: m.topic.startswith(f"piswarm/nodes/node-a/life/{job}/")
+                   and m.topic.endswith(("/up", "/down"))
+                   and life.decode_halo(m.payload)[0].gen > now, timeout=2)  # fmt: skip
+    final = assert_exact(viewer, tmp_path, job, request)  # rewound, and right
+    assert final.strips == 1  # without node-b
+    assert "node-b sent two different halos" in coord.log()

@@ -267,6 +267,8 @@ class Progress:
     cells_per_s: float | None = field(default=None, metadata=spec(lo=0, hi=1e13))
     row0: int | None = field(default=None, metadata=_ROW)
     rows: int | None = field(default=None, metadata=_SIDE)
+    conflict_gen: int | None = field(default=None, metadata=_GEN)
+    conflict_node: str | None = field(default=None, metadata=_NODE)
 
 
 @dataclass(frozen=True)

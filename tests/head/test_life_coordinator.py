@@ -3,6 +3,7 @@ control of what a strip reports (stuck strips, busy slots)."""
 
 import json
 import time
+import zlib
 
 from piswarm import protocol
 from piswarm.protocol import life as wire
@@ -196,3 +197,63 @@ def test_progress_sent_for_another_nodes_strip_keeps_no_stalled_job_alive(coordi
                                rate=1.0)  # fmt: skip
         evil.publish(topic, protocol.encode(forged))
         assert gen < 200, "the forged progress kept the stalled job from re-partitioning"
+
+
+def two_hand_strips(recorder, coordinator, request_id, **fields):
+    """Hand nodes node-a and node-b, one strip each of a new job: their first assigns."""
+    nodes = [hand_node(recorder, "node-a"), hand_node(recorder, "node-b")]
+    running = coordinator()
+    admin = recorder("admin", filters=("piswarm/jobs/#",))
+    job = submit_life(admin, request_id, **fields)
+    assigns = {node.node_id: (node, assigned(node, job, 1)) for node in nodes}
+    return running, admin, job, assigns
+
+
+def report_conflict(node, assign, gen, sender):
+    progress = wire.Progress(job=assign.job, epoch=assign.epoch, strip=assign.strip,
+                             gen=gen, population=0, rate=1.0, conflict_gen=gen,
+                             conflict_node=sender)  # fmt: skip
+    node.publish(topics.life_strip(node.node_id, assign.job, assign.epoch, assign.strip,
+                                   "progress"), protocol.encode(progress))  # fmt: skip
+
+
+def test_conflicting_halos_take_their_sender_out_and_rewind_to_a_board_before_them(
+    coordinator, recorder
+):
+    """A halo forged early for a future generation replaced the real one, which was then
+    dropped as a duplicate: the job ended "done" with a wrong board."""
+    running, _admin, job, assigns = two_hand_strips(recorder, coordinator, "conflict")
+    node_a, first = assigns["node-a"]
+    node_b, _ = assigns["node-b"]
+    report_conflict(node_a, first, 40, "node-b")
+    again = assigned(node_a, job, 2)
+    assert (again.gen, again.strips, again.row0, again.rows) == (0, 1, 0, 32)  # all of it
+    second = node_b.first(lambda m: m.topic == topics.node_life_assign("node-b")
+                          and wire.decode_assign(m.payload)[0].epoch == 2, timeout=1)  # fmt: skip
+    assert second is None
+    assert running.coordinator.life.conflicts == 1
+
+
+def test_conflicting_halos_older_than_the_last_board_fail_the_job_with_the_reason(
+    coordinator, recorder
+):
+    running, admin, job, assigns = two_hand_strips(recorder, coordinator, "too-late",
+                                                   checkpoint_every=100)  # fmt: skip
+    for node, assign in assigns.values():  # both pieces of generation 100: a board
+        packed = bytes(assign.rows * 8)
+        checkpoint = wire.Checkpoint(job=job, epoch=1, strip=assign.strip, row0=assign.row0,
+                                     rows=assign.rows, width=assign.width, gen=100,
+                                     population=0, crc32=zlib.crc32(packed))  # fmt: skip
+        node.publish(topics.life_strip(node.node_id, job, 1, assign.strip, "checkpoint"),
+                     wire.encode_checkpoint(checkpoint, packed))  # fmt: skip
+    until(lambda: running.coordinator.life.running[job].board_gen == 100, "the board of 100")
+    node_a, first = assigns["node-a"]
+    report_conflict(node_a, first, 60, "node-b")  # the board of 100 may be wrong
+    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
+                            and wire.decode_status(m.payload).state == "failed")  # fmt: skip
+    error = wire.decode_status(status.payload).error
+    assert "node-b sent two different halos for generation 60" in error
+    assert "cannot be trusted" in error
+    control = admin.wait_for(lambda m: m.topic == topics.job_life_control(job)
+                             and wire.decode_control(m.payload).state == "failed")  # fmt: skip
+    assert control is not None
