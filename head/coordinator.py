@@ -460,6 +460,8 @@ class Coordinator:
             return  # a cleared retained status
         node, _leaf = topics.parse_node_topic(topic)
         status = protocol.decode_status(payload)
+        if status.node != node:
+            raise ProtocolError(f"a status of {status.node} on {node}'s topic", topic=topic)
         if isinstance(status, protocol.NodeOnline):
             self._life().node_online(node, status.life_strips)
         if isinstance(status, protocol.NodeOffline):
