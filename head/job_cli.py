@@ -110,6 +110,9 @@ def register(sub: Any) -> None:
 
     verify = db_verb("verify", "primes: re-read every block, check pi(x); Life: recompute "
                      "the board here and compare")  # fmt: skip
+    verify.add_argument("--recompute", action="store_true",
+                        help="primes: also sieve every block again here and compare (finds "
+                        "a node that sent a list of the right length, not the primes)")  # fmt: skip
     verify.set_defaults(handler=run_verify)
 
 
@@ -444,8 +447,13 @@ def run_verify(args: argparse.Namespace) -> int:
 
     if _is_life(args.job):
         return run_verify_life(args)
+    recompute = None
+    if args.recompute:
+        from node_agent.sieve_backends import select_backend
+
+        recompute = select_backend("auto").primes
     with _store(args) as store:
-        problems = store.verify(args.job)
+        problems = store.verify(args.job, recompute)
         progress = store.progress(args.job)
     if problems:
         for problem in problems:
@@ -454,6 +462,7 @@ def run_verify(args: argparse.Namespace) -> int:
     known = ""
     if progress.start <= 2 and progress.end in KNOWN_PI:
         known = f", pi({progress.end:.0e}) = {KNOWN_PI[progress.end]:,} as it should be"
+    checked = "sieved again here and identical" if args.recompute else "CRC-32 and range checked"
     print(f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes, "
-          f"every block's CRC-32 and range checked{known}")  # fmt: skip
+          f"every block's {checked}{known}")  # fmt: skip
     return 0

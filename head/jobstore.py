@@ -16,7 +16,7 @@ in a lab any student's Pi can publish a result for any block.
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +25,7 @@ import numpy as np
 from head.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
-from piswarm.protocol.primes import check_block, decode_primes
+from piswarm.protocol.primes import check_block, checksum, decode_primes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -383,17 +383,24 @@ class JobStore(Store):
         for (data,) in cursor:
             yield decode_primes(data).primes
 
-    def verify(self, job: str) -> list[str]:
-        """Problems found re-reading every stored block (an empty list: all is well)."""
+    def verify(
+        self, job: str, recompute: Callable[[int, int], np.ndarray] | None = None
+    ) -> list[str]:
+        """Problems found re-reading every stored block (an empty list: all is well).
+
+        ``recompute(lo, hi)``, when given, lists the primes of each block again here: a
+        node can send a list of the right length, inside its block, with a CRC that
+        matches it, of numbers that are not the primes; only computing them again
+        finds it (and names the node)."""
         problems = []
         recounted = 0  # from the data itself, not from the stored counts
         rows = self.db.execute(
-            "SELECT r.block, r.count, r.crc32, r.data, b.lo, b.hi FROM results r "
+            "SELECT r.block, r.node, r.count, r.crc32, r.data, b.lo, b.hi FROM results r "
             "JOIN blocks b ON b.job = r.job AND b.block = r.block WHERE r.job = ? "
             "ORDER BY r.block",
             (job,),
         )
-        for block, count, crc, data, lo, hi in rows:
+        for block, node, count, crc, data, lo, hi in rows:
             try:
                 decoded = decode_primes(data)
             except ProtocolError as exc:
@@ -404,6 +411,11 @@ class JobStore(Store):
                 problems.append(f"block {block}: stored count/CRC differ from its data")
             if decoded.count and (decoded.first < lo or decoded.last >= hi):
                 problems.append(f"block {block}: primes outside [{lo}, {hi})")
+            if recompute is not None:
+                again = recompute(lo, hi)
+                if again.size != decoded.count or checksum(again) != decoded.crc32:
+                    problems.append(f"block {block} from {node}: not the primes of [{lo}, {hi}) "
+                                    f"(recomputed here: {again.size:,} primes)")  # fmt: skip
         progress = self.progress(job)
         if progress.blocks_done != progress.blocks_total:
             problems.append(f"{progress.blocks_total - progress.blocks_done} blocks missing")

@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from node_agent.agent import Agent
 from node_agent.identity import Identity
 from node_agent.sim import SimulatedPi
+from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, Credentials, end_loop
 from piswarm.protocol import jobs, life, topics, work
 from piswarm.protocol.primes import encode_primes
@@ -334,3 +335,46 @@ def test_halos_forged_early_by_a_neighbours_login_never_end_in_a_wrong_board(
     final = assert_exact(viewer, tmp_path, job, request)  # rewound, and right
     assert final.strips == 1  # without node-b
     assert "node-b sent two different halos" in coord.log()
+
+
+def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_recompute(
+    broker, users, coordinator, recorder, tmp_path
+):
+    """A result with the right count but wrong numbers (odd composites) passed every check
+    'job verify' made. A node can always lie about work it was given; sieving again finds
+    it, and names the node."""
+    from node_agent.sieve_backends import select_backend
+
+    coordinator()
+    evil = recorder("node-c", filters=("piswarm/nodes/node-c/#",))
+    evil.wait_connected()
+    flags = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port), "--credentials",
+             str(users.credentials_path("admin"))]  # fmt: skip
+    done = piswarm("job", "primes", "1", "2e6", "--block-size", "1e6", *flags)
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip()
+    evil.publish(
+        topics.node_work_request("node-c"),
+        protocol.encode(work.WorkRequest(node="node-c", ts=1.0, want=2)),
+    )
+    given = [work.decode_assign(m.payload) for m in evil.wait_for_all(
+        lambda m: m.topic == topics.node_work_assign("node-c"), count=2)]  # fmt: skip
+    sieve = select_backend("auto")
+    for block in given:
+        primes = sieve.primes(block.lo, block.hi)
+        if block.block == 0:  # one prime moved to the odd composite after it: same count
+            k = next(i for i in range(1, primes.size - 1)
+                     if primes[i] + 2 < primes[i + 1] and (primes[i] + 2) % 3 == 0)  # fmt: skip
+            primes = primes.copy()
+            primes[k] += 2
+        evil.publish(topics.node_result("node-c", job, block.block), encode_primes(primes))
+    acks = [work.decode_ack(m.payload) for m in evil.wait_for_all(
+        lambda m: m.topic == topics.node_acks("node-c"), count=2)]  # fmt: skip
+    assert {a.outcome for a in acks} == {"stored"}  # every cheap check passes
+    db = ["--db", str(tmp_path / "jobs.sqlite")]
+    plain = piswarm("job", "verify", job, *db)
+    assert plain.returncode == 0, plain.stdout  # re-reading cannot tell
+    again = piswarm("job", "verify", job, "--recompute", *db)
+    assert again.returncode == 1
+    assert f"{job}: block 0 from node-c: not the primes of [1, 1000001)" in again.stdout
+    assert "block 1" not in again.stdout
