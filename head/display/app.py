@@ -83,6 +83,7 @@ class Source(Protocol):
 
     connected: threading.Event
     refused: str | None
+    dropped: int  # messages it had no room for
 
     def drain(self, limit: int = ...) -> list[Message]: ...
 
@@ -241,13 +242,20 @@ class DisplayApp:
         if time.monotonic() - self._scene_since >= self.options.rotate_every:
             self.show_scene((self.scene_index + 1) % len(self.scenes))
 
+    def ignored(self) -> int:
+        """Messages this display met and could not show: malformed ones its models refused,
+        ones its feed had no room for, and ones that hit a bug (each is logged, with
+        warnings rate-limited). The cluster scene's header shows the count."""
+        return (self.model.stats.malformed + self.jobs.malformed + self.life.malformed
+                + self.source.dropped + self.errors)  # fmt: skip
+
     def frame(self) -> Frame:
         now = self.clock()
         # While the broker is away nothing new can arrive: judge staleness as of the loss,
         # so the last known state is shown as it was, not as everything going stale.
         view_time = self.link.since if self.link.state == "lost" else now
         return Frame(self.model, now, view_time, self.link, self.options.palette, self.text,
-                     self.jobs, self.life)  # fmt: skip
+                     self.jobs, self.life, self.ignored())  # fmt: skip
 
     def run(
         self,

@@ -259,7 +259,9 @@ class ClusterScene:
         clock = time.strftime("%H:%M:%S", time.localtime(frame.now))
         hottest = f"{s.hottest[0]}  {s.hottest[1]:.1f}°C" if s.hottest else "-"
         average = f"{s.average_temp:.1f}°C" if s.average_temp is not None else "-"
-        if link.state == "connected":
+        if link.state == "connected" and frame.ignored:
+            broker, broker_colour = f"{frame.ignored:,} bad messages ignored", colors.WARNING
+        elif link.state == "connected":
             broker, broker_colour = "broker connected", colors.OK
         elif link.state == "connecting":
             why = f" ({link.problem})" if link.problem else ""

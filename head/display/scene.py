@@ -32,6 +32,7 @@ class Frame:
     text: TextCache
     jobs: JobsModel = field(default_factory=JobsModel)
     life: LifeFrames = field(default_factory=LifeFrames)
+    ignored: int = 0  # bad messages this display met (see DisplayApp.ignored)
 
 
 class Scene(Protocol):

@@ -14,7 +14,7 @@ import pytest
 from head.cluster import ClusterModel
 from head.display import colors
 from head.display.app import DisplayApp, DisplayOptions
-from head.display.cluster_scene import ClusterScene
+from head.display.cluster_scene import HEADER_SHARE, ClusterScene
 from head.display.layout import Geometry, Layout
 from head.feed import DEFAULT_FILTERS, ClusterFeed
 from piswarm import protocol
@@ -63,6 +63,13 @@ def run_until(app, check, *, timeout=20.0, action=None, name="frame"):
 
     app.run(on_frame=on_frame)
     assert state["ok"], f"condition not met on screen; frame saved to {ARTIFACTS / name}.png"
+
+
+def warning_in_header(app):
+    """Whether the header (the top strip of the cluster scene) has text in WARNING."""
+    height = int(app.surface.get_height() * HEADER_SHARE)
+    header = pygame.surfarray.array3d(app.surface)[:, :height]
+    return bool((header == colors.WARNING).all(axis=2).any())
 
 
 def pixel(app, scene, node):
@@ -188,6 +195,12 @@ def test_malformed_messages_are_counted_and_the_display_carries_on(broker, users
         run_until(app, lambda a: pixel(a, scene, "node-a") == colors.temp_color(50),
                   action=publish, name="malformed")  # fmt: skip
         assert app.model.stats.malformed == 8
+        # The display's own count of what it ignored is in its header, in warning colour.
+        assert app.ignored() == 8
+        run_until(app, lambda a: warning_in_header(a), name="ignored-count")
+        assert ("8 bad messages ignored", colors.WARNING) in {
+            (text, colour) for text, _size, colour in app.text._surfaces
+        }
     finally:
         pub.close()
 
