@@ -378,3 +378,19 @@ def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_re
     assert again.returncode == 1
     assert f"{job}: block 0 from node-c: not the primes of [1, 1000001)" in again.stdout
     assert "block 1" not in again.stdout
+
+
+def test_the_running_coordinator_sweeps_retained_junk_and_counts_it(
+    broker, users, coordinator, recorder
+):
+    """What head/janitor.py does (tests/head/test_janitor.py), as 'piswarm head' runs it."""
+    evil = recorder("node-c", filters=())
+    evil.wait_connected()
+    junk = topics.node_telemetry("node-c")
+    assert not evil.publish(junk, bytes(1 << 20), retain=True).is_failure
+    watcher = recorder(filters=(junk, topics.health("coordinator")))
+    watcher.wait_for(lambda m: m.topic == junk and m.retain)
+    coordinator()
+    watcher.wait_for(lambda m: m.topic == junk and m.payload == b"", timeout=30)  # removed
+    watcher.wait_for(lambda m: m.topic == topics.health("coordinator")
+                     and json.loads(m.payload)["refused"] == 1, timeout=30)  # fmt: skip
