@@ -275,7 +275,9 @@ def test_bad_input_is_counted_where_status_health_shows_it_and_logged_rate_limit
     assert shown.returncode == 0, shown.stderr
     lines = {line.split()[1]: line.split() for line in shown.stdout.splitlines()[1:]}
     assert lines["coordinator"][:6] == ["coordinator", "coordinator", "300", "1", "0", "0"]
-    assert lines["node-a"][:6] == ["agent", "node-a", "40", "0", "0", "0"]
+    # (Not node-a's dropped: telemetry due before its first connect counts there, which
+    # depends on how fast it connects.)
+    assert [lines["node-a"][i] for i in (0, 1, 2, 3, 5)] == ["agent", "node-a", "40", "0", "0"]
     # Each kind of warning: 5 a minute, then one line saying how many were not logged.
     logged = coord.log().count("ignored malformed message on piswarm/nodes/node-b/work/request")
     assert 1 <= logged <= 15, logged
