@@ -19,6 +19,7 @@ SIEVE = SegmentedSieve()
 
 
 def submit(rec, **fields):
+    rec.wait_connected()  # subscribed: the reply cannot come before the subscription
     body = {"v": 1, "kind": "primes", **fields}
     rec.publish(rec.submit_topic, json.dumps(body).encode())
     rid = fields.get("request_id", "")

@@ -24,6 +24,7 @@ def hand_node(recorder, node_id="node-a", strips=1):
 
 
 def submit_life(rec, request_id, **fields):
+    rec.wait_connected()  # subscribed: the reply cannot come before the subscription
     body = {"v": 1, "kind": "life", "request_id": request_id, "width": 64, "height": 32,
             "gens": 1000, "density": 0.3, **fields}  # fmt: skip
     rec.publish(rec.submit_topic, json.dumps(body).encode())
