@@ -6,7 +6,8 @@ someone clears it: 50 retained messages of 8 MiB grew the broker to 430 MB. Its 
 cannot refuse the flag (only a compiled plugin could), so the janitor, a second client of
 the coordinator's process with the admin's login, sweeps instead. Every ``every``
 seconds (and at each connect) it subscribes to ``piswarm/#``, reads every retained message
-up to its own sync marker (as :mod:`head.session` does), and unsubscribes. A retained
+up to its own sync marker (as :mod:`head.session` does), and unsubscribes once a second
+marker, sent behind its removals, is back (so a sweep that has ended has removed). A retained
 message on a topic where the protocol keeps none, or larger than the protocol's limit for
 its topic (:mod:`piswarm.protocol.retained`), is removed (an empty retained message) and
 counted. Retained junk so lives at most one sweep.
@@ -39,6 +40,8 @@ from piswarm.protocol.retained import retained_limit
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
+_READ = b"read"  # the sweep's first marker: every retained message has come
+_REMOVED = b"removed"  # its second: the broker has handled every removal sent before it
 
 
 class Janitor:
@@ -96,7 +99,7 @@ class Janitor:
         """Subscribe to everything, then send the marker: retained messages come first."""
         self.swept.clear()
         client.subscribe(topics.ALL_FILTER, 0)  # the marker's topic is under it too
-        client.publish(self.sync_topic, b"sweep", qos=0)
+        client.publish(self.sync_topic, _READ, qos=0)
 
     def _count_error(self) -> None:
         self.errors += 1
@@ -111,6 +114,13 @@ class Janitor:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.sync_topic:
+            if msg.payload == _READ:
+                # Every retained message is in, and the removals (QoS 1, which paho sends
+                # in order, holding back what its in-flight window cannot take) are on their
+                # way: a second marker behind them comes back once the broker has handled
+                # them all.
+                client.publish(self.sync_topic, _REMOVED, qos=1)  # queued behind them
+                return
             client.unsubscribe(topics.ALL_FILTER)
             self.sweeps += 1
             self.swept.set()
