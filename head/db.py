@@ -39,6 +39,7 @@ class Store:
 
     schema: ClassVar[str]
     name: ClassVar[str]  # for the error when it is used unopened
+    jobs_table: ClassVar[str]  # one row a job, with request_id, state and submitter
 
     def __init__(self, path: Path | str) -> None:
         self.path = path
@@ -52,7 +53,27 @@ class Store:
         return self
 
     def migrate(self, db: sqlite3.Connection) -> None:
-        """Bring a file written by an older piswarm up to ``schema`` (subclasses)."""
+        """Bring a file written by an older piswarm up to ``schema``: the submitter column."""
+        add_column(db, self.jobs_table, "submitter", "TEXT NOT NULL DEFAULT ''")
+
+    def submitted(self, submitter: str, request_id: str) -> str | None:
+        """The job ``submitter`` already started with ``request_id``, if any (a retry)."""
+        if not request_id:
+            return None
+        row = self.db.execute(
+            f"SELECT id FROM {self.jobs_table} WHERE request_id = ?",  # noqa: S608 - a ClassVar
+            (request_key(submitter, request_id),),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def running_count(self, submitter: str) -> int:
+        """How many of ``submitter``'s jobs are running (its quota counts them)."""
+        row = self.db.execute(
+            f"SELECT COUNT(*) FROM {self.jobs_table} "  # noqa: S608 - a ClassVar
+            "WHERE state = 'running' AND submitter = ?",
+            (submitter,),
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         if self._db is not None:

@@ -13,7 +13,6 @@ the block's lease may deliver it (``leases`` remembers every node a block was gi
 in a lab any student's Pi can publish a result for any block.
 """
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from head.db import Store, add_column, request_key
+from head.db import Store, request_key
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import check_block, checksum, decode_primes
@@ -127,28 +126,10 @@ class JobStore(Store):
     """One SQLite database; not shared between threads (the coordinator owns it)."""
 
     schema = SCHEMA
+    jobs_table = "jobs"
     name = "job store"
 
     # -- jobs ---------------------------------------------------------------------------
-
-    def migrate(self, db: sqlite3.Connection) -> None:
-        add_column(db, "jobs", "submitter", "TEXT NOT NULL DEFAULT ''")
-
-    def submitted(self, submitter: str, request_id: str) -> str | None:
-        """The job ``submitter`` already started with ``request_id``, if any (a retry)."""
-        if not request_id:
-            return None
-        row = self.db.execute(
-            "SELECT id FROM jobs WHERE request_id = ?", (request_key(submitter, request_id),)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def running_count(self, submitter: str) -> int:
-        """How many of ``submitter``'s jobs are running (its quota counts them)."""
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND submitter = ?", (submitter,)
-        ).fetchone()
-        return int(row[0])
 
     def submit(
         self, request: PrimesRequest, now: float, *, submitter: str = ""

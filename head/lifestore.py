@@ -6,14 +6,13 @@ piece for that generation; then the pieces become one board and the older boards
 pieces go. So at most one whole board per job (plus the pieces in flight) is stored.
 """
 
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
-from head.db import Store, add_column, request_key
+from head.db import Store, request_key
 from head.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import ProtocolError, _schema
 from piswarm.protocol.life import LifeRequest
@@ -89,27 +88,8 @@ class Board:
 
 class LifeStore(Store):
     schema = SCHEMA
+    jobs_table = "life_jobs"
     name = "life store"
-
-    def migrate(self, db: sqlite3.Connection) -> None:
-        add_column(db, "life_jobs", "submitter", "TEXT NOT NULL DEFAULT ''")
-
-    def submitted(self, submitter: str, request_id: str) -> str | None:
-        """The Life job ``submitter`` already started with ``request_id``, if any."""
-        if not request_id:
-            return None
-        row = self.db.execute(
-            "SELECT id FROM life_jobs WHERE request_id = ?", (request_key(submitter, request_id),)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def running_count(self, submitter: str) -> int:
-        """How many of ``submitter``'s Life jobs are running or waiting for nodes."""
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM life_jobs WHERE state = 'running' AND submitter = ?",
-            (submitter,),
-        ).fetchone()
-        return int(row[0])
 
     def submit(
         self, request: LifeRequest, board: np.ndarray, now: float, *, submitter: str = ""

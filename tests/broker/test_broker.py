@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,7 +19,7 @@ from broker.errors import BrokerError, MosquittoNotFound
 from broker.runner import BrokerProcess, find_mosquitto
 from broker.users import UserStore, mosquitto_hash, render_acl
 from piswarm.mqtt import end_loop
-from tests.conftest import status_is, telemetry_of
+from tests.conftest import status_is, telemetry_of, until
 from tests.mqtt_helpers import Recorder
 
 
@@ -134,10 +133,9 @@ def db_inode(broker) -> int | None:
 
 def wait_saved(broker, before: int | None) -> int | None:
     """Wait until mosquitto has renamed a new database into place (it writes .db.new)."""
-    deadline = time.monotonic() + 2 * AUTOSAVE_SECONDS + 2
-    while db_inode(broker) == before or (broker.state_dir / "mosquitto.db.new").exists():
-        assert time.monotonic() < deadline, "mosquitto did not save after a change"
-        time.sleep(0.005)
+    until(lambda: db_inode(broker) != before
+          and not (broker.state_dir / "mosquitto.db.new").exists(),
+          "mosquitto saving after a change", timeout=2 * AUTOSAVE_SECONDS + 2)  # fmt: skip
     return db_inode(broker)
 
 
