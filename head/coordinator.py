@@ -1,23 +1,18 @@
-"""The job coordinator: jobs in, blocks out to whoever asks, results into SQLite.
+"""The job coordinator: the router between the broker and the two kinds of jobs.
 
 Threads: paho's network thread only puts ``(topic, payload)`` on a bounded queue; the
-thread that calls :meth:`Coordinator.run` owns the :class:`JobStore` and does everything
-else. So SQLite has one user, and a slow commit never stalls the MQTT keepalive.
-
-Work is pulled: a node publishes how many blocks it ``want``s; the coordinator remembers
-that (one number per node, so the memory is bounded by the fleet) and leases blocks to it
-as soon as there are any. A lease runs out after ``lease_seconds``; a node going offline
-(its will, or a goodbye) gives its leases back at once. Results are acknowledged only
-after they are committed, so a node that never saw an ack sends the result again and a
-duplicate is harmless. Everything the coordinator knows is in SQLite: a restart, even
-after ``kill -9``, carries on every unfinished job.
+thread that calls :meth:`Coordinator.run` owns the stores and does everything else, so
+SQLite has one user and a slow commit never stalls the MQTT keepalive. It takes what has
+arrived in batches and routes each message by its topic's shape
+(:func:`~piswarm.protocol.topics.coordinator_route`) to :class:`~head.prime_jobs.PrimeJobs`
+or :class:`~head.life_jobs.LifeJobs`; submits, cancels and the per-submitter quota are
+its own. A bad message is logged and counted at this boundary, never more.
 """
 
 import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +25,7 @@ from head.janitor import SWEEP_EVERY_S, Janitor
 from head.jobstore import JobStore
 from head.life_jobs import LifeJobs
 from head.lifestore import LifeStore
-from head.tally import JobTally
+from head.prime_jobs import DEFAULT_CHECKERS, PrimeJobs, PrimeStats
 from piswarm import __version__, protocol
 from piswarm.inbox import DEFAULT_MAX_BYTES, Inbox
 from piswarm.mqtt import (
@@ -47,14 +42,11 @@ from piswarm.protocol.health import Health, HealthClock
 
 log = logging.getLogger(__name__)
 
-SUBMIT_PREFIX = topics.JOBS_SUBMIT_FILTER.removesuffix("+")
-
 MAX_RUNNING_JOBS = 100
 """Jobs (primes and Life together) the coordinator's own broker user may have running."""
 SUBMITTER_QUOTA = 10
 """...and any other user (the viewer login every student shares): what it runs cannot
 fill the head, and the admin always has its own MAX_RUNNING_JOBS left."""
-MAX_WANTING_NODES = 10_000
 REPUBLISH_ENDED = 10
 """Ended jobs (of each kind) whose retained status is published again after every connect:
 the broker saves its state every few seconds (broker/config.py), so one that crashed
@@ -63,21 +55,15 @@ right after a job ended may have come back with that job's status from before.""
 
 @dataclass
 class CoordinatorStats:
-    """Counters for operators and tests; written by the coordinator thread only (except
-    ``dropped`` and ``callback_errors``, from paho's thread)."""
+    """The router's counters (prime work has its own: ``Coordinator.primes.stats``);
+    written by the coordinator thread only, except ``dropped`` and ``callback_errors``,
+    from paho's thread."""
 
-    jobs_submitted: int = 0
     requests_rejected: int = 0
-    blocks_assigned: int = 0
-    leases_released: int = 0
-    results_stored: int = 0
-    results_duplicate: int = 0
-    results_rejected: int = 0
     malformed: int = 0
     errors: int = 0
     dropped: int = 0
     callback_errors: int = 0
-    serves_held: int = 0  # blocks not leased while the broker was away (see _serve)
 
 
 class Coordinator:
@@ -96,6 +82,7 @@ class Coordinator:
         client_id: str | None = None,
         stall_seconds: float = 30.0,
         sweep_every: float = SWEEP_EVERY_S,
+        checkers: int = DEFAULT_CHECKERS,
     ) -> None:
         self.db_path = db_path
         self.settings = settings
@@ -104,8 +91,11 @@ class Coordinator:
         self.clock = clock
         self.client_id = client_id or unique_client_id("coordinator")
         self.stall_seconds = stall_seconds
+        self.checkers = checkers
         self.life: LifeJobs | None = None
+        self.primes: PrimeJobs | None = None
         self.stats = CoordinatorStats()
+        self.prime_stats = PrimeStats()  # kept across runs of the loop
         self.janitor = Janitor(settings, every=sweep_every)
         self.inbox: Inbox[tuple[str, bytes]] = Inbox(maxsize=queue_size, max_bytes=inbox_bytes)
         self.connected = threading.Event()
@@ -113,13 +103,9 @@ class Coordinator:
         self.ready = threading.Event()  # the store is open and running jobs are resumed
         self.fatal: str | None = None
         self._client: mqtt.Client | None = None
-        self._wants: OrderedDict[str, int] = OrderedDict()
-        self._tallies: dict[str, JobTally] = {}
-        self._started = 0.0  # when run() began: leases running out before this + a lease
-        self._reconciled: set[str] = set()  # nodes whose leases from before were checked
-        self._maybe_work = True
+        self._started = 0.0  # when run() began
+        self._next_tick = 0.0
         self._next_status = 0.0
-        self._next_expiry_check = 0.0
         self._health = HealthClock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -158,19 +144,23 @@ class Coordinator:
 
     def run(self, stop: threading.Event) -> None:
         """Handle messages and keep time until ``stop`` is set (or another coordinator
-        takes over the session). Opens, and closes, the job store in this thread."""
+        takes over the session). Opens, and closes, the job stores in this thread."""
         store = JobStore(self.db_path).open()
         life_store = LifeStore(self.db_path).open()
+        self._started = self.clock()
         self.life = LifeJobs(store=life_store, publish=self._publish, clock=self.clock,
                              stall_seconds=self.stall_seconds)  # fmt: skip
-        self._started = self.clock()
+        self.primes = PrimeJobs(store=store, publish=self._publish, clock=self.clock,
+                                connected=self.connected.is_set,
+                                lease_seconds=self.lease_seconds, started=self._started,
+                                stats=self.prime_stats, checkers=self.checkers)  # fmt: skip
         try:
-            self._resume(store)
+            self.primes.resume()
             self.life.resume()
             self.ready.set()
             while not stop.is_set() and self.fatal is None:
-                try:
-                    first = self.inbox.get(timeout=0.1)
+                try:  # results being checked: come back for them soon
+                    first = self.inbox.get(timeout=0.005 if self.primes.checking else 0.1)
                 except queue.Empty:
                     first = None
                 if first is not None:
@@ -180,73 +170,70 @@ class Coordinator:
                             batch.append(self.inbox.get_nowait())
                         except queue.Empty:
                             break
-                    self._handle_batch(store, batch)
-                self._tick(store)
+                    self._handle_batch(batch)
+                self._guarded("storing results", self.primes.flush)
+                self._tick()
         finally:
+            self._guarded("storing the last results", self.primes.close)
             store.close()
             life_store.close()
             self.ready.clear()
 
-    def _resume(self, store: JobStore) -> None:
-        for job in store.running_jobs():
-            tally = self._tally_of(store, job)
-            self._tallies[job] = tally
-            log.info(
-                "resuming job %s: %d/%d blocks done", job, tally.blocks_done, tally.info.blocks
-            )
-            self._publish_status(store, job)
+    def _guarded(self, what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:  # boundary: the loop goes on (the nodes resend what is unacked)
+            self.stats.errors += 1
+            log.exception("coordinator: %s failed", what)
 
-    def _tally_of(self, store: JobStore, job: str) -> JobTally:
-        now = self.clock()
-        tally = JobTally(store.info(job))
-        for block, node, count, last in store.contributions(job):
-            tally.add(block, node, count, last, now)
-        return tally
-
-    def _republish_ended(self, store: JobStore) -> None:
+    def _republish_ended(self) -> None:
         """The last ended jobs' final status and map, retained again (after a connect)."""
-        for job in store.ended_jobs(REPUBLISH_ENDED):
-            self._publish_tally(store, job, self._tally_of(store, job))
+        self._prime().republish_ended(REPUBLISH_ENDED)
         self._life().republish_ended(REPUBLISH_ENDED)
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _handle_batch(self, store: JobStore, batch: list[tuple[str, bytes]]) -> None:
-        """What has arrived together, in three passes, each in arrival order:
+    def _handle_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        """What has arrived together, in passes, each in arrival order:
 
-        1. requests, jobs and Life: each result costs a check and a commit, and a node
-           waiting for its next block should not wait behind them;
-        2. results;
+        1. submits, cancels, work requests and Life; then the wants are served, all in
+           one commit: a node waiting for its next block does not wait behind results;
+        2. results, each claimed and handed to a checker;
         3. node statuses: a node's goodbye or will gives its leased blocks back, and the
-           results it sent before it went (the broker delivers them first) must be stored
-           by then, or their blocks would go to another node to compute again.
+           results it sent before it went (the broker delivers them first) are stored by
+           then, or their blocks would go to another node to compute again.
         """
-        results, statuses = [], []
+        results: list[tuple[str, bytes, topics.Route]] = []
+        statuses: list[tuple[str, bytes, topics.Route]] = []
         for topic, payload in batch:
-            if "/results/" in topic:
-                results.append((topic, payload))
-            elif topic.endswith("/status") and topic.startswith(topics.NODES_PREFIX):
-                statuses.append((topic, payload))
+            route = topics.coordinator_route(topic)
+            if route == "result":
+                results.append((topic, payload, route))
+            elif route == "node_status":
+                statuses.append((topic, payload, route))
             else:
-                self._handle(store, topic, payload)
+                self._handle(topic, payload, route)
+        self._guarded("serving work", self._prime().serve)
         for message in (*results, *statuses):
-            self._handle(store, *message)
+            self._handle(*message)
 
-    def _handle(self, store: JobStore, topic: str, payload: bytes) -> None:
+    def _handle(self, topic: str, payload: bytes, route: topics.Route) -> None:
         """One message. A bad one is logged and counted; nothing escapes this boundary."""
         try:
-            if topic.startswith(SUBMIT_PREFIX):
-                self._on_submit(store, topics.parse_submit_topic(topic), payload)
-            elif topic == topics.JOBS_CANCEL:
-                self._on_cancel(store, payload)
-            elif topic.endswith("/work/request"):
-                self._on_request(store, topic, payload)
-            elif "/results/" in topic:
-                self._on_result(store, topic, payload)
-            elif "/life/" in topic:
+            if route == "submit":
+                self._on_submit(topics.parse_submit_topic(topic), payload)
+            elif route == "cancel":
+                self._on_cancel(payload)
+            elif route == "work_request":
+                self._prime().on_request(topic, payload)
+            elif route == "result":
+                self._prime().on_result(topic, payload)
+            elif route == "life":
                 self._life().on_strip_message(topic, payload)
-            elif topic.endswith("/status"):
-                self._on_node_status(store, topic, payload)
+            elif route == "node_status":
+                self._on_node_status(topic, payload)
+            else:
+                raise ProtocolError("not a topic the coordinator reads", topic=topic)
         except ProtocolError as exc:
             self.stats.malformed += 1
             log.warning("ignored malformed message on %s (%r): %s", topic, payload[:100], exc)
@@ -254,38 +241,39 @@ class Coordinator:
             self.stats.errors += 1
             log.exception("failed to handle a message on %s", topic)
 
+    def _prime(self) -> PrimeJobs:
+        if self.primes is None:
+            raise RuntimeError("the coordinator is not running")
+        return self.primes
+
     def _life(self) -> LifeJobs:
         if self.life is None:
             raise RuntimeError("the coordinator is not running")
         return self.life
 
-    def _tick(self, store: JobStore) -> None:
+    def _tick(self) -> None:
         now = self.clock()
         self._publish_health(now)
         if self._reconnected.is_set():
             self._reconnected.clear()
-            self._republish_ended(store)
+            self._guarded("republishing ended jobs", self._republish_ended)
         self._life().tick(now)
-        if now >= self._next_expiry_check:
-            self._next_expiry_check = now + 1.0
-            expiry = store.next_expiry()
-            if expiry is not None and expiry < now:
-                self._maybe_work = True
-                self._serve(store)
+        if now >= self._next_tick:
+            self._next_tick = now + 1.0
+            self._guarded("leasing again", lambda: self._prime().tick(now))
         if now >= self._next_status:
             self._next_status = now + self.status_interval
-            for job in list(self._tallies):
-                self._tallies[job].sample(now)
-                self._publish_status(store, job)
+            self._guarded("publishing statuses", lambda: self._prime().publish_statuses(now))
             self._life().publish_statuses()
 
     def health(self, now: float) -> Health:
         """The counters ``piswarm status --health`` shows for the coordinator."""
         stats = self.stats
+        rejected = self.prime_stats.results_rejected
         return Health(
             name=topics.COORDINATOR_NAME, process="coordinator", ts=now, started=self._started,
             malformed=stats.malformed,
-            refused=stats.requests_rejected + stats.results_rejected + self.janitor.removed,
+            refused=stats.requests_rejected + rejected + self.janitor.removed,
             dropped=stats.dropped,
             errors=stats.errors + stats.callback_errors + self.janitor.errors,
         )  # fmt: skip
@@ -308,13 +296,13 @@ class Coordinator:
             return MAX_RUNNING_JOBS
         return SUBMITTER_QUOTA
 
-    def _on_submit(self, store: JobStore, submitter: str, payload: bytes) -> None:
+    def _on_submit(self, submitter: str, payload: bytes) -> None:
         now = self.clock()
         try:
             request = jobs.decode_request(payload)
-            job = self._submitted(store, submitter, request)
+            job = self._submitted(submitter, request)
             if job is None:
-                job = self._start(store, submitter, request, now)
+                job = self._start(submitter, request, now)
         except ProtocolError as exc:
             self.stats.requests_rejected += 1
             log.warning("rejected job request from %s %r: %s", submitter, payload[:200], exc)
@@ -325,22 +313,19 @@ class Coordinator:
                                   ts=now, job=job))  # fmt: skip
 
     def _submitted(
-        self, store: JobStore, submitter: str, request: jobs.PrimesRequest | life.LifeRequest
+        self, submitter: str, request: jobs.PrimesRequest | life.LifeRequest
     ) -> str | None:
         """The job this submitter already started for this request id (a retry), if any."""
         if isinstance(request, life.LifeRequest):
             return self._life().store.submitted(submitter, request.request_id)
-        return store.submitted(submitter, request.request_id)
+        return self._prime().store.submitted(submitter, request.request_id)
 
     def _start(
-        self,
-        store: JobStore,
-        submitter: str,
-        request: jobs.PrimesRequest | life.LifeRequest,
-        now: float,
+        self, submitter: str, request: jobs.PrimesRequest | life.LifeRequest, now: float
     ) -> str:
         """Start a new job within the submitter's quota; ProtocolError says why not."""
-        running = store.running_count(submitter) + self._life().store.running_count(submitter)
+        running = sum(store.running_count(submitter)
+                      for store in (self._prime().store, self._life().store))  # fmt: skip
         quota = self.quota(submitter)
         if running >= quota:
             raise ProtocolError(
@@ -348,31 +333,17 @@ class Coordinator:
             )
         if isinstance(request, life.LifeRequest):
             job, _ = self._life().submit(request, now, submitter=submitter)
-            self.stats.jobs_submitted += 1
             return job
-        job, _ = store.submit(request, now, submitter=submitter)
-        self.stats.jobs_submitted += 1
-        self._tallies[job] = JobTally(store.info(job))
-        log.info(
-            "job %s from %s: primes in [%d, %d], %d blocks of %d",
-            job, submitter, request.start, request.end, request.blocks, request.block_size,
-        )  # fmt: skip
-        self._maybe_work = True
-        self._publish_status(store, job)
-        self._serve(store)
-        return job
+        return self._prime().submit(request, now, submitter)
 
-    def _on_cancel(self, store: JobStore, payload: bytes) -> None:
+    def _on_cancel(self, payload: bytes) -> None:
         now = self.clock()
         try:
             request = jobs.decode_cancel(payload)
             if request.job.startswith("l"):
                 self._life().cancel(request.job, now)
-                self._reply(jobs.JobReply(request_id=request.request_id, action="cancel",
-                                          ok=True, ts=now, job=request.job))  # fmt: skip
-                log.info("job %s cancelled", request.job)
-                return
-            store.cancel(request.job, now)
+            else:
+                self._prime().cancel(request.job, now)
         except (ProtocolError, KeyError, ValueError) as exc:
             self.stats.requests_rejected += 1
             message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
@@ -381,81 +352,10 @@ class Coordinator:
                                       ok=False, ts=now, error=message[:300]))  # fmt: skip
             return
         log.info("job %s cancelled", request.job)
-        self._publish_status(store, request.job)
         self._reply(jobs.JobReply(request_id=request.request_id, action="cancel", ok=True,
                                   ts=now, job=request.job))  # fmt: skip
 
-    def _publish_status(self, store: JobStore, job: str) -> None:
-        tally = self._tallies.get(job)
-        if tally is None:
-            return
-        if self._publish_tally(store, job, tally) != "running":
-            del self._tallies[job]  # its final status is retained; nothing more to count
-
-    def _publish_tally(self, store: JobStore, job: str, tally: JobTally) -> str:
-        """Publish a job's status and map (retained); returns its state."""
-        info = store.info(job)
-        status = tally.status(info, self.clock())
-        self._publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)
-        self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0,
-                      retain=True)  # fmt: skip
-        return info.state
-
-    # -- work ------------------------------------------------------------------------------
-
-    def _on_request(self, store: JobStore, topic: str, payload: bytes) -> None:
-        node = topics.parse_work_request_topic(topic)
-        request = work.decode_work_request(payload)
-        if request.node != node:
-            raise ProtocolError(f"request names node {request.node!r}", topic=topic)
-        self._wants.pop(node, None)
-        if request.holding is not None and node not in self._reconciled:
-            self._reconcile(store, node, request.held())
-        if request.want > 0:
-            if len(self._wants) >= MAX_WANTING_NODES:
-                log.warning("%d nodes waiting for work: ignoring %s", len(self._wants), node)
-                return
-            self._wants[node] = request.want
-            self._serve(store)
-
-    def _reconcile(self, store: JobStore, node: str, held: set[tuple[str, int]]) -> None:
-        """A node's first request since this coordinator started: leases it was given by
-        the previous one and does not hold go back to the pool now, not when they run out
-        (the old coordinator committed them, then died before the assignment went out)."""
-        if len(self._reconciled) < MAX_WANTING_NODES:
-            self._reconciled.add(node)
-        released = store.release_orphans(node, held, self._started + self.lease_seconds)
-        if released:
-            self.stats.leases_released += released
-            self._maybe_work = True
-            log.info("%s: %d blocks leased before the restart never reached it", node, released)
-
-    def _serve(self, store: JobStore) -> None:
-        """Lease blocks to the nodes that want some, in turn, while there are any.
-
-        Not while the broker is away: an assignment could not go out, and its block would
-        sit leased to a node that never heard of it until the lease ran out. The nodes ask
-        again when they are back, and the wants still remembered are served then."""
-        if not self._maybe_work:
-            return
-        if not self.connected.is_set():
-            self.stats.serves_held += 1
-            return
-        now = self.clock()
-        for node, want in list(self._wants.items()):
-            got = store.lease(node, now, self.lease_seconds, count=want)
-            for a in got:
-                assign = work.WorkAssign(job=a.job, block=a.block, lo=a.lo, hi=a.hi,
-                                         lease_s=self.lease_seconds)  # fmt: skip
-                self._publish(topics.node_work_assign(node), protocol.encode(assign), qos=1)
-            self.stats.blocks_assigned += len(got)
-            del self._wants[node]
-            if len(got) < want:
-                self._wants[node] = want - len(got)  # to the back of the line
-                self._maybe_work = False
-                return
-
-    def _on_node_status(self, store: JobStore, topic: str, payload: bytes) -> None:
+    def _on_node_status(self, topic: str, payload: bytes) -> None:
         if not payload:
             return  # a cleared retained status
         node, _leaf = topics.parse_node_topic(topic)
@@ -466,39 +366,7 @@ class Coordinator:
             self._life().node_online(node, status.life_strips)
         if isinstance(status, protocol.NodeOffline):
             self._life().node_offline(node)
-            self._wants.pop(node, None)
-            released = store.release_node(node)
-            if released:
-                self.stats.leases_released += released
-                log.info("node %s went offline: %d blocks back in the pool", node, released)
-                self._maybe_work = True
-                self._serve(store)
-
-    def _on_result(self, store: JobStore, topic: str, payload: bytes) -> None:
-        node, job, block = topics.parse_result_topic(topic)
-        now = self.clock()
-        try:
-            outcome = store.store_result(job, block, node, payload, now)
-        except ProtocolError as exc:
-            self.stats.results_rejected += 1
-            log.warning("rejected result from %s for %s/%d: %s", node, job, block, exc)
-            ack = work.ResultAck(job=job, block=block, outcome="rejected", error=str(exc)[:300])
-            self._publish(topics.node_acks(node), protocol.encode(ack), qos=1)
-            return
-        if outcome == "stored":
-            self.stats.results_stored += 1
-            tally = self._tallies.get(job)
-            if tally is not None:
-                header = protocol.primes.read_header(payload)
-                tally.add(block, node, header.count, header.last, now)
-                if tally.blocks_done >= tally.info.blocks:
-                    log.info("job %s done: %d primes", job, tally.primes)
-                    self._publish_status(store, job)
-        else:
-            self.stats.results_duplicate += 1
-            log.info("duplicate result from %s for %s/%d (already stored)", node, job, block)
-        ack = work.ResultAck(job=job, block=block, outcome=outcome)
-        self._publish(topics.node_acks(node), protocol.encode(ack), qos=1)
+            self._prime().node_offline(node)
 
     # -- MQTT (paho's thread, except _publish) ----------------------------------------------
 

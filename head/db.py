@@ -27,11 +27,14 @@ def request_key(submitter: str, request_id: str) -> str:
     return f"{submitter}/{request_id}"
 
 
-def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
-    """Give a table made by an older piswarm a column that newer code writes."""
+def add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> bool:
+    """Give a table made by an older piswarm a column that newer code writes; whether
+    it was missing."""
     names = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-    if column not in names:
-        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    if column in names:
+        return False
+    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return True
 
 
 class Store:

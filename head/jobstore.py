@@ -3,28 +3,45 @@
 Everything the coordinator knows lives here, so a restart (even after ``kill -9``) resumes
 every unfinished job where it stood. No MQTT and no clock of its own: callers pass
 ``now``. Memory stays bounded however many primes are found: results are BLOBs on disk,
-progress is aggregated by SQL, export streams one block at a time.
+export streams one block at a time.
 
-A block is ``pending`` until a node leases it, ``leased`` until its result is stored or
-its lease runs out (or its node goes offline), then ``pending`` again. Results are keyed
-by ``(job, block)``: the first valid one is stored, any later one (a frozen node waking
-up, a resend after a reconnect) is a harmless duplicate. Only a node that holds or held
-the block's lease may deliver it (``leases`` remembers every node a block was given to):
-in a lab any student's Pi can publish a result for any block.
+No work grows with a job's size. A job is a range and a cursor (``next_block``): a block
+gets a row in ``blocks`` when it is first leased, so a job of a billion blocks is accepted
+with one INSERT. A row is ``leased`` until its result is stored (``done``) or its lease
+runs out or its node goes offline (``pending`` again, leased before any block the cursor
+has not reached yet). The job's row keeps its totals (blocks done, primes, twin pairs,
+largest gap), updated as each result is stored, so neither a result nor a status counts
+rows. Results are keyed by ``(job, block)``: the first valid one is stored, any later one
+(a frozen node waking up, a resend after a reconnect) is a harmless duplicate. Only a
+node that holds or held the block's lease may deliver it: ``leases`` remembers every node
+a block was taken back from; in a lab any student's Pi can publish a result for any block.
+
+Storing is in two steps, so that the expensive check of a result can run elsewhere:
+:meth:`JobStore.claim` (is this node owed this block?), then, once the payload is
+checked, :meth:`JobStore.store_checked` stores a batch of them in one commit.
 """
 
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from head.db import Store, request_key
+from head.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
-from piswarm.protocol.jobs import PrimesRequest
-from piswarm.protocol.primes import check_block, checksum, decode_primes
+from piswarm.protocol.counts import (
+    BlockSummary,
+    check_result,
+    edge,
+    is_summary,
+    larger_gap,
+    summarize,
+)
+from piswarm.protocol.jobs import Keep, PrimesRequest
+from piswarm.protocol.primes import decode_primes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,7 +56,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL CHECK (state IN ('running', 'done', 'cancelled')),
     created REAL NOT NULL,
     finished REAL,
-    submitter TEXT NOT NULL DEFAULT ''
+    submitter TEXT NOT NULL DEFAULT '',
+    keep TEXT NOT NULL DEFAULT 'primes',
+    next_block INTEGER NOT NULL DEFAULT 0,
+    blocks_done INTEGER NOT NULL DEFAULT 0,
+    primes INTEGER NOT NULL DEFAULT 0,
+    largest INTEGER,
+    twins INTEGER,
+    gap INTEGER,
+    gap_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS blocks (
     job TEXT NOT NULL REFERENCES jobs(id),
@@ -53,6 +78,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (job, block)
 );
 CREATE INDEX IF NOT EXISTS blocks_open ON blocks (state, job, block);
+CREATE INDEX IF NOT EXISTS blocks_expiry ON blocks (state, lease_until);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT NOT NULL,
     block INTEGER NOT NULL,
@@ -69,18 +95,20 @@ CREATE TABLE IF NOT EXISTS results (
     crc32 INTEGER NOT NULL,
     data BLOB NOT NULL,
     stored REAL NOT NULL,
+    twins INTEGER NOT NULL DEFAULT 0,
+    gap INTEGER NOT NULL DEFAULT 0,
+    gap_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job, block)
 );
 """
 
-Outcome = Literal["stored", "duplicate"]
-
-_REOPEN = "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "
-"""A leased block back in the pool (cancel, node gone, lease never delivered)."""
+Outcome = Literal["stored", "duplicate", "rejected"]
 
 KNOWN_PI = {10**4: 1229, 10**5: 9592, 10**6: 78_498, 10**7: 664_579, 10**8: 5_761_455,
             10**9: 50_847_534, 10**10: 455_052_511}  # fmt: skip
 """pi(x): how many primes are <= x (what a job [1, x] must find)."""
+KNOWN_TWINS = {10**6: 8_169, 10**9: 3_424_506}
+"""Twin prime pairs below x (OEIS A007508)."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +118,12 @@ class Assignment:
     lo: int  # half-open [lo, hi)
     hi: int
     lease_until: float
+    keep: Keep = "primes"
 
 
 @dataclass(frozen=True)
 class JobInfo:
-    """A job's own row: what was asked and where it stands (no counting of results)."""
+    """A job's own row: what was asked, where it stands, and its totals so far."""
 
     job: str
     name: str
@@ -105,21 +134,55 @@ class JobInfo:
     blocks: int
     created: float
     finished: float | None
+    keep: Keep = "primes"
+    blocks_done: int = 0
+    primes: int = 0
+    largest: int | None = None
+    twins: int | None = None  # None: a job stored before piswarm counted them
+    gap: int | None = None
+    gap_at: int | None = None
+
+    @property
+    def blocks_total(self) -> int:
+        return self.blocks
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        lo = self.start + block * self.block_size
+        return lo, min(lo + self.block_size, self.end + 1)
+
+
+Progress = JobInfo
+"""What ``job verify`` and ``job list`` read (the job's row holds its totals)."""
+
+_INFO_QUERY = ("SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
+               "keep, blocks_done, primes, largest, twins, gap, gap_at FROM jobs ")  # fmt: skip
+
+
+_OPEN = ("SELECT j.created, b.block, b.job, b.lo, b.hi, j.keep, b.node FROM blocks b "
+         "JOIN jobs j ON j.id = b.job WHERE j.state = 'running' AND ")  # fmt: skip
+_GIVEN_BACK = _OPEN + "b.state = 'pending' ORDER BY j.created, b.block LIMIT ?"
+_RUN_OUT = _OPEN + "b.state = 'leased' AND b.lease_until < ? ORDER BY j.created, b.block LIMIT ?"
 
 
 @dataclass(frozen=True)
-class Progress:
+class Claim:
+    """A result this node may deliver: its block's range, and what the job keeps."""
+
     job: str
-    name: str
-    state: str
-    start: int
-    end: int
-    blocks_done: int
-    blocks_total: int
-    primes: int
-    largest: int | None
-    created: float
-    finished: float | None
+    block: int
+    node: str
+    lo: int
+    hi: int
+    keep: Keep
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A claimed result whose payload passed the check."""
+
+    claim: Claim
+    summary: BlockSummary
+    data: bytes
 
 
 class JobStore(Store):
@@ -129,12 +192,40 @@ class JobStore(Store):
     jobs_table = "jobs"
     name = "job store"
 
+    def migrate(self, db: sqlite3.Connection) -> None:
+        """A file from before the cursor: every block of a job had its row from the
+        start, so the cursor is past the rows there are, and the totals are counted
+        once from the results (twin pairs and gaps stay unknown: ``None``)."""
+        super().migrate(db)
+        add_column(db, "jobs", "keep", "TEXT NOT NULL DEFAULT 'primes'")
+        for column in ("twins", "gap", "gap_at"):
+            add_column(db, "results", column, "INTEGER NOT NULL DEFAULT 0")
+        if not add_column(db, "jobs", "next_block", "INTEGER NOT NULL DEFAULT 0"):
+            return
+        for column in ("blocks_done", "primes"):
+            add_column(db, "jobs", column, "INTEGER NOT NULL DEFAULT 0")
+        for column in ("largest", "twins", "gap", "gap_at"):
+            add_column(db, "jobs", column, "INTEGER")
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE jobs SET next_block = (SELECT COUNT(*) FROM blocks b WHERE b.job = id),"
+                " blocks_done = (SELECT COUNT(*) FROM results r WHERE r.job = id),"
+                " primes = (SELECT COALESCE(SUM(count), 0) FROM results r WHERE r.job = id),"
+                " largest = (SELECT MAX(CASE WHEN count > 0 THEN last END) FROM results r"
+                " WHERE r.job = id)"
+            )
+            db.execute(  # an ended job's open blocks were left pending: no longer needed
+                "DELETE FROM blocks WHERE state != 'done' AND job IN "
+                "(SELECT id FROM jobs WHERE state != 'running')"
+            )
+
     # -- jobs ---------------------------------------------------------------------------
 
     def submit(
         self, request: PrimesRequest, now: float, *, submitter: str = ""
     ) -> tuple[str, bool]:
-        """Store a validated request and its blocks: ``(job id, True)``.
+        """Store a validated request (one row, whatever its size): ``(job id, True)``.
 
         A request whose ``request_id`` the same submitter sent before (a retry, a duplicate
         delivery) starts nothing: ``(the first job's id, False)``. Request ids are the
@@ -144,24 +235,20 @@ class JobStore(Store):
         if known is not None:
             return known, False
         job = f"p{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
-        rows = ((job, i, *request.block_range(i)) for i in range(request.blocks))
         key = request_key(submitter, request.request_id) if request.request_id else None
         with self.db:
-            self.db.execute("BEGIN")
             self.db.execute(
                 "INSERT INTO jobs (id, kind, request_id, name, start, end_, block_size, blocks,"
-                " state, created, finished, submitter)"
-                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)",
-                (job, key, request.name, request.start, request.end,
-                 request.block_size, request.blocks, now, submitter),
+                " state, created, finished, submitter, keep, twins, gap, gap_at)"
+                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, 0, 0, 0)",
+                (job, key, request.name, request.start, request.end, request.block_size,
+                 request.blocks, now, submitter, request.keep),
             )  # fmt: skip
-            self.db.executemany(
-                "INSERT INTO blocks (job, block, lo, hi, state) VALUES (?, ?, ?, ?, 'pending')",
-                rows,
-            )
         return job, True
 
     def cancel(self, job: str, now: float) -> None:
+        """Stop a running job: its open blocks are forgotten (their nodes' results are
+        refused as the job's), its results are kept."""
         with self.db:
             self.db.execute("BEGIN")
             cur = self.db.execute(
@@ -172,10 +259,8 @@ class JobStore(Store):
             if cur.rowcount == 0:
                 self.require(job)
                 raise ValueError(f"job {job} is not running")
-            self.db.execute(
-                _REOPEN + "WHERE job = ? AND state = 'leased'",
-                (job,),
-            )
+            self._remember_holders("job = ? AND state != 'done'", (job,))
+            self.db.execute("DELETE FROM blocks WHERE job = ? AND state != 'done'", (job,))
 
     def require(self, job: str) -> None:
         """Raise ``KeyError`` unless ``job`` exists."""
@@ -194,43 +279,107 @@ class JobStore(Store):
         )
         return [r[0] for r in rows]
 
-    def jobs(self, limit: int = 50) -> list[Progress]:
-        rows = self.db.execute("SELECT id FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
-        return [self.progress(r[0]) for r in rows.fetchall()]
+    def jobs(self, limit: int = 50) -> list[JobInfo]:
+        rows = self.db.execute(_INFO_QUERY + "ORDER BY created DESC LIMIT ?", (limit,))
+        return [JobInfo(*row) for row in rows.fetchall()]
 
     # -- leases -------------------------------------------------------------------------
 
     def lease(self, node: str, now: float, seconds: float, count: int = 1) -> list[Assignment]:
-        """Up to ``count`` open blocks, oldest job first, leased to ``node`` in one commit.
+        """Up to ``count`` blocks for ``node``, in one commit (:meth:`lease_many`)."""
+        return self.lease_many([(node, count)], now, seconds).get(node, [])
 
-        Open means pending, or leased with the lease run out (``lease_until < now``).
-        """
+    def lease_many(
+        self, wants: Sequence[tuple[str, int]], now: float, seconds: float
+    ) -> dict[str, list[Assignment]]:
+        """Serve each ``(node, count)`` in turn, all in one commit: blocks given back
+        (pending, or leased with the lease run out before ``now``) and then new ones from
+        the jobs' cursors, the oldest job first. A node whose want could not be met in
+        full is the last one served."""
         until = now + seconds
+        served: dict[str, list[Assignment]] = {}
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            rows = self.db.execute(
-                "SELECT b.job, b.block, b.lo, b.hi FROM blocks b JOIN jobs j ON j.id = b.job "
-                "WHERE j.state = 'running' AND (b.state = 'pending' "
-                "OR (b.state = 'leased' AND b.lease_until < ?)) "
-                "ORDER BY j.created, b.block LIMIT ?",
-                (now, count),
-            ).fetchall()
-            self.db.executemany(
-                "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
-                "attempts = attempts + 1 WHERE job = ? AND block = ?",
-                [(node, until, job, block) for job, block, _lo, _hi in rows],
-            )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
-                [(job, block, node) for job, block, _lo, _hi in rows],
-            )
-        return [Assignment(j, b, lo, hi, until) for j, b, lo, hi in rows]
+            for node, count in wants:
+                got = self._take(node, count, now, until)
+                if got:
+                    served[node] = got
+                if len(got) < count:
+                    break
+        return served
+
+    def _take(self, node: str, count: int, now: float, until: float) -> list[Assignment]:
+        if count <= 0:
+            return []
+        # (created, block, job, lo, hi, keep, the row's holder, a new row)
+        taken: list[tuple[float, int, str, int, int, Keep, str | None, bool]] = []
+        for query, params in ((_GIVEN_BACK, (count,)), (_RUN_OUT, (now, count))):
+            taken += [(*row, False) for row in self.db.execute(query, params)]
+        fresh = 0
+        for row in self.db.execute(
+            _INFO_QUERY + "WHERE state = 'running' AND next_block < blocks ORDER BY created"
+        ):
+            info = JobInfo(*row)
+            cursor = self._cursor(info.job)
+            for block in range(cursor, min(info.blocks, cursor + count - fresh)):
+                taken.append((info.created, block, info.job, *info.block_range(block),
+                              info.keep, None, True))  # fmt: skip
+                fresh += 1
+            if fresh >= count:
+                break
+        taken.sort(key=lambda t: (t[0], t[1]))
+        taken = taken[:count]
+        old = [t for t in taken if not t[7]]
+        self.db.executemany(  # an expired lease's node may still deliver
+            "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
+            [(t[2], t[1], t[6]) for t in old if t[6] is not None],
+        )
+        self.db.executemany(
+            "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
+            "attempts = attempts + 1 WHERE job = ? AND block = ?",
+            [(node, until, t[2], t[1]) for t in old],
+        )
+        new = [(t[2], t[1], t[3], t[4], node, until) for t in taken if t[7]]
+        self.db.executemany(
+            "INSERT INTO blocks (job, block, lo, hi, state, node, lease_until, attempts) "
+            "VALUES (?, ?, ?, ?, 'leased', ?, ?, 1)",
+            new,
+        )
+        cursors: dict[str, int] = {}
+        for job, block, *_ in new:
+            cursors[job] = max(cursors.get(job, 0), block + 1)
+        self.db.executemany(
+            "UPDATE jobs SET next_block = ? WHERE id = ?", [(c, j) for j, c in cursors.items()]
+        )
+        return [Assignment(t[2], t[1], t[3], t[4], until, t[5]) for t in taken]
+
+    def _cursor(self, job: str) -> int:
+        return int(
+            self.db.execute("SELECT next_block FROM jobs WHERE id = ?", (job,)).fetchone()[0]
+        )
+
+    def _remember_holders(self, where: str, params: tuple[object, ...]) -> None:
+        """Before blocks are taken from their nodes: those nodes may still deliver them."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO leases SELECT job, block, node FROM blocks "  # noqa: S608
+            f"WHERE node IS NOT NULL AND {where}",  # (our own fragments)
+            params,
+        )
+
+    def _reopen(self, where: str, params: tuple[object, ...]) -> int:
+        """Leased blocks back in the pool (node gone, lease never delivered)."""
+        self._remember_holders(f"state = 'leased' AND {where}", params)
+        cur = self.db.execute(
+            "UPDATE blocks SET state = 'pending', node = NULL, lease_until = NULL "  # noqa: S608
+            f"WHERE state = 'leased' AND {where}",  # (our own fragments)
+            params,
+        )
+        return cur.rowcount
 
     def next_expiry(self) -> float | None:
-        """When the earliest lease of a running job runs out (``None``: no leases)."""
+        """When the earliest lease runs out (``None``: no leases)."""
         row = self.db.execute(
-            "SELECT MIN(b.lease_until) FROM blocks b JOIN jobs j ON j.id = b.job "
-            "WHERE j.state = 'running' AND b.state = 'leased'"
+            "SELECT MIN(lease_until) FROM blocks WHERE state = 'leased'"
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -254,39 +403,34 @@ class JobStore(Store):
                 (node, before),
             ).fetchall()
             orphans = [(job, block) for job, block in rows if (job, block) not in holding]
-            self.db.executemany(
-                _REOPEN + "WHERE job = ? AND block = ? AND state = 'leased'",
-                orphans,
-            )
+            for job, block in orphans:
+                self._reopen("job = ? AND block = ?", (job, block))
         return len(orphans)
 
     def release_node(self, node: str) -> int:
         """A node went offline: its leased blocks are open again. Returns how many."""
         with self.db:
-            cur = self.db.execute(
-                _REOPEN + "WHERE node = ? AND state = 'leased'",
-                (node,),
-            )
-        return cur.rowcount
+            self.db.execute("BEGIN IMMEDIATE")
+            return self._reopen("node = ?", (node,))
 
     # -- results ------------------------------------------------------------------------
 
-    def store_result(self, job: str, block: int, node: str, data: bytes, now: float) -> Outcome:
-        """Check and store a block's primes; a second result for a block is a duplicate.
-
-        Raises :class:`ProtocolError` (stores nothing) for a result that cannot be right:
-        unknown job or block, from a node that never held its lease, corrupt encoding, a
-        wrong CRC, primes outside the block or gaps no primes leave (:func:`check_block`,
-        which inflates nothing larger than the block can hold).
-        """
+    def claim(self, job: str, block: int, node: str) -> Claim | None:
+        """Whether ``node`` may deliver this block: its :class:`Claim`, or ``None`` when
+        the block is already stored (a duplicate). Raises :class:`ProtocolError` for a
+        result that cannot be taken: unknown job or block, a node that never held the
+        block's lease, a job that is not running."""
         row = self.db.execute(
-            "SELECT b.lo, b.hi, b.state, b.node, j.state FROM blocks b "
+            "SELECT b.lo, b.hi, b.state, b.node, j.state, j.keep FROM blocks b "
             "JOIN jobs j ON j.id = b.job WHERE b.job = ? AND b.block = ?",
             (job, block),
         ).fetchone()
         if row is None:
-            raise ProtocolError(f"no block {block} in job {job}")
-        lo, hi, block_state, holder, job_state = row
+            info = self.db.execute("SELECT blocks FROM jobs WHERE id = ?", (job,)).fetchone()
+            if info is None or not 0 <= block < info[0]:
+                raise ProtocolError(f"no block {block} in job {job}")
+            raise ProtocolError(f"block {block} of job {job} was never given to {node}")
+        lo, hi, block_state, holder, job_state, keep = row
         if (
             holder != node
             and self.db.execute(
@@ -296,70 +440,114 @@ class JobStore(Store):
         ):
             raise ProtocolError(f"block {block} of job {job} was never given to {node}")
         if block_state == "done":
-            return "duplicate"
+            return None
         if job_state != "running":
             raise ProtocolError(f"job {job} is {job_state}")
-        header = check_block(data, lo, hi)
-        first = header.first
+        return Claim(job, block, node, lo, hi, keep)
+
+    @staticmethod
+    def check(claim: Claim, data: bytes) -> Checked:
+        """Check a claimed result's payload (pure CPU, no database: any thread may run
+        it). It must be what the job keeps: a summary (count-only) or the primes."""
+        if is_summary(data) != (claim.keep == "counts"):
+            want = "a summary" if claim.keep == "counts" else "its primes"
+            raise ProtocolError(f"job {claim.job} keeps {claim.keep}: send {want}")
+        return Checked(claim, check_result(data, claim.lo, claim.hi), data)
+
+    def store_checked(
+        self, batch: Sequence[Checked], now: float
+    ) -> list[tuple[Outcome, str | None]]:
+        """Store checked results in one commit; per result ``(outcome, error)``. A job
+        whose last block is stored is ``done``."""
+        outcomes: list[tuple[Outcome, str | None]] = []
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            cur = self.db.execute(
-                "UPDATE blocks SET state = 'done', node = ?, lease_until = NULL "
-                "WHERE job = ? AND block = ? AND state != 'done'",
-                (node, job, block),
-            )
-            if cur.rowcount == 0:  # stored by someone else between our read and now
-                return "duplicate"
-            self.db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job, block, node, header.count, first, header.last, header.crc32, data, now),
-            )  # fmt: skip
-            open_blocks = self.db.execute(
-                "SELECT COUNT(*) FROM blocks WHERE job = ? AND state != 'done'", (job,)
-            ).fetchone()[0]
-            if open_blocks == 0:
-                self.db.execute(
-                    "UPDATE jobs SET state = 'done', finished = ? WHERE id = ?", (now, job)
-                )
-        return "stored"
+            for item in batch:
+                outcomes.append(self._store(item, now))
+        return outcomes
+
+    def _store(self, item: Checked, now: float) -> tuple[Outcome, str | None]:
+        c, s = item.claim, item.summary
+        row = self.db.execute(
+            "SELECT state, node FROM blocks WHERE job = ? AND block = ?", (c.job, c.block)
+        ).fetchone()
+        if row is None:
+            return "rejected", f"job {c.job} is not running"  # cancelled since the claim
+        if row[0] == "done":
+            return "duplicate", None
+        info = self.info(c.job)
+        if info.state != "running":
+            return "rejected", f"job {c.job} is {info.state}"
+        if row[1] is not None and row[1] != c.node:  # it may still deliver: a duplicate
+            self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
+                            (c.job, c.block, row[1]))  # fmt: skip
+        self.db.execute(
+            "UPDATE blocks SET state = 'done', node = ?, lease_until = NULL "
+            "WHERE job = ? AND block = ?",
+            (c.node, c.job, c.block),
+        )
+        self.db.execute(
+            "INSERT INTO results (job, block, node, count, first, last, crc32, data, stored,"
+            " twins, gap, gap_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (c.job, c.block, c.node, s.count, s.first, s.last, s.crc32, item.data, now,
+             s.twins, s.gap, s.gap_at),
+        )  # fmt: skip
+        twins, gap, gap_at = s.twins, s.gap, s.gap_at
+        for block, count, first, last in self.db.execute(
+            "SELECT block, count, first, last FROM results WHERE job = ? AND block IN (?, ?)",
+            (c.job, c.block - 1, c.block + 1),
+        ).fetchall():
+            between = edge((count, last), s) if block < c.block else edge(s, (count, first))
+            twins += between.twin
+            gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
+        done = info.blocks_done + 1
+        largest = info.largest
+        if s.count and (largest is None or s.last > largest):
+            largest = s.last
+        total_twins = None if info.twins is None else info.twins + twins
+        total_gap, total_at = (None, None)
+        if info.gap is not None and info.gap_at is not None:
+            total_gap, total_at = larger_gap(info.gap, info.gap_at, gap, gap_at)
+        self.db.execute(
+            "UPDATE jobs SET blocks_done = ?, primes = primes + ?, largest = ?, twins = ?, "
+            "gap = ?, gap_at = ?, state = ?, finished = ? WHERE id = ?",
+            (done, s.count, largest, total_twins, total_gap, total_at,
+             "done" if done >= info.blocks else "running",
+             now if done >= info.blocks else None, c.job),
+        )  # fmt: skip
+        return "stored", None
+
+    def store_result(self, job: str, block: int, node: str, data: bytes, now: float) -> Outcome:
+        """Claim, check and store one result (raises :class:`ProtocolError` like
+        :meth:`claim` and :meth:`check`; stores nothing then)."""
+        claim = self.claim(job, block, node)
+        if claim is None:
+            return "duplicate"
+        ((outcome, error),) = self.store_checked([self.check(claim, data)], now)
+        if outcome == "rejected":
+            raise ProtocolError(error or "rejected")
+        return outcome
 
     # -- reading ------------------------------------------------------------------------
 
     def info(self, job: str) -> JobInfo:
-        row = self.db.execute(
-            "SELECT id, name, state, start, end_, block_size, blocks, created, finished "
-            "FROM jobs WHERE id = ?",
-            (job,),
-        ).fetchone()
+        row = self.db.execute(_INFO_QUERY + "WHERE id = ?", (job,)).fetchone()
         if row is None:
             raise KeyError(f"no job {job}")
         return JobInfo(*row)
 
-    def progress(self, job: str) -> Progress:
-        row = self.db.execute(
-            "SELECT name, state, start, end_, blocks, created, finished FROM jobs WHERE id = ?",
-            (job,),
-        ).fetchone()
-        if row is None:
-            raise KeyError(f"no job {job}")
-        name, state, start, end, total, created, finished = row
-        done, primes, largest = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(count), 0), MAX(CASE WHEN count > 0 THEN last END) "
-            "FROM results WHERE job = ?",
-            (job,),
-        ).fetchone()
-        return Progress(job, name, state, start, end, done, total, primes, largest, created,
-                        finished)  # fmt: skip
+    progress = info
 
-    def contributions(self, job: str) -> Iterator[tuple[int, str, int, int]]:
-        """``(block, node, count, last)`` of every stored result, in block order."""
+    def contributions(self, job: str) -> Iterator[tuple[int, str, int]]:
+        """``(block, node, count)`` of every stored result, in block order."""
         yield from self.db.execute(
-            "SELECT block, node, count, last FROM results WHERE job = ? ORDER BY block", (job,)
+            "SELECT block, node, count FROM results WHERE job = ? ORDER BY block", (job,)
         )
 
     def export(self, job: str) -> Iterator[np.ndarray]:
         """The primes of a job in ascending order, one block at a time (bounded memory)."""
-        self.require(job)
+        if self.info(job).keep == "counts":
+            raise ValueError(f"job {job} kept counts only: it has no primes to export")
         cursor = self.db.execute("SELECT data FROM results WHERE job = ? ORDER BY block", (job,))
         for (data,) in cursor:
             yield decode_primes(data).primes
@@ -369,39 +557,56 @@ class JobStore(Store):
     ) -> list[str]:
         """Problems found re-reading every stored block (an empty list: all is well).
 
-        ``recompute(lo, hi)``, when given, lists the primes of each block again here: a
-        node can send a list of the right length, inside its block, with a CRC that
-        matches it, of numbers that are not the primes; only computing them again
-        finds it (and names the node)."""
+        Each block's data is checked again and must match what was stored of it; the
+        job's totals (primes, twin pairs, largest gap, edges between blocks included)
+        are added up again from the blocks. ``recompute(lo, hi)``, when given, lists the
+        primes of each block again here: a node can send a list of the right length,
+        inside its block, with a CRC that matches it, of numbers that are not the primes
+        (or a summary of made-up numbers); only computing them again finds it (and names
+        the node)."""
+        info = self.info(job)
         problems = []
-        recounted = 0  # from the data itself, not from the stored counts
+        primes = twins = gap = gap_at = 0
+        before: tuple[int, BlockSummary] | None = None  # the last block read, and its number
         rows = self.db.execute(
-            "SELECT r.block, r.node, r.count, r.crc32, r.data, b.lo, b.hi FROM results r "
-            "JOIN blocks b ON b.job = r.job AND b.block = r.block WHERE r.job = ? "
-            "ORDER BY r.block",
+            "SELECT block, node, count, first, last, twins, gap, gap_at, crc32, data "
+            "FROM results WHERE job = ? ORDER BY block",
             (job,),
         )
-        for block, node, count, crc, data, lo, hi in rows:
+        for block, node, *stored_fields, data in rows:
+            lo, hi = info.block_range(block)
+            stored = BlockSummary(*stored_fields)
             try:
-                decoded = decode_primes(data)
+                again = check_result(data, lo, hi)
             except ProtocolError as exc:
                 problems.append(f"block {block}: {exc}")
                 continue
-            recounted += decoded.count
-            if decoded.count != count or decoded.crc32 != crc:
+            if again != stored:
                 problems.append(f"block {block}: stored count/CRC differ from its data")
-            if decoded.count and (decoded.first < lo or decoded.last >= hi):
-                problems.append(f"block {block}: primes outside [{lo}, {hi})")
             if recompute is not None:
-                again = recompute(lo, hi)
-                if again.size != decoded.count or checksum(again) != decoded.crc32:
+                computed = summarize(recompute(lo, hi))
+                if computed != again:
                     problems.append(f"block {block} from {node}: not the primes of [{lo}, {hi}) "
-                                    f"(recomputed here: {again.size:,} primes)")  # fmt: skip
-        progress = self.progress(job)
-        if progress.blocks_done != progress.blocks_total:
-            problems.append(f"{progress.blocks_total - progress.blocks_done} blocks missing")
-        elif progress.start <= 2 and progress.end in KNOWN_PI:
-            expected = KNOWN_PI[progress.end]
-            if recounted != expected:
-                problems.append(f"{recounted} primes found, pi({progress.end}) = {expected}")
+                                    f"(recomputed here: {computed.count:,} primes)")  # fmt: skip
+            primes += again.count
+            twins += again.twins
+            gap, gap_at = larger_gap(gap, gap_at, again.gap, again.gap_at)
+            if before is not None and before[0] == block - 1:
+                between = edge(before[1], again)
+                twins += between.twin
+                gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
+            before = block, again
+        if info.blocks_done != info.blocks:
+            problems.append(f"{info.blocks - info.blocks_done} blocks missing")
+            return problems
+        if primes != info.primes:
+            problems.append(f"{primes} primes in the blocks, {info.primes} in the job's total")
+        if info.twins is not None and (twins, gap, gap_at) != (info.twins, info.gap, info.gap_at):
+            problems.append(f"the blocks give {twins} twin pairs and a largest gap of {gap} "
+                            f"after {gap_at}, the job's totals {info.twins}, {info.gap} "
+                            f"after {info.gap_at}")  # fmt: skip
+        if info.start <= 2 and info.end in KNOWN_PI and primes != KNOWN_PI[info.end]:
+            problems.append(f"{primes} primes found, pi({info.end}) = {KNOWN_PI[info.end]}")
+        if info.start <= 3 and info.end in KNOWN_TWINS and twins != KNOWN_TWINS[info.end]:
+            problems.append(f"{twins} twin pairs found, {KNOWN_TWINS[info.end]} below {info.end}")
         return problems

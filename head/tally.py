@@ -32,9 +32,11 @@ class JobTally:
         self.info = info
         self.blocks_done = 0
         self.primes = 0
-        self.largest: int | None = None
         self.cells = max(1, min(cells, info.blocks))
-        self._cell_total = np.bincount(self._cell_of(np.arange(info.blocks)), minlength=self.cells)
+        # Cell c holds the blocks b with b * cells // blocks == c: from ceil(c * blocks /
+        # cells) up to the next cell's first (arithmetic: a job may have 1e12 blocks).
+        firsts = -(-np.arange(self.cells + 1, dtype=np.int64) * max(1, info.blocks) // self.cells)
+        self._cell_total = np.diff(firsts)
         self._cell_done = np.zeros(self.cells, dtype=np.int64)
         self._cell_owner = np.full(self.cells, -1, dtype=np.int64)
         self._node_index: dict[str, int] = {}
@@ -44,12 +46,10 @@ class JobTally:
     def _cell_of(self, block: np.ndarray | int) -> np.ndarray:
         return np.asarray(block, dtype=np.int64) * self.cells // max(1, self.info.blocks)
 
-    def add(self, block: int, node: str, count: int, last: int, now: float) -> None:
+    def add(self, block: int, node: str, count: int, now: float) -> None:
         """One stored result (never call it for a duplicate)."""
         self.blocks_done += 1
         self.primes += count
-        if count and (self.largest is None or last > self.largest):
-            self.largest = last
         entry = self._nodes.setdefault(node, _Node())
         entry.blocks += 1
         entry.primes += count
@@ -73,7 +73,7 @@ class JobTally:
     def status(self, info: JobInfo, now: float) -> JobStatus:
         self.info = info
         rate, blocks_per_s = self._rates(now)
-        remaining = info.blocks - self.blocks_done
+        remaining = info.blocks - info.blocks_done
         eta: float | None = None
         if info.state == "running" and blocks_per_s > 0:
             eta = round(min(remaining / blocks_per_s, 1e10), 1)
@@ -88,10 +88,10 @@ class JobTally:
             start=info.start,
             end=info.end,
             block_size=info.block_size,
-            blocks_done=self.blocks_done,
+            blocks_done=info.blocks_done,
             blocks_total=info.blocks,
-            primes=self.primes,
-            largest=self.largest,
+            primes=info.primes,
+            largest=info.largest,
             rate=round(rate, 1),
             eta_s=eta,
             nodes=sum(1 for n in self._nodes.values() if now - n.last_seen <= RATE_WINDOW),
@@ -102,6 +102,10 @@ class JobTally:
             created=info.created,
             finished=info.finished,
             ts=now,
+            keep=info.keep,
+            twins=info.twins,
+            gap=info.gap,
+            gap_at=info.gap_at,
         )
 
     def job_map(self) -> JobMap:

@@ -58,12 +58,17 @@ def _worker_backend(name: str) -> "SieveBackend":
     return select_backend(cast(BackendName, name))
 
 
-def compute_block(lo: int, hi: int, backend: str) -> bytes:
-    """The encoded primes of ``[lo, hi)``: what a worker process runs. numpy is imported
-    here, in the worker, not by the agent's main process."""
+def compute_block(lo: int, hi: int, backend: str, keep: str = "primes") -> bytes:
+    """The result of ``[lo, hi)``: its encoded primes, or their summary when the job
+    keeps counts only. What a worker process runs; numpy is imported here, in the
+    worker, not by the agent's main process."""
+    from piswarm.protocol.counts import encode_summary, summarize
     from piswarm.protocol.primes import encode_primes
 
-    return encode_primes(_worker_backend(backend).primes(lo, hi))
+    primes = _worker_backend(backend).primes(lo, hi)
+    if keep == "counts":
+        return encode_summary(summarize(primes))
+    return encode_primes(primes)
 
 
 def warm_up(backend: str) -> None:
@@ -155,8 +160,8 @@ class Workers:
         for _ in range(self.count):
             self._submit(warm_up, backend)
 
-    def submit(self, lo: int, hi: int, backend: str) -> "Future[bytes]":
-        return self._submit(compute_block, lo, hi, backend)
+    def submit(self, lo: int, hi: int, backend: str, keep: str = "primes") -> "Future[bytes]":
+        return self._submit(compute_block, lo, hi, backend, keep)
 
     def _submit(self, fn: Callable[..., _T], *args: Any) -> "Future[_T]":
         with self._lock, stop_signals_held():  # the pool may start a worker here
@@ -287,13 +292,12 @@ class WorkRunner:
 
     def _on_ack(self, ack: work.ResultAck) -> None:
         with self._lock:
-            entry = self._unacked.pop((ack.job, ack.block), None)
+            entries = [self._unacked.pop((ack.job, block), None) for block in ack.blocks]
             self._events = True
-        if entry is None:
-            return  # an ack for a resend we already had acked
-        self.stats.acks += 1
-        if ack.outcome == "rejected":
-            self.stats.rejected += 1
+        acked = sum(entry is not None for entry in entries)  # none: a resend acked before
+        self.stats.acks += acked
+        if acked and ack.outcome == "rejected":
+            self.stats.rejected += acked
             log.warning(
                 "%s: coordinator rejected block %s/%d: %s",
                 self.node_id, ack.job, ack.block, ack.error,
@@ -346,7 +350,7 @@ class WorkRunner:
         return now + min(self.rerequest_every, self.resend_after)
 
     def _start(self, assign: work.WorkAssign) -> None:
-        future = self.workers.submit(assign.lo, assign.hi, self.backend)
+        future = self.workers.submit(assign.lo, assign.hi, self.backend, assign.keep)
         self._running += 1
         self._computing.add((assign.job, assign.block))
         future.add_done_callback(functools.partial(self._done, assign))

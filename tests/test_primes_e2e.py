@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 
 from head.jobstore import JobStore
 from node_agent.sieve import small_primes
@@ -26,9 +27,9 @@ FAR = 10**12  # far out, where no block is trivial
 BLOCK = 10**7
 
 
-def submit(broker, users, start, end, block=BLOCK):
+def submit(broker, users, start, end, block=BLOCK, keep="primes"):
     done = piswarm("job", "primes", str(start), str(end), "--block-size", str(block),
-                   *job_flags(broker, users), "--timeout", "20")  # fmt: skip
+                   "--keep", keep, *job_flags(broker, users), "--timeout", "20")  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode().strip()
 
@@ -107,14 +108,15 @@ def test_three_agents_find_pi_of_1e7_and_the_export_is_the_reference(
     assert final.primes == 664_579 and final.largest == 9_999_991
 
 
+@pytest.mark.parametrize("keep", ["primes", "counts"])
 def test_an_agent_killed_mid_block_loses_nothing(broker, users, agents, coordinator, recorder,
-                                                 tmp_path):  # fmt: skip
+                                                 tmp_path, keep):  # fmt: skip
     coordinator()
     viewer = recorder("viewer")
     viewer.wait_connected()
     victim = held_agent(agents, viewer, "node-a")
     lo, hi = FAR, FAR + 40 * BLOCK
-    job = submit(broker, users, lo, hi - 1)
+    job = submit(broker, users, lo, hi - 1, keep=keep)
     viewer.wait_for(assigned_to("node-a", job), timeout=60)  # blocks it will never finish
     for node in ("node-b", "node-c"):
         agents(node, workers=1)
@@ -133,8 +135,9 @@ def test_an_agent_killed_mid_block_loses_nothing(broker, users, agents, coordina
     assert problems == [] and progress.primes == final.primes
 
 
+@pytest.mark.parametrize("keep", ["primes", "counts"])
 def test_a_frozen_agent_loses_its_lease_and_its_late_result_counts_once(
-    broker, users, agents, coordinator, recorder, tmp_path
+    broker, users, agents, coordinator, recorder, tmp_path, keep
 ):
     coordinator(lease=2.0)
     viewer = recorder("viewer")
@@ -142,7 +145,7 @@ def test_a_frozen_agent_loses_its_lease_and_its_late_result_counts_once(
     # keepalive 60: the broker will not drop it while it is frozen
     frozen = held_agent(agents, viewer, "node-a", keepalive=60)
     lo, hi = FAR, FAR + 24 * BLOCK
-    job = submit(broker, users, lo, hi - 1)
+    job = submit(broker, users, lo, hi - 1, keep=keep)
     viewer.wait_for(assigned_to("node-a", job), timeout=60)
     frozen.signal(signal.SIGSTOP)
     agents("node-b", workers=1)
@@ -157,15 +160,16 @@ def test_a_frozen_agent_loses_its_lease_and_its_late_result_counts_once(
     assert progress.blocks_done == 24
 
 
+@pytest.mark.parametrize("keep", ["primes", "counts"])
 def test_the_coordinator_killed_mid_job_resumes_and_finishes_exactly(
-    broker, users, agents, coordinator, recorder, tmp_path
+    broker, users, agents, coordinator, recorder, tmp_path, keep
 ):
     first = coordinator()
     viewer = recorder("viewer")
     viewer.wait_connected()
     slow = held_agent(agents, viewer, "node-a")  # the job cannot end while it holds blocks
     lo, hi = FAR, FAR + 40 * BLOCK
-    job = submit(broker, users, lo, hi - 1)
+    job = submit(broker, users, lo, hi - 1, keep=keep)
     viewer.wait_for(assigned_to("node-a", job), timeout=60)
     agents("node-b", workers=1)
     status_of(viewer, job, lambda s: s.blocks_done >= 8)
@@ -180,14 +184,15 @@ def test_the_coordinator_killed_mid_job_resumes_and_finishes_exactly(
     assert "resuming job" in first.log()
 
 
+@pytest.mark.parametrize("keep", ["primes", "counts"])
 def test_a_broker_restart_mid_job_loses_nothing(broker, users, agents, coordinator, recorder,
-                                                tmp_path):  # fmt: skip
+                                                tmp_path, keep):  # fmt: skip
     coordinator(lease=20.0)
     viewer = recorder("viewer")
     viewer.wait_connected()
     slow = held_agent(agents, viewer, "node-a")  # the job cannot end while it holds blocks
     lo, hi = FAR, FAR + 40 * BLOCK
-    job = submit(broker, users, lo, hi - 1)
+    job = submit(broker, users, lo, hi - 1, keep=keep)
     viewer.wait_for(assigned_to("node-a", job), timeout=60)
     agents("node-b", workers=1)
     status_of(viewer, job, lambda s: s.blocks_done >= 8)
@@ -200,6 +205,50 @@ def test_a_broker_restart_mid_job_loses_nothing(broker, users, agents, coordinat
     assert final.primes == expected_count(lo, hi)
     problems, progress = verify(tmp_path, job)
     assert problems == [] and progress.blocks_done == 40
+
+
+def test_a_count_only_job_reports_pi_twins_and_the_largest_gap_exactly(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    for node in ("node-a", "node-b"):
+        agents(node, workers=1)
+    job = submit(broker, users, 1, 10**8, block=BLOCK, keep="counts")
+    final = finished(viewer, job)
+    # pi(1e8), twin pairs below 1e8 (A007508), the largest gap below 1e8 (A002386)
+    assert (final.primes, final.twins, final.gap, final.gap_at, final.keep) == (
+        5_761_455, 440_312, 220, 47_326_693, "counts")  # fmt: skip
+    shown = piswarm("job", "status", job, *job_flags(broker, users))
+    assert "440,312 twin pairs  largest gap 220 after 47,326,693" in shown.stdout.decode()
+    db = ["--db", str(tmp_path / "jobs.sqlite")]
+    checked = piswarm("job", "verify", job, "--recompute", *db)
+    assert checked.returncode == 0, checked.stdout.decode()
+    assert b"440,312 twin pairs" in checked.stdout
+    exported = piswarm("job", "export", job, *db)
+    assert exported.returncode != 0 and b"kept counts only" in exported.stderr
+
+
+def test_a_job_of_a_million_blocks_is_accepted_at_once_and_worked_on(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    running = coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    job = submit(broker, users, FAR, FAR + 10**10 - 1, block=10**4, keep="counts")
+    status = status_of(viewer, job)
+    assert status.blocks_total == 1_000_000
+    agents("node-a", workers=1)
+    status_of(viewer, job, lambda s: s.blocks_done >= 200)
+    cancelled = piswarm("job", "cancel", job, *job_flags(broker, users))
+    assert cancelled.returncode == 0, cancelled.stderr.decode()
+    store = JobStore(tmp_path / "jobs.sqlite").open(readonly=True)
+    try:  # rows for the blocks that were leased, not for the million
+        assert store.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] < 1000
+    finally:
+        store.close()
+    assert "error" not in running.log().lower()
 
 
 def test_a_raw_mosquitto_pub_request_gets_a_reply(broker, users, coordinator, recorder):

@@ -25,7 +25,9 @@ MAX_NUMBER = 2**63 - 1  # SQLite integers and the sieves stop here
 MIN_BLOCK = 10_000
 MAX_BLOCK = 100_000_000
 """The largest block: its encoded result (~3.5 MB near 1) must fit the broker's 8 MiB packets."""
-MAX_BLOCKS = 1_000_000
+MAX_BLOCKS = MAX_NUMBER // MIN_BLOCK + 1
+"""No limit of its own: every range of ``[0, MAX_NUMBER]`` in blocks of ``MIN_BLOCK`` or
+more fits (a job is a range and a cursor; its size costs the coordinator nothing)."""
 MAX_NAME = life.MAX_NAME
 DEFAULT_BLOCK = 10_000_000  # ~0.1 s of numpy sieving, ~280 kB encoded near 1e9
 MAP_CELLS = 400
@@ -33,6 +35,8 @@ MAP_CELLS = 400
 MAP_MAX_BYTES = 64 * 1024
 TOP_CONTRIBUTORS = 8
 JOB_STATES = frozenset({"running", "done", "cancelled"})
+Keep = Literal["primes", "counts"]
+KEEPS = frozenset({"primes", "counts"})
 
 _JOB = spec(pattern=JOB_ID_PATTERN.pattern)
 _REQUEST_ID = spec(pattern=r"[A-Za-z0-9_.:-]{0,64}")
@@ -44,6 +48,10 @@ _COUNT = spec(lo=0, hi=MAX_NUMBER)
 class PrimesRequest:
     """Find every prime in ``[start, end]`` (both inclusive, as people say a range).
 
+    ``keep`` says what is stored of each block: ``"primes"``, every prime (export them,
+    ~0.6 bytes a prime on the wire and on disk), or ``"counts"``, a summary (the count,
+    twin pairs, the largest gap and a checksum: ~200 bytes a block, whatever its size).
+
     ``request_id`` is the submitter's own tag: the reply carries it, and submitting the
     same id twice (a retry) returns the first job instead of starting a second one.
     """
@@ -54,17 +62,13 @@ class PrimesRequest:
     kind: Literal["primes"] = "primes"
     name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
+    keep: Keep = "primes"
 
     def __post_init__(self) -> None:
         if self.start > self.end:
             raise ProtocolError(f"start {self.start} is greater than end {self.end}")
-        if self.block_size < 1:  # decoding checks the field first; a caller may not
+        if self.block_size < MIN_BLOCK:  # decoding checks the field first; a caller may not
             raise ProtocolError(f"field 'block_size': {self.block_size} is below {MIN_BLOCK}")
-        if self.blocks > MAX_BLOCKS:
-            raise ProtocolError(
-                f"{self.blocks} blocks of {self.block_size} is more than {MAX_BLOCKS}: "
-                "use a larger block_size"
-            )
 
     @property
     def blocks(self) -> int:
@@ -127,6 +131,10 @@ class JobStatus:
     finished: float | None = field(metadata=_TS)
     ts: float = field(metadata=_TS)
     kind: Literal["primes"] = "primes"
+    keep: Keep = "primes"
+    twins: int | None = field(default=None, metadata=_COUNT)  # pairs (p, p + 2) found so far
+    gap: int | None = field(default=None, metadata=_COUNT)  # the largest gap found so far
+    gap_at: int | None = field(default=None, metadata=_COUNT)  # ... after this prime
 
     @property
     def fraction(self) -> float:

@@ -338,18 +338,54 @@ def check_block(data: bytes, lo: int, hi: int) -> BlockHeader:
     """:func:`check_primes` for the result of block ``[lo, hi)``: nothing larger than
     the block can hold is inflated, and the primes must lie in it with no gap wider than
     primes leave (so an empty or truncated list of a block is refused)."""
+    return _check_block(data, lo, hi).header
+
+
+@dataclass(frozen=True)
+class GapStats:
+    """Twin pairs and the largest gap inside a block's primes."""
+
+    twins: int  # pairs (p, p + 2)
+    gap: int  # 0 for fewer than two primes
+    gap_at: int  # the prime before the first largest gap (0: none)
+
+
+def check_block_gaps(data: bytes, lo: int, hi: int) -> tuple[BlockHeader, GapStats]:
+    """:func:`check_block`, and the twins and largest gap of the block, read from the
+    gaps the encoding holds (no primes are rebuilt for them)."""
+    parsed = _check_block(data, lo, hi)
+    h, half, escapes = parsed.header, parsed.half, parsed.escapes
+    n_odd = h.count - (1 if parsed.with_two else 0)
+    twins = int(np.count_nonzero(half == 1))  # escapes hold gaps over 510, zero here
+    gap = gap_at = 0
+    if parsed.with_two and n_odd:
+        gap, gap_at = h.first_odd - 2, 2
+    if n_odd > 1:
+        at = int(np.argmax(half))
+        half_gap = int(half[at])
+        if escapes.size:
+            k = int(np.argmax(escapes[:, 1]))
+            if int(escapes[k, 1]) > half_gap:  # escapes are over 255: always larger
+                at, half_gap = int(escapes[k, 0]), int(escapes[k, 1])
+        before = _sum_bytes(half[:at]) + int(escapes[escapes[:, 0] < at, 1].sum(dtype=np.uint64))
+        if 2 * half_gap > gap:
+            gap, gap_at = 2 * half_gap, h.first_odd + 2 * before
+    return h, GapStats(twins=twins, gap=gap, gap_at=gap_at)
+
+
+def _check_block(data: bytes, lo: int, hi: int) -> _Parsed:
     parsed = _check(data, max_primes=min(MAX_PRIMES, capacity(lo, hi)))
     h = parsed.header
     if h.count == 0:
         if hi - lo > MAX_PRIME_GAP:
             raise ProtocolError(f"no primes in [{lo}, {hi}), and every {MAX_PRIME_GAP} hold one")
-        return h
+        return parsed
     if h.first < lo or h.last >= hi:
         raise ProtocolError(f"primes {h.first}..{h.last} lie outside block [{lo}, {hi})")
     widest = 2 * int(parsed.escapes[:, 1].max()) if parsed.escapes.size else 0
     if widest > MAX_PRIME_GAP or h.first - lo > MAX_PRIME_GAP or hi - 1 - h.last > MAX_PRIME_GAP:
         raise ProtocolError(f"a gap wider than primes leave in [{lo}, {hi})")
-    return h
+    return parsed
 
 
 def decode_primes(data: bytes, *, max_primes: int = MAX_PRIMES) -> PrimeBlock:

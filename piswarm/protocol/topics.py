@@ -5,6 +5,7 @@ never contain ``+`` or ``#``; subscription filters are the ``*_FILTER`` constant
 """
 
 import re
+from typing import Literal
 
 from piswarm.protocol.errors import ProtocolError
 
@@ -123,8 +124,10 @@ def node_acks(node_id: str) -> str:
 
 
 _INDEX = re.compile(r"0|[1-9][0-9]{0,6}")
-"""A block, epoch or strip number in a topic: ASCII digits without leading zeros (not
+"""An epoch or strip number in a topic: ASCII digits without leading zeros (not
 whatever str.isdigit() takes: '²' is a digit to it, and int() refuses it)."""
+_BLOCK = re.compile(r"0|[1-9][0-9]{0,15}")
+"""A block number in a topic (a job may have up to ~1e15 blocks)."""
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -172,7 +175,7 @@ def parse_result_topic(topic: str) -> tuple[str, str, int]:
     parts = topic.split("/")
     if len(parts) != 6 or parts[:2] != [ROOT, "nodes"] or parts[3] != "results":
         raise ProtocolError("not a result topic", topic=topic)
-    if not _INDEX.fullmatch(parts[5]):
+    if not _BLOCK.fullmatch(parts[5]):
         raise ProtocolError(f"invalid block number {parts[5]!r}", topic=topic)
     try:
         return validate_node_id(parts[2]), validate_job_id(parts[4]), int(parts[5])
@@ -201,6 +204,31 @@ def parse_node_topic(topic: str) -> tuple[str, str]:
     except ProtocolError as exc:
         raise ProtocolError(exc.reason, topic=topic) from None
     return parts[2], parts[3]
+
+
+Route = Literal["submit", "cancel", "work_request", "result", "life", "node_status", "other"]
+
+
+def coordinator_route(topic: str) -> Route:
+    """Which of the coordinator's subscriptions ``topic`` belongs to (its shape only: the
+    handler parses it in full, with the parser of its kind, and refuses a bad one)."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != ROOT:
+        return "other"
+    if parts[1] == "jobs":
+        if len(parts) == 4 and parts[2] == "submit":
+            return "submit"
+        return "cancel" if topic == JOBS_CANCEL else "other"
+    if parts[1] != "nodes" or len(parts) < 4:
+        return "other"
+    leaf = parts[3:]
+    if leaf == ["status"]:
+        return "node_status"
+    if leaf == ["work", "request"]:
+        return "work_request"
+    if leaf[0] == "results" and len(parts) == 6:
+        return "result"
+    return "life" if leaf[0] == "life" else "other"
 
 
 def node_life_assign(node_id: str) -> str:

@@ -21,7 +21,7 @@ from typing import Literal
 from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
-from piswarm.protocol.jobs import MAX_BLOCK, MAX_BLOCKS, MAX_NUMBER
+from piswarm.protocol.jobs import MAX_BLOCK, MAX_BLOCKS, MAX_NUMBER, Keep
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_WANT = 64
@@ -29,6 +29,8 @@ MAX_HOLDING = 256
 """Blocks a request may list as held: more than a node's slots and unacknowledged results."""
 BACKENDS = frozenset({"numpy", "primesieve"})
 OUTCOMES = frozenset({"stored", "duplicate", "rejected"})
+MAX_ACKED = 256
+"""Further blocks one ack may name (``ResultAck.more``)."""
 
 _JOB = spec(pattern=JOB_ID_PATTERN.pattern)
 _TS = spec(lo=0, hi=1e11)
@@ -60,7 +62,7 @@ class WorkRequest:
     backend: str = field(default="numpy", metadata=spec(choices=BACKENDS))
     holding: tuple[str, ...] | None = field(
         default=None,
-        metadata=spec(pattern=rf"{JOB_ID_PATTERN.pattern}/[0-9]{{1,9}}", max_len=MAX_HOLDING),
+        metadata=spec(pattern=rf"{JOB_ID_PATTERN.pattern}/[0-9]{{1,15}}", max_len=MAX_HOLDING),
     )
 
     @staticmethod
@@ -76,7 +78,8 @@ class WorkRequest:
 
 @dataclass(frozen=True)
 class WorkAssign:
-    """One block to compute: every prime in ``[lo, hi)``, result due before the lease ends."""
+    """One block to compute: every prime in ``[lo, hi)``, result due before the lease ends.
+    ``keep``: what to send back, the encoded primes or their summary (``counts.py``)."""
 
     job: str = field(metadata=_JOB)
     block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
@@ -84,6 +87,7 @@ class WorkAssign:
     hi: int = field(metadata=spec(lo=1, hi=MAX_NUMBER))
     lease_s: float = field(metadata=spec(lo=1, hi=86_400))
     kind: Literal["primes"] = "primes"
+    keep: Keep = "primes"
 
     def __post_init__(self) -> None:
         if not 0 < self.hi - self.lo <= MAX_BLOCK:
@@ -92,12 +96,21 @@ class WorkAssign:
 
 @dataclass(frozen=True)
 class ResultAck:
-    """The coordinator's answer to a result, sent after it is on disk (or refused)."""
+    """The coordinator's answer to results, sent after they are on disk (or refused).
+
+    ``more`` lists further blocks of the same job with the same outcome: the results of
+    one node stored in one commit are acknowledged in one message."""
 
     job: str = field(metadata=_JOB)
     block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
     outcome: str = field(metadata=spec(choices=OUTCOMES))
     error: str | None = field(default=None, metadata=spec(max_len=300))
+    more: tuple[int, ...] = field(default=(), metadata=spec(lo=0, hi=MAX_BLOCKS - 1,
+                                                             max_len=MAX_ACKED))  # fmt: skip
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return (self.block, *self.more)
 
 
 def decode_coordinator(payload: bytes) -> CoordinatorStatus:

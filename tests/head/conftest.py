@@ -47,6 +47,10 @@ class Running:
     def stats(self):
         return self.coordinator.stats
 
+    @property
+    def prime_stats(self):
+        return self.coordinator.prime_stats
+
 
 @pytest.fixture
 def coordinator(broker, users, tmp_path):

@@ -119,8 +119,10 @@ def test_a_want_is_remembered_until_work_exists(coordinator, node, recorder):
         (b'{"v":1,"kind":"primes","start":10,"end":1}', "start 10 is greater than end 1"),
         (b'{"v":1,"kind":"primes","start":-5,"end":10}', "'start': -5 is below 0"),
         (b'{"v":1,"kind":"primes","start":1.5,"end":10}', "'start': expected an integer"),
-        (b'{"v":1,"kind":"primes","start":1,"end":10000000000000,"block_size":10000}',
-         "more than 1000000"),
+        (b'{"v":1,"kind":"primes","start":1,"end":10000000000000,"block_size":100}',
+         "'block_size': 100 is below 10000"),
+        (b'{"v":1,"kind":"primes","start":1,"end":100,"keep":"everything"}',
+         "'keep': 'everything' is not one of"),
         (b'{"v":1,"kind":"fft","start":1,"end":10}', "unknown job kind 'fft'"),
         (b'{"v":2,"kind":"primes","start":1,"end":10}', "unsupported schema version"),
     ],
@@ -169,7 +171,7 @@ def test_bad_results_are_rejected_with_the_reason_and_change_nothing(coordinator
         ack = deliver(a, assign, data)
         assert ack.outcome == "rejected", reason
         assert any(part in ack.error for part in reason.split("|")), (reason, ack.error)
-    assert running.stats.results_rejected == len(cases)
+    assert running.prime_stats.results_rejected == len(cases)
     status = last_status(admin, job)
     assert (status.blocks_done, status.primes) == (0, 0)
     assert deliver(a, block).outcome == "stored"
@@ -184,7 +186,7 @@ def test_oversize_results_never_reach_the_coordinator(coordinator, node):
     a.client.on_disconnect = lambda *args: gone.set()
     a.client.publish(topics.node_result("node-a", "p1-x", 0), bytes(9 * 1024 * 1024), qos=1)
     assert gone.wait(10)
-    assert running.stats.results_rejected == running.stats.results_stored == 0
+    assert running.prime_stats.results_rejected == running.prime_stats.results_stored == 0
 
 
 def test_a_node_going_offline_gives_its_blocks_back(coordinator, node, recorder):
@@ -199,7 +201,7 @@ def test_a_node_going_offline_gives_its_blocks_back(coordinator, node, recorder)
     ask(b, 3)
     b.wait_for(lambda m: len(assigns(b)) == 3)
     assert sorted(x.block for x in assigns(b)) == [0, 1, 2]
-    assert running.stats.leases_released == 2
+    assert running.prime_stats.leases_released == 2
 
 
 def test_an_expired_lease_is_reissued_and_the_late_result_is_a_duplicate(coordinator, node,
@@ -311,7 +313,7 @@ def test_no_block_is_leased_while_the_broker_is_away(coordinator, node, recorder
     broker.stop()
     until(lambda: not running.coordinator.connected.is_set(), "the coordinator seeing it go")
     now[0] += 11  # node-a's lease runs out
-    until(lambda: running.stats.serves_held > 0, "the coordinator looking for work to give")
+    until(lambda: running.prime_stats.serves_held > 0, "the coordinator looking for work to give")
     broker.start()
     assert running.coordinator.connected.wait(30)
     back = node("node-b")  # node-b, connected again
@@ -331,4 +333,4 @@ def test_a_flood_of_large_messages_holds_no_more_than_the_inbox_bound(coordinato
     until(lambda: running.stats.dropped >= 8, "the inbox refusing the flood")
     assert running.coordinator.inbox.bytes <= 16 * 1024 * 1024
     running.resume()  # and the coordinator goes on with the four it kept
-    until(lambda: running.stats.results_rejected == 4, "the coordinator answering the four")
+    until(lambda: running.prime_stats.results_rejected == 4, "the coordinator answering the four")

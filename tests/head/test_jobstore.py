@@ -8,7 +8,7 @@ import pytest
 
 from head.jobstore import JobStore
 from node_agent.sieve import SegmentedSieve, small_primes
-from piswarm.protocol import ProtocolError
+from piswarm.protocol import ProtocolError, counts
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
 
@@ -135,7 +135,7 @@ def test_verify_finds_tampering_and_a_wrong_total(store):
     store.db.execute("UPDATE results SET data = ? WHERE job = ? AND block = 1",
                      (encode_primes(SIEVE.primes(500_001, 600_000)), job))  # fmt: skip
     problems = store.verify(job)
-    assert "block 1: stored count/CRC differ from its data" in problems
+    assert "block 1: a gap wider than primes leave in [500001, 1000001)" in problems
     assert any("pi(1000000) = 78498" in p for p in problems)
 
 
@@ -207,5 +207,101 @@ def test_a_database_from_before_submitters_gains_the_column_and_keeps_its_jobs(t
         _job, new = store.submit(PrimesRequest(start=1, end=100, block_size=10**4), 2.0,
                                 submitter="viewer")  # fmt: skip
         assert new and store.running_count("viewer") == 1
+    finally:
+        store.close()
+
+
+def vm_steps(store, action):
+    """SQLite virtual-machine instructions ``action`` runs: the work it does, counted
+    (not timed, so a busy machine cannot change it)."""
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+        return 0
+
+    store.db.set_progress_handler(count, 1)
+    try:
+        result = action()
+    finally:
+        store.db.set_progress_handler(None, 1)
+    return steps[0], result
+
+
+@pytest.mark.parametrize("keep", ["primes", "counts"])
+def test_a_job_of_a_million_blocks_costs_what_a_job_of_a_thousand_does(store, keep):
+    """Submitting, leasing and storing do no work that grows with the job's blocks."""
+    costs = {}
+    for blocks in (1_000, 1_000_000):
+        request = PrimesRequest(start=10**12, end=10**12 + blocks * 10_000 - 1,
+                                block_size=10_000, keep=keep)  # fmt: skip
+        assert request.blocks == blocks
+        submit_steps, (job, _) = vm_steps(store, lambda r=request: store.submit(r, 0.0))
+        lease_steps, leases = vm_steps(store, lambda: store.lease("a", 0.0, 60.0, count=8))
+        store_steps = 0
+        for a in leases:
+            primes = SIEVE.primes(a.lo, a.hi)
+            data = encode_primes(primes) if keep == "primes" else (
+                counts.encode_summary(counts.summarize(primes)))  # fmt: skip
+            steps, outcome = vm_steps(store, lambda j=job, a=a, d=data: store.store_result(
+                j, a.block, "a", d, 1.0))  # fmt: skip
+            assert outcome == "stored"
+            store_steps += steps
+        costs[blocks] = (submit_steps, lease_steps, store_steps)
+        store.cancel(job, 2.0)
+    assert store.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] <= 16  # leased only
+    small, large = costs[1_000], costs[1_000_000]
+    for what, a, b in zip(("submit", "lease", "store"), small, large, strict=True):
+        assert b <= 1.2 * a + 50, (what, small, large)
+
+
+def test_blocks_given_back_go_out_before_new_ones_and_late_holders_may_still_deliver(store):
+    job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=100_000), now=0.0)
+    first = store.lease("a", 0.0, 30.0, count=3)
+    assert store.release_node("a") == 3
+    again = store.lease("b", 1.0, 30.0, count=4)
+    assert [x.block for x in again] == [0, 1, 2, 3]
+    # a's result for block 1 arrives after all (it was on its way): stored, b's is a duplicate.
+    assert store.store_result(job, 1, "a", result_for(first[1]), 2.0) == "stored"
+    assert store.store_result(job, 1, "b", result_for(again[1]), 3.0) == "duplicate"
+    with pytest.raises(ProtocolError, match="never given to c"):
+        store.store_result(job, 2, "c", result_for(again[2]), 3.0)
+
+
+def test_a_database_from_before_the_cursor_carries_on_its_jobs(tmp_path):
+    """Old files had a row for every block from the start, and no totals."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, request_id TEXT UNIQUE,"
+        " name TEXT NOT NULL, start INTEGER NOT NULL, end_ INTEGER NOT NULL,"
+        " block_size INTEGER NOT NULL, blocks INTEGER NOT NULL, state TEXT NOT NULL,"
+        " created REAL NOT NULL, finished REAL, submitter TEXT NOT NULL DEFAULT '');"
+        "CREATE TABLE blocks (job TEXT NOT NULL, block INTEGER NOT NULL, lo INTEGER NOT NULL,"
+        " hi INTEGER NOT NULL, state TEXT NOT NULL, node TEXT, lease_until REAL,"
+        " attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (job, block));"
+        "CREATE TABLE results (job TEXT NOT NULL, block INTEGER NOT NULL, node TEXT NOT NULL,"
+        " count INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,"
+        " crc32 INTEGER NOT NULL, data BLOB NOT NULL, stored REAL NOT NULL,"
+        " PRIMARY KEY (job, block));"
+        "INSERT INTO jobs VALUES ('p1', 'primes', NULL, '', 1, 300000, 100000, 3, 'running',"
+        " 1, NULL, '');"
+        "INSERT INTO blocks VALUES ('p1', 0, 1, 100001, 'done', 'a', NULL, 1),"
+        " ('p1', 1, 100001, 200001, 'pending', NULL, NULL, 0),"
+        " ('p1', 2, 200001, 300001, 'pending', NULL, NULL, 0);"
+        "INSERT INTO jobs VALUES ('p2', 'primes', NULL, '', 1, 300000, 100000, 3, 'cancelled',"
+        " 1, 2, '');"
+        "INSERT INTO blocks VALUES ('p2', 0, 1, 100001, 'pending', NULL, NULL, 0);"
+    )
+    data = encode_primes(SIEVE.primes(1, 100_001))
+    old.execute("INSERT INTO results VALUES ('p1', 0, 'a', 9592, 2, 99991, 0, ?, 1)", (data,))
+    old.commit()
+    old.close()
+    store = JobStore(path).open()
+    try:
+        info = store.info("p1")
+        assert (info.blocks_done, info.primes, info.largest, info.twins) == (1, 9592, 99_991, None)
+        assert [a.block for a in store.lease("b", 5.0, 30.0, count=5)] == [1, 2]
+        assert store.db.execute("SELECT COUNT(*) FROM blocks WHERE job = 'p2'").fetchone()[0] == 0
     finally:
         store.close()

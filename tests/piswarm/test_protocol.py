@@ -201,13 +201,32 @@ def test_foreign_topics_are_refused(topic):
         topics.parse_node_topic(topic)
 
 
-@pytest.mark.parametrize("number", ["\u00b2", "\u0661", "012", "-1", "12345678", ""])
+@pytest.mark.parametrize("number", ["\u00b2", "\u0661", "012", "-1", "12345678901234567", ""])
 def test_numbers_in_topics_are_plain_ascii_digits(number):
-    """'²' passed str.isdigit() and then failed int(): an internal error, not a refusal."""
+    """'²' passed str.isdigit() and then failed int(): an internal error, not a refusal.
+    A block number has up to 16 digits (a job may have ~1e15 blocks), a strip 7."""
     with pytest.raises(ProtocolError, match="invalid block number"):
         topics.parse_result_topic(f"piswarm/nodes/pi-1/results/j1/{number}")
     with pytest.raises(ProtocolError, match="invalid strip"):
         topics.parse_life_strip_topic(f"piswarm/nodes/pi-1/life/j1/1/{number}/up")
+
+
+def test_a_block_number_of_a_job_of_a_billion_blocks_is_read():
+    assert topics.parse_result_topic("piswarm/nodes/pi-1/results/j1/999999999999") == (
+        "pi-1", "j1", 999_999_999_999)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("topic", "route"),
+    [("piswarm/jobs/submit/viewer", "submit"), ("piswarm/jobs/cancel", "cancel"),
+     ("piswarm/nodes/pi-1/work/request", "work_request"),
+     ("piswarm/nodes/pi-1/results/p1-a/7", "result"), ("piswarm/nodes/pi-1/status", "node_status"),
+     ("piswarm/nodes/pi-1/life/l1-a/0/0/checkpoint", "life"),
+     ("piswarm/nodes/pi-1/results/p1-a", "other"), ("piswarm/nodes/pi-1/status/x", "other"),
+     ("piswarm/jobs/p1-a/status", "other"), ("other/nodes/pi-1/status", "other"), ("", "other")],
+)  # fmt: skip
+def test_the_coordinator_routes_by_the_shape_of_a_topic(topic, route):
+    assert topics.coordinator_route(topic) == route
 
 
 def test_a_work_request_names_what_it_holds_as_job_and_block():

@@ -1,0 +1,310 @@
+"""Prime-search jobs on the coordinator: blocks leased to the nodes that want them, results
+checked beside the loop and stored in batches, statuses published.
+
+Owned by the coordinator's thread, like :class:`~head.life_jobs.LifeJobs` beside it; the
+coordinator routes each message here by its topic. Only the checks of result payloads (a
+CRC over every prime of a block: milliseconds each, mostly outside the GIL) run in a pool
+of threads, so that a node asking for its next block never waits behind them:
+
+1. :meth:`PrimeJobs.on_result` claims the block in SQLite (is it owed by this node?) and
+   hands the payload to the pool;
+2. :meth:`PrimeJobs.flush` takes every check that has finished, stores those results in
+   one commit, and then acknowledges each: an acknowledged result is on disk. A commit
+   costs the same for one result as for a hundred.
+
+Work is pulled: a node publishes how many blocks it ``want``s; the coordinator remembers
+that (one number per node, so the memory is bounded by the fleet) and leases blocks to it
+as soon as there are any, all the wants of a batch of messages in one commit. A lease
+runs out after ``lease_seconds``; a node going offline (its will, or a goodbye) gives
+its leases back at once. Everything is in SQLite: a restart, even after ``kill -9``,
+carries on every unfinished job.
+"""
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from head.jobstore import Checked, Claim, JobStore, Outcome
+from head.tally import JobTally
+from piswarm import protocol
+from piswarm.protocol import ProtocolError, jobs, topics, work
+
+log = logging.getLogger(__name__)
+
+MAX_WANTING_NODES = 10_000
+MAX_CHECKING = 256
+"""Results being checked at once: past this, the loop waits for the oldest check (the
+inbox, bounded, then holds what arrives)."""
+DEFAULT_CHECKERS = 2
+
+
+class Publish(Protocol):
+    def __call__(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None: ...
+
+
+@dataclass
+class PrimeStats:
+    """Counters for operators and tests (the coordinator's thread writes them)."""
+
+    jobs_submitted: int = 0
+    blocks_assigned: int = 0
+    leases_released: int = 0
+    results_stored: int = 0
+    results_duplicate: int = 0
+    results_rejected: int = 0
+    commits: int = 0  # of results: each holds one or more
+    serves_held: int = 0  # serves put off while the broker was away (see serve)
+
+
+class PrimeJobs:
+    """Prime jobs: call :meth:`resume` once the store is open, :meth:`close` at the end."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        publish: Publish,
+        clock: Callable[[], float],
+        connected: Callable[[], bool],
+        lease_seconds: float,
+        started: float,
+        stats: PrimeStats | None = None,
+        checkers: int = DEFAULT_CHECKERS,
+    ) -> None:
+        self.store = store
+        self._publish = publish
+        self.clock = clock
+        self._connected = connected
+        self.lease_seconds = lease_seconds
+        self._started = started  # leases running out before this + a lease are from before
+        self.stats = stats if stats is not None else PrimeStats()
+        self._pool = ThreadPoolExecutor(max(1, checkers), thread_name_prefix="check")
+        self._checking: deque[tuple[Claim, Future[Checked]]] = deque()
+        self._wants: OrderedDict[str, int] = OrderedDict()
+        self._tallies: dict[str, JobTally] = {}
+        self._reconciled: set[str] = set()  # nodes whose leases from before were checked
+        self._maybe_work = True
+
+    def close(self) -> None:
+        """Finish the checks under way and store them (their nodes are acknowledged)."""
+        self.flush(wait=True)
+        self._pool.shutdown(wait=True)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        for job in self.store.running_jobs():
+            tally = self._tally_of(job)
+            self._tallies[job] = tally
+            log.info("resuming job %s: %d/%d blocks done", job, tally.blocks_done,
+                     tally.info.blocks)  # fmt: skip
+            self.publish_status(job)
+
+    def _tally_of(self, job: str) -> JobTally:
+        now = self.clock()
+        tally = JobTally(self.store.info(job))
+        for block, node, count in self.store.contributions(job):
+            tally.add(block, node, count, now)
+        return tally
+
+    def republish_ended(self, limit: int) -> None:
+        for job in self.store.ended_jobs(limit):
+            self._publish_tally(job, self._tally_of(job))
+
+    def submit(self, request: jobs.PrimesRequest, now: float, submitter: str) -> str:
+        job, _ = self.store.submit(request, now, submitter=submitter)
+        self.stats.jobs_submitted += 1
+        self._tallies[job] = JobTally(self.store.info(job))
+        log.info("job %s from %s: primes in [%d, %d], %d blocks of %d, keeping %s",
+                 job, submitter, request.start, request.end, request.blocks,
+                 request.block_size, request.keep)  # fmt: skip
+        self._maybe_work = True
+        self.publish_status(job)
+        self.serve()
+        return job
+
+    def cancel(self, job: str, now: float) -> None:
+        self.store.cancel(job, now)
+        self.publish_status(job)
+
+    def publish_statuses(self, now: float) -> None:
+        for job in list(self._tallies):
+            self._tallies[job].sample(now)
+            self.publish_status(job)
+
+    def publish_status(self, job: str) -> None:
+        tally = self._tallies.get(job)
+        if tally is None:
+            return
+        if self._publish_tally(job, tally) != "running":
+            del self._tallies[job]  # its final status is retained; nothing more to count
+
+    def _publish_tally(self, job: str, tally: JobTally) -> str:
+        """Publish a job's status and map (retained); returns its state."""
+        info = self.store.info(job)
+        status = tally.status(info, self.clock())
+        self._publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)
+        self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0,
+                      retain=True)  # fmt: skip
+        return info.state
+
+    # -- work ------------------------------------------------------------------------------
+
+    def on_request(self, topic: str, payload: bytes) -> None:
+        """A node's want (served by the next :meth:`serve`, with every other want)."""
+        node = topics.parse_work_request_topic(topic)
+        request = work.decode_work_request(payload)
+        if request.node != node:
+            raise ProtocolError(f"request names node {request.node!r}", topic=topic)
+        self._wants.pop(node, None)
+        if request.holding is not None and node not in self._reconciled:
+            self._reconcile(node, request.held())
+        if request.want > 0:
+            if len(self._wants) >= MAX_WANTING_NODES:
+                log.warning("%d nodes waiting for work: ignoring %s", len(self._wants), node)
+                return
+            self._wants[node] = request.want
+            self._maybe_work = True
+
+    def _reconcile(self, node: str, held: set[tuple[str, int]]) -> None:
+        """A node's first request since this coordinator started: leases it was given by
+        the previous one and does not hold go back to the pool now, not when they run out
+        (the old coordinator committed them, then died before the assignment went out)."""
+        if len(self._reconciled) < MAX_WANTING_NODES:
+            self._reconciled.add(node)
+        released = self.store.release_orphans(node, held, self._started + self.lease_seconds)
+        if released:
+            self.stats.leases_released += released
+            self._maybe_work = True
+            log.info("%s: %d blocks leased before the restart never reached it", node, released)
+
+    def serve(self) -> None:
+        """Lease blocks to the nodes that want some, in turn, while there are any (one
+        commit for all of them).
+
+        Not while the broker is away: an assignment could not go out, and its block would
+        sit leased to a node that never heard of it until the lease ran out. The nodes ask
+        again when they are back, and the wants still remembered are served then."""
+        if not self._maybe_work or not self._wants:
+            return
+        if not self._connected():
+            self.stats.serves_held += 1
+            return
+        wants = list(self._wants.items())
+        served = self.store.lease_many(wants, self.clock(), self.lease_seconds)
+        for node, want in wants:
+            got = served.get(node, [])
+            for a in got:
+                assign = work.WorkAssign(job=a.job, block=a.block, lo=a.lo, hi=a.hi,
+                                         lease_s=self.lease_seconds, keep=a.keep)  # fmt: skip
+                self._publish(topics.node_work_assign(node), protocol.encode(assign), qos=1)
+            self.stats.blocks_assigned += len(got)
+            del self._wants[node]
+            if len(got) < want:
+                self._wants[node] = want - len(got)  # to the back of the line
+                self._maybe_work = False
+                return
+
+    def tick(self, now: float) -> None:
+        """Once a second: leases that ran out make work again."""
+        expiry = self.store.next_expiry()
+        if expiry is not None and expiry < now:
+            self._maybe_work = True
+            self.serve()
+
+    def node_offline(self, node: str) -> None:
+        """A node's goodbye or will: its leases go back to the pool. Its results that
+        arrived before are stored first (the broker delivers them before the will)."""
+        self.flush(wait=True)
+        self._wants.pop(node, None)
+        released = self.store.release_node(node)
+        if released:
+            self.stats.leases_released += released
+            log.info("node %s went offline: %d blocks back in the pool", node, released)
+            self._maybe_work = True
+            self.serve()
+
+    # -- results ---------------------------------------------------------------------------
+
+    @property
+    def checking(self) -> int:
+        """Results handed to the checkers and not yet stored."""
+        return len(self._checking)
+
+    def on_result(self, topic: str, payload: bytes) -> None:
+        """Claim a result and hand its payload to a checker (stored by :meth:`flush`)."""
+        node, job, block = topics.parse_result_topic(topic)
+        try:
+            claim = self.store.claim(job, block, node)
+        except ProtocolError as exc:
+            self._reject(node, job, block, str(exc))
+            return
+        if claim is None:
+            self.stats.results_duplicate += 1
+            log.info("duplicate result from %s for %s/%d (already stored)", node, job, block)
+            self._ack(node, work.ResultAck(job=job, block=block, outcome="duplicate"))
+            return
+        while len(self._checking) >= MAX_CHECKING:
+            futures.wait([self._checking[0][1]])  # the oldest
+            self.flush()
+        self._checking.append((claim, self._pool.submit(self.store.check, claim, payload)))
+
+    def flush(self, *, wait: bool = False) -> int:
+        """Store the results whose checks have finished (all of them with ``wait``), in
+        order of arrival and in one commit, then acknowledge them. Returns how many."""
+        ready: list[Checked] = []
+        while self._checking and (wait or self._checking[0][1].done()):
+            claim, future = self._checking.popleft()
+            try:
+                ready.append(future.result())
+            except ProtocolError as exc:
+                self._reject(claim.node, claim.job, claim.block, str(exc))
+            except Exception:  # boundary: a check that breaks refuses one result, no more
+                log.exception("checking %s/%d from %s failed", claim.job, claim.block,
+                              claim.node)  # fmt: skip
+                self._reject(claim.node, claim.job, claim.block, "the result could not be checked")
+        if not ready:
+            return 0
+        now = self.clock()
+        outcomes = self.store.store_checked(ready, now)
+        self.stats.commits += 1
+        ended: set[str] = set()
+        acks: dict[tuple[str, str, Outcome], list[int]] = {}  # one per node, job and outcome
+        for item, (outcome, error) in zip(ready, outcomes, strict=True):
+            c = item.claim
+            if outcome == "rejected":
+                self._reject(c.node, c.job, c.block, error or "rejected")
+                continue
+            if outcome == "stored":
+                self.stats.results_stored += 1
+                tally = self._tallies.get(c.job)
+                if tally is not None:
+                    tally.add(c.block, c.node, item.summary.count, now)
+                    if tally.blocks_done >= tally.info.blocks:
+                        ended.add(c.job)
+            else:
+                self.stats.results_duplicate += 1
+                log.info("duplicate result from %s for %s/%d (already stored)",
+                         c.node, c.job, c.block)  # fmt: skip
+            acks.setdefault((c.node, c.job, outcome), []).append(c.block)
+        for (node, job, outcome), blocks in acks.items():
+            for i in range(0, len(blocks), work.MAX_ACKED + 1):
+                first, *more = blocks[i : i + work.MAX_ACKED + 1]
+                self._ack(node, work.ResultAck(job=job, block=first, outcome=outcome,
+                                               more=tuple(more)))  # fmt: skip
+        for job in ended:
+            log.info("job %s done: %d primes", job, self._tallies[job].primes)
+            self.publish_status(job)
+        return len(ready)
+
+    def _reject(self, node: str, job: str, block: int, error: str) -> None:
+        self.stats.results_rejected += 1
+        log.warning("rejected result from %s for %s/%d: %s", node, job, block, error)
+        self._ack(node, work.ResultAck(job=job, block=block, outcome="rejected", error=error[:300]))
+
+    def _ack(self, node: str, ack: work.ResultAck) -> None:
+        self._publish(topics.node_acks(node), protocol.encode(ack), qos=1)
