@@ -22,6 +22,12 @@ class Cluster:
     nodes: list[str]
     procs: list[subprocess.Popen[bytes]]  # the coordinator, then the agents
     admin: BrokerSettings
+    users: UserStore
+    extra: list[str]  # node logins with no agent (for clients the benchmark runs itself)
+
+    def node_settings(self, node: str) -> BrokerSettings:
+        credentials = Credentials.load(self.users.credentials_path(node))
+        return BrokerSettings(host="127.0.0.1", port=self.broker.port, credentials=credentials)
 
     @property
     def db(self) -> Path:
@@ -36,13 +42,17 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def bench_cluster(agents: int, agent_args: Sequence[str] = ()) -> Iterator[Cluster]:
-    """Broker, coordinator and ``agents`` agents named bench-1, bench-2, ..."""
+def bench_cluster(
+    agents: int, agent_args: Sequence[str] = (), *, extra: int = 0
+) -> Iterator[Cluster]:
+    """Broker, coordinator and ``agents`` agents named bench-1, bench-2, ...; and
+    ``extra`` more node logins, replay-1, replay-2, ..., with no agent."""
     with tempfile.TemporaryDirectory(prefix="piswarm-bench-") as tmp:
         root = Path(tmp)
         users = UserStore(root / "users")
         nodes = [f"bench-{i}" for i in range(1, agents + 1)]
-        users.add_nodes(nodes)
+        more = [f"replay-{i}" for i in range(1, extra + 1)]
+        users.add_nodes(nodes + more)
         broker = BrokerProcess(users=users, state_dir=root / "broker", die_with_parent=True)
         broker.start()
         procs: list[subprocess.Popen[bytes]] = []
@@ -58,7 +68,7 @@ def bench_cluster(agents: int, agent_args: Sequence[str] = ()) -> Iterator[Clust
                                    root / f"{node}.log"))  # fmt: skip
             admin = Credentials.load(users.credentials_path(ADMIN_USER))
             settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
-            yield Cluster(root, broker, nodes, procs, settings)
+            yield Cluster(root, broker, nodes, procs, settings, users, more)
         finally:
             for proc in procs:
                 proc.terminate()

@@ -36,8 +36,7 @@ from head.jobclient import JobClient
 from node_agent.runner import compute_block
 from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
 from piswarm.heap import keep_heap_memory
-from piswarm.protocol import topics
-from piswarm.protocol.jobs import PrimesRequest
+from piswarm.protocol.jobs import Keep, PrimesRequest
 from piswarm.protocol.primes import encode_primes
 
 ORIGINAL_PRIMES_PER_S = 1_080  # the seed system: one TCP connection per prime
@@ -82,12 +81,16 @@ def main() -> int:
     parser.add_argument("--e2e-repeat", type=int, default=3, help="end-to-end runs (medians)")
     parser.add_argument("--backend", choices=["numpy", "primesieve"], default="numpy",
                         help="the agents' sieve in the end-to-end run")  # fmt: skip
+    parser.add_argument("--agents", type=int, default=2, help="end-to-end agents (one worker each)")
+    parser.add_argument("--keep", choices=["primes", "counts"], default="primes",
+                        help="what the end-to-end job stores of each block")  # fmt: skip
     args = parser.parse_args()
     lo, hi = int(args.lo), int(args.hi)
     keep_heap_memory()  # as the agents' sieve workers do: the single-process runs compare
 
     if args.only == "e2e":
-        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat)
+        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat,
+                        args.agents, args.keep)  # fmt: skip
         return 0 if ok else 1
     backends: list[SieveBackend] = [NumpyBackend()]
     native = PrimesieveBackend.load()
@@ -139,7 +142,8 @@ def main() -> int:
         print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
               f"for {len(sample)} primes, median of 21 (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
     if args.only != "kernels":
-        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat) and ok
+        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat,
+                        args.agents, args.keep) and ok  # fmt: skip
     return 0 if ok else 1
 
 
@@ -152,11 +156,13 @@ def _cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _run_job(client: JobClient, start: int, end: int, block: int, rid: str) -> tuple[str, float]:
+def _run_job(
+    client: JobClient, start: int, end: int, block: int, rid: str, keep: Keep = "primes"
+) -> tuple[str, float]:
     """Submit and wait for the end: (job id, wall seconds)."""
     started = time.perf_counter()
-    request = PrimesRequest(start=start, end=end, block_size=block, request_id=rid)
-    reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
+    request = PrimesRequest(start=start, end=end, block_size=block, request_id=rid, keep=keep)
+    reply = client.submit(request, timeout=30)
     if reply.job is None:
         raise SystemExit(f"job refused: {reply.error}")
     final = client.follow(reply.job, lambda _s: None, idle_timeout=120)
@@ -165,28 +171,35 @@ def _run_job(client: JobClient, start: int, end: int, block: int, rid: str) -> t
     return reply.job, time.perf_counter() - started
 
 
-def sieve_blocks(blocks: list[tuple[int, int]], backend: str) -> float:
+def sieve_blocks(blocks: list[tuple[int, int]], backend: str, keep: Keep = "primes") -> float:
     """Sieve and encode ``blocks`` one after another; the seconds it took."""
     started = time.perf_counter()
     for lo, hi in blocks:
-        compute_block(lo, hi, backend)
+        compute_block(lo, hi, backend, keep)
     return time.perf_counter() - started
 
 
 def in_processes(
-    pool: ProcessPoolExecutor, n: int, blocks: list[tuple[int, int]], backend: str
+    pool: ProcessPoolExecutor,
+    n: int,
+    blocks: list[tuple[int, int]],
+    backend: str,
+    keep: Keep = "primes",
 ) -> float:
     """The blocks shared out to ``n`` processes of the pool (every n-th block each), no
     broker: the wall time of the slowest share, what the machine allows just now."""
-    shares = [pool.submit(sieve_blocks, blocks[i::n], backend) for i in range(n)]
+    shares = [pool.submit(sieve_blocks, blocks[i::n], backend, keep) for i in range(n)]
     return max(share.result() for share in shares)
 
 
-def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2) -> bool:
+def end_to_end(
+    end: int, backend: str, block: int, repeat: int, agents: int = 2, keep: Keep = "primes"
+) -> bool:
     blocks = [(lo, min(lo + block, end + 1)) for lo in range(1, end + 1, block)]
     compute_block(1, 1000, backend)  # imports and base primes: not what is measured
     print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {block:.0e}, "
-          f"{backend} sieve, {agents} agents with one worker each, median of {repeat}")  # fmt: skip
+          f"{backend} sieve, {agents} agents with one worker each, keeping {keep}, "
+          f"median of {repeat}")  # fmt: skip
     singles, walls, spent_runs, ceilings = [], [], [], []
     spawn = multiprocessing.get_context("spawn")
     with (
@@ -201,10 +214,10 @@ def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2)
             watched.append(psutil.Process(cluster.broker.pid))
             # Alternated: this machine's speed drifts by a third within minutes.
             for run in range(repeat):
-                singles.append(sieve_blocks(blocks, backend))
-                ceilings.append(in_processes(pool, agents, blocks, backend))
+                singles.append(sieve_blocks(blocks, backend, keep))
+                ceilings.append(in_processes(pool, agents, blocks, backend, keep))
                 before = [_cpu(p) for p in watched]
-                job, wall = _run_job(client, 1, end, block, f"measured-{run}")
+                job, wall = _run_job(client, 1, end, block, f"measured-{run}", keep)
                 walls.append(wall)
                 spent_runs.append([_cpu(p) - b for p, b in zip(watched, before, strict=True)])
         stored, primes = (
@@ -227,7 +240,11 @@ def end_to_end(end: int, backend: str, block: int, repeat: int, agents: int = 2)
     print(f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
           f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})")  # fmt: skip
     print(f"    the same blocks in {agents} plain processes, no broker: {ceiling:6.1%} "
-          "(what this machine allowed just then)")  # fmt: skip
+          f"(what this machine allowed just then): {efficiency / ceiling:.0%} of that "
+          "ceiling")  # fmt: skip
+    if keep == "counts":
+        print(f"  stored {stored:,} bytes for {primes:,} primes (counts only)")
+        return efficiency >= 0.8
     print(f"  stored {per_prime:5.3f} bytes/prime ({stored / 1e6:.1f} MB for {primes:,})  "
           f"(target <= 0.7: {'ok' if per_prime <= 0.7 else 'OVER TARGET'})")  # fmt: skip
     print(f"  delivered {delivered:,.0f} primes/s = {delivered / ORIGINAL_PRIMES_PER_S:,.0f}x "

@@ -46,6 +46,10 @@ def register(sub: Any) -> None:
                         default=jobs.DEFAULT_BLOCK, metavar="N",
                         help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}, "
                         f"default {readable(jobs.DEFAULT_BLOCK)})")  # fmt: skip
+    primes.add_argument("--keep", choices=sorted(jobs.KEEPS), default="primes",
+                        help="what is stored of each block: every prime (export them; the "
+                        "default) or counts only (pi(x), twin pairs, largest gap; a few "
+                        "hundred bytes a block)")  # fmt: skip
     primes.add_argument("--name", type=label, default="", help="a label for the display")
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
@@ -174,10 +178,12 @@ def describe(status: Any) -> str:
             f"eta {_eta(status.eta_s)}" + (f"  hash {status.hash}" if status.hash else "")
         )
     largest = "-" if status.largest is None else f"{status.largest:,}"
+    twins = "" if status.twins is None else f"  {status.twins:,} twin pairs"
+    gap = "" if not status.gap else f"  largest gap {status.gap:,} after {status.gap_at:,}"
     return (
         f"{status.job}  {status.state:<9} [{status.start:,}, {status.end:,}]  "
-        f"{status.blocks_done}/{status.blocks_total} blocks  {status.primes:,} primes  "
-        f"largest {largest}  {status.rate:,.0f}/s  eta {_eta(status.eta_s)}"
+        f"{status.blocks_done}/{status.blocks_total} blocks  {status.primes:,} primes"
+        f"{twins}{gap}  largest {largest}  {status.rate:,.0f}/s  eta {_eta(status.eta_s)}"
     )
 
 
@@ -187,16 +193,8 @@ def run_primes(args: argparse.Namespace) -> int:
 
     if args.start > args.end:
         raise ConfigError(f"START {readable(args.start)} is greater than END {readable(args.end)}")
-    blocks = -(-(args.end - args.start + 1) // args.block_size)
-    if blocks > jobs.MAX_BLOCKS:
-        least = -(-(args.end - args.start + 1) // jobs.MAX_BLOCKS)
-        raise ConfigError(
-            f"--block-size {readable(args.block_size)} cuts the range into {readable(blocks)} "
-            f"blocks, more than {readable(jobs.MAX_BLOCKS)}: use --block-size {readable(least)} "
-            "or more"
-        )
     request = jobs.PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
-                                 name=args.name,
+                                 name=args.name, keep=args.keep,
                                  request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
     encode(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
@@ -292,7 +290,8 @@ def run_status(args: argparse.Namespace) -> int:
         if s.error:
             print(f"  error: {s.error}")
         return 0
-    print(f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}")
+    print(f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}   "
+          f"keeping: {s.keep}")  # fmt: skip
     if s.finished is not None:
         print(f"  took: {s.finished - s.created:.1f} s")
     for c in s.top:
@@ -463,6 +462,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if progress.start <= 2 and progress.end in KNOWN_PI:
         known = f", pi({progress.end:.0e}) = {KNOWN_PI[progress.end]:,} as it should be"
     checked = "sieved again here and identical" if args.recompute else "CRC-32 and range checked"
-    print(f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes, "
+    twins = "" if progress.twins is None else f", {progress.twins:,} twin pairs"
+    print(f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes{twins}, "
           f"every block's {checked}{known}")  # fmt: skip
     return 0

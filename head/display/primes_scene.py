@@ -40,6 +40,7 @@ class PrimesScene:
         self._drawn: tuple[int, tuple[int, int]] | None = None
         self.map_rect = pygame.Rect(0, 0, 0, 0)
         self.bar_rect = pygame.Rect(0, 0, 0, 0)
+        self.figure_rects: dict[str, pygame.Rect] = {}  # where each figure's value went
 
     def cell_rect(self, index: int, cells: int) -> pygame.Rect:
         """Where cell ``index`` of a map of ``cells`` was drawn (for tests)."""
@@ -95,6 +96,8 @@ class PrimesScene:
         y = big.bottom + h // 40
         figures = [
             ("primes found", f"{s.primes:,}"),
+            ("twin pairs", "-" if s.twins is None else f"{s.twins:,}"),
+            ("largest gap", f"{s.gap:,}" if s.gap else "-"),
             ("per second", format_count(s.rate)),
             ("nodes at work", str(s.nodes)),
             ("time left", format_duration(s.eta_s) if s.state == "running" else "-"),
@@ -103,8 +106,9 @@ class PrimesScene:
         for i, (name, value) in enumerate(figures):
             x = margin + i * column
             frame.text.blit(surface, name, h // 36, colors.TEXT_DIM, (x, y))
-            frame.text.blit(surface, value, h // 14, colors.TEXT, (x, y + h // 30),
-                       max_width=column - margin)  # fmt: skip
+            self.figure_rects[name] = frame.text.blit(
+                surface, value, h // 14, colors.TEXT, (x, y + h // 30), max_width=column - margin
+            )
 
         y += h // 30 + h // 14 + h // 40
         self.bar_rect = pygame.Rect(margin, y, inner, max(8, h // 30))

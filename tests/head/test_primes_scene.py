@@ -95,6 +95,24 @@ def test_a_running_job_shows_progress_and_who_did_which_block(screen):
     assert bright > 100
 
 
+def bright_pixels(screen, rect):
+    return sum(1 for x in range(rect.left, rect.right) for y in range(rect.top, rect.bottom)
+               if sum(screen.get_at((x, y))[:3]) > 600)  # fmt: skip
+
+
+def test_twin_pairs_and_the_largest_gap_are_shown_once_known(screen):
+    """A job from before they were counted shows '-' where a count-only job shows them."""
+    shown = {}
+    for twins, gap in ((None, None), (3_424_506, 282)):
+        job = status(twins=twins, gap=gap, gap_at=None if gap is None else 436_273_009,
+                     keep="counts")  # fmt: skip
+        scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(job))))
+        shown[twins] = [bright_pixels(screen, scene.figure_rects[name])
+                        for name in ("twin pairs", "largest gap")]  # fmt: skip
+    dash, twins_text = shown[None], shown[3_424_506]
+    assert twins_text[0] > 4 * dash[0] and twins_text[1] > 2 * dash[1], shown
+
+
 def test_without_a_job_it_says_how_to_start_one(screen):
     draw(screen, JobsModel())
     text = sum(1 for x in range(0, 1280, 4) for y in range(200, 360, 4)
