@@ -209,7 +209,8 @@ def ingest(
         while ready.value < len(nodes):
             time.sleep(0.05)
         request = PrimesRequest(start=START, end=START + blocks * block - 1, block_size=block,
-                                keep=keep, request_id=f"ingest-{keep}-{blocks}")  # fmt: skip
+                                keep=keep, request_id=f"ingest-{keep}-{blocks}",
+                                double_check=0.0)  # fmt: skip
         with JobClient(cluster.admin, connect_timeout=30) as client:
             reply = client.submit(request, timeout=30)
             if reply.job is None:

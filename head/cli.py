@@ -12,6 +12,7 @@ from typing import Any
 
 from node_agent.config import MAX_SIM_NODES
 from piswarm.flags import directory, new_file, real, whole
+from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ def register(sub: Any) -> None:
                       "$PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)")  # fmt: skip
     head.add_argument("--lease", type=real(1, 86_400, unit=" s"), default=60.0,
                       help="seconds a node has for a block, then it is reissued")  # fmt: skip
+    head.add_argument("--double-check", type=real(0, 1), default=DEFAULT_DOUBLE_CHECK,
+                      metavar="FRACTION",
+                      help="blocks computed again by another node and compared, for jobs "
+                      f"that do not say (default {DEFAULT_DOUBLE_CHECK:g}; 0: none)")  # fmt: skip
     _display_flags(head, windowed_default=None)
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
 
@@ -262,7 +267,8 @@ def run_head(args: argparse.Namespace) -> int:
         )
     keep_heap_memory()  # each result's buffers are the size of the last one's
     with PidLock(db.parent, db.stem, role="coordinator"):
-        coordinator = Coordinator(db_path=db, settings=settings, lease_seconds=args.lease)
+        coordinator = Coordinator(db_path=db, settings=settings, lease_seconds=args.lease,
+                                  double_check=args.double_check)  # fmt: skip
         stop = _stop_event()
         coordinator.start()
         log.info("coordinator: jobs in %s, broker %s:%d", db, settings.host, settings.port)

@@ -39,6 +39,7 @@ from piswarm.mqtt import (
 )
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 from piswarm.protocol.health import Health, HealthClock
+from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Coordinator:
         stall_seconds: float = 30.0,
         sweep_every: float = SWEEP_EVERY_S,
         checkers: int = DEFAULT_CHECKERS,
+        double_check: float = DEFAULT_DOUBLE_CHECK,
     ) -> None:
         self.db_path = db_path
         self.settings = settings
@@ -92,6 +94,7 @@ class Coordinator:
         self.client_id = client_id or unique_client_id("coordinator")
         self.stall_seconds = stall_seconds
         self.checkers = checkers
+        self.double_check = double_check
         self.life: LifeJobs | None = None
         self.primes: PrimeJobs | None = None
         self.stats = CoordinatorStats()
@@ -153,7 +156,8 @@ class Coordinator:
         self.primes = PrimeJobs(store=store, publish=self._publish, clock=self.clock,
                                 connected=self.connected.is_set,
                                 lease_seconds=self.lease_seconds, started=self._started,
-                                stats=self.prime_stats, checkers=self.checkers)  # fmt: skip
+                                stats=self.prime_stats, checkers=self.checkers,
+                                double_check=self.double_check)  # fmt: skip
         try:
             self.primes.resume()
             self.life.resume()

@@ -42,14 +42,18 @@ def register(sub: Any) -> None:
     primes = mqtt_verb("primes", "find every prime in [START, END]")
     primes.add_argument("start", type=number, metavar="START", help="e.g. 1 or 1e9")
     primes.add_argument("end", type=number, metavar="END", help="e.g. 1e10 (included)")
-    primes.add_argument("--block-size", type=whole(jobs.MIN_BLOCK, jobs.MAX_BLOCK),
-                        default=jobs.DEFAULT_BLOCK, metavar="N",
-                        help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}, "
-                        f"default {readable(jobs.DEFAULT_BLOCK)})")  # fmt: skip
+    primes.add_argument("--block-size", type=whole(jobs.MIN_BLOCK, jobs.MAX_COUNTS_BLOCK),
+                        default=None, metavar="N",
+                        help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}; up to "
+                        f"{readable(jobs.MAX_COUNTS_BLOCK)} with --keep counts; default: "
+                        "the coordinator sizes them from its nodes' speeds)")  # fmt: skip
     primes.add_argument("--keep", choices=sorted(jobs.KEEPS), default="primes",
                         help="what is stored of each block: every prime (export them; the "
                         "default) or counts only (pi(x), twin pairs, largest gap; a few "
                         "hundred bytes a block)")  # fmt: skip
+    primes.add_argument("--double-check", type=real(0, 1), default=None, metavar="FRACTION",
+                        help="blocks computed again by another node and compared (default: "
+                        "the coordinator's, 0.03; 0: none)")  # fmt: skip
     primes.add_argument("--name", type=label, default="", help="a label for the display")
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
@@ -193,8 +197,14 @@ def run_primes(args: argparse.Namespace) -> int:
 
     if args.start > args.end:
         raise ConfigError(f"START {readable(args.start)} is greater than END {readable(args.end)}")
+    if args.block_size is not None and args.block_size > jobs.max_block(args.keep):
+        raise ConfigError(
+            f"--block-size {readable(args.block_size)} is more than {readable(jobs.MAX_BLOCK)}, "
+            "the most a job keeping its primes may have: use --keep counts or smaller blocks"
+        )
     request = jobs.PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
                                  name=args.name, keep=args.keep,
+                                 double_check=args.double_check,
                                  request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
     encode(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
@@ -294,6 +304,10 @@ def run_status(args: argparse.Namespace) -> int:
           f"keeping: {s.keep}")  # fmt: skip
     if s.finished is not None:
         print(f"  took: {s.finished - s.created:.1f} s")
+    if s.double_check:
+        wrong = f", wrong: {', '.join(s.wrong)}" if s.wrong else ""
+        print(f"  double-checked: {s.checked:,} blocks agreed by two nodes "
+              f"(asked {s.double_check:.0%}), {s.mismatches} mismatches{wrong}")  # fmt: skip
     for c in s.top:
         print(f"  {c.node:<24} {c.blocks:>8} blocks {c.primes:>14,} primes")
     return 0

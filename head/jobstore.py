@@ -21,12 +21,15 @@ Storing is in two steps, so that the expensive check of a result can run elsewhe
 checked, :meth:`JobStore.store_checked` stores a batch of them in one commit.
 """
 
+import dataclasses
+import logging
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -40,7 +43,7 @@ from piswarm.protocol.counts import (
     larger_gap,
     summarize,
 )
-from piswarm.protocol.jobs import Keep, PrimesRequest
+from piswarm.protocol.jobs import DEFAULT_BLOCK, Keep, PrimesRequest
 from piswarm.protocol.primes import decode_primes
 
 SCHEMA = """
@@ -64,7 +67,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     largest INTEGER,
     twins INTEGER,
     gap INTEGER,
-    gap_at INTEGER
+    gap_at INTEGER,
+    double_check REAL NOT NULL DEFAULT 0,
+    checks_open INTEGER NOT NULL DEFAULT 0,
+    checked INTEGER NOT NULL DEFAULT 0,
+    mismatches INTEGER NOT NULL DEFAULT 0,
+    wrong TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS blocks (
     job TEXT NOT NULL REFERENCES jobs(id),
@@ -100,9 +108,31 @@ CREATE TABLE IF NOT EXISTS results (
     gap_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job, block)
 );
+CREATE TABLE IF NOT EXISTS checks (
+    job TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'agreed', 'waived')),
+    node TEXT,
+    lease_until REAL,
+    since REAL NOT NULL,
+    PRIMARY KEY (job, block)
+);
+CREATE INDEX IF NOT EXISTS checks_open ON checks (state, lease_until);
+CREATE TABLE IF NOT EXISTS check_results (
+    job TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    stored REAL NOT NULL,
+    PRIMARY KEY (job, block, node)
+);
 """
 
 Outcome = Literal["stored", "duplicate", "rejected"]
+
+log = logging.getLogger(__name__)
 
 KNOWN_PI = {10**4: 1229, 10**5: 9592, 10**6: 78_498, 10**7: 664_579, 10**8: 5_761_455,
             10**9: 50_847_534, 10**10: 455_052_511}  # fmt: skip
@@ -119,6 +149,7 @@ class Assignment:
     hi: int
     lease_until: float
     keep: Keep = "primes"
+    check: bool = False  # a second node computing a stored block, to compare
 
 
 @dataclass(frozen=True)
@@ -141,10 +172,19 @@ class JobInfo:
     twins: int | None = None  # None: a job stored before piswarm counted them
     gap: int | None = None
     gap_at: int | None = None
+    double_check: float = 0.0  # the fraction of blocks computed twice
+    checks_open: int = 0  # blocks waiting for a second (or third) node's result
+    checked: int = 0  # blocks two nodes agreed on
+    mismatches: int = 0  # blocks two nodes disagreed on
+    wrong: str = ""  # the nodes found wrong, comma-separated
 
     @property
     def blocks_total(self) -> int:
         return self.blocks
+
+    @property
+    def wrong_nodes(self) -> tuple[str, ...]:
+        return tuple(self.wrong.split(",")) if self.wrong else ()
 
     def block_range(self, block: int) -> tuple[int, int]:
         lo = self.start + block * self.block_size
@@ -155,13 +195,45 @@ Progress = JobInfo
 """What ``job verify`` and ``job list`` read (the job's row holds its totals)."""
 
 _INFO_QUERY = ("SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
-               "keep, blocks_done, primes, largest, twins, gap, gap_at FROM jobs ")  # fmt: skip
+               "keep, blocks_done, primes, largest, twins, gap, gap_at, double_check, "
+               "checks_open, checked, mismatches, wrong FROM jobs ")  # fmt: skip
+MAX_WRONG = 8
+"""Nodes a job remembers as found wrong (the status shows them)."""
 
 
 _OPEN = ("SELECT j.created, b.block, b.job, b.lo, b.hi, j.keep, b.node FROM blocks b "
          "JOIN jobs j ON j.id = b.job WHERE j.state = 'running' AND ")  # fmt: skip
 _GIVEN_BACK = _OPEN + "b.state = 'pending' ORDER BY j.created, b.block LIMIT ?"
 _RUN_OUT = _OPEN + "b.state = 'leased' AND b.lease_until < ? ORDER BY j.created, b.block LIMIT ?"
+_CHECK = (
+    "SELECT j.created, c.block, c.job, b.lo, b.hi, j.keep, c.node FROM checks c "
+    "JOIN blocks b ON b.job = c.job AND b.block = c.block JOIN jobs j ON j.id = c.job "
+    "WHERE j.state = 'running' AND NOT EXISTS (SELECT 1 FROM results r WHERE "
+    "r.job = c.job AND r.block = c.block AND r.node = ?1) AND NOT EXISTS (SELECT 1 "
+    "FROM check_results x WHERE x.job = c.job AND x.block = c.block AND x.node = ?1) AND "
+)
+_CHECK_WAITING = _CHECK + "c.state = 'pending' ORDER BY j.created, c.block LIMIT ?2"
+_CHECK_RUN_OUT = (_CHECK + "c.state = 'leased' AND c.lease_until < ?3 "
+                  "ORDER BY j.created, c.block LIMIT ?2")  # fmt: skip
+
+
+def double_checked(job: str, block: int, fraction: float) -> bool:
+    """Whether a block of a job asking for ``fraction`` of its blocks double-checked is
+    one of them (the same answer every time: a hash, not a dice roll)."""
+    return zlib.crc32(f"{job}/{block}".encode()) < fraction * 2**32
+
+
+class _Candidate(NamedTuple):
+    """A block that could be leased: a row given back, a check, or the cursor's next."""
+
+    created: float
+    block: int
+    job: str
+    lo: int
+    hi: int
+    keep: Keep
+    holder: str | None  # its row's node (for a check: the last node it was leased to)
+    kind: Literal["row", "new", "check"]
 
 
 @dataclass(frozen=True)
@@ -174,6 +246,7 @@ class Claim:
     lo: int
     hi: int
     keep: Keep
+    check: bool = False  # the block is stored: this result is compared with it
 
 
 @dataclass(frozen=True)
@@ -200,6 +273,10 @@ class JobStore(Store):
         add_column(db, "jobs", "keep", "TEXT NOT NULL DEFAULT 'primes'")
         for column in ("twins", "gap", "gap_at"):
             add_column(db, "results", column, "INTEGER NOT NULL DEFAULT 0")
+        add_column(db, "jobs", "double_check", "REAL NOT NULL DEFAULT 0")
+        for column in ("checks_open", "checked", "mismatches"):
+            add_column(db, "jobs", column, "INTEGER NOT NULL DEFAULT 0")
+        add_column(db, "jobs", "wrong", "TEXT NOT NULL DEFAULT ''")
         if not add_column(db, "jobs", "next_block", "INTEGER NOT NULL DEFAULT 0"):
             return
         for column in ("blocks_done", "primes"):
@@ -223,9 +300,16 @@ class JobStore(Store):
     # -- jobs ---------------------------------------------------------------------------
 
     def submit(
-        self, request: PrimesRequest, now: float, *, submitter: str = ""
+        self,
+        request: PrimesRequest,
+        now: float,
+        *,
+        submitter: str = "",
+        double_check: float = 0.0,
     ) -> tuple[str, bool]:
         """Store a validated request (one row, whatever its size): ``(job id, True)``.
+        ``double_check`` is the fraction of blocks computed twice when the request does
+        not say.
 
         A request whose ``request_id`` the same submitter sent before (a retry, a duplicate
         delivery) starts nothing: ``(the first job's id, False)``. Request ids are the
@@ -236,13 +320,16 @@ class JobStore(Store):
             return known, False
         job = f"p{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
         key = request_key(submitter, request.request_id) if request.request_id else None
+        fraction = double_check if request.double_check is None else request.double_check
+        if request.block_size is None:  # the coordinator sizes blocks; a caller may not
+            request = dataclasses.replace(request, block_size=DEFAULT_BLOCK)
         with self.db:
             self.db.execute(
                 "INSERT INTO jobs (id, kind, request_id, name, start, end_, block_size, blocks,"
-                " state, created, finished, submitter, keep, twins, gap, gap_at)"
-                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, 0, 0, 0)",
-                (job, key, request.name, request.start, request.end, request.block_size,
-                 request.blocks, now, submitter, request.keep),
+                " state, created, finished, submitter, keep, twins, gap, gap_at, double_check)"
+                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, 0, 0, 0, ?)",
+                (job, key, request.name, request.start, request.end, request.size,
+                 request.blocks, now, submitter, request.keep, fraction),
             )  # fmt: skip
         return job, True
 
@@ -311,10 +398,15 @@ class JobStore(Store):
     def _take(self, node: str, count: int, now: float, until: float) -> list[Assignment]:
         if count <= 0:
             return []
-        # (created, block, job, lo, hi, keep, the row's holder, a new row)
-        taken: list[tuple[float, int, str, int, int, Keep, str | None, bool]] = []
-        for query, params in ((_GIVEN_BACK, (count,)), (_RUN_OUT, (now, count))):
-            taken += [(*row, False) for row in self.db.execute(query, params)]
+        taken: list[_Candidate] = []
+        queries: list[tuple[str, tuple[object, ...], Literal["row", "check"]]] = [
+            (_GIVEN_BACK, (count,), "row"),
+            (_RUN_OUT, (now, count), "row"),
+            (_CHECK_WAITING, (node, count), "check"),
+            (_CHECK_RUN_OUT, (node, count, now), "check"),
+        ]
+        for query, params, kind in queries:
+            taken += [_Candidate._make((*row, kind)) for row in self.db.execute(query, params)]
         fresh = 0
         for row in self.db.execute(
             _INFO_QUERY + "WHERE state = 'running' AND next_block < blocks ORDER BY created"
@@ -322,24 +414,34 @@ class JobStore(Store):
             info = JobInfo(*row)
             cursor = self._cursor(info.job)
             for block in range(cursor, min(info.blocks, cursor + count - fresh)):
-                taken.append((info.created, block, info.job, *info.block_range(block),
-                              info.keep, None, True))  # fmt: skip
+                taken.append(_Candidate(info.created, block, info.job, *info.block_range(block),
+                                        info.keep, None, "new"))  # fmt: skip
                 fresh += 1
             if fresh >= count:
                 break
-        taken.sort(key=lambda t: (t[0], t[1]))
+        taken.sort(key=lambda t: (t.created, t.block, t.kind == "check"))
         taken = taken[:count]
-        old = [t for t in taken if not t[7]]
+        rows = [t for t in taken if t.kind == "row"]
         self.db.executemany(  # an expired lease's node may still deliver
             "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
-            [(t[2], t[1], t[6]) for t in old if t[6] is not None],
+            [(t.job, t.block, t.holder) for t in rows if t.holder is not None],
         )
         self.db.executemany(
             "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
             "attempts = attempts + 1 WHERE job = ? AND block = ?",
-            [(node, until, t[2], t[1]) for t in old],
+            [(node, until, t.job, t.block) for t in rows],
         )
-        new = [(t[2], t[1], t[3], t[4], node, until) for t in taken if t[7]]
+        checks = [t for t in taken if t.kind == "check"]
+        self.db.executemany(  # a check's node whose lease ran out may still deliver
+            "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
+            [(t.job, t.block, t.holder) for t in checks if t.holder is not None],
+        )
+        self.db.executemany(
+            "UPDATE checks SET state = 'leased', node = ?, lease_until = ? "
+            "WHERE job = ? AND block = ?",
+            [(node, until, t.job, t.block) for t in checks],
+        )
+        new = [(t.job, t.block, t.lo, t.hi, node, until) for t in taken if t.kind == "new"]
         self.db.executemany(
             "INSERT INTO blocks (job, block, lo, hi, state, node, lease_until, attempts) "
             "VALUES (?, ?, ?, ?, 'leased', ?, ?, 1)",
@@ -351,7 +453,8 @@ class JobStore(Store):
         self.db.executemany(
             "UPDATE jobs SET next_block = ? WHERE id = ?", [(c, j) for j, c in cursors.items()]
         )
-        return [Assignment(t[2], t[1], t[3], t[4], until, t[5]) for t in taken]
+        return [Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check")
+                for t in taken]  # fmt: skip
 
     def _cursor(self, job: str) -> int:
         return int(
@@ -431,6 +534,13 @@ class JobStore(Store):
                 raise ProtocolError(f"no block {block} in job {job}")
             raise ProtocolError(f"block {block} of job {job} was never given to {node}")
         lo, hi, block_state, holder, job_state, keep = row
+        check = self.db.execute(
+            "SELECT state, node FROM checks WHERE job = ? AND block = ?", (job, block)
+        ).fetchone()
+        if check is not None and check[1] == node:
+            if check[0] == "leased" and job_state == "running":
+                return Claim(job, block, node, lo, hi, keep, check=True)
+            return None  # a check already decided without it
         if (
             holder != node
             and self.db.execute(
@@ -468,6 +578,8 @@ class JobStore(Store):
 
     def _store(self, item: Checked, now: float) -> tuple[Outcome, str | None]:
         c, s = item.claim, item.summary
+        if c.check:
+            return self._store_check(item, now)
         row = self.db.execute(
             "SELECT state, node FROM blocks WHERE job = ? AND block = ?", (c.job, c.block)
         ).fetchone()
@@ -508,14 +620,160 @@ class JobStore(Store):
         total_gap, total_at = (None, None)
         if info.gap is not None and info.gap_at is not None:
             total_gap, total_at = larger_gap(info.gap, info.gap_at, gap, gap_at)
+        checks_open = info.checks_open
+        if info.double_check and double_checked(c.job, c.block, info.double_check):
+            self.db.execute("INSERT OR IGNORE INTO checks (job, block, state, since) "
+                            "VALUES (?, ?, 'pending', ?)", (c.job, c.block, now))  # fmt: skip
+            checks_open += 1
         self.db.execute(
             "UPDATE jobs SET blocks_done = ?, primes = primes + ?, largest = ?, twins = ?, "
-            "gap = ?, gap_at = ?, state = ?, finished = ? WHERE id = ?",
-            (done, s.count, largest, total_twins, total_gap, total_at,
-             "done" if done >= info.blocks else "running",
-             now if done >= info.blocks else None, c.job),
+            "gap = ?, gap_at = ?, checks_open = ? WHERE id = ?",
+            (done, s.count, largest, total_twins, total_gap, total_at, checks_open, c.job),
         )  # fmt: skip
+        self._end_if_done(c.job, now)
         return "stored", None
+
+    def _end_if_done(self, job: str, now: float) -> bool:
+        """A running job whose every block is stored and double-checked (or waived) is
+        done; whether it ended now."""
+        cur = self.db.execute(
+            "UPDATE jobs SET state = 'done', finished = ? WHERE id = ? AND state = 'running' "
+            "AND blocks_done >= blocks AND checks_open <= 0",
+            (now, job),
+        )
+        return cur.rowcount > 0
+
+    def _store_check(self, item: Checked, now: float) -> tuple[Outcome, str | None]:
+        """A second (or third) node's result of a stored block, compared with the others.
+
+        Two nodes with the same count and CRC decide: the block is agreed, and a node that
+        said otherwise is named wrong. If the stored result is the odd one out, the
+        agreed one replaces it and the job's totals are counted again. Two that disagree,
+        with no third to side with either, send the block to another node."""
+        c, s = item.claim, item.summary
+        check = self.db.execute("SELECT state, node FROM checks WHERE job = ? AND block = ?",
+                                (c.job, c.block)).fetchone()  # fmt: skip
+        if check is None or check[0] != "leased" or check[1] != c.node:
+            return "duplicate", None  # decided (or handed to another node) meanwhile
+        self.db.execute("INSERT OR IGNORE INTO check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (c.job, c.block, c.node, s.count, s.crc32, item.data, now))  # fmt: skip
+        first = self.db.execute("SELECT node, count, crc32 FROM results WHERE job = ? AND "
+                                "block = ?", (c.job, c.block)).fetchone()  # fmt: skip
+        votes = [(first[0], (first[1], first[2]))] + [
+            (node, (count, crc)) for node, count, crc in self.db.execute(
+                "SELECT node, count, crc32 FROM check_results WHERE job = ? AND block = ? "
+                "ORDER BY stored, node", (c.job, c.block))]  # fmt: skip
+        said: dict[tuple[int, int], list[str]] = {}
+        for node, value in votes:
+            said.setdefault(value, []).append(node)
+        info = self.info(c.job)
+        mismatches = info.mismatches + (len(votes) == 2 and len(said) == 2)
+        agreed = next((value for value, nodes in said.items() if len(nodes) >= 2), None)
+        if agreed is None:
+            log.warning("job %s block %d: %s disagree: computing it again on another node",
+                        c.job, c.block, " and ".join(node for node, _v in votes))  # fmt: skip
+            self.db.execute(
+                "UPDATE checks SET state = 'pending', node = NULL, lease_until = NULL, since = ? "
+                "WHERE job = ? AND block = ?",
+                (now, c.job, c.block),
+            )
+            self.db.execute("UPDATE jobs SET mismatches = ? WHERE id = ?", (mismatches, c.job))
+            self.db.execute(
+                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node)
+            )
+            return "stored", None
+        wrong = [node for node, value in votes if value != agreed]
+        if wrong:
+            log.warning("job %s block %d: %s agree, %s wrong", c.job, c.block,
+                        " and ".join(said[agreed]), ", ".join(wrong))  # fmt: skip
+        if first[0] in wrong:
+            self._replace_result(c, said[agreed][0])
+        known = list(info.wrong_nodes)
+        known += [node for node in wrong if node not in known]
+        self.db.execute("UPDATE checks SET state = 'agreed' WHERE job = ? AND block = ?",
+                        (c.job, c.block))  # fmt: skip
+        self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node))
+        self.db.execute(
+            "UPDATE jobs SET checks_open = checks_open - 1, checked = checked + 1, "
+            "mismatches = ?, wrong = ? WHERE id = ?",
+            (mismatches, ",".join(known[-MAX_WRONG:]), c.job),
+        )
+        self._end_if_done(c.job, now)
+        return "stored", None
+
+    def _replace_result(self, c: Claim, node: str) -> None:
+        """The stored result of a block was outvoted: ``node``'s (a check result) takes
+        its place, and the job's totals are counted again from its blocks."""
+        (data,) = self.db.execute(
+            "SELECT data FROM check_results WHERE job = ? AND block = ? AND node = ?",
+            (c.job, c.block, node),
+        ).fetchone()
+        s = check_result(data, c.lo, c.hi)
+        self.db.execute(
+            "UPDATE results SET node = ?, count = ?, first = ?, last = ?, crc32 = ?, data = ?, "
+            "twins = ?, gap = ?, gap_at = ? WHERE job = ? AND block = ?",
+            (node, s.count, s.first, s.last, s.crc32, data, s.twins, s.gap, s.gap_at,
+             c.job, c.block),
+        )  # fmt: skip
+        self.db.execute("UPDATE blocks SET node = ? WHERE job = ? AND block = ?",
+                        (node, c.job, c.block))  # fmt: skip
+        totals = self._totals(c.job)
+        self.db.execute(
+            "UPDATE jobs SET primes = ?, largest = ?, twins = CASE WHEN twins IS NULL THEN NULL "
+            "ELSE ? END, gap = CASE WHEN gap IS NULL THEN NULL ELSE ? END, "
+            "gap_at = CASE WHEN gap_at IS NULL THEN NULL ELSE ? END WHERE id = ?",
+            (*totals, c.job),
+        )
+
+    def _totals(self, job: str) -> tuple[int, int | None, int, int, int]:
+        """``(primes, largest, twins, gap, gap_at)`` added up from the job's stored blocks
+        (edges between neighbouring blocks included): once, when a result is replaced."""
+        primes = twins = gap = gap_at = 0
+        largest: int | None = None
+        before: tuple[int, BlockSummary] | None = None
+        for block, *fields in self.db.execute(
+            "SELECT block, count, first, last, twins, gap, gap_at, crc32 FROM results "
+            "WHERE job = ? ORDER BY block",
+            (job,),
+        ):
+            s = BlockSummary(*fields)
+            primes += s.count
+            twins += s.twins
+            if s.count:
+                largest = s.last if largest is None else max(largest, s.last)
+            gap, gap_at = larger_gap(gap, gap_at, s.gap, s.gap_at)
+            if before is not None and before[0] == block - 1:
+                between = edge(before[1], s)
+                twins += between.twin
+                gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
+            before = block, s
+        return primes, largest, twins, gap, gap_at
+
+    def waive_checks(self, before: float, now: float) -> list[str]:
+        """Checks no other node took by ``before``, of jobs whose every block is stored,
+        are given up (a room with one node cannot double-check): the jobs that ended."""
+        rows = self.db.execute(
+            "SELECT c.job, c.block FROM checks c JOIN jobs j ON j.id = c.job "
+            "WHERE j.state = 'running' AND j.blocks_done >= j.blocks AND c.since < ? AND "
+            "(c.state = 'pending' OR (c.state = 'leased' AND c.lease_until < ?))",
+            (before, now),
+        ).fetchall()
+        if not rows:
+            return []
+        ended = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for job, block in rows:
+                self.db.execute("UPDATE checks SET state = 'waived' WHERE job = ? AND block = ?",
+                                (job, block))  # fmt: skip
+                self.db.execute("UPDATE jobs SET checks_open = checks_open - 1 WHERE id = ?",
+                                (job,))  # fmt: skip
+            for job in sorted({job for job, _b in rows}):
+                log.warning("job %s: %d blocks not double-checked: no other node took them",
+                            job, sum(1 for j, _b in rows if j == job))  # fmt: skip
+                if self._end_if_done(job, now):
+                    ended.append(job)
+        return ended
 
     def store_result(self, job: str, block: int, node: str, data: bytes, now: float) -> Outcome:
         """Claim, check and store one result (raises :class:`ProtocolError` like

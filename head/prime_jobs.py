@@ -20,6 +20,7 @@ its leases back at once. Everything is in SQLite: a restart, even after ``kill -
 carries on every unfinished job.
 """
 
+import dataclasses
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from head.jobstore import Checked, Claim, JobStore, Outcome
 from head.tally import JobTally
 from piswarm import protocol
 from piswarm.protocol import ProtocolError, jobs, topics, work
+from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,16 @@ MAX_CHECKING = 256
 """Results being checked at once: past this, the loop waits for the oldest check (the
 inbox, bounded, then holds what arrives)."""
 DEFAULT_CHECKERS = 2
+BLOCK_SECONDS = 2.0
+"""What a block should take a node: its result's overhead (a round trip, a commit, an
+ack: ~1 ms all told) is then well under a percent of the node's time."""
+HEAD_RESULTS_PER_S = 500
+"""Results a second the sizing aims to keep the head at, however large the fleet (a
+fraction of what it can take): past 1,000 workers, blocks grow beyond BLOCK_SECONDS."""
+BLOCKS_PER_WORKER = 4
+"""A job too small for blocks of BLOCK_SECONDS is cut so that each worker gets a few."""
+SPEEDS_KEPT_S = 600.0
+"""A node's reported speed counts for sizing this long after its last request."""
 
 
 class Publish(Protocol):
@@ -57,6 +69,8 @@ class PrimeStats:
     results_duplicate: int = 0
     results_rejected: int = 0
     commits: int = 0  # of results: each holds one or more
+    checks_assigned: int = 0  # blocks leased a second time, to another node, to compare
+    checks_stored: int = 0  # their results
     serves_held: int = 0  # serves put off while the broker was away (see serve)
 
 
@@ -74,12 +88,14 @@ class PrimeJobs:
         started: float,
         stats: PrimeStats | None = None,
         checkers: int = DEFAULT_CHECKERS,
+        double_check: float = DEFAULT_DOUBLE_CHECK,
     ) -> None:
         self.store = store
         self._publish = publish
         self.clock = clock
         self._connected = connected
         self.lease_seconds = lease_seconds
+        self.double_check = double_check
         self._started = started  # leases running out before this + a lease are from before
         self.stats = stats if stats is not None else PrimeStats()
         self._pool = ThreadPoolExecutor(max(1, checkers), thread_name_prefix="check")
@@ -87,6 +103,8 @@ class PrimeJobs:
         self._wants: OrderedDict[str, int] = OrderedDict()
         self._tallies: dict[str, JobTally] = {}
         self._reconciled: set[str] = set()  # nodes whose leases from before were checked
+        self._speeds: OrderedDict[str, tuple[float, int, float]] = OrderedDict()
+        """node -> (numbers a second a worker sieves, workers, when it said so)"""
         self._maybe_work = True
 
     def close(self) -> None:
@@ -115,13 +133,35 @@ class PrimeJobs:
         for job in self.store.ended_jobs(limit):
             self._publish_tally(job, self._tally_of(job))
 
+    def block_size(self, request: jobs.PrimesRequest, now: float) -> int:
+        """The block size for a job that does not choose one: what the nodes heard from
+        in the last ``SPEEDS_KEPT_S`` sieve in ``BLOCK_SECONDS`` (their median worker),
+        longer for a fleet that would otherwise send more than ``HEAD_RESULTS_PER_S``,
+        shorter for a job too small to give every worker ``BLOCKS_PER_WORKER`` blocks;
+        ``DEFAULT_BLOCK`` before any node has reported its speed."""
+        recent = [(speed, workers) for speed, workers, seen in self._speeds.values()
+                  if now - seen <= SPEEDS_KEPT_S]  # fmt: skip
+        if not recent:
+            size = jobs.DEFAULT_BLOCK
+        else:
+            speeds = sorted(speed for speed, _w in recent)
+            workers = max(1, sum(w for _s, w in recent))
+            seconds = max(BLOCK_SECONDS, workers / HEAD_RESULTS_PER_S)
+            size = int(speeds[len(speeds) // 2] * seconds)
+            size = min(size, (request.end - request.start + 1) // (BLOCKS_PER_WORKER * workers))
+        size = max(jobs.MIN_BLOCK, min(size, jobs.max_block(request.keep)))
+        return int(float(f"{size:.2g}"))  # 2 significant digits: blocks people can read
+
     def submit(self, request: jobs.PrimesRequest, now: float, submitter: str) -> str:
-        job, _ = self.store.submit(request, now, submitter=submitter)
+        if request.block_size is None:
+            request = dataclasses.replace(request, block_size=self.block_size(request, now))
+        job, _ = self.store.submit(request, now, submitter=submitter,
+                                   double_check=self.double_check)  # fmt: skip
         self.stats.jobs_submitted += 1
         self._tallies[job] = JobTally(self.store.info(job))
         log.info("job %s from %s: primes in [%d, %d], %d blocks of %d, keeping %s",
                  job, submitter, request.start, request.end, request.blocks,
-                 request.block_size, request.keep)  # fmt: skip
+                 request.size, request.keep)  # fmt: skip
         self._maybe_work = True
         self.publish_status(job)
         self.serve()
@@ -161,6 +201,11 @@ class PrimeJobs:
         if request.node != node:
             raise ProtocolError(f"request names node {request.node!r}", topic=topic)
         self._wants.pop(node, None)
+        if request.speed and request.workers:
+            self._speeds.pop(node, None)
+            if len(self._speeds) >= MAX_WANTING_NODES:
+                self._speeds.popitem(last=False)  # the longest silent
+            self._speeds[node] = (request.speed, request.workers, self.clock())
         if request.holding is not None and node not in self._reconciled:
             self._reconcile(node, request.held())
         if request.want > 0:
@@ -203,6 +248,7 @@ class PrimeJobs:
                                          lease_s=self.lease_seconds, keep=a.keep)  # fmt: skip
                 self._publish(topics.node_work_assign(node), protocol.encode(assign), qos=1)
             self.stats.blocks_assigned += len(got)
+            self.stats.checks_assigned += sum(a.check for a in got)
             del self._wants[node]
             if len(got) < want:
                 self._wants[node] = want - len(got)  # to the back of the line
@@ -210,11 +256,14 @@ class PrimeJobs:
                 return
 
     def tick(self, now: float) -> None:
-        """Once a second: leases that ran out make work again."""
+        """Once a second: leases that ran out make work again; a check no other node
+        took for two leases' time is given up (a room of one node cannot double-check)."""
         expiry = self.store.next_expiry()
         if expiry is not None and expiry < now:
             self._maybe_work = True
             self.serve()
+        for job in self.store.waive_checks(now - 2 * self.lease_seconds, now):
+            self.publish_status(job)
 
     def node_offline(self, node: str) -> None:
         """A node's goodbye or will: its leases go back to the pool. Its results that
@@ -272,20 +321,22 @@ class PrimeJobs:
         now = self.clock()
         outcomes = self.store.store_checked(ready, now)
         self.stats.commits += 1
-        ended: set[str] = set()
+        touched: set[str] = set()
         acks: dict[tuple[str, str, Outcome], list[int]] = {}  # one per node, job and outcome
         for item, (outcome, error) in zip(ready, outcomes, strict=True):
             c = item.claim
             if outcome == "rejected":
                 self._reject(c.node, c.job, c.block, error or "rejected")
                 continue
-            if outcome == "stored":
+            if outcome == "stored" and c.check:
+                self.stats.checks_stored += 1
+                touched.add(c.job)
+            elif outcome == "stored":
                 self.stats.results_stored += 1
+                touched.add(c.job)
                 tally = self._tallies.get(c.job)
                 if tally is not None:
                     tally.add(c.block, c.node, item.summary.count, now)
-                    if tally.blocks_done >= tally.info.blocks:
-                        ended.add(c.job)
             else:
                 self.stats.results_duplicate += 1
                 log.info("duplicate result from %s for %s/%d (already stored)",
@@ -296,9 +347,12 @@ class PrimeJobs:
                 first, *more = blocks[i : i + work.MAX_ACKED + 1]
                 self._ack(node, work.ResultAck(job=job, block=first, outcome=outcome,
                                                more=tuple(more)))  # fmt: skip
-        for job in ended:
-            log.info("job %s done: %d primes", job, self._tallies[job].primes)
-            self.publish_status(job)
+        for job in touched:
+            info = self.store.info(job)
+            if info.state != "running" and job in self._tallies:
+                log.info("job %s done: %d primes, %d blocks double-checked", job, info.primes,
+                         info.checked)  # fmt: skip
+                self.publish_status(job)
         return len(ready)
 
     def _reject(self, node: str, job: str, block: int, error: str) -> None:

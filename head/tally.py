@@ -106,6 +106,10 @@ class JobTally:
             twins=info.twins,
             gap=info.gap,
             gap_at=info.gap_at,
+            double_check=info.double_check,
+            checked=info.checked,
+            mismatches=info.mismatches,
+            wrong=info.wrong_nodes,
         )
 
     def job_map(self) -> JobMap:

@@ -127,6 +127,7 @@ def run_agent(args: argparse.Namespace) -> int:
                 slots=Slots(config.workers + QUEUED_BLOCKS),
                 per_node=config.workers + QUEUED_BLOCKS,
                 backend=backend,
+                fault=config.fault,
             )
         agent = Agent(
             node_id=config.node_id,

@@ -62,6 +62,7 @@ class AgentConfig:
     workers: int = field(default_factory=default_workers)
     backend: BackendName = "auto"
     build: str = ""  # set by 'piswarm deploy': the code's content hash, part of the version
+    fault: str = ""  # tests only: PISWARM_TEST_FAULT (see node_agent.runner.FAULTS)
 
     def __post_init__(self) -> None:
         if not 0 <= self.workers <= MAX_WORKERS:
@@ -145,4 +146,18 @@ def load_agent_config(
         workers=default_workers() if workers is None else workers,
         backend=cast(BackendName, str(backend)),
         build=str(agent.get("build", "")),
+        fault=_fault(env.get(FAULT_ENV, "")),
     )
+
+
+FAULT_ENV = "PISWARM_TEST_FAULT"
+"""A switch for tests only, read from the agent's environment alone (no file, no flag, and
+nothing on MQTT can set it): ``drop-prime`` leaves one prime out of every block the node
+computes, a node that lies, which double-checking must catch."""
+FAULTS = frozenset({"", "drop-prime"})
+
+
+def _fault(value: str) -> str:
+    if value not in FAULTS:
+        raise ConfigError(f"{FAULT_ENV}={value!r}: unknown (known: drop-prime)")
+    return value

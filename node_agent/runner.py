@@ -38,6 +38,8 @@ from node_agent.sieve_backends import BackendName
 from piswarm.heap import keep_heap_memory
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from node_agent.sieve_backends import SieveBackend
 from piswarm import protocol
 from piswarm.children import ignore_stop_signals, stop_signals_held, watch_parent
@@ -58,17 +60,45 @@ def _worker_backend(name: str) -> "SieveBackend":
     return select_backend(cast(BackendName, name))
 
 
-def compute_block(lo: int, hi: int, backend: str, keep: str = "primes") -> bytes:
+LIST_AT_ONCE = 100_000_000
+"""Numbers listed at a time for a count-only block (at most ~46 MB of primes in memory)."""
+
+
+def compute_block(
+    lo: int,
+    hi: int,
+    backend: str,
+    keep: str = "primes",
+    piece: int = LIST_AT_ONCE,
+    fault: str = "",
+) -> bytes:
     """The result of ``[lo, hi)``: its encoded primes, or their summary when the job
-    keeps counts only. What a worker process runs; numpy is imported here, in the
-    worker, not by the agent's main process."""
-    from piswarm.protocol.counts import encode_summary, summarize
+    keeps counts only (listed ``piece`` numbers at a time). What a worker process runs;
+    numpy is imported here, in the worker, not by the agent's main process. ``fault``
+    ``drop-prime`` (tests only: :data:`node_agent.config.FAULT_ENV`) lies."""
+    from piswarm.protocol.counts import encode_summary, summarize_chunks
     from piswarm.protocol.primes import encode_primes
 
-    primes = _worker_backend(backend).primes(lo, hi)
+    sieve = _worker_backend(backend)
+    lie = fault == "drop-prime"
+
+    def listed(a: int, b: int) -> "np.ndarray":
+        primes = sieve.primes(a, b)
+        if lie and primes.size > 2:
+            primes = primes[primes != primes[primes.size // 2]]  # wrong on purpose (tests)
+        return primes
+
     if keep == "counts":
-        return encode_summary(summarize(primes))
-    return encode_primes(primes)
+        pieces = (listed(a, min(hi, a + piece)) for a in range(lo, hi, piece))
+        return encode_summary(summarize_chunks(pieces))
+    return encode_primes(listed(lo, hi))
+
+
+def timed_block(lo: int, hi: int, backend: str, keep: str, fault: str = "") -> tuple[bytes, float]:
+    """:func:`compute_block` and the seconds it took (the node's speed, for the head)."""
+    started = time.perf_counter()
+    result = compute_block(lo, hi, backend, keep, fault=fault)
+    return result, time.perf_counter() - started
 
 
 def warm_up(backend: str) -> None:
@@ -163,6 +193,12 @@ class Workers:
     def submit(self, lo: int, hi: int, backend: str, keep: str = "primes") -> "Future[bytes]":
         return self._submit(compute_block, lo, hi, backend, keep)
 
+    def submit_timed(
+        self, lo: int, hi: int, backend: str, keep: str, fault: str = ""
+    ) -> "Future[tuple[bytes, float]]":
+        """:meth:`submit`, with the seconds the worker spent on it."""
+        return self._submit(timed_block, lo, hi, backend, keep, fault)
+
     def _submit(self, fn: Callable[..., _T], *args: Any) -> "Future[_T]":
         with self._lock, stop_signals_held():  # the pool may start a worker here
             if self._pool is None:
@@ -217,8 +253,13 @@ class WorkRunner:
         resend_after: float = 60.0,
         rerequest_every: float = 30.0,
         max_unacked: int = 16,
+        fault: str = "",
     ) -> None:
         self.node_id = topics.validate_node_id(node_id)
+        self.fault = fault
+        if fault:
+            log.warning("%s: test fault %r: this node's results are wrong on purpose",
+                        node_id, fault)  # fmt: skip
         self.workers = workers
         self.slots = slots
         self.per_node = per_node
@@ -236,7 +277,7 @@ class WorkRunner:
         self._lock = threading.Lock()
         # Written by paho's or the pool's thread, read by the driver (under the lock):
         self._assigned: deque[work.WorkAssign] = deque(maxlen=256)
-        self._finished: deque[tuple[work.WorkAssign, Future[bytes]]] = deque()
+        self._finished: deque[tuple[work.WorkAssign, Future[tuple[bytes, float]]]] = deque()
         self._unacked: OrderedDict[tuple[str, int], _Unacked] = OrderedDict()
         self._resend_all = False
         self._events = False
@@ -245,6 +286,7 @@ class WorkRunner:
         self._running = 0  # blocks submitted to the pool and not yet finished
         self._computing: set[tuple[str, int]] = set()  # those blocks
         self._promised = 0  # blocks the coordinator still owes us (our last want, minus assigns)
+        self.speed: float | None = None  # numbers a second a worker sieves, recently
         self._last_request = -1e18
         self._coordinator_online = False
 
@@ -303,7 +345,7 @@ class WorkRunner:
                 self.node_id, ack.job, ack.block, ack.error,
             )  # fmt: skip
 
-    def _done(self, assign: work.WorkAssign, future: "Future[bytes]") -> None:
+    def _done(self, assign: work.WorkAssign, future: "Future[tuple[bytes, float]]") -> None:
         """The pool's callback thread: hand the finished block to the driver."""
         with self._lock:
             self._finished.append((assign, future))
@@ -350,13 +392,18 @@ class WorkRunner:
         return now + min(self.rerequest_every, self.resend_after)
 
     def _start(self, assign: work.WorkAssign) -> None:
-        future = self.workers.submit(assign.lo, assign.hi, self.backend, assign.keep)
+        future = self.workers.submit_timed(assign.lo, assign.hi, self.backend, assign.keep,
+                                           self.fault)  # fmt: skip
         self._running += 1
         self._computing.add((assign.job, assign.block))
         future.add_done_callback(functools.partial(self._done, assign))
 
     def _finish(
-        self, assign: work.WorkAssign, future: "Future[bytes]", now: float, publish: Publish | None
+        self,
+        assign: work.WorkAssign,
+        future: "Future[tuple[bytes, float]]",
+        now: float,
+        publish: Publish | None,
     ) -> None:
         self._running -= 1
         self._computing.discard((assign.job, assign.block))
@@ -364,7 +411,7 @@ class WorkRunner:
             self._held -= 1
             self.slots.give()
         try:
-            payload = future.result()
+            payload, seconds = future.result()
         except BrokenProcessPool:
             self.stats.blocks_failed += 1
             log.warning("%s: a worker died on %s/%d: computing it again",
@@ -376,6 +423,8 @@ class WorkRunner:
             log.exception("%s: block %s/%d failed", self.node_id, assign.job, assign.block)
             return
         self.stats.blocks_done += 1
+        speed = (assign.hi - assign.lo) / max(seconds, 1e-6)
+        self.speed = speed if self.speed is None else 0.7 * self.speed + 0.3 * speed
         topic = topics.node_result(self.node_id, assign.job, assign.block)
         with self._lock:
             self._unacked[(assign.job, assign.block)] = _Unacked(topic, payload, now)
@@ -404,6 +453,8 @@ class WorkRunner:
         request = work.WorkRequest(
             node=self.node_id, want=min(want, work.MAX_WANT), ts=self.wall_clock(),
             backend=self.backend, holding=self._holding(),
+            speed=None if self.speed is None else round(min(self.speed, 1e13)),
+            workers=min(self.per_node, self.workers.count, work.MAX_WORKERS),
         )  # fmt: skip
         publish(self._request_topic, protocol.encode(request), 1)
         self.stats.requests_sent += 1

@@ -69,10 +69,12 @@ class AgentProcess:
     """``python -m piswarm agent`` as a real child process."""
 
     def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5,
-                 workers=0, backend="numpy", cpus=None, nice=0, session=False):  # fmt: skip
+                 workers=0, backend="numpy", cpus=None, nice=0, session=False,
+                 env=None):  # fmt: skip
         self.node_id = node_id
         self.cpus, self.nice = cpus, nice  # for it, its strips and its sieve workers
         self.session = session  # a process group of its own, to be signalled as a terminal does
+        self.env = env
         self.config = tmp_path / f"agent-{node_id}.toml"
         self.config.write_text(
             "[agent]\n"
@@ -94,7 +96,7 @@ class AgentProcess:
 
     def start(self):
         self.proc = spawn(["agent", "--config", str(self.config)], self.log_path, cpus=self.cpus,
-                          nice=self.nice, session=self.session)  # fmt: skip
+                          nice=self.nice, session=self.session, env=self.env)  # fmt: skip
         return self
 
     def log(self) -> str:
@@ -156,10 +158,12 @@ def minor_faults(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[7])  # field 10, minflt
 
 
-def spawn(args, log_path, cpus=None, nice=0, session=False):
+def spawn(args, log_path, cpus=None, nice=0, session=False, env=None):
     """``python -m piswarm ARGS`` as a child that dies with the test run (on ``cpus``, at
-    ``nice``; with ``session``, leading a process group of its own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
+    ``nice``; with ``session``, leading a process group of its own; ``env`` added to
+    the environment, from which the test run's own PISWARM_ variables are left out)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")},
+           **(env or {})}  # fmt: skip
 
     def prepare():
         die_with_parent()  # a crashed test run leaves no process behind
@@ -215,10 +219,13 @@ def telemetry_of(node_id, min_seq=0):
 
 
 class CoordinatorProcess:
-    def __init__(self, broker, users, tmp_path, recorder, lease=60.0):
+    def __init__(self, broker, users, tmp_path, recorder, lease=60.0, double_check=0.0):
+        """``double_check`` 0 by default: tests that fail a node on purpose must not wait
+        for a second node to check a block (the double-checking tests set it)."""
         self.recorder = recorder
         self.args = ["head", "--no-display", "--db", str(tmp_path / "jobs.sqlite"),
-                     "--lease", str(lease), "--broker-host", "127.0.0.1",
+                     "--lease", str(lease), "--double-check", str(double_check),
+                     "--broker-host", "127.0.0.1",
                      "--broker-port", str(broker.port),
                      "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
         self.tmp_path = tmp_path

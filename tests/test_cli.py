@@ -43,6 +43,7 @@ def one_line_error(done, command, message, code=2):
      (["demo", "--nodes", "0"], "argument --nodes: 0 is not in 1-5,000"),
      (["demo", "--interval", "0"], "argument --interval: 0 is not in 0.05-3,600 s"),
      (["head", "--lease", "0"], "argument --lease: 0 is not in 1-86,400 s"),
+     (["head", "--double-check", "-1"], "argument --double-check: -1 is not in 0-1"),
      (["status", "--wait", "-1"], "argument --wait: -1 is not in 0-3,600 s")],
 )  # fmt: skip
 def test_bad_arguments_print_one_line_naming_the_flag_and_what_is_allowed(args, message):
@@ -130,11 +131,16 @@ def test_the_coordinator_needs_admin_credentials(tmp_path):
      (["job", "primes", "-5", "10"], "argument START: '-5' is not a non-negative whole number"),
      (["job", "primes", "1.5", "10"], "argument START: '1.5' is not a whole number"),
      (["job", "primes", "1", "10", "--block-size", "1e2"],
-      "argument --block-size: 1e2 is not in 10,000-100,000,000"),
+      "argument --block-size: 1e2 is not in 10,000-1e10"),
      (["job", "primes", "1", "1e9", "--block-size", "0"],
-      "argument --block-size: 0 is not in 10,000-100,000,000"),
+      "argument --block-size: 0 is not in 10,000-1e10"),
      (["job", "primes", "1", "1" + "0" * 30], "argument END: 1e30 is not in 0-9.22e18"),
      (["job", "primes", "1", "1e999999999"], "argument END: 1e999999999 is not in 0-9.22e18"),
+     (["job", "primes", "1", "1e12", "--block-size", "1e9"],
+      "--block-size 1e9 is more than 100,000,000, the most a job keeping its primes may have: "
+      "use --keep counts or smaller blocks"),
+     (["job", "primes", "1", "10", "--double-check", "2"],
+      "argument --double-check: 2 is not in 0-1"),
      (["job", "primes", "1", "1e12", "--keep", "all"],
       "argument --keep: invalid choice: 'all' (choose from "),
      (["job", "primes", "10", "1"], "START 10 is greater than END 1"),

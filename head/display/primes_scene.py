@@ -41,6 +41,7 @@ class PrimesScene:
         self.map_rect = pygame.Rect(0, 0, 0, 0)
         self.bar_rect = pygame.Rect(0, 0, 0, 0)
         self.figure_rects: dict[str, pygame.Rect] = {}  # where each figure's value went
+        self.checks_rect = pygame.Rect(0, 0, 0, 0)  # the double-check line, when shown
 
     def cell_rect(self, index: int, cells: int) -> pygame.Rect:
         """Where cell ``index`` of a map of ``cells`` was drawn (for tests)."""
@@ -120,6 +121,17 @@ class PrimesScene:
         pct = f"{100 * s.fraction:.1f}%  ({s.blocks_done:,} of {s.blocks_total:,} blocks)"
         frame.text.blit(surface, pct, h // 36, colors.TEXT_DIM,
                    (margin, self.bar_rect.bottom + h // 120))  # fmt: skip
+        self.checks_rect = pygame.Rect(0, 0, 0, 0)
+        if s.checked or s.mismatches:
+            checks = f"{s.checked:,} blocks double-checked"
+            colour = colors.TEXT_DIM
+            if s.wrong:
+                checks += f", wrong results from {', '.join(s.wrong)}"
+                colour = colors.ALERT
+            label = frame.text.render(checks, h // 36, colour)
+            self.checks_rect = surface.blit(
+                label, (margin + inner - label.get_width(), self.bar_rect.bottom + h // 120)
+            )
 
         top = self.bar_rect.bottom + h // 20
         legend_w = inner // 4

@@ -17,6 +17,8 @@ job's last spans at least ``MIN_BLOCK`` numbers, more than any gap between prime
 Nothing here does I/O; :func:`summarize` runs on a node, :func:`check_summary` on the head.
 """
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,7 +28,7 @@ from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
 from piswarm.protocol.jobs import MAX_NUMBER
-from piswarm.protocol.primes import MAX_PRIME_GAP, capacity, check_block_gaps, checksum
+from piswarm.protocol.primes import MAX_PRIME_GAP, capacity, check_block_gaps
 
 MAX_SUMMARY_BYTES = 512
 
@@ -58,17 +60,33 @@ class Edge:
 
 def summarize(primes: np.ndarray) -> BlockSummary:
     """The summary of an ascending array of primes (a node's work in count-only jobs)."""
-    arr = np.asarray(primes, dtype=np.uint64)
-    if arr.size == 0:
-        return BlockSummary(count=0, first=0, last=0, twins=0, gap=0, gap_at=0, crc32=checksum(arr))
-    gaps = np.diff(arr)
-    twins = int(np.count_nonzero(gaps == 2))
-    gap = gap_at = 0
-    if gaps.size:
-        at = int(np.argmax(gaps))  # the first of the largest
-        gap, gap_at = int(gaps[at]), int(arr[at])
-    return BlockSummary(count=int(arr.size), first=int(arr[0]), last=int(arr[-1]), twins=twins,
-                        gap=gap, gap_at=gap_at, crc32=checksum(arr))  # fmt: skip
+    return summarize_chunks([primes])
+
+
+def summarize_chunks(chunks: Iterable[np.ndarray]) -> BlockSummary:
+    """The summary of ascending primes given a piece at a time, each piece after the
+    last (a block of billions of numbers is listed in pieces: the CRC runs on)."""
+    count = first = last = twins = gap = gap_at = crc = 0
+    for chunk in chunks:
+        arr = np.ascontiguousarray(chunk, dtype="<u8")
+        if arr.size == 0:
+            continue
+        if count:  # the pair across the seam
+            between = edge((count, last), (int(arr.size), int(arr[0])))
+            twins += between.twin
+            gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
+        else:
+            first = int(arr[0])
+        gaps = np.diff(arr)
+        twins += int(np.count_nonzero(gaps == 2))
+        if gaps.size:
+            at = int(np.argmax(gaps))  # the first of the largest
+            gap, gap_at = larger_gap(gap, gap_at, int(gaps[at]), int(arr[at]))
+        crc = zlib.crc32(arr.data, crc)
+        count += int(arr.size)
+        last = int(arr[-1])
+    return BlockSummary(count=count, first=first, last=last, twins=twins, gap=gap,
+                        gap_at=gap_at, crc32=crc)  # fmt: skip
 
 
 def edge(before: BlockSummary | tuple[int, int], after: BlockSummary | tuple[int, int]) -> Edge:

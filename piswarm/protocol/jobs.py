@@ -24,17 +24,26 @@ from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 MAX_NUMBER = 2**63 - 1  # SQLite integers and the sieves stop here
 MIN_BLOCK = 10_000
 MAX_BLOCK = 100_000_000
-"""The largest block: its encoded result (~3.5 MB near 1) must fit the broker's 8 MiB packets."""
+"""The largest block of a job keeping its primes: the encoded result (~3.5 MB near 1) must
+fit the broker's 8 MiB packets."""
+MAX_COUNTS_BLOCK = 10_000_000_000
+"""The largest block of a count-only job (its result is a summary of any block; a node
+lists the block ``MAX_BLOCK`` numbers at a time)."""
 MAX_BLOCKS = MAX_NUMBER // MIN_BLOCK + 1
 """No limit of its own: every range of ``[0, MAX_NUMBER]`` in blocks of ``MIN_BLOCK`` or
 more fits (a job is a range and a cursor; its size costs the coordinator nothing)."""
 MAX_NAME = life.MAX_NAME
-DEFAULT_BLOCK = 10_000_000  # ~0.1 s of numpy sieving, ~280 kB encoded near 1e9
+DEFAULT_BLOCK = 10_000_000
+"""~0.1 s of numpy sieving, ~280 kB encoded near 1e9: the block size of a job that does
+not say, before the coordinator has measured any node."""
 MAP_CELLS = 400
 """A job map has at most this many cells (20 x 20 on the display), whatever the job size."""
 MAP_MAX_BYTES = 64 * 1024
 TOP_CONTRIBUTORS = 8
 JOB_STATES = frozenset({"running", "done", "cancelled"})
+DEFAULT_DOUBLE_CHECK = 0.03
+"""The fraction of blocks the coordinator has computed twice when a request does not say
+(``piswarm head --double-check`` changes it)."""
 Keep = Literal["primes", "counts"]
 KEEPS = frozenset({"primes", "counts"})
 
@@ -52,32 +61,59 @@ class PrimesRequest:
     ~0.6 bytes a prime on the wire and on disk), or ``"counts"``, a summary (the count,
     twin pairs, the largest gap and a checksum: ~200 bytes a block, whatever its size).
 
+    ``double_check`` is the fraction of blocks computed again by a different node and
+    compared (0: none; ``None``: the coordinator's default, a few percent).
+
+    ``block_size`` ``None`` (the default) lets the coordinator choose, from the speeds
+    its nodes report, blocks that take a node about two seconds each.
+
     ``request_id`` is the submitter's own tag: the reply carries it, and submitting the
     same id twice (a retry) returns the first job instead of starting a second one.
     """
 
     start: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
     end: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
-    block_size: int = field(default=DEFAULT_BLOCK, metadata=spec(lo=MIN_BLOCK, hi=MAX_BLOCK))
+    block_size: int | None = field(default=None,
+                                   metadata=spec(lo=MIN_BLOCK, hi=MAX_COUNTS_BLOCK))  # fmt: skip
     kind: Literal["primes"] = "primes"
     name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
     keep: Keep = "primes"
+    double_check: float | None = field(default=None, metadata=spec(lo=0, hi=1))
 
     def __post_init__(self) -> None:
         if self.start > self.end:
             raise ProtocolError(f"start {self.start} is greater than end {self.end}")
+        if self.block_size is None:
+            return
         if self.block_size < MIN_BLOCK:  # decoding checks the field first; a caller may not
             raise ProtocolError(f"field 'block_size': {self.block_size} is below {MIN_BLOCK}")
+        if self.block_size > max_block(self.keep):
+            raise ProtocolError(
+                f"field 'block_size': {self.block_size} is above {max_block(self.keep)} for a "
+                "job keeping its primes (a block's primes must fit a broker packet)"
+            )
+
+    @property
+    def size(self) -> int:
+        """The block size: asked for, or chosen by the coordinator (``sized``)."""
+        if self.block_size is None:
+            raise ValueError("the block size is not chosen yet")
+        return self.block_size
 
     @property
     def blocks(self) -> int:
-        return -(-(self.end - self.start + 1) // self.block_size)
+        return -(-(self.end - self.start + 1) // self.size)
 
     def block_range(self, index: int) -> tuple[int, int]:
         """Block ``index`` as a half-open ``[lo, hi)``."""
-        lo = self.start + index * self.block_size
-        return lo, min(lo + self.block_size, self.end + 1)
+        lo = self.start + index * self.size
+        return lo, min(lo + self.size, self.end + 1)
+
+
+def max_block(keep: Keep) -> int:
+    """The largest block a job keeping ``keep`` may have."""
+    return MAX_COUNTS_BLOCK if keep == "counts" else MAX_BLOCK
 
 
 @dataclass(frozen=True)
@@ -135,6 +171,11 @@ class JobStatus:
     twins: int | None = field(default=None, metadata=_COUNT)  # pairs (p, p + 2) found so far
     gap: int | None = field(default=None, metadata=_COUNT)  # the largest gap found so far
     gap_at: int | None = field(default=None, metadata=_COUNT)  # ... after this prime
+    double_check: float = field(default=0.0, metadata=spec(lo=0, hi=1))  # the fraction asked
+    checked: int = field(default=0, metadata=_COUNT)  # blocks two nodes agreed on
+    mismatches: int = field(default=0, metadata=_COUNT)  # blocks two nodes disagreed on
+    wrong: tuple[str, ...] = field(default=(), metadata=spec(pattern=NODE_ID_PATTERN.pattern,
+                                                             max_len=TOP_CONTRIBUTORS))  # fmt: skip
 
     @property
     def fraction(self) -> float:

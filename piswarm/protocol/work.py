@@ -21,10 +21,11 @@ from typing import Literal
 from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
-from piswarm.protocol.jobs import MAX_BLOCK, MAX_BLOCKS, MAX_NUMBER, Keep
+from piswarm.protocol.jobs import MAX_BLOCKS, MAX_NUMBER, Keep, max_block
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_WANT = 64
+MAX_WORKERS = 1024
 MAX_HOLDING = 256
 """Blocks a request may list as held: more than a node's slots and unacknowledged results."""
 BACKENDS = frozenset({"numpy", "primesieve"})
@@ -49,6 +50,9 @@ class CoordinatorStatus:
 class WorkRequest:
     """'I can take ``want`` more blocks now' (0: none, stop remembering me).
 
+    ``speed``: numbers a second one of the node's ``workers`` sieves (its recent blocks):
+    the coordinator sizes the blocks of new jobs from them.
+
     ``holding`` lists the blocks the node has (``"<job>/<block>"``: assigned, computing,
     or computed and not yet acknowledged). A coordinator that restarted gives back the
     node's leases from before its restart that are not on the list: their assignment was
@@ -64,6 +68,8 @@ class WorkRequest:
         default=None,
         metadata=spec(pattern=rf"{JOB_ID_PATTERN.pattern}/[0-9]{{1,15}}", max_len=MAX_HOLDING),
     )
+    speed: float | None = field(default=None, metadata=spec(lo=0, hi=1e13))
+    workers: int | None = field(default=None, metadata=spec(lo=0, hi=MAX_WORKERS))
 
     @staticmethod
     def holding_of(blocks: Iterable[tuple[str, int]]) -> tuple[str, ...]:
@@ -90,7 +96,7 @@ class WorkAssign:
     keep: Keep = "primes"
 
     def __post_init__(self) -> None:
-        if not 0 < self.hi - self.lo <= MAX_BLOCK:
+        if not 0 < self.hi - self.lo <= max_block(self.keep):
             raise ProtocolError(f"block [{self.lo}, {self.hi}) is empty or too large")
 
 

@@ -81,3 +81,38 @@ def test_a_bad_result_in_a_batch_is_refused_alone(prime_jobs):
     assert sorted(by_outcome["stored"].blocks) == [0, 2]
     assert by_outcome["rejected"].blocks == (1,) and "wider than primes" in by_outcome[
         "rejected"].error  # fmt: skip
+
+
+def test_blocks_are_sized_from_the_speeds_the_nodes_report(prime_jobs):
+    request = jobs.PrimesRequest(start=1, end=10**13, keep="counts")
+    assert prime_jobs.block_size(request, 100.0) == jobs.DEFAULT_BLOCK  # nothing measured yet
+    for node, speed in (("node-a", 1e8), ("node-b", 3e8), ("node-c", 2e8)):
+        request_of = work.WorkRequest(node=node, want=1, ts=1.0, speed=speed, workers=3)
+        prime_jobs.on_request(topics.node_work_request(node), protocol.encode(request_of))
+    # The median worker sieves 2e8 numbers a second: blocks of two seconds.
+    assert prime_jobs.block_size(request, 100.0) == 400_000_000
+    # Keeping every prime: no more than a broker packet holds.
+    every = jobs.PrimesRequest(start=1, end=10**13)
+    assert prime_jobs.block_size(every, 100.0) == jobs.MAX_BLOCK
+    # A small job: a few blocks for each of the 9 workers.
+    small = jobs.PrimesRequest(start=1, end=10**9, keep="counts")
+    assert prime_jobs.block_size(small, 100.0) == 28_000_000  # 1e9 / 36, to 2 digits
+    # Speeds heard long ago no longer count.
+    assert prime_jobs.block_size(request, 100.0 + 601) == jobs.DEFAULT_BLOCK
+    # A job that says is left as it is; one that does not is sized.
+    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**13, keep="counts"), 100.0,
+                            "admin")  # fmt: skip
+    assert prime_jobs.store.info(job).block_size == 400_000_000
+    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**13, block_size=10**6), 100.0,
+                            "admin")  # fmt: skip
+    assert prime_jobs.store.info(job).block_size == 10**6
+
+
+def test_a_large_fleet_gets_longer_blocks_so_the_head_keeps_up(prime_jobs):
+    for i in range(800):  # 2,400 workers
+        node = f"pi-{i}"
+        request_of = work.WorkRequest(node=node, want=1, ts=1.0, speed=1e7, workers=3)
+        prime_jobs.on_request(topics.node_work_request(node), protocol.encode(request_of))
+    request = jobs.PrimesRequest(start=1, end=10**15, keep="counts")
+    # 2,400 workers / 500 results a second: 4.8 s a block
+    assert prime_jobs.block_size(request, 100.0) == 48_000_000

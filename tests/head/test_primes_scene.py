@@ -113,6 +113,18 @@ def test_twin_pairs_and_the_largest_gap_are_shown_once_known(screen):
     assert twins_text[0] > 4 * dash[0] and twins_text[1] > 2 * dash[1], shown
 
 
+def test_a_node_found_wrong_by_double_checking_is_named_in_red(screen):
+    job = status(double_check=0.03, checked=5, mismatches=1, wrong=("pi-07",))
+    scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(job))))
+    rect = scene.checks_rect
+    assert rect.width > 100
+    red = sum(1 for x in range(rect.left, rect.right) for y in range(rect.top, rect.bottom)
+              if screen.get_at((x, y))[:3] == colors.ALERT)  # fmt: skip
+    assert red > 50
+    scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(status()))))
+    assert scene.checks_rect.width == 0  # nothing checked: no line
+
+
 def test_without_a_job_it_says_how_to_start_one(screen):
     draw(screen, JobsModel())
     text = sum(1 for x in range(0, 1280, 4) for y in range(200, 360, 4)

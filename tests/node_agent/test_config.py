@@ -45,6 +45,16 @@ def test_password_from_environment(tmp_path):
         load_agent_config(env={"PISWARM_MQTT_USERNAME": "pi-1", "PISWARM_NODE_ID": "pi-1"})
 
 
+def test_the_test_fault_comes_from_the_environment_alone(tmp_path):
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nnode_id = "pi-1"\nfault = "drop-prime"\n')
+    assert load_agent_config(config_file=config, env={}).fault == ""  # not from a file
+    env = {"PISWARM_TEST_FAULT": "drop-prime"}
+    assert load_agent_config(config_file=config, env=env).fault == "drop-prime"
+    with pytest.raises(ConfigError, match="PISWARM_TEST_FAULT='everything': unknown"):
+        load_agent_config(config_file=config, env={"PISWARM_TEST_FAULT": "everything"})
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.runner import Slots, Workers, WorkRunner, compute_block
-from node_agent.sieve import small_primes
+from node_agent.sieve import SegmentedSieve, small_primes
 from piswarm import protocol
 from piswarm.protocol import topics, work
 from piswarm.protocol.primes import decode_primes
@@ -183,3 +183,39 @@ def test_a_shared_pool_of_slots_makes_nodes_take_turns(workers):
     a.settle(results=1)
     b.tick()
     assert b.requests() == [1]  # a's finished block freed the slot
+
+
+def test_a_node_tells_the_coordinator_how_fast_its_workers_sieve(workers):
+    h = Harness(workers)
+    h.runner.on_connect()
+    h.tick()
+    first = work.decode_work_request(next(p for t, p in h.sent if t.endswith("/request")))
+    assert (first.speed, first.workers) == (None, 1)  # nothing sieved yet
+    h.assign(0, 1, 1_000_001)
+    h.tick()
+    h.settle(results=1)
+    last = work.decode_work_request([p for t, p in h.sent if t.endswith("/request")][-1])
+    assert last.speed is not None and last.speed > 10_000 and last.workers == 1
+
+
+def test_an_acknowledgement_may_name_several_blocks(workers):
+    h = Harness(workers, slots=3)
+    h.runner.on_connect()
+    h.tick()
+    for block in range(3):
+        h.assign(block, 1 + block * 10_000, 1 + (block + 1) * 10_000)
+    h.tick()
+    h.settle(results=3)
+    msg = work.ResultAck(job="p1-test", block=2, outcome="stored", more=(0, 1))
+    h.runner.on_message(h.runner.acks_topic, protocol.encode(msg))
+    assert h.runner.unacked == 0 and h.runner.stats.acks == 3
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(1, 1_000_000), (10**12, 10**12 + 300_001)])
+def test_a_count_only_block_listed_in_pieces_sums_up_to_the_whole(lo, hi):
+    from piswarm.protocol import counts
+
+    whole = counts.summarize(SegmentedSieve().primes(lo, hi))
+    for piece in (10_000, 77_777, hi - lo):
+        got = counts.decode_summary(compute_block(lo, hi, "numpy", "counts", piece=piece))
+        assert got == whole, piece
