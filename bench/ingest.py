@@ -1,6 +1,6 @@
 """Ingest benchmark: how fast the real coordinator takes results, against the broker alone.
 
-    ./run bench ingest [--clients 4] [--count-results 5000] [--prime-results 600]
+    ./run bench ingest [--clients 4] [--count-results 5000] [--prime-results 200]
 
 A real broker and coordinator (``piswarm head`` as a process) are fed by ``--clients``
 replaying node processes: each asks for work as an agent does and answers every block it
@@ -10,7 +10,7 @@ sieving while measuring). Jobs start at 1e12; four runs:
 - count-only results (``keep: counts``, ~200 bytes each) of a job of ``--count-results``
   blocks, and of a job of 1,000,000 blocks (its first ``--count-results`` blocks: the
   same results, so only the job's size differs);
-- every prime stored (blocks of ``--prime-block``, ~22 KB each at 1e6), the same two ways.
+- every prime stored (blocks of ``--prime-block``, ~290 KB each at 1e7), the same two ways.
 
 Beside each, in the same run, the transport alone: as many paho publishers sending as
 many messages of the same size, QoS 1, through the same mosquitto, to one paho
@@ -33,6 +33,7 @@ import psutil
 
 from bench.cluster import Cluster, bench_cluster
 from head.jobclient import JobClient
+from head.prime_jobs import BLOCK_SECONDS
 from node_agent.sieve_backends import select_backend
 from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, connect_async, end_loop, new_client, unique_client_id
@@ -42,9 +43,9 @@ from piswarm.protocol.primes import encode_primes
 
 START = 10**12
 WANT = work.MAX_WANT
-PI_BLOCK_SECONDS = {"counts": 1.0, "primes": 1.0}
+PI_BLOCK_SECONDS = BLOCK_SECONDS
 """What the 'Pi workers kept up with' line assumes: the coordinator sizes blocks so that a
-node takes about a second or more on each (issue 15), so a worker delivers ~1 result/s."""
+node's worker takes about this long on each, so a worker delivers 1 / this results/s."""
 
 
 def precompute(keep: Keep, block: int, n: int) -> list[bytes]:
@@ -240,8 +241,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4, help="replaying nodes / publishers")
     parser.add_argument("--count-results", type=int, default=5000)
     parser.add_argument("--count-block", type=int, default=10**4)
-    parser.add_argument("--prime-results", type=int, default=600)
-    parser.add_argument("--prime-block", type=int, default=10**6)
+    parser.add_argument("--prime-results", type=int, default=200)
+    parser.add_argument("--prime-block", type=int, default=10**7)
     args = parser.parse_args()
     print(f"ingest: the coordinator fed by {args.clients} replaying nodes, against the "
           f"transport alone ({psutil.cpu_count()} cores here)")  # fmt: skip
@@ -269,8 +270,8 @@ def main() -> int:
                 print(f"    {against:6.1%} of the transport's {what} (target >= 60%"
                       + (", under one core" if keep == "counts" else "")
                       + f": {'ok' if target else 'UNDER TARGET'}); keeps up with "
-                      f"{got.rate * PI_BLOCK_SECONDS[keep]:,.0f} Pi workers at "
-                      f"{PI_BLOCK_SECONDS[keep]:g} s a block")  # fmt: skip
+                      f"{got.rate * PI_BLOCK_SECONDS:,.0f} Pi workers at "
+                      f"{PI_BLOCK_SECONDS:g} s a block")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     mismatches INTEGER NOT NULL DEFAULT 0,
     wrong TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (state, created);
 CREATE TABLE IF NOT EXISTS blocks (
     job TEXT NOT NULL REFERENCES jobs(id),
     block INTEGER NOT NULL,
@@ -534,13 +535,14 @@ class JobStore(Store):
                 raise ProtocolError(f"no block {block} in job {job}")
             raise ProtocolError(f"block {block} of job {job} was never given to {node}")
         lo, hi, block_state, holder, job_state, keep = row
-        check = self.db.execute(
-            "SELECT state, node FROM checks WHERE job = ? AND block = ?", (job, block)
-        ).fetchone()
-        if check is not None and check[1] == node:
-            if check[0] == "leased" and job_state == "running":
-                return Claim(job, block, node, lo, hi, keep, check=True)
-            return None  # a check already decided without it
+        if block_state == "done" and holder != node:  # maybe a second node's, to compare
+            check = self.db.execute(
+                "SELECT state, node FROM checks WHERE job = ? AND block = ?", (job, block)
+            ).fetchone()
+            if check is not None and check[1] == node:
+                if check[0] == "leased" and job_state == "running":
+                    return Claim(job, block, node, lo, hi, keep, check=True)
+                return None  # a check already decided without it
         if (
             holder != node
             and self.db.execute(
@@ -567,29 +569,53 @@ class JobStore(Store):
     def store_checked(
         self, batch: Sequence[Checked], now: float
     ) -> list[tuple[Outcome, str | None]]:
-        """Store checked results in one commit; per result ``(outcome, error)``. A job
-        whose last block is stored is ``done``."""
+        """Store checked results in one commit; per result ``(outcome, error)``. Each job's
+        row is read once and written once a batch; a job whose every block is stored and
+        double-checked is ``done``."""
         outcomes: list[tuple[Outcome, str | None]] = []
+        jobs: dict[str, JobInfo] = {}
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             for item in batch:
-                outcomes.append(self._store(item, now))
+                job = item.claim.job
+                if job not in jobs:
+                    try:
+                        jobs[job] = self.info(job)
+                    except KeyError:
+                        outcomes.append(("rejected", f"no job {job}"))
+                        continue
+                outcome, error, jobs[job] = self._store(item, jobs[job], now)
+                outcomes.append((outcome, error))
+            for info in jobs.values():
+                ends = info.state == "running" and info.blocks_done >= info.blocks and (
+                    info.checks_open <= 0)  # fmt: skip
+                self.db.execute(
+                    "UPDATE jobs SET blocks_done = ?, primes = ?, largest = ?, twins = ?, "
+                    "gap = ?, gap_at = ?, checks_open = ?, checked = ?, mismatches = ?, "
+                    "wrong = ?, state = ?, finished = ? WHERE id = ?",
+                    (info.blocks_done, info.primes, info.largest, info.twins, info.gap,
+                     info.gap_at, info.checks_open, info.checked, info.mismatches, info.wrong,
+                     "done" if ends else info.state, now if ends else info.finished, info.job),
+                )  # fmt: skip
         return outcomes
 
-    def _store(self, item: Checked, now: float) -> tuple[Outcome, str | None]:
+    def _store(
+        self, item: Checked, info: JobInfo, now: float
+    ) -> tuple[Outcome, str | None, JobInfo]:
+        """One result into the batch's transaction; ``info`` is its job's row so far, the
+        row with this result is returned (written once, by :meth:`store_checked`)."""
         c, s = item.claim, item.summary
+        if info.state != "running":
+            return "rejected", f"job {c.job} is {info.state}", info
         if c.check:
-            return self._store_check(item, now)
+            return self._store_check(item, info, now)
         row = self.db.execute(
             "SELECT state, node FROM blocks WHERE job = ? AND block = ?", (c.job, c.block)
         ).fetchone()
         if row is None:
-            return "rejected", f"job {c.job} is not running"  # cancelled since the claim
+            return "rejected", f"job {c.job} is not running", info  # cancelled since the claim
         if row[0] == "done":
-            return "duplicate", None
-        info = self.info(c.job)
-        if info.state != "running":
-            return "rejected", f"job {c.job} is {info.state}"
+            return "duplicate", None, info
         if row[1] is not None and row[1] != c.node:  # it may still deliver: a duplicate
             self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
                             (c.job, c.block, row[1]))  # fmt: skip
@@ -612,26 +638,23 @@ class JobStore(Store):
             between = edge((count, last), s) if block < c.block else edge(s, (count, first))
             twins += between.twin
             gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
-        done = info.blocks_done + 1
         largest = info.largest
         if s.count and (largest is None or s.last > largest):
             largest = s.last
-        total_twins = None if info.twins is None else info.twins + twins
-        total_gap, total_at = (None, None)
-        if info.gap is not None and info.gap_at is not None:
-            total_gap, total_at = larger_gap(info.gap, info.gap_at, gap, gap_at)
+        total_gap, total_at = info.gap, info.gap_at
+        if total_gap is not None and total_at is not None:
+            total_gap, total_at = larger_gap(total_gap, total_at, gap, gap_at)
         checks_open = info.checks_open
         if info.double_check and double_checked(c.job, c.block, info.double_check):
             self.db.execute("INSERT OR IGNORE INTO checks (job, block, state, since) "
                             "VALUES (?, ?, 'pending', ?)", (c.job, c.block, now))  # fmt: skip
             checks_open += 1
-        self.db.execute(
-            "UPDATE jobs SET blocks_done = ?, primes = primes + ?, largest = ?, twins = ?, "
-            "gap = ?, gap_at = ?, checks_open = ? WHERE id = ?",
-            (done, s.count, largest, total_twins, total_gap, total_at, checks_open, c.job),
+        info = dataclasses.replace(
+            info, blocks_done=info.blocks_done + 1, primes=info.primes + s.count,
+            largest=largest, twins=None if info.twins is None else info.twins + twins,
+            gap=total_gap, gap_at=total_at, checks_open=checks_open,
         )  # fmt: skip
-        self._end_if_done(c.job, now)
-        return "stored", None
+        return "stored", None, info
 
     def _end_if_done(self, job: str, now: float) -> bool:
         """A running job whose every block is stored and double-checked (or waived) is
@@ -643,7 +666,9 @@ class JobStore(Store):
         )
         return cur.rowcount > 0
 
-    def _store_check(self, item: Checked, now: float) -> tuple[Outcome, str | None]:
+    def _store_check(
+        self, item: Checked, info: JobInfo, now: float
+    ) -> tuple[Outcome, str | None, JobInfo]:
         """A second (or third) node's result of a stored block, compared with the others.
 
         Two nodes with the same count and CRC decide: the block is agreed, and a node that
@@ -654,9 +679,10 @@ class JobStore(Store):
         check = self.db.execute("SELECT state, node FROM checks WHERE job = ? AND block = ?",
                                 (c.job, c.block)).fetchone()  # fmt: skip
         if check is None or check[0] != "leased" or check[1] != c.node:
-            return "duplicate", None  # decided (or handed to another node) meanwhile
+            return "duplicate", None, info  # decided (or handed to another node) meanwhile
         self.db.execute("INSERT OR IGNORE INTO check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (c.job, c.block, c.node, s.count, s.crc32, item.data, now))  # fmt: skip
+        self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node))
         first = self.db.execute("SELECT node, count, crc32 FROM results WHERE job = ? AND "
                                 "block = ?", (c.job, c.block)).fetchone()  # fmt: skip
         votes = [(first[0], (first[1], first[2]))] + [
@@ -666,7 +692,6 @@ class JobStore(Store):
         said: dict[tuple[int, int], list[str]] = {}
         for node, value in votes:
             said.setdefault(value, []).append(node)
-        info = self.info(c.job)
         mismatches = info.mismatches + (len(votes) == 2 and len(said) == 2)
         agreed = next((value for value, nodes in said.items() if len(nodes) >= 2), None)
         if agreed is None:
@@ -677,31 +702,23 @@ class JobStore(Store):
                 "WHERE job = ? AND block = ?",
                 (now, c.job, c.block),
             )
-            self.db.execute("UPDATE jobs SET mismatches = ? WHERE id = ?", (mismatches, c.job))
-            self.db.execute(
-                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node)
-            )
-            return "stored", None
+            return "stored", None, dataclasses.replace(info, mismatches=mismatches)
         wrong = [node for node, value in votes if value != agreed]
         if wrong:
             log.warning("job %s block %d: %s agree, %s wrong", c.job, c.block,
                         " and ".join(said[agreed]), ", ".join(wrong))  # fmt: skip
         if first[0] in wrong:
-            self._replace_result(c, said[agreed][0])
+            info = self._replace_result(c, said[agreed][0], info)
         known = list(info.wrong_nodes)
         known += [node for node in wrong if node not in known]
         self.db.execute("UPDATE checks SET state = 'agreed' WHERE job = ? AND block = ?",
                         (c.job, c.block))  # fmt: skip
-        self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node))
-        self.db.execute(
-            "UPDATE jobs SET checks_open = checks_open - 1, checked = checked + 1, "
-            "mismatches = ?, wrong = ? WHERE id = ?",
-            (mismatches, ",".join(known[-MAX_WRONG:]), c.job),
-        )
-        self._end_if_done(c.job, now)
-        return "stored", None
+        return "stored", None, dataclasses.replace(
+            info, checks_open=info.checks_open - 1, checked=info.checked + 1,
+            mismatches=mismatches, wrong=",".join(known[-MAX_WRONG:]),
+        )  # fmt: skip
 
-    def _replace_result(self, c: Claim, node: str) -> None:
+    def _replace_result(self, c: Claim, node: str, info: JobInfo) -> JobInfo:
         """The stored result of a block was outvoted: ``node``'s (a check result) takes
         its place, and the job's totals are counted again from its blocks."""
         (data,) = self.db.execute(
@@ -717,13 +734,12 @@ class JobStore(Store):
         )  # fmt: skip
         self.db.execute("UPDATE blocks SET node = ? WHERE job = ? AND block = ?",
                         (node, c.job, c.block))  # fmt: skip
-        totals = self._totals(c.job)
-        self.db.execute(
-            "UPDATE jobs SET primes = ?, largest = ?, twins = CASE WHEN twins IS NULL THEN NULL "
-            "ELSE ? END, gap = CASE WHEN gap IS NULL THEN NULL ELSE ? END, "
-            "gap_at = CASE WHEN gap_at IS NULL THEN NULL ELSE ? END WHERE id = ?",
-            (*totals, c.job),
-        )
+        primes, largest, twins, gap, gap_at = self._totals(c.job)
+        counted = info.twins is not None  # (None: a job from before they were counted)
+        return dataclasses.replace(
+            info, primes=primes, largest=largest, twins=twins if counted else None,
+            gap=gap if counted else None, gap_at=gap_at if counted else None,
+        )  # fmt: skip
 
     def _totals(self, job: str) -> tuple[int, int | None, int, int, int]:
         """``(primes, largest, twins, gap, gap_at)`` added up from the job's stored blocks
@@ -754,8 +770,9 @@ class JobStore(Store):
         are given up (a room with one node cannot double-check): the jobs that ended."""
         rows = self.db.execute(
             "SELECT c.job, c.block FROM checks c JOIN jobs j ON j.id = c.job "
-            "WHERE j.state = 'running' AND j.blocks_done >= j.blocks AND c.since < ? AND "
-            "(c.state = 'pending' OR (c.state = 'leased' AND c.lease_until < ?))",
+            "WHERE c.state IN ('pending', 'leased') AND j.state = 'running' "  # (an index)
+            "AND j.blocks_done >= j.blocks AND c.since < ? "
+            "AND (c.state = 'pending' OR c.lease_until < ?)",
             (before, now),
         ).fetchall()
         if not rows:

@@ -18,6 +18,12 @@ as soon as there are any, all the wants of a batch of messages in one commit. A 
 runs out after ``lease_seconds``; a node going offline (its will, or a goodbye) gives
 its leases back at once. Everything is in SQLite: a restart, even after ``kill -9``,
 carries on every unfinished job.
+
+Two more things come from the nodes' requests and results. Each request says how fast the
+node's workers sieve: a job that does not choose its block size gets blocks of about
+``BLOCK_SECONDS`` (:meth:`PrimeJobs.block_size`). And a fraction of each job's blocks is
+double-checked: leased again to a different node and compared (the job store decides,
+names a node that was wrong, and ends a job only when its checks are decided).
 """
 
 import dataclasses

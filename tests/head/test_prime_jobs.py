@@ -21,7 +21,7 @@ def prime_jobs(tmp_path):
     sent: list[tuple[str, bytes]] = []
     primes = PrimeJobs(store=store, publish=lambda t, p, qos, retain=False: sent.append((t, p)),
                        clock=lambda: 100.0, connected=lambda: True, lease_seconds=60.0,
-                       started=0.0)  # fmt: skip
+                       started=0.0, double_check=0.0)  # fmt: skip
     primes.sent = sent
     yield primes
     primes.close()
