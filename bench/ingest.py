@@ -21,13 +21,16 @@ and how many Pi workers that rate keeps up with at the block times assumed (prin
 """
 
 import argparse
+import itertools
 import multiprocessing
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import psutil
 
@@ -52,12 +55,17 @@ def precompute(keep: Keep, block: int, n: int) -> list[bytes]:
     """The real results of the first ``n`` blocks of a job at ``START``."""
     backend = select_backend("auto")
     out = []
-    for i in range(n):
-        primes = backend.primes(START + i * block, START + (i + 1) * block)
-        if keep == "counts":
-            out.append(counts.encode_summary(counts.summarize(primes)))
-        else:
-            out.append(encode_primes(primes))
+    per_call = max(1, 10**8 // block)  # blocks listed in one call (each call sieves its base)
+    for first in range(0, n, per_call):
+        last = min(n, first + per_call)
+        primes = backend.primes(START + first * block, START + last * block)
+        edges = np.searchsorted(primes, [START + i * block for i in range(first, last + 1)])
+        for lo, hi in itertools.pairwise(edges):
+            part = primes[lo:hi]
+            if keep == "counts":
+                out.append(counts.encode_summary(counts.summarize(part)))
+            else:
+                out.append(encode_primes(part))
     return out
 
 
@@ -91,11 +99,12 @@ def replay(
             client.publish(topics.node_result(node, assign.job, assign.block),
                            payloads[assign.block], qos=1)  # fmt: skip
         elif msg.topic == topics.node_acks(node):
+            blocks = len(work.decode_ack(msg.payload).blocks)  # one ack may name several
             with acked.get_lock():
-                acked.value += 1
+                acked.value += blocks
             with lock:
-                state["outstanding"] -= 1
-                state["since"] += 1
+                state["outstanding"] -= blocks
+                state["since"] += blocks
                 due = state["since"] >= WANT // 4
             if due:
                 ask(client)
@@ -127,8 +136,12 @@ def publisher(settings: BrokerSettings, node: str, payload: bytes, n: int, go: E
     # On the node's telemetry topic: the coordinator does not read it (so it is not busy
     # refusing these while the transport is measured), and the ACL lets the node write it.
     topic = topics.node_telemetry(node)
-    infos = [client.publish(topic, payload, qos=1) for _ in range(n)]
-    for info in infos:
+    window: deque[mqtt.MQTTMessageInfo] = deque()  # within paho's queue (piswarm.mqtt: 1000)
+    for _ in range(n):
+        if len(window) >= 500:
+            window.popleft().wait_for_publish(60)
+        window.append(client.publish(topic, payload, qos=1))
+    for info in window:
         info.wait_for_publish(60)
     end_loop(client)
 

@@ -28,6 +28,7 @@ names a node that was wrong, and ends a job only when its checks are decided).
 
 import dataclasses
 import logging
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent import futures
@@ -47,7 +48,10 @@ MAX_WANTING_NODES = 10_000
 MAX_CHECKING = 256
 """Results being checked at once: past this, the loop waits for the oldest check (the
 inbox, bounded, then holds what arrives)."""
-DEFAULT_CHECKERS = 2
+DEFAULT_CHECKERS = max(2, min(8, (os.cpu_count() or 2) - 1))
+"""Threads checking results: a 1e7 block's CRC takes one ~2.5 ms, mostly outside the GIL,
+so storing every prime scales with the head's cores (measured on 2 cores: ~94-136 MB/s
+with 2)."""
 BLOCK_SECONDS = 2.0
 """What a block should take a node: its result's overhead (a round trip, a commit, an
 ack: ~1 ms all told) is then well under a percent of the node's time."""
