@@ -96,8 +96,9 @@ def replay(
                 return  # past what was computed (the million-block job): not answered
             with lock:
                 state["outstanding"] += 1
-            client.publish(topics.node_result(node, assign.job, assign.block),
-                           payloads[assign.block], qos=1)  # fmt: skip
+            client.publish(
+                topics.node_result(node, assign.job, assign.block), payloads[assign.block], qos=1
+            )
         elif msg.topic == topics.node_acks(node):
             blocks = len(work.decode_ack(msg.payload).blocks)  # one ack may name several
             with acked.get_lock():
@@ -115,7 +116,8 @@ def replay(
     subscribed = threading.Event()
     client.on_subscribe = lambda *_a: subscribed.set()
     client.on_connect = lambda c, *_a: c.subscribe(
-        [(topics.node_work_assign(node), 1), (topics.node_acks(node), 1)])  # fmt: skip
+        [(topics.node_work_assign(node), 1), (topics.node_acks(node), 1)]
+    )
     connect_async(client, settings)
     subscribed.wait(30)
     with ready.get_lock():
@@ -188,9 +190,13 @@ def transport(cluster: Cluster, payload: bytes, n: int, clients: int) -> Measure
     spawn = multiprocessing.get_context("spawn")
     go = spawn.Event()
     share = n // clients
-    procs = [spawn.Process(target=publisher, args=(cluster.node_settings(node), node, payload,
-                                                   share + (i < n % clients), go))
-             for i, node in enumerate(cluster.extra[:clients])]  # fmt: skip
+    procs = [
+        spawn.Process(
+            target=publisher,
+            args=(cluster.node_settings(node), node, payload, share + (i < n % clients), go),
+        )
+        for i, node in enumerate(cluster.extra[:clients])
+    ]
     for p in procs:
         p.start()
     time.sleep(1.0)  # connected
@@ -213,18 +219,26 @@ def ingest(
     acked = spawn.Value("q", 0)
     ready = spawn.Value("q", 0)
     nodes = cluster.extra[:clients]
-    procs = [spawn.Process(target=replay, args=(cluster.node_settings(node), node, payloads,
-                                                go, acked, ready))
-             for node in nodes]  # fmt: skip
+    procs = [
+        spawn.Process(
+            target=replay, args=(cluster.node_settings(node), node, payloads, go, acked, ready)
+        )
+        for node in nodes
+    ]
     for p in procs:
         p.start()
     coordinator = psutil.Process(cluster.procs[0].pid)
     try:
         while ready.value < len(nodes):
             time.sleep(0.05)
-        request = PrimesRequest(start=START, end=START + blocks * block - 1, block_size=block,
-                                keep=keep, request_id=f"ingest-{keep}-{blocks}",
-                                double_check=0.0)  # fmt: skip
+        request = PrimesRequest(
+            start=START,
+            end=START + blocks * block - 1,
+            block_size=block,
+            keep=keep,
+            request_id=f"ingest-{keep}-{blocks}",
+            double_check=0.0,
+        )
         with JobClient(cluster.admin, connect_timeout=30) as client:
             reply = client.submit(request, timeout=30)
             if reply.job is None:
@@ -237,15 +251,18 @@ def ingest(
             seconds = time.perf_counter() - started
             cpu = sum(coordinator.cpu_times()[:2]) - cpu_before
             if blocks > len(payloads):
-                client.request(topics.JOBS_CANCEL, protocol.jobs.CancelRequest(job=reply.job),
-                               timeout=30)  # fmt: skip
+                client.request(
+                    topics.JOBS_CANCEL, protocol.jobs.CancelRequest(job=reply.job), timeout=30
+                )
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.join(10)
-    primes = sum(counts.check_result(data, START + i * block, START + (i + 1) * block).count
-                 for i, data in enumerate(payloads))  # fmt: skip
+    primes = sum(
+        counts.check_result(data, START + i * block, START + (i + 1) * block).count
+        for i, data in enumerate(payloads)
+    )
     return Measured(len(payloads), seconds, sum(map(len, payloads)), cpu, primes)
 
 
@@ -257,12 +274,16 @@ def main() -> int:
     parser.add_argument("--prime-results", type=int, default=200)
     parser.add_argument("--prime-block", type=int, default=10**7)
     args = parser.parse_args()
-    print(f"ingest: the coordinator fed by {args.clients} replaying nodes, against the "
-          f"transport alone ({psutil.cpu_count()} cores here)")  # fmt: skip
+    print(
+        f"ingest: the coordinator fed by {args.clients} replaying nodes, against the "
+        f"transport alone ({psutil.cpu_count()} cores here)"
+    )
     ok = True
     with bench_cluster(0, extra=args.clients) as cluster:
-        for keep, block, n in (("counts", args.count_block, args.count_results),
-                               ("primes", args.prime_block, args.prime_results)):  # fmt: skip
+        for keep, block, n in (
+            ("counts", args.count_block, args.count_results),
+            ("primes", args.prime_block, args.prime_results),
+        ):
             payloads = precompute(keep, block, n)
             size = sum(map(len, payloads)) // n
             alone = transport(cluster, payloads[n // 2], n, args.clients)
@@ -274,17 +295,20 @@ def main() -> int:
                 cores = got.coordinator_cpu / got.seconds
                 target = against >= 0.6 and (keep == "primes" or cores < 1.0)
                 ok = ok and target
-                print(f"  job of {blocks:>9,} blocks {got.rate:9,.0f} results/s "
-                      f"{got.mb_s:8.1f} MB/s  coordinator {cores:4.2f} cores, "
-                      f"{got.coordinator_cpu / got.results * 1e6:6.0f} us/result, "
-                      f"{got.coordinator_cpu / max(1, got.primes) * 1e9:5.2f} ns/prime"
-                      )  # fmt: skip
+                print(
+                    f"  job of {blocks:>9,} blocks {got.rate:9,.0f} results/s "
+                    f"{got.mb_s:8.1f} MB/s  coordinator {cores:4.2f} cores, "
+                    f"{got.coordinator_cpu / got.results * 1e6:6.0f} us/result, "
+                    f"{got.coordinator_cpu / max(1, got.primes) * 1e9:5.2f} ns/prime"
+                )
                 what = "message rate" if keep == "counts" else "MB/s"
-                print(f"    {against:6.1%} of the transport's {what} (target >= 60%"
-                      + (", under one core" if keep == "counts" else "")
-                      + f": {'ok' if target else 'UNDER TARGET'}); keeps up with "
-                      f"{got.rate * PI_BLOCK_SECONDS:,.0f} Pi workers at "
-                      f"{PI_BLOCK_SECONDS:g} s a block")  # fmt: skip
+                print(
+                    f"    {against:6.1%} of the transport's {what} (target >= 60%"
+                    + (", under one core" if keep == "counts" else "")
+                    + f": {'ok' if target else 'UNDER TARGET'}); keeps up with "
+                    f"{got.rate * PI_BLOCK_SECONDS:,.0f} Pi workers at "
+                    f"{PI_BLOCK_SECONDS:g} s a block"
+                )
     return 0 if ok else 1
 
 

@@ -82,15 +82,25 @@ def main() -> int:
     parser.add_argument("--backend", choices=["numpy", "primesieve"], default="numpy",
                         help="the agents' sieve in the end-to-end run")  # fmt: skip
     parser.add_argument("--agents", type=int, default=2, help="end-to-end agents (one worker each)")
-    parser.add_argument("--keep", choices=["primes", "counts"], default="primes",
-                        help="what the end-to-end job stores of each block")  # fmt: skip
+    parser.add_argument(
+        "--keep",
+        choices=["primes", "counts"],
+        default="primes",
+        help="what the end-to-end job stores of each block",
+    )
     args = parser.parse_args()
     lo, hi = int(args.lo), int(args.hi)
     keep_heap_memory()  # as the agents' sieve workers do: the single-process runs compare
 
     if args.only == "e2e":
-        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat,
-                        args.agents, args.keep)  # fmt: skip
+        ok = end_to_end(
+            int(args.end),
+            args.backend,
+            int(args.block_size),
+            args.e2e_repeat,
+            args.agents,
+            args.keep,
+        )
         return 0 if ok else 1
     backends: list[SieveBackend] = [NumpyBackend()]
     native = PrimesieveBackend.load()
@@ -142,8 +152,17 @@ def main() -> int:
         print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
               f"for {len(sample)} primes, median of 21 (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
     if args.only != "kernels":
-        ok = end_to_end(int(args.end), args.backend, int(args.block_size), args.e2e_repeat,
-                        args.agents, args.keep) and ok  # fmt: skip
+        ok = (
+            end_to_end(
+                int(args.end),
+                args.backend,
+                int(args.block_size),
+                args.e2e_repeat,
+                args.agents,
+                args.keep,
+            )
+            and ok
+        )
     return 0 if ok else 1
 
 
@@ -197,9 +216,11 @@ def end_to_end(
 ) -> bool:
     blocks = [(lo, min(lo + block, end + 1)) for lo in range(1, end + 1, block)]
     compute_block(1, 1000, backend)  # imports and base primes: not what is measured
-    print(f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {block:.0e}, "
-          f"{backend} sieve, {agents} agents with one worker each, keeping {keep}, "
-          f"median of {repeat}")  # fmt: skip
+    print(
+        f"\nend to end: job [1, {end:.3g}], {len(blocks)} blocks of {block:.0e}, "
+        f"{backend} sieve, {agents} agents with one worker each, keeping {keep}, "
+        f"median of {repeat}"
+    )
     singles, walls, spent_runs, ceilings = [], [], [], []
     spawn = multiprocessing.get_context("spawn")
     with (
@@ -239,9 +260,11 @@ def end_to_end(
     print(f"  {agents} agents through the broker, all stored         {wall:7.2f} s")
     print(f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
           f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})")  # fmt: skip
-    print(f"    the same blocks in {agents} plain processes, no broker: {ceiling:6.1%} "
-          f"(what this machine allowed just then): {efficiency / ceiling:.0%} of that "
-          "ceiling")  # fmt: skip
+    print(
+        f"    the same blocks in {agents} plain processes, no broker: {ceiling:6.1%} "
+        f"(what this machine allowed just then): {efficiency / ceiling:.0%} of that "
+        "ceiling"
+    )
     if keep == "counts":
         print(f"  stored {stored:,} bytes for {primes:,} primes (counts only)")
         return efficiency >= 0.8

@@ -83,10 +83,14 @@ def register(sub: Any) -> None:
                       "$PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)")  # fmt: skip
     head.add_argument("--lease", type=real(1, 86_400, unit=" s"), default=60.0,
                       help="seconds a node has for a block, then it is reissued")  # fmt: skip
-    head.add_argument("--double-check", type=real(0, 1), default=DEFAULT_DOUBLE_CHECK,
-                      metavar="FRACTION",
-                      help="blocks computed again by another node and compared, for jobs "
-                      f"that do not say (default {DEFAULT_DOUBLE_CHECK:g}; 0: none)")  # fmt: skip
+    head.add_argument(
+        "--double-check",
+        type=real(0, 1),
+        default=DEFAULT_DOUBLE_CHECK,
+        metavar="FRACTION",
+        help="blocks computed again by another node and compared, for jobs "
+        f"that do not say (default {DEFAULT_DOUBLE_CHECK:g}; 0: none)",
+    )
     _display_flags(head, windowed_default=None)
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
 
@@ -267,8 +271,9 @@ def run_head(args: argparse.Namespace) -> int:
         )
     keep_heap_memory()  # each result's buffers are the size of the last one's
     with PidLock(db.parent, db.stem, role="coordinator"):
-        coordinator = Coordinator(db_path=db, settings=settings, lease_seconds=args.lease,
-                                  double_check=args.double_check)  # fmt: skip
+        coordinator = Coordinator(
+            db_path=db, settings=settings, lease_seconds=args.lease, double_check=args.double_check
+        )
         stop = _stop_event()
         coordinator.start()
         log.info("coordinator: jobs in %s, broker %s:%d", db, settings.host, settings.port)

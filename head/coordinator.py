@@ -153,11 +153,17 @@ class Coordinator:
         self._started = self.clock()
         self.life = LifeJobs(store=life_store, publish=self._publish, clock=self.clock,
                              stall_seconds=self.stall_seconds)  # fmt: skip
-        self.primes = PrimeJobs(store=store, publish=self._publish, clock=self.clock,
-                                connected=self.connected.is_set,
-                                lease_seconds=self.lease_seconds, started=self._started,
-                                stats=self.prime_stats, checkers=self.checkers,
-                                double_check=self.double_check)  # fmt: skip
+        self.primes = PrimeJobs(
+            store=store,
+            publish=self._publish,
+            clock=self.clock,
+            connected=self.connected.is_set,
+            lease_seconds=self.lease_seconds,
+            started=self._started,
+            stats=self.prime_stats,
+            checkers=self.checkers,
+            double_check=self.double_check,
+        )
         try:
             self.primes.resume()
             self.life.resume()
@@ -328,8 +334,9 @@ class Coordinator:
         self, submitter: str, request: jobs.PrimesRequest | life.LifeRequest, now: float
     ) -> str:
         """Start a new job within the submitter's quota; ProtocolError says why not."""
-        running = sum(store.running_count(submitter)
-                      for store in (self._prime().store, self._life().store))  # fmt: skip
+        running = sum(
+            store.running_count(submitter) for store in (self._prime().store, self._life().store)
+        )
         quota = self.quota(submitter)
         if running >= quota:
             raise ProtocolError(

@@ -42,18 +42,31 @@ def register(sub: Any) -> None:
     primes = mqtt_verb("primes", "find every prime in [START, END]")
     primes.add_argument("start", type=number, metavar="START", help="e.g. 1 or 1e9")
     primes.add_argument("end", type=number, metavar="END", help="e.g. 1e10 (included)")
-    primes.add_argument("--block-size", type=whole(jobs.MIN_BLOCK, jobs.MAX_COUNTS_BLOCK),
-                        default=None, metavar="N",
-                        help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}; up to "
-                        f"{readable(jobs.MAX_COUNTS_BLOCK)} with --keep counts; default: "
-                        "the coordinator sizes them from its nodes' speeds)")  # fmt: skip
-    primes.add_argument("--keep", choices=sorted(jobs.KEEPS), default="primes",
-                        help="what is stored of each block: every prime (export them; the "
-                        "default) or counts only (pi(x), twin pairs, largest gap; a few "
-                        "hundred bytes a block)")  # fmt: skip
-    primes.add_argument("--double-check", type=real(0, 1), default=None, metavar="FRACTION",
-                        help="blocks computed again by another node and compared (default: "
-                        "the coordinator's, 0.03; 0: none)")  # fmt: skip
+    primes.add_argument(
+        "--block-size",
+        type=whole(jobs.MIN_BLOCK, jobs.MAX_COUNTS_BLOCK),
+        default=None,
+        metavar="N",
+        help=f"numbers per block ({span(jobs.MIN_BLOCK, jobs.MAX_BLOCK)}; up to "
+        f"{readable(jobs.MAX_COUNTS_BLOCK)} with --keep counts; default: "
+        "the coordinator sizes them from its nodes' speeds)",
+    )
+    primes.add_argument(
+        "--keep",
+        choices=sorted(jobs.KEEPS),
+        default="primes",
+        help="what is stored of each block: every prime (export them; the "
+        "default) or counts only (pi(x), twin pairs, largest gap; a few "
+        "hundred bytes a block)",
+    )
+    primes.add_argument(
+        "--double-check",
+        type=real(0, 1),
+        default=None,
+        metavar="FRACTION",
+        help="blocks computed again by another node and compared (default: "
+        "the coordinator's, 0.03; 0: none)",
+    )
     primes.add_argument("--name", type=label, default="", help="a label for the display")
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
     primes.set_defaults(handler=run_primes)
@@ -300,14 +313,18 @@ def run_status(args: argparse.Namespace) -> int:
         if s.error:
             print(f"  error: {s.error}")
         return 0
-    print(f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}   "
-          f"keeping: {s.keep}")  # fmt: skip
+    print(
+        f"  name: {s.name or '-'}   submitted: {when}   block size: {s.block_size:,}   "
+        f"keeping: {s.keep}"
+    )
     if s.finished is not None:
         print(f"  took: {s.finished - s.created:.1f} s")
     if s.double_check:
         wrong = f", wrong: {', '.join(s.wrong)}" if s.wrong else ""
-        print(f"  double-checked: {s.checked:,} blocks agreed by two nodes "
-              f"(asked {s.double_check:.0%}), {s.mismatches} mismatches{wrong}")  # fmt: skip
+        print(
+            f"  double-checked: {s.checked:,} blocks agreed by two nodes "
+            f"(asked {s.double_check:.0%}), {s.mismatches} mismatches{wrong}"
+        )
     for c in s.top:
         print(f"  {c.node:<24} {c.blocks:>8} blocks {c.primes:>14,} primes")
     return 0

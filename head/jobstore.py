@@ -195,15 +195,19 @@ class JobInfo:
 Progress = JobInfo
 """What ``job verify`` and ``job list`` read (the job's row holds its totals)."""
 
-_INFO_QUERY = ("SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
-               "keep, blocks_done, primes, largest, twins, gap, gap_at, double_check, "
-               "checks_open, checked, mismatches, wrong FROM jobs ")  # fmt: skip
+_INFO_QUERY = (
+    "SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
+    "keep, blocks_done, primes, largest, twins, gap, gap_at, double_check, "
+    "checks_open, checked, mismatches, wrong FROM jobs "
+)
 MAX_WRONG = 8
 """Nodes a job remembers as found wrong (the status shows them)."""
 
 
-_OPEN = ("SELECT j.created, b.block, b.job, b.lo, b.hi, j.keep, b.node FROM blocks b "
-         "JOIN jobs j ON j.id = b.job WHERE j.state = 'running' AND ")  # fmt: skip
+_OPEN = (
+    "SELECT j.created, b.block, b.job, b.lo, b.hi, j.keep, b.node FROM blocks b "
+    "JOIN jobs j ON j.id = b.job WHERE j.state = 'running' AND "
+)
 _GIVEN_BACK = _OPEN + "b.state = 'pending' ORDER BY j.created, b.block LIMIT ?"
 _RUN_OUT = _OPEN + "b.state = 'leased' AND b.lease_until < ? ORDER BY j.created, b.block LIMIT ?"
 _CHECK = (
@@ -214,8 +218,9 @@ _CHECK = (
     "FROM check_results x WHERE x.job = c.job AND x.block = c.block AND x.node = ?1) AND "
 )
 _CHECK_WAITING = _CHECK + "c.state = 'pending' ORDER BY j.created, c.block LIMIT ?2"
-_CHECK_RUN_OUT = (_CHECK + "c.state = 'leased' AND c.lease_until < ?3 "
-                  "ORDER BY j.created, c.block LIMIT ?2")  # fmt: skip
+_CHECK_RUN_OUT = (
+    _CHECK + "c.state = 'leased' AND c.lease_until < ?3 ORDER BY j.created, c.block LIMIT ?2"
+)
 
 
 def double_checked(job: str, block: int, fraction: float) -> bool:
@@ -415,8 +420,10 @@ class JobStore(Store):
             info = JobInfo(*row)
             cursor = self._cursor(info.job)
             for block in range(cursor, min(info.blocks, cursor + count - fresh)):
-                taken.append(_Candidate(info.created, block, info.job, *info.block_range(block),
-                                        info.keep, None, "new"))  # fmt: skip
+                lo, hi = info.block_range(block)
+                taken.append(
+                    _Candidate(info.created, block, info.job, lo, hi, info.keep, None, "new")
+                )
                 fresh += 1
             if fresh >= count:
                 break
@@ -454,8 +461,9 @@ class JobStore(Store):
         self.db.executemany(
             "UPDATE jobs SET next_block = ? WHERE id = ?", [(c, j) for j, c in cursors.items()]
         )
-        return [Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check")
-                for t in taken]  # fmt: skip
+        return [
+            Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check") for t in taken
+        ]
 
     def _cursor(self, job: str) -> int:
         return int(
@@ -587,16 +595,31 @@ class JobStore(Store):
                 outcome, error, jobs[job] = self._store(item, jobs[job], now)
                 outcomes.append((outcome, error))
             for info in jobs.values():
-                ends = info.state == "running" and info.blocks_done >= info.blocks and (
-                    info.checks_open <= 0)  # fmt: skip
+                ends = (
+                    info.state == "running"
+                    and info.blocks_done >= info.blocks
+                    and (info.checks_open <= 0)
+                )
                 self.db.execute(
                     "UPDATE jobs SET blocks_done = ?, primes = ?, largest = ?, twins = ?, "
                     "gap = ?, gap_at = ?, checks_open = ?, checked = ?, mismatches = ?, "
                     "wrong = ?, state = ?, finished = ? WHERE id = ?",
-                    (info.blocks_done, info.primes, info.largest, info.twins, info.gap,
-                     info.gap_at, info.checks_open, info.checked, info.mismatches, info.wrong,
-                     "done" if ends else info.state, now if ends else info.finished, info.job),
-                )  # fmt: skip
+                    (
+                        info.blocks_done,
+                        info.primes,
+                        info.largest,
+                        info.twins,
+                        info.gap,
+                        info.gap_at,
+                        info.checks_open,
+                        info.checked,
+                        info.mismatches,
+                        info.wrong,
+                        "done" if ends else info.state,
+                        now if ends else info.finished,
+                        info.job,
+                    ),
+                )
         return outcomes
 
     def _store(
@@ -617,8 +640,9 @@ class JobStore(Store):
         if row[0] == "done":
             return "duplicate", None, info
         if row[1] is not None and row[1] != c.node:  # it may still deliver: a duplicate
-            self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
-                            (c.job, c.block, row[1]))  # fmt: skip
+            self.db.execute(
+                "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, row[1])
+            )
         self.db.execute(
             "UPDATE blocks SET state = 'done', node = ?, lease_until = NULL "
             "WHERE job = ? AND block = ?",
@@ -627,9 +651,21 @@ class JobStore(Store):
         self.db.execute(
             "INSERT INTO results (job, block, node, count, first, last, crc32, data, stored,"
             " twins, gap, gap_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (c.job, c.block, c.node, s.count, s.first, s.last, s.crc32, item.data, now,
-             s.twins, s.gap, s.gap_at),
-        )  # fmt: skip
+            (
+                c.job,
+                c.block,
+                c.node,
+                s.count,
+                s.first,
+                s.last,
+                s.crc32,
+                item.data,
+                now,
+                s.twins,
+                s.gap,
+                s.gap_at,
+            ),
+        )
         twins, gap, gap_at = s.twins, s.gap, s.gap_at
         for block, count, first, last in self.db.execute(
             "SELECT block, count, first, last FROM results WHERE job = ? AND block IN (?, ?)",
@@ -646,14 +682,22 @@ class JobStore(Store):
             total_gap, total_at = larger_gap(total_gap, total_at, gap, gap_at)
         checks_open = info.checks_open
         if info.double_check and double_checked(c.job, c.block, info.double_check):
-            self.db.execute("INSERT OR IGNORE INTO checks (job, block, state, since) "
-                            "VALUES (?, ?, 'pending', ?)", (c.job, c.block, now))  # fmt: skip
+            self.db.execute(
+                "INSERT OR IGNORE INTO checks (job, block, state, since) "
+                "VALUES (?, ?, 'pending', ?)",
+                (c.job, c.block, now),
+            )
             checks_open += 1
         info = dataclasses.replace(
-            info, blocks_done=info.blocks_done + 1, primes=info.primes + s.count,
-            largest=largest, twins=None if info.twins is None else info.twins + twins,
-            gap=total_gap, gap_at=total_at, checks_open=checks_open,
-        )  # fmt: skip
+            info,
+            blocks_done=info.blocks_done + 1,
+            primes=info.primes + s.count,
+            largest=largest,
+            twins=None if info.twins is None else info.twins + twins,
+            gap=total_gap,
+            gap_at=total_at,
+            checks_open=checks_open,
+        )
         return "stored", None, info
 
     def _end_if_done(self, job: str, now: float) -> bool:
@@ -676,27 +720,39 @@ class JobStore(Store):
         agreed one replaces it and the job's totals are counted again. Two that disagree,
         with no third to side with either, send the block to another node."""
         c, s = item.claim, item.summary
-        check = self.db.execute("SELECT state, node FROM checks WHERE job = ? AND block = ?",
-                                (c.job, c.block)).fetchone()  # fmt: skip
+        check = self.db.execute(
+            "SELECT state, node FROM checks WHERE job = ? AND block = ?", (c.job, c.block)
+        ).fetchone()
         if check is None or check[0] != "leased" or check[1] != c.node:
             return "duplicate", None, info  # decided (or handed to another node) meanwhile
-        self.db.execute("INSERT OR IGNORE INTO check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (c.job, c.block, c.node, s.count, s.crc32, item.data, now))  # fmt: skip
+        self.db.execute(
+            "INSERT OR IGNORE INTO check_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (c.job, c.block, c.node, s.count, s.crc32, item.data, now),
+        )
         self.db.execute("INSERT OR IGNORE INTO leases VALUES (?, ?, ?)", (c.job, c.block, c.node))
-        first = self.db.execute("SELECT node, count, crc32 FROM results WHERE job = ? AND "
-                                "block = ?", (c.job, c.block)).fetchone()  # fmt: skip
+        first = self.db.execute(
+            "SELECT node, count, crc32 FROM results WHERE job = ? AND block = ?", (c.job, c.block)
+        ).fetchone()
         votes = [(first[0], (first[1], first[2]))] + [
-            (node, (count, crc)) for node, count, crc in self.db.execute(
+            (node, (count, crc))
+            for node, count, crc in self.db.execute(
                 "SELECT node, count, crc32 FROM check_results WHERE job = ? AND block = ? "
-                "ORDER BY stored, node", (c.job, c.block))]  # fmt: skip
+                "ORDER BY stored, node",
+                (c.job, c.block),
+            )
+        ]
         said: dict[tuple[int, int], list[str]] = {}
         for node, value in votes:
             said.setdefault(value, []).append(node)
         mismatches = info.mismatches + (len(votes) == 2 and len(said) == 2)
         agreed = next((value for value, nodes in said.items() if len(nodes) >= 2), None)
         if agreed is None:
-            log.warning("job %s block %d: %s disagree: computing it again on another node",
-                        c.job, c.block, " and ".join(node for node, _v in votes))  # fmt: skip
+            log.warning(
+                "job %s block %d: %s disagree: computing it again on another node",
+                c.job,
+                c.block,
+                " and ".join(node for node, _v in votes),
+            )
             self.db.execute(
                 "UPDATE checks SET state = 'pending', node = NULL, lease_until = NULL, since = ? "
                 "WHERE job = ? AND block = ?",
@@ -705,18 +761,31 @@ class JobStore(Store):
             return "stored", None, dataclasses.replace(info, mismatches=mismatches)
         wrong = [node for node, value in votes if value != agreed]
         if wrong:
-            log.warning("job %s block %d: %s agree, %s wrong", c.job, c.block,
-                        " and ".join(said[agreed]), ", ".join(wrong))  # fmt: skip
+            log.warning(
+                "job %s block %d: %s agree, %s wrong",
+                c.job,
+                c.block,
+                " and ".join(said[agreed]),
+                ", ".join(wrong),
+            )
         if first[0] in wrong:
             info = self._replace_result(c, said[agreed][0], info)
         known = list(info.wrong_nodes)
         known += [node for node in wrong if node not in known]
-        self.db.execute("UPDATE checks SET state = 'agreed' WHERE job = ? AND block = ?",
-                        (c.job, c.block))  # fmt: skip
-        return "stored", None, dataclasses.replace(
-            info, checks_open=info.checks_open - 1, checked=info.checked + 1,
-            mismatches=mismatches, wrong=",".join(known[-MAX_WRONG:]),
-        )  # fmt: skip
+        self.db.execute(
+            "UPDATE checks SET state = 'agreed' WHERE job = ? AND block = ?", (c.job, c.block)
+        )
+        return (
+            "stored",
+            None,
+            dataclasses.replace(
+                info,
+                checks_open=info.checks_open - 1,
+                checked=info.checked + 1,
+                mismatches=mismatches,
+                wrong=",".join(known[-MAX_WRONG:]),
+            ),
+        )
 
     def _replace_result(self, c: Claim, node: str, info: JobInfo) -> JobInfo:
         """The stored result of a block was outvoted: ``node``'s (a check result) takes
@@ -729,17 +798,33 @@ class JobStore(Store):
         self.db.execute(
             "UPDATE results SET node = ?, count = ?, first = ?, last = ?, crc32 = ?, data = ?, "
             "twins = ?, gap = ?, gap_at = ? WHERE job = ? AND block = ?",
-            (node, s.count, s.first, s.last, s.crc32, data, s.twins, s.gap, s.gap_at,
-             c.job, c.block),
-        )  # fmt: skip
-        self.db.execute("UPDATE blocks SET node = ? WHERE job = ? AND block = ?",
-                        (node, c.job, c.block))  # fmt: skip
+            (
+                node,
+                s.count,
+                s.first,
+                s.last,
+                s.crc32,
+                data,
+                s.twins,
+                s.gap,
+                s.gap_at,
+                c.job,
+                c.block,
+            ),
+        )
+        self.db.execute(
+            "UPDATE blocks SET node = ? WHERE job = ? AND block = ?", (node, c.job, c.block)
+        )
         primes, largest, twins, gap, gap_at = self._totals(c.job)
         counted = info.twins is not None  # (None: a job from before they were counted)
         return dataclasses.replace(
-            info, primes=primes, largest=largest, twins=twins if counted else None,
-            gap=gap if counted else None, gap_at=gap_at if counted else None,
-        )  # fmt: skip
+            info,
+            primes=primes,
+            largest=largest,
+            twins=twins if counted else None,
+            gap=gap if counted else None,
+            gap_at=gap_at if counted else None,
+        )
 
     def _totals(self, job: str) -> tuple[int, int | None, int, int, int]:
         """``(primes, largest, twins, gap, gap_at)`` added up from the job's stored blocks
@@ -781,13 +866,18 @@ class JobStore(Store):
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             for job, block in rows:
-                self.db.execute("UPDATE checks SET state = 'waived' WHERE job = ? AND block = ?",
-                                (job, block))  # fmt: skip
-                self.db.execute("UPDATE jobs SET checks_open = checks_open - 1 WHERE id = ?",
-                                (job,))  # fmt: skip
+                self.db.execute(
+                    "UPDATE checks SET state = 'waived' WHERE job = ? AND block = ?", (job, block)
+                )
+                self.db.execute(
+                    "UPDATE jobs SET checks_open = checks_open - 1 WHERE id = ?", (job,)
+                )
             for job in sorted({job for job, _b in rows}):
-                log.warning("job %s: %d blocks not double-checked: no other node took them",
-                            job, sum(1 for j, _b in rows if j == job))  # fmt: skip
+                log.warning(
+                    "job %s: %d blocks not double-checked: no other node took them",
+                    job,
+                    sum(1 for j, _b in rows if j == job),
+                )
                 if self._end_if_done(job, now):
                     ended.append(job)
         return ended
@@ -861,8 +951,10 @@ class JobStore(Store):
             if recompute is not None:
                 computed = summarize(recompute(lo, hi))
                 if computed != again:
-                    problems.append(f"block {block} from {node}: not the primes of [{lo}, {hi}) "
-                                    f"(recomputed here: {computed.count:,} primes)")  # fmt: skip
+                    problems.append(
+                        f"block {block} from {node}: not the primes of [{lo}, {hi}) "
+                        f"(recomputed here: {computed.count:,} primes)"
+                    )
             primes += again.count
             twins += again.twins
             gap, gap_at = larger_gap(gap, gap_at, again.gap, again.gap_at)
@@ -877,9 +969,11 @@ class JobStore(Store):
         if primes != info.primes:
             problems.append(f"{primes} primes in the blocks, {info.primes} in the job's total")
         if info.twins is not None and (twins, gap, gap_at) != (info.twins, info.gap, info.gap_at):
-            problems.append(f"the blocks give {twins} twin pairs and a largest gap of {gap} "
-                            f"after {gap_at}, the job's totals {info.twins}, {info.gap} "
-                            f"after {info.gap_at}")  # fmt: skip
+            problems.append(
+                f"the blocks give {twins} twin pairs and a largest gap of {gap} "
+                f"after {gap_at}, the job's totals {info.twins}, {info.gap} "
+                f"after {info.gap_at}"
+            )
         if info.start <= 2 and info.end in KNOWN_PI and primes != KNOWN_PI[info.end]:
             problems.append(f"{primes} primes found, pi({info.end}) = {KNOWN_PI[info.end]}")
         if info.start <= 3 and info.end in KNOWN_TWINS and twins != KNOWN_TWINS[info.end]:

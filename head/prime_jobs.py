@@ -128,8 +128,9 @@ class PrimeJobs:
         for job in self.store.running_jobs():
             tally = self._tally_of(job)
             self._tallies[job] = tally
-            log.info("resuming job %s: %d/%d blocks done", job, tally.blocks_done,
-                     tally.info.blocks)  # fmt: skip
+            log.info(
+                "resuming job %s: %d/%d blocks done", job, tally.blocks_done, tally.info.blocks
+            )
             self.publish_status(job)
 
     def _tally_of(self, job: str) -> JobTally:
@@ -149,8 +150,11 @@ class PrimeJobs:
         longer for a fleet that would otherwise send more than ``HEAD_RESULTS_PER_S``,
         shorter for a job too small to give every worker ``BLOCKS_PER_WORKER`` blocks;
         ``DEFAULT_BLOCK`` before any node has reported its speed."""
-        recent = [(speed, workers) for speed, workers, seen in self._speeds.values()
-                  if now - seen <= SPEEDS_KEPT_S]  # fmt: skip
+        recent = [
+            (speed, workers)
+            for speed, workers, seen in self._speeds.values()
+            if now - seen <= SPEEDS_KEPT_S
+        ]
         if not recent:
             size = jobs.DEFAULT_BLOCK
         else:
@@ -165,13 +169,21 @@ class PrimeJobs:
     def submit(self, request: jobs.PrimesRequest, now: float, submitter: str) -> str:
         if request.block_size is None:
             request = dataclasses.replace(request, block_size=self.block_size(request, now))
-        job, _ = self.store.submit(request, now, submitter=submitter,
-                                   double_check=self.double_check)  # fmt: skip
+        job, _ = self.store.submit(
+            request, now, submitter=submitter, double_check=self.double_check
+        )
         self.stats.jobs_submitted += 1
         self._tallies[job] = JobTally(self.store.info(job))
-        log.info("job %s from %s: primes in [%d, %d], %d blocks of %d, keeping %s",
-                 job, submitter, request.start, request.end, request.blocks,
-                 request.size, request.keep)  # fmt: skip
+        log.info(
+            "job %s from %s: primes in [%d, %d], %d blocks of %d, keeping %s",
+            job,
+            submitter,
+            request.start,
+            request.end,
+            request.blocks,
+            request.size,
+            request.keep,
+        )
         self._maybe_work = True
         self.publish_status(job)
         self.serve()
@@ -198,8 +210,7 @@ class PrimeJobs:
         info = self.store.info(job)
         status = tally.status(info, self.clock())
         self._publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)
-        self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0,
-                      retain=True)  # fmt: skip
+        self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0, retain=True)
         return info.state
 
     # -- work ------------------------------------------------------------------------------
@@ -254,8 +265,14 @@ class PrimeJobs:
         for node, want in wants:
             got = served.get(node, [])
             for a in got:
-                assign = work.WorkAssign(job=a.job, block=a.block, lo=a.lo, hi=a.hi,
-                                         lease_s=self.lease_seconds, keep=a.keep)  # fmt: skip
+                assign = work.WorkAssign(
+                    job=a.job,
+                    block=a.block,
+                    lo=a.lo,
+                    hi=a.hi,
+                    lease_s=self.lease_seconds,
+                    keep=a.keep,
+                )
                 self._publish(topics.node_work_assign(node), protocol.encode(assign), qos=1)
             self.stats.blocks_assigned += len(got)
             self.stats.checks_assigned += sum(a.check for a in got)
@@ -323,8 +340,7 @@ class PrimeJobs:
             except ProtocolError as exc:
                 self._reject(claim.node, claim.job, claim.block, str(exc))
             except Exception:  # boundary: a check that breaks refuses one result, no more
-                log.exception("checking %s/%d from %s failed", claim.job, claim.block,
-                              claim.node)  # fmt: skip
+                log.exception("checking %s/%d from %s failed", claim.job, claim.block, claim.node)
                 self._reject(claim.node, claim.job, claim.block, "the result could not be checked")
         if not ready:
             return 0
@@ -349,19 +365,25 @@ class PrimeJobs:
                     tally.add(c.block, c.node, item.summary.count, now)
             else:
                 self.stats.results_duplicate += 1
-                log.info("duplicate result from %s for %s/%d (already stored)",
-                         c.node, c.job, c.block)  # fmt: skip
+                log.info(
+                    "duplicate result from %s for %s/%d (already stored)", c.node, c.job, c.block
+                )
             acks.setdefault((c.node, c.job, outcome), []).append(c.block)
         for (node, job, outcome), blocks in acks.items():
             for i in range(0, len(blocks), work.MAX_ACKED + 1):
                 first, *more = blocks[i : i + work.MAX_ACKED + 1]
-                self._ack(node, work.ResultAck(job=job, block=first, outcome=outcome,
-                                               more=tuple(more)))  # fmt: skip
+                self._ack(
+                    node, work.ResultAck(job=job, block=first, outcome=outcome, more=tuple(more))
+                )
         for job in touched:
             info = self.store.info(job)
             if info.state != "running" and job in self._tallies:
-                log.info("job %s done: %d primes, %d blocks double-checked", job, info.primes,
-                         info.checked)  # fmt: skip
+                log.info(
+                    "job %s done: %d primes, %d blocks double-checked",
+                    job,
+                    info.primes,
+                    info.checked,
+                )
                 self.publish_status(job)
         return len(ready)
 

@@ -258,8 +258,9 @@ class WorkRunner:
         self.node_id = topics.validate_node_id(node_id)
         self.fault = fault
         if fault:
-            log.warning("%s: test fault %r: this node's results are wrong on purpose",
-                        node_id, fault)  # fmt: skip
+            log.warning(
+                "%s: test fault %r: this node's results are wrong on purpose", node_id, fault
+            )
         self.workers = workers
         self.slots = slots
         self.per_node = per_node
@@ -392,8 +393,9 @@ class WorkRunner:
         return now + min(self.rerequest_every, self.resend_after)
 
     def _start(self, assign: work.WorkAssign) -> None:
-        future = self.workers.submit_timed(assign.lo, assign.hi, self.backend, assign.keep,
-                                           self.fault)  # fmt: skip
+        future = self.workers.submit_timed(
+            assign.lo, assign.hi, self.backend, assign.keep, self.fault
+        )
         self._running += 1
         self._computing.add((assign.job, assign.block))
         future.add_done_callback(functools.partial(self._done, assign))

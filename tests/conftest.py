@@ -68,9 +68,22 @@ def recorder(broker, users):
 class AgentProcess:
     """``python -m piswarm agent`` as a real child process."""
 
-    def __init__(self, node_id, broker, users, tmp_path, *, interval=0.5, keepalive=5,
-                 workers=0, backend="numpy", cpus=None, nice=0, session=False,
-                 env=None):  # fmt: skip
+    def __init__(
+        self,
+        node_id,
+        broker,
+        users,
+        tmp_path,
+        *,
+        interval=0.5,
+        keepalive=5,
+        workers=0,
+        backend="numpy",
+        cpus=None,
+        nice=0,
+        session=False,
+        env=None,
+    ):
         self.node_id = node_id
         self.cpus, self.nice = cpus, nice  # for it, its strips and its sieve workers
         self.session = session  # a process group of its own, to be signalled as a terminal does
@@ -95,8 +108,14 @@ class AgentProcess:
         self.held: list[psutil.Process] = []
 
     def start(self):
-        self.proc = spawn(["agent", "--config", str(self.config)], self.log_path, cpus=self.cpus,
-                          nice=self.nice, session=self.session, env=self.env)  # fmt: skip
+        self.proc = spawn(
+            ["agent", "--config", str(self.config)],
+            self.log_path,
+            cpus=self.cpus,
+            nice=self.nice,
+            session=self.session,
+            env=self.env,
+        )
         return self
 
     def log(self) -> str:
@@ -162,8 +181,7 @@ def spawn(args, log_path, cpus=None, nice=0, session=False, env=None):
     """``python -m piswarm ARGS`` as a child that dies with the test run (on ``cpus``, at
     ``nice``; with ``session``, leading a process group of its own; ``env`` added to
     the environment, from which the test run's own PISWARM_ variables are left out)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")},
-           **(env or {})}  # fmt: skip
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}, **(env or {})}
 
     def prepare():
         die_with_parent()  # a crashed test run leaves no process behind

@@ -28,8 +28,19 @@ BLOCK = 10**7
 
 
 def submit(broker, users, start, end, block=BLOCK, keep="primes"):
-    done = piswarm("job", "primes", str(start), str(end), "--block-size", str(block),
-                   "--keep", keep, *job_flags(broker, users), "--timeout", "20")  # fmt: skip
+    done = piswarm(
+        "job",
+        "primes",
+        str(start),
+        str(end),
+        "--block-size",
+        str(block),
+        "--keep",
+        keep,
+        *job_flags(broker, users),
+        "--timeout",
+        "20",
+    )
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode().strip()
 
@@ -109,8 +120,9 @@ def test_three_agents_find_pi_of_1e7_and_the_export_is_the_reference(
 
 
 @pytest.mark.parametrize("keep", ["primes", "counts"])
-def test_an_agent_killed_mid_block_loses_nothing(broker, users, agents, coordinator, recorder,
-                                                 tmp_path, keep):  # fmt: skip
+def test_an_agent_killed_mid_block_loses_nothing(
+    broker, users, agents, coordinator, recorder, tmp_path, keep
+):
     coordinator()
     viewer = recorder("viewer")
     viewer.wait_connected()
@@ -185,8 +197,9 @@ def test_the_coordinator_killed_mid_job_resumes_and_finishes_exactly(
 
 
 @pytest.mark.parametrize("keep", ["primes", "counts"])
-def test_a_broker_restart_mid_job_loses_nothing(broker, users, agents, coordinator, recorder,
-                                                tmp_path, keep):  # fmt: skip
+def test_a_broker_restart_mid_job_loses_nothing(
+    broker, users, agents, coordinator, recorder, tmp_path, keep
+):
     coordinator(lease=20.0)
     viewer = recorder("viewer")
     viewer.wait_connected()
@@ -219,7 +232,12 @@ def test_a_count_only_job_reports_pi_twins_and_the_largest_gap_exactly(
     final = finished(viewer, job)
     # pi(1e8), twin pairs below 1e8 (A007508), the largest gap below 1e8 (A002386)
     assert (final.primes, final.twins, final.gap, final.gap_at, final.keep) == (
-        5_761_455, 440_312, 220, 47_326_693, "counts")  # fmt: skip
+        5_761_455,
+        440_312,
+        220,
+        47_326_693,
+        "counts",
+    )
     shown = piswarm("job", "status", job, *job_flags(broker, users))
     assert "440,312 twin pairs  largest gap 220 after 47,326,693" in shown.stdout.decode()
     db = ["--db", str(tmp_path / "jobs.sqlite")]

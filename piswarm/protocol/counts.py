@@ -85,8 +85,9 @@ def summarize_chunks(chunks: Iterable[np.ndarray]) -> BlockSummary:
         crc = zlib.crc32(arr.data, crc)
         count += int(arr.size)
         last = int(arr[-1])
-    return BlockSummary(count=count, first=first, last=last, twins=twins, gap=gap,
-                        gap_at=gap_at, crc32=crc)  # fmt: skip
+    return BlockSummary(
+        count=count, first=first, last=last, twins=twins, gap=gap, gap_at=gap_at, crc32=crc
+    )
 
 
 def edge(before: BlockSummary | tuple[int, int], after: BlockSummary | tuple[int, int]) -> Edge:
@@ -158,6 +159,12 @@ def check_result(payload: bytes, lo: int, hi: int) -> BlockSummary:
     if is_summary(payload):
         return check_summary(decode_summary(payload), lo, hi)
     header, gaps = check_block_gaps(payload, lo, hi)
-    return BlockSummary(count=header.count, first=header.first, last=header.last,
-                        twins=gaps.twins, gap=gaps.gap, gap_at=gaps.gap_at,
-                        crc32=header.crc32)  # fmt: skip
+    return BlockSummary(
+        count=header.count,
+        first=header.first,
+        last=header.last,
+        twins=gaps.twins,
+        gap=gaps.gap,
+        gap_at=gaps.gap_at,
+        crc32=header.crc32,
+    )

@@ -73,8 +73,7 @@ class PrimesRequest:
 
     start: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
     end: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
-    block_size: int | None = field(default=None,
-                                   metadata=spec(lo=MIN_BLOCK, hi=MAX_COUNTS_BLOCK))  # fmt: skip
+    block_size: int | None = field(default=None, metadata=spec(lo=MIN_BLOCK, hi=MAX_COUNTS_BLOCK))
     kind: Literal["primes"] = "primes"
     name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
@@ -174,8 +173,9 @@ class JobStatus:
     double_check: float = field(default=0.0, metadata=spec(lo=0, hi=1))  # the fraction asked
     checked: int = field(default=0, metadata=_COUNT)  # blocks two nodes agreed on
     mismatches: int = field(default=0, metadata=_COUNT)  # blocks two nodes disagreed on
-    wrong: tuple[str, ...] = field(default=(), metadata=spec(pattern=NODE_ID_PATTERN.pattern,
-                                                             max_len=TOP_CONTRIBUTORS))  # fmt: skip
+    wrong: tuple[str, ...] = field(
+        default=(), metadata=spec(pattern=NODE_ID_PATTERN.pattern, max_len=TOP_CONTRIBUTORS)
+    )
 
     @property
     def fraction(self) -> float:

@@ -111,8 +111,9 @@ class ResultAck:
     block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
     outcome: str = field(metadata=spec(choices=OUTCOMES))
     error: str | None = field(default=None, metadata=spec(max_len=300))
-    more: tuple[int, ...] = field(default=(), metadata=spec(lo=0, hi=MAX_BLOCKS - 1,
-                                                             max_len=MAX_ACKED))  # fmt: skip
+    more: tuple[int, ...] = field(
+        default=(), metadata=spec(lo=0, hi=MAX_BLOCKS - 1, max_len=MAX_ACKED)
+    )
 
     @property
     def blocks(self) -> tuple[int, ...]:

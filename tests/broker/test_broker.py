@@ -133,9 +133,11 @@ def db_inode(broker) -> int | None:
 
 def wait_saved(broker, before: int | None) -> int | None:
     """Wait until mosquitto has renamed a new database into place (it writes .db.new)."""
-    until(lambda: db_inode(broker) != before
-          and not (broker.state_dir / "mosquitto.db.new").exists(),
-          "mosquitto saving after a change", timeout=2 * AUTOSAVE_SECONDS + 2)  # fmt: skip
+    until(
+        lambda: db_inode(broker) != before and not (broker.state_dir / "mosquitto.db.new").exists(),
+        "mosquitto saving after a change",
+        timeout=2 * AUTOSAVE_SECONDS + 2,
+    )
     return db_inode(broker)
 
 

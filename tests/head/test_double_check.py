@@ -30,13 +30,17 @@ def result(a, keep="primes", lie=False):
     primes = SIEVE.primes(a.lo, a.hi)
     if lie:
         primes = np.delete(primes, primes.size // 2)  # one prime left out: every cheap check passes
-    return encode_primes(primes) if keep == "primes" else counts.encode_summary(
-        counts.summarize(primes))  # fmt: skip
+    return (
+        encode_primes(primes)
+        if keep == "primes"
+        else counts.encode_summary(counts.summarize(primes))
+    )
 
 
 def job_of_four(store, keep="primes", double_check=1.0):
-    request = PrimesRequest(start=1, end=400_000, block_size=100_000, keep=keep,
-                            double_check=double_check)  # fmt: skip
+    request = PrimesRequest(
+        start=1, end=400_000, block_size=100_000, keep=keep, double_check=double_check
+    )
     job, _ = store.submit(request, 0.0)
     return job
 
@@ -45,8 +49,9 @@ def compute(store, job, node, now, keep="primes", lie=(), count=8):
     """``node`` leases what it may and delivers it (wrong for the blocks in ``lie``)."""
     got = store.lease(node, now, 60.0, count=count)
     for a in got:
-        assert store.store_result(job, a.block, node, result(a, keep, a.block in lie), now) \
-            == "stored"  # fmt: skip
+        assert (
+            store.store_result(job, a.block, node, result(a, keep, a.block in lie), now) == "stored"
+        )
     return got
 
 
@@ -60,7 +65,12 @@ def test_a_second_node_agrees_and_the_job_ends_only_then(store, keep):
     assert [c.check for c in checks] == [True] * 4
     info = store.info(job)
     assert (info.state, info.primes, info.checked, info.mismatches, info.wrong_nodes) == (
-        "done", PI_400K, 4, 0, ())  # fmt: skip
+        "done",
+        PI_400K,
+        4,
+        0,
+        (),
+    )
 
 
 @pytest.mark.parametrize("keep", ["primes", "counts"])
@@ -76,7 +86,12 @@ def test_a_lying_node_is_outvoted_named_and_its_result_replaced(store, keep):
     assert (third.block, third.check) == (1, True)
     info = store.info(job)
     assert (info.state, info.primes, info.checked, info.mismatches, info.wrong_nodes) == (
-        "done", PI_400K, 4, 1, ("liar",))  # fmt: skip
+        "done",
+        PI_400K,
+        4,
+        1,
+        ("liar",),
+    )
     assert store.verify(job) == []
     assert store.verify(job, SIEVE.primes) == []  # the stored block is the right one now
 
@@ -88,9 +103,14 @@ def test_a_checker_that_lies_is_named_and_the_stored_result_stays(store):
     compute(store, job, "c", 3.0)
     info = store.info(job)
     assert (info.state, info.primes, info.mismatches, info.wrong_nodes) == (
-        "done", PI_400K, 1, ("liar",))  # fmt: skip
-    assert store.db.execute("SELECT node FROM results WHERE job = ? AND block = 2",
-                            (job,)).fetchone() == ("a",)  # fmt: skip
+        "done",
+        PI_400K,
+        1,
+        ("liar",),
+    )
+    assert store.db.execute(
+        "SELECT node FROM results WHERE job = ? AND block = 2", (job,)
+    ).fetchone() == ("a",)
 
 
 def test_at_zero_nothing_is_computed_twice(store):
@@ -131,14 +151,26 @@ def test_a_node_that_returns_wrong_primes_is_caught_end_to_end(
     for node in ("node-b", "node-c"):
         agents(node, workers=1)
     lo, hi = 10**12, 10**12 + 12 * 10**6
-    done = piswarm("job", "primes", str(lo), str(hi - 1), "--block-size", "1e6", "--keep", keep,
-                   *job_flags(broker, users), "--timeout", "20")  # fmt: skip
+    done = piswarm(
+        "job",
+        "primes",
+        str(lo),
+        str(hi - 1),
+        "--block-size",
+        "1e6",
+        "--keep",
+        keep,
+        *job_flags(broker, users),
+        "--timeout",
+        "20",
+    )
     assert done.returncode == 0, done.stderr.decode()
     job = done.stdout.decode().strip()
 
     def ended(m):
-        return (m.topic == topics.job_status(job)
-                and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+        return (
+            m.topic == topics.job_status(job) and jobs.decode_job_status(m.payload).state == "done"
+        )
 
     final = jobs.decode_job_status(viewer.wait_for(ended, timeout=180).payload)
     assert final.primes == SIEVE.count(lo, hi)

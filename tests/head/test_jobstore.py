@@ -233,18 +233,23 @@ def test_a_job_of_a_million_blocks_costs_what_a_job_of_a_thousand_does(store, ke
     """Submitting, leasing and storing do no work that grows with the job's blocks."""
     costs = {}
     for blocks in (1_000, 1_000_000):
-        request = PrimesRequest(start=10**12, end=10**12 + blocks * 10_000 - 1,
-                                block_size=10_000, keep=keep)  # fmt: skip
+        request = PrimesRequest(
+            start=10**12, end=10**12 + blocks * 10_000 - 1, block_size=10_000, keep=keep
+        )
         assert request.blocks == blocks
         submit_steps, (job, _) = vm_steps(store, lambda r=request: store.submit(r, 0.0))
         lease_steps, leases = vm_steps(store, lambda: store.lease("a", 0.0, 60.0, count=8))
         store_steps = 0
         for a in leases:
             primes = SIEVE.primes(a.lo, a.hi)
-            data = encode_primes(primes) if keep == "primes" else (
-                counts.encode_summary(counts.summarize(primes)))  # fmt: skip
-            steps, outcome = vm_steps(store, lambda j=job, a=a, d=data: store.store_result(
-                j, a.block, "a", d, 1.0))  # fmt: skip
+            data = (
+                encode_primes(primes)
+                if keep == "primes"
+                else (counts.encode_summary(counts.summarize(primes)))
+            )
+            steps, outcome = vm_steps(
+                store, lambda j=job, a=a, d=data: store.store_result(j, a.block, "a", d, 1.0)
+            )
             assert outcome == "stored"
             store_steps += steps
         costs[blocks] = (submit_steps, lease_steps, store_steps)

@@ -19,9 +19,15 @@ SIEVE = SegmentedSieve()
 def prime_jobs(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite").open()
     sent: list[tuple[str, bytes]] = []
-    primes = PrimeJobs(store=store, publish=lambda t, p, qos, retain=False: sent.append((t, p)),
-                       clock=lambda: 100.0, connected=lambda: True, lease_seconds=60.0,
-                       started=0.0, double_check=0.0)  # fmt: skip
+    primes = PrimeJobs(
+        store=store,
+        publish=lambda t, p, qos, retain=False: sent.append((t, p)),
+        clock=lambda: 100.0,
+        connected=lambda: True,
+        lease_seconds=60.0,
+        started=0.0,
+        double_check=0.0,
+    )
     primes.sent = sent
     yield primes
     primes.close()
@@ -43,8 +49,9 @@ def acks(prime_jobs, node):
 
 @pytest.mark.parametrize("keep", ["primes", "counts"])
 def test_the_results_of_a_batch_are_stored_in_one_commit_and_acked_in_one_message(prime_jobs, keep):
-    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**6, block_size=10**5, keep=keep),
-                            0.0, "admin")  # fmt: skip
+    job = prime_jobs.submit(
+        jobs.PrimesRequest(start=1, end=10**6, block_size=10**5, keep=keep), 0.0, "admin"
+    )
     want(prime_jobs, "node-a", 6)
     want(prime_jobs, "node-b", 4)
     prime_jobs.serve()  # both wants, one commit
@@ -53,8 +60,11 @@ def test_the_results_of_a_batch_are_stored_in_one_commit_and_acked_in_one_messag
     assert all(a.keep == keep for a in given)
     for a in given:
         primes = SIEVE.primes(a.lo, a.hi)
-        data = encode_primes(primes) if keep == "primes" else counts.encode_summary(
-            counts.summarize(primes))  # fmt: skip
+        data = (
+            encode_primes(primes)
+            if keep == "primes"
+            else counts.encode_summary(counts.summarize(primes))
+        )
         node = "node-a" if a in assigned(prime_jobs, "node-a") else "node-b"
         prime_jobs.on_result(topics.node_result(node, a.job, a.block), data)
     assert prime_jobs.flush(wait=True) == 10
@@ -79,8 +89,10 @@ def test_a_bad_result_in_a_batch_is_refused_alone(prime_jobs):
     prime_jobs.flush(wait=True)
     by_outcome = {ack.outcome: ack for ack in acks(prime_jobs, "node-a")}
     assert sorted(by_outcome["stored"].blocks) == [0, 2]
-    assert by_outcome["rejected"].blocks == (1,) and "wider than primes" in by_outcome[
-        "rejected"].error  # fmt: skip
+    assert (
+        by_outcome["rejected"].blocks == (1,)
+        and "wider than primes" in by_outcome["rejected"].error
+    )
 
 
 def test_blocks_are_sized_from_the_speeds_the_nodes_report(prime_jobs):
@@ -100,11 +112,11 @@ def test_blocks_are_sized_from_the_speeds_the_nodes_report(prime_jobs):
     # Speeds heard long ago no longer count.
     assert prime_jobs.block_size(request, 100.0 + 601) == jobs.DEFAULT_BLOCK
     # A job that says is left as it is; one that does not is sized.
-    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**13, keep="counts"), 100.0,
-                            "admin")  # fmt: skip
+    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**13, keep="counts"), 100.0, "admin")
     assert prime_jobs.store.info(job).block_size == 400_000_000
-    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=10**13, block_size=10**6), 100.0,
-                            "admin")  # fmt: skip
+    job = prime_jobs.submit(
+        jobs.PrimesRequest(start=1, end=10**13, block_size=10**6), 100.0, "admin"
+    )
     assert prime_jobs.store.info(job).block_size == 10**6
 
 

@@ -96,19 +96,26 @@ def test_a_running_job_shows_progress_and_who_did_which_block(screen):
 
 
 def bright_pixels(screen, rect):
-    return sum(1 for x in range(rect.left, rect.right) for y in range(rect.top, rect.bottom)
-               if sum(screen.get_at((x, y))[:3]) > 600)  # fmt: skip
+    return sum(
+        1
+        for x in range(rect.left, rect.right)
+        for y in range(rect.top, rect.bottom)
+        if sum(screen.get_at((x, y))[:3]) > 600
+    )
 
 
 def test_twin_pairs_and_the_largest_gap_are_shown_once_known(screen):
     """A job from before they were counted shows '-' where a count-only job shows them."""
     shown = {}
     for twins, gap in ((None, None), (3_424_506, 282)):
-        job = status(twins=twins, gap=gap, gap_at=None if gap is None else 436_273_009,
-                     keep="counts")  # fmt: skip
+        job = status(
+            twins=twins, gap=gap, gap_at=None if gap is None else 436_273_009, keep="counts"
+        )
         scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(job))))
-        shown[twins] = [bright_pixels(screen, scene.figure_rects[name])
-                        for name in ("twin pairs", "largest gap")]  # fmt: skip
+        shown[twins] = [
+            bright_pixels(screen, scene.figure_rects[name])
+            for name in ("twin pairs", "largest gap")
+        ]
     dash, twins_text = shown[None], shown[3_424_506]
     assert twins_text[0] > 4 * dash[0] and twins_text[1] > 2 * dash[1], shown
 
@@ -118,8 +125,12 @@ def test_a_node_found_wrong_by_double_checking_is_named_in_red(screen):
     scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(job))))
     rect = scene.checks_rect
     assert rect.width > 100
-    red = sum(1 for x in range(rect.left, rect.right) for y in range(rect.top, rect.bottom)
-              if screen.get_at((x, y))[:3] == colors.ALERT)  # fmt: skip
+    red = sum(
+        1
+        for x in range(rect.left, rect.right)
+        for y in range(rect.top, rect.bottom)
+        if screen.get_at((x, y))[:3] == colors.ALERT
+    )
     assert red > 50
     scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(status()))))
     assert scene.checks_rect.width == 0  # nothing checked: no line

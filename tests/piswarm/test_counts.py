@@ -38,7 +38,11 @@ def test_a_summary_says_what_the_primes_say_and_both_forms_agree(lo, hi):
     summary = counts.summarize(primes)
     twins, gap, at = naive(primes)
     assert (summary.count, summary.twins, summary.gap, summary.gap_at) == (
-        primes.size, twins, gap, at)  # fmt: skip
+        primes.size,
+        twins,
+        gap,
+        at,
+    )
     # The head reads the same numbers from the encoded block, and from the summary.
     assert counts.check_result(encode_primes(primes), lo, hi) == summary
     assert counts.check_result(counts.encode_summary(summary), lo, hi) == summary
@@ -100,8 +104,9 @@ def run_counts(store, request, node="a", primes_of=SIEVE.primes, order=None):
     block=st.integers(10_000, 120_000),
     reverse=st.booleans(),
 )
-def test_any_block_size_gives_the_answers_of_one_block(tmp_path_factory, start, length, block,
-                                                       reverse):  # fmt: skip
+def test_any_block_size_gives_the_answers_of_one_block(
+    tmp_path_factory, start, length, block, reverse
+):
     """Twin pairs and gaps that straddle block edges are joined, in any order of arrival."""
     end = start + length
     store = JobStore(tmp_path_factory.mktemp("db") / "jobs.sqlite").open()
@@ -113,7 +118,12 @@ def test_any_block_size_gives_the_answers_of_one_block(tmp_path_factory, start, 
         primes = PRIMES_TO_1E6[inside]
         whole = counts.summarize(primes)
         assert (info.state, info.primes, info.twins, info.gap, info.gap_at) == (
-            "done", whole.count, whole.twins, whole.gap, whole.gap_at)  # fmt: skip
+            "done",
+            whole.count,
+            whole.twins,
+            whole.gap,
+            whole.gap_at,
+        )
         assert store.verify(info.job) == []
     finally:
         store.close()
@@ -128,7 +138,11 @@ def test_count_only_results_below_1e9_are_exact(tmp_path):
         request = PrimesRequest(start=1, end=10**9, block_size=10**8, keep="counts")
         info = run_counts(store, request, primes_of=backend.primes)
         assert (info.primes, info.twins, info.gap, info.gap_at) == (
-            50_847_534, 3_424_506, 282, 436_273_009)  # fmt: skip
+            50_847_534,
+            3_424_506,
+            282,
+            436_273_009,
+        )
         assert store.verify(info.job) == []
         assert store.db.execute("SELECT MAX(LENGTH(data)) FROM results").fetchone()[0] < 300
         with pytest.raises(ValueError, match="kept counts only"):
@@ -161,8 +175,10 @@ def test_verify_recompute_names_the_node_of_a_made_up_summary(tmp_path):
             store.store_result(job, a.block, "liar", counts.encode_summary(told), 1.0)
         assert store.verify(job) == []  # every check the head can make passes
         problems = store.verify(job, SIEVE.primes)
-        assert "block 1 from liar: not the primes of [100001, 200001) (recomputed here: " \
-               "8,392 primes)" in problems  # fmt: skip
+        assert (
+            "block 1 from liar: not the primes of [100001, 200001) (recomputed here: "
+            "8,392 primes)" in problems
+        )
     finally:
         store.close()
 
@@ -170,8 +186,10 @@ def test_verify_recompute_names_the_node_of_a_made_up_summary(tmp_path):
 def test_a_job_keeping_counts_refuses_primes_and_the_other_way_round(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite").open()
     try:
-        for keep, wrong in (("counts", encode_primes), ("primes", lambda p: counts.encode_summary(
-                counts.summarize(p)))):  # fmt: skip
+        for keep, wrong in (
+            ("counts", encode_primes),
+            ("primes", lambda p: counts.encode_summary(counts.summarize(p))),
+        ):
             job, _ = store.submit(PrimesRequest(start=1, end=100_000, keep=keep), 0.0)
             (a,) = store.lease("a", 0.0, 60.0)
             with pytest.raises(ProtocolError, match=f"keeps {keep}"):

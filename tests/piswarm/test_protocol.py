@@ -213,7 +213,10 @@ def test_numbers_in_topics_are_plain_ascii_digits(number):
 
 def test_a_block_number_of_a_job_of_a_billion_blocks_is_read():
     assert topics.parse_result_topic("piswarm/nodes/pi-1/results/j1/999999999999") == (
-        "pi-1", "j1", 999_999_999_999)  # fmt: skip
+        "pi-1",
+        "j1",
+        999_999_999_999,
+    )
 
 
 @pytest.mark.parametrize(
