@@ -56,7 +56,7 @@ right after a job ended may have come back with that job's status from before.""
 
 @dataclass
 class CoordinatorStats:
-    """The router's counters (prime work has its own: ``Coordinator.primes.stats``);
+    """The router's counters (prime work has its own: ``Coordinator.prime_stats``);
     written by the coordinator thread only, except ``dropped`` and ``callback_errors``,
     from paho's thread."""
 

@@ -37,6 +37,7 @@ from head.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.counts import (
     BlockSummary,
+    Totals,
     check_result,
     edge,
     is_summary,
@@ -178,6 +179,7 @@ class JobInfo:
     checked: int = 0  # blocks two nodes agreed on
     mismatches: int = 0  # blocks two nodes disagreed on
     wrong: str = ""  # the nodes found wrong, comma-separated
+    next_block: int = 0  # the cursor: no block from here on has been leased yet
 
     @property
     def blocks_total(self) -> int:
@@ -198,7 +200,7 @@ Progress = JobInfo
 _INFO_QUERY = (
     "SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
     "keep, blocks_done, primes, largest, twins, gap, gap_at, double_check, "
-    "checks_open, checked, mismatches, wrong FROM jobs "
+    "checks_open, checked, mismatches, wrong, next_block FROM jobs "
 )
 MAX_WRONG = 8
 """Nodes a job remembers as found wrong (the status shows them)."""
@@ -418,8 +420,7 @@ class JobStore(Store):
             _INFO_QUERY + "WHERE state = 'running' AND next_block < blocks ORDER BY created"
         ):
             info = JobInfo(*row)
-            cursor = self._cursor(info.job)
-            for block in range(cursor, min(info.blocks, cursor + count - fresh)):
+            for block in range(info.next_block, min(info.blocks, info.next_block + count - fresh)):
                 lo, hi = info.block_range(block)
                 taken.append(
                     _Candidate(info.created, block, info.job, lo, hi, info.keep, None, "new")
@@ -429,25 +430,19 @@ class JobStore(Store):
                 break
         taken.sort(key=lambda t: (t.created, t.block, t.kind == "check"))
         taken = taken[:count]
-        rows = [t for t in taken if t.kind == "row"]
-        self.db.executemany(  # an expired lease's node may still deliver
+        self.db.executemany(  # the node of a lease that ran out may still deliver
             "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
-            [(t.job, t.block, t.holder) for t in rows if t.holder is not None],
+            [(t.job, t.block, t.holder) for t in taken if t.holder is not None],
         )
         self.db.executemany(
             "UPDATE blocks SET state = 'leased', node = ?, lease_until = ?, "
             "attempts = attempts + 1 WHERE job = ? AND block = ?",
-            [(node, until, t.job, t.block) for t in rows],
-        )
-        checks = [t for t in taken if t.kind == "check"]
-        self.db.executemany(  # a check's node whose lease ran out may still deliver
-            "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
-            [(t.job, t.block, t.holder) for t in checks if t.holder is not None],
+            [(node, until, t.job, t.block) for t in taken if t.kind == "row"],
         )
         self.db.executemany(
             "UPDATE checks SET state = 'leased', node = ?, lease_until = ? "
             "WHERE job = ? AND block = ?",
-            [(node, until, t.job, t.block) for t in checks],
+            [(node, until, t.job, t.block) for t in taken if t.kind == "check"],
         )
         new = [(t.job, t.block, t.lo, t.hi, node, until) for t in taken if t.kind == "new"]
         self.db.executemany(
@@ -464,11 +459,6 @@ class JobStore(Store):
         return [
             Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check") for t in taken
         ]
-
-    def _cursor(self, job: str) -> int:
-        return int(
-            self.db.execute("SELECT next_block FROM jobs WHERE id = ?", (job,)).fetchone()[0]
-        )
 
     def _remember_holders(self, where: str, params: tuple[object, ...]) -> None:
         """Before blocks are taken from their nodes: those nodes may still deliver them."""
@@ -576,12 +566,13 @@ class JobStore(Store):
 
     def store_checked(
         self, batch: Sequence[Checked], now: float
-    ) -> list[tuple[Outcome, str | None]]:
-        """Store checked results in one commit; per result ``(outcome, error)``. Each job's
-        row is read once and written once a batch; a job whose every block is stored and
-        double-checked is ``done``."""
+    ) -> tuple[list[tuple[Outcome, str | None]], list[JobInfo]]:
+        """Store checked results in one commit: per result ``(outcome, error)``, and the
+        jobs that ended (every block stored and double-checked: ``done``). Each job's row
+        is read once and written once a batch."""
         outcomes: list[tuple[Outcome, str | None]] = []
         jobs: dict[str, JobInfo] = {}
+        ended: list[JobInfo] = []
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             for item in batch:
@@ -600,6 +591,8 @@ class JobStore(Store):
                     and info.blocks_done >= info.blocks
                     and (info.checks_open <= 0)
                 )
+                if ends:
+                    ended.append(dataclasses.replace(info, state="done", finished=now))
                 self.db.execute(
                     "UPDATE jobs SET blocks_done = ?, primes = ?, largest = ?, twins = ?, "
                     "gap = ?, gap_at = ?, checks_open = ?, checked = ?, mismatches = ?, "
@@ -620,7 +613,7 @@ class JobStore(Store):
                         info.job,
                     ),
                 )
-        return outcomes
+        return outcomes, ended
 
     def _store(
         self, item: Checked, info: JobInfo, now: float
@@ -815,40 +808,28 @@ class JobStore(Store):
         self.db.execute(
             "UPDATE blocks SET node = ? WHERE job = ? AND block = ?", (node, c.job, c.block)
         )
-        primes, largest, twins, gap, gap_at = self._totals(c.job)
+        t = self._totals(c.job)
         counted = info.twins is not None  # (None: a job from before they were counted)
         return dataclasses.replace(
             info,
-            primes=primes,
-            largest=largest,
-            twins=twins if counted else None,
-            gap=gap if counted else None,
-            gap_at=gap_at if counted else None,
+            primes=t.primes,
+            largest=t.largest,
+            twins=t.twins if counted else None,
+            gap=t.gap if counted else None,
+            gap_at=t.gap_at if counted else None,
         )
 
-    def _totals(self, job: str) -> tuple[int, int | None, int, int, int]:
-        """``(primes, largest, twins, gap, gap_at)`` added up from the job's stored blocks
-        (edges between neighbouring blocks included): once, when a result is replaced."""
-        primes = twins = gap = gap_at = 0
-        largest: int | None = None
-        before: tuple[int, BlockSummary] | None = None
+    def _totals(self, job: str) -> Totals:
+        """The job's answers added up from its stored blocks: once, when a result is
+        replaced."""
+        totals = Totals()
         for block, *fields in self.db.execute(
             "SELECT block, count, first, last, twins, gap, gap_at, crc32 FROM results "
             "WHERE job = ? ORDER BY block",
             (job,),
         ):
-            s = BlockSummary(*fields)
-            primes += s.count
-            twins += s.twins
-            if s.count:
-                largest = s.last if largest is None else max(largest, s.last)
-            gap, gap_at = larger_gap(gap, gap_at, s.gap, s.gap_at)
-            if before is not None and before[0] == block - 1:
-                between = edge(before[1], s)
-                twins += between.twin
-                gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
-            before = block, s
-        return primes, largest, twins, gap, gap_at
+            totals.add(block, BlockSummary(*fields))
+        return totals
 
     def waive_checks(self, before: float, now: float) -> list[str]:
         """Checks no other node took by ``before``, of jobs whose every block is stored,
@@ -888,7 +869,7 @@ class JobStore(Store):
         claim = self.claim(job, block, node)
         if claim is None:
             return "duplicate"
-        ((outcome, error),) = self.store_checked([self.check(claim, data)], now)
+        ((outcome, error),), _ended = self.store_checked([self.check(claim, data)], now)
         if outcome == "rejected":
             raise ProtocolError(error or "rejected")
         return outcome
@@ -931,8 +912,7 @@ class JobStore(Store):
         the node)."""
         info = self.info(job)
         problems = []
-        primes = twins = gap = gap_at = 0
-        before: tuple[int, BlockSummary] | None = None  # the last block read, and its number
+        totals = Totals()
         rows = self.db.execute(
             "SELECT block, node, count, first, last, twins, gap, gap_at, crc32, data "
             "FROM results WHERE job = ? ORDER BY block",
@@ -955,14 +935,8 @@ class JobStore(Store):
                         f"block {block} from {node}: not the primes of [{lo}, {hi}) "
                         f"(recomputed here: {computed.count:,} primes)"
                     )
-            primes += again.count
-            twins += again.twins
-            gap, gap_at = larger_gap(gap, gap_at, again.gap, again.gap_at)
-            if before is not None and before[0] == block - 1:
-                between = edge(before[1], again)
-                twins += between.twin
-                gap, gap_at = larger_gap(gap, gap_at, between.gap, between.gap_at)
-            before = block, again
+            totals.add(block, again)
+        primes, twins, gap, gap_at = totals.primes, totals.twins, totals.gap, totals.gap_at
         if info.blocks_done != info.blocks:
             problems.append(f"{info.blocks - info.blocks_done} blocks missing")
             return problems

@@ -20,6 +20,7 @@ from head.life_board import initial_board, split_rows
 from head.lifestore import Board, LifeStore, Strip
 from node_agent.life import population
 from piswarm import protocol
+from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 MAX_NODES = 10_000
 MIN_STRIP_ROWS = 8
 SPEED_SMOOTHING = 0.3  # weight of a new speed report against what a node showed before
-Publish = Callable[..., None]
 
 
 @dataclass

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
 from head.jobstore import Checked, Claim, JobStore, Outcome
 from head.tally import JobTally
 from piswarm import protocol
+from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, jobs, topics, work
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 
@@ -62,10 +62,6 @@ BLOCKS_PER_WORKER = 4
 """A job too small for blocks of BLOCK_SECONDS is cut so that each worker gets a few."""
 SPEEDS_KEPT_S = 600.0
 """A node's reported speed counts for sizing this long after its last request."""
-
-
-class Publish(Protocol):
-    def __call__(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None: ...
 
 
 @dataclass
@@ -320,8 +316,7 @@ class PrimeJobs:
             self._reject(node, job, block, str(exc))
             return
         if claim is None:
-            self.stats.results_duplicate += 1
-            log.info("duplicate result from %s for %s/%d (already stored)", node, job, block)
+            self._duplicate(node, job, block)
             self._ack(node, work.ResultAck(job=job, block=block, outcome="duplicate"))
             return
         while len(self._checking) >= MAX_CHECKING:
@@ -345,9 +340,8 @@ class PrimeJobs:
         if not ready:
             return 0
         now = self.clock()
-        outcomes = self.store.store_checked(ready, now)
+        outcomes, ended = self.store.store_checked(ready, now)
         self.stats.commits += 1
-        touched: set[str] = set()
         acks: dict[tuple[str, str, Outcome], list[int]] = {}  # one per node, job and outcome
         for item, (outcome, error) in zip(ready, outcomes, strict=True):
             c = item.claim
@@ -356,18 +350,13 @@ class PrimeJobs:
                 continue
             if outcome == "stored" and c.check:
                 self.stats.checks_stored += 1
-                touched.add(c.job)
             elif outcome == "stored":
                 self.stats.results_stored += 1
-                touched.add(c.job)
                 tally = self._tallies.get(c.job)
                 if tally is not None:
                     tally.add(c.block, c.node, item.summary.count, now)
             else:
-                self.stats.results_duplicate += 1
-                log.info(
-                    "duplicate result from %s for %s/%d (already stored)", c.node, c.job, c.block
-                )
+                self._duplicate(c.node, c.job, c.block)
             acks.setdefault((c.node, c.job, outcome), []).append(c.block)
         for (node, job, outcome), blocks in acks.items():
             for i in range(0, len(blocks), work.MAX_ACKED + 1):
@@ -375,17 +364,19 @@ class PrimeJobs:
                 self._ack(
                     node, work.ResultAck(job=job, block=first, outcome=outcome, more=tuple(more))
                 )
-        for job in touched:
-            info = self.store.info(job)
-            if info.state != "running" and job in self._tallies:
-                log.info(
-                    "job %s done: %d primes, %d blocks double-checked",
-                    job,
-                    info.primes,
-                    info.checked,
-                )
-                self.publish_status(job)
+        for info in ended:
+            log.info(
+                "job %s done: %d primes, %d blocks double-checked",
+                info.job,
+                info.primes,
+                info.checked,
+            )
+            self.publish_status(info.job)
         return len(ready)
+
+    def _duplicate(self, node: str, job: str, block: int) -> None:
+        self.stats.results_duplicate += 1
+        log.info("duplicate result from %s for %s/%d (already stored)", node, job, block)
 
     def _reject(self, node: str, job: str, block: int, error: str) -> None:
         self.stats.results_rejected += 1

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -108,6 +108,12 @@ class BrokerSettings:
 
 def _path(value: object) -> Path | None:
     return Path(str(value)).expanduser() if value else None
+
+
+class Publish(Protocol):
+    """How a part of a process that owns no client publishes (its owner passes one in)."""
+
+    def __call__(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None: ...
 
 
 def unique_client_id(role: str) -> str:

@@ -108,6 +108,31 @@ def larger_gap(gap: int, gap_at: int, other: int, other_at: int) -> tuple[int, i
     return gap, gap_at
 
 
+@dataclass
+class Totals:
+    """A job's answers added up from its blocks' summaries, given in block order: pairs
+    and gaps across the edge of two neighbouring blocks are joined."""
+
+    primes: int = 0
+    largest: int | None = None
+    twins: int = 0
+    gap: int = 0
+    gap_at: int = 0
+    _last: tuple[int, BlockSummary] | None = None  # the block added last, and its number
+
+    def add(self, block: int, s: BlockSummary) -> None:
+        self.primes += s.count
+        self.twins += s.twins
+        if s.count:
+            self.largest = s.last if self.largest is None else max(self.largest, s.last)
+        self.gap, self.gap_at = larger_gap(self.gap, self.gap_at, s.gap, s.gap_at)
+        if self._last is not None and self._last[0] == block - 1:
+            between = edge(self._last[1], s)
+            self.twins += between.twin
+            self.gap, self.gap_at = larger_gap(self.gap, self.gap_at, between.gap, between.gap_at)
+        self._last = block, s
+
+
 def check_summary(summary: BlockSummary, lo: int, hi: int) -> BlockSummary:
     """Refuse a summary no block ``[lo, hi)`` can have (a ProtocolError says which rule).
 
