@@ -217,7 +217,7 @@ class Coordinator:
         statuses: list[tuple[str, bytes, topics.Route]] = []
         for topic, payload in batch:
             route = topics.coordinator_route(topic)
-            if route == "result":
+            if route in ("result", "summaries"):
                 results.append((topic, payload, route))
             elif route == "node_status":
                 statuses.append((topic, payload, route))
@@ -238,6 +238,8 @@ class Coordinator:
                 self._prime().on_request(topic, payload)
             elif route == "result":
                 self._prime().on_result(topic, payload)
+            elif route == "summaries":
+                self._prime().on_summaries(topic, payload)
             elif route == "life":
                 self._life().on_strip_message(topic, payload)
             elif route == "node_status":

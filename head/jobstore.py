@@ -35,17 +35,10 @@ import numpy as np
 
 from head.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
-from piswarm.protocol.counts import (
-    BlockSummary,
-    Totals,
-    check_result,
-    edge,
-    is_summary,
-    larger_gap,
-    summarize,
-)
+from piswarm.protocol.counts import Totals, check_result, check_summary, edge, larger_gap, summarize
 from piswarm.protocol.jobs import DEFAULT_BLOCK, Keep, PrimesRequest
 from piswarm.protocol.primes import decode_primes
+from piswarm.protocol.summary import BlockSummary, encode_summary, is_summary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -563,6 +556,14 @@ class JobStore(Store):
             want = "a summary" if claim.keep == "counts" else "its primes"
             raise ProtocolError(f"job {claim.job} keeps {claim.keep}: send {want}")
         return Checked(claim, check_result(data, claim.lo, claim.hi), data)
+
+    @staticmethod
+    def check_summary(claim: Claim, summary: BlockSummary) -> Checked:
+        """:meth:`check` for a summary that came with others (already parsed)."""
+        if claim.keep != "counts":
+            raise ProtocolError(f"job {claim.job} keeps primes: send its primes")
+        s = check_summary(summary, claim.lo, claim.hi)
+        return Checked(claim, s, encode_summary(s))
 
     def store_checked(
         self, batch: Sequence[Checked], now: float

@@ -35,19 +35,21 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from head.jobstore import Checked, Claim, JobStore, Outcome
+from head.jobstore import Assignment, Checked, Claim, JobStore, Outcome
 from head.tally import JobTally
 from piswarm import protocol
 from piswarm.mqtt import Publish
-from piswarm.protocol import ProtocolError, jobs, topics, work
+from piswarm.protocol import ProtocolError, jobs, summary, topics, work
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
+from piswarm.protocol.summary import BlockSummary
 
 log = logging.getLogger(__name__)
 
 MAX_WANTING_NODES = 10_000
 MAX_CHECKING = 256
-"""Results being checked at once: past this, the loop waits for the oldest check (the
-inbox, bounded, then holds what arrives)."""
+"""Results claimed and not yet stored: past this, the loop waits for the oldest check
+and stores what is ready (the inbox, bounded, then holds what arrives). Summaries are
+checked at once, in the loop; a block's primes in the pool."""
 DEFAULT_CHECKERS = max(2, min(8, (os.cpu_count() or 2) - 1))
 """Threads checking results: a 1e7 block's CRC takes one ~2.5 ms, mostly outside the GIL,
 so storing every prime scales with the head's cores (measured on 2 cores: ~94-136 MB/s
@@ -112,6 +114,9 @@ class PrimeJobs:
         self._speeds: OrderedDict[str, tuple[float, int, float]] = OrderedDict()
         """node -> (numbers a second a worker sieves, workers, when it said so)"""
         self._maybe_work = True
+        self._acks: dict[tuple[str, str, Outcome], list[int]] = {}
+        """Stored and duplicate blocks to acknowledge, by node, job and outcome (sent by
+        every :meth:`flush`: at most the results of one batch)."""
 
     def close(self) -> None:
         """Finish the checks under way and store them (their nodes are acknowledged)."""
@@ -260,14 +265,18 @@ class PrimeJobs:
         served = self.store.lease_many(wants, self.clock(), self.lease_seconds)
         for node, want in wants:
             got = served.get(node, [])
+            by_job: dict[str, list[Assignment]] = {}
             for a in got:
+                by_job.setdefault(a.job, []).append(a)
+            for first, *more in by_job.values():  # one message per job (a want <= MAX_WANT)
                 assign = work.WorkAssign(
-                    job=a.job,
-                    block=a.block,
-                    lo=a.lo,
-                    hi=a.hi,
+                    job=first.job,
+                    block=first.block,
+                    lo=first.lo,
+                    hi=first.hi,
                     lease_s=self.lease_seconds,
-                    keep=a.keep,
+                    keep=first.keep,
+                    more=tuple(work.BlockRange(a.block, a.lo, a.hi) for a in more),
                 )
                 self._publish(topics.node_work_assign(node), protocol.encode(assign), qos=1)
             self.stats.blocks_assigned += len(got)
@@ -310,6 +319,16 @@ class PrimeJobs:
     def on_result(self, topic: str, payload: bytes) -> None:
         """Claim a result and hand its payload to a checker (stored by :meth:`flush`)."""
         node, job, block = topics.parse_result_topic(topic)
+        self._claim(node, job, block, payload)
+
+    def on_summaries(self, topic: str, payload: bytes) -> None:
+        """Several summaries of one job: each claimed, checked and acknowledged on its own."""
+        node, job = topics.parse_summaries_topic(topic)
+        batch = summary.decode_summaries(payload)
+        for block, told in zip(batch.blocks, batch.summaries, strict=True):
+            self._claim(node, job, block, told)
+
+    def _claim(self, node: str, job: str, block: int, result: bytes | BlockSummary) -> None:
         try:
             claim = self.store.claim(job, block, node)
         except ProtocolError as exc:
@@ -317,12 +336,25 @@ class PrimeJobs:
             return
         if claim is None:
             self._duplicate(node, job, block)
-            self._ack(node, work.ResultAck(job=job, block=block, outcome="duplicate"))
+            self._acks.setdefault((node, job, "duplicate"), []).append(block)
             return
         while len(self._checking) >= MAX_CHECKING:
             futures.wait([self._checking[0][1]])  # the oldest
             self.flush()
-        self._checking.append((claim, self._pool.submit(self.store.check, claim, payload)))
+        if claim.keep == "primes" and isinstance(result, bytes):
+            self._checking.append((claim, self._pool.submit(JobStore.check, claim, result)))
+            return
+        try:  # a summary is checked here: a pool's hand-off would cost more than the check
+            if isinstance(result, BlockSummary):
+                checked = JobStore.check_summary(claim, result)
+            else:
+                checked = JobStore.check(claim, result)
+        except ProtocolError as exc:
+            self._reject(node, job, block, str(exc))
+            return
+        done: Future[Checked] = Future()
+        done.set_result(checked)  # stored in arrival order with those the pool checks
+        self._checking.append((claim, done))
 
     def flush(self, *, wait: bool = False) -> int:
         """Store the results whose checks have finished (all of them with ``wait``), in
@@ -338,11 +370,12 @@ class PrimeJobs:
                 log.exception("checking %s/%d from %s failed", claim.job, claim.block, claim.node)
                 self._reject(claim.node, claim.job, claim.block, "the result could not be checked")
         if not ready:
+            self._send_acks()
             return 0
         now = self.clock()
         outcomes, ended = self.store.store_checked(ready, now)
         self.stats.commits += 1
-        acks: dict[tuple[str, str, Outcome], list[int]] = {}  # one per node, job and outcome
+        acks = self._acks
         for item, (outcome, error) in zip(ready, outcomes, strict=True):
             c = item.claim
             if outcome == "rejected":
@@ -358,12 +391,7 @@ class PrimeJobs:
             else:
                 self._duplicate(c.node, c.job, c.block)
             acks.setdefault((c.node, c.job, outcome), []).append(c.block)
-        for (node, job, outcome), blocks in acks.items():
-            for i in range(0, len(blocks), work.MAX_ACKED + 1):
-                first, *more = blocks[i : i + work.MAX_ACKED + 1]
-                self._ack(
-                    node, work.ResultAck(job=job, block=first, outcome=outcome, more=tuple(more))
-                )
+        self._send_acks()
         for info in ended:
             log.info(
                 "job %s done: %d primes, %d blocks double-checked",
@@ -373,6 +401,17 @@ class PrimeJobs:
             )
             self.publish_status(info.job)
         return len(ready)
+
+    def _send_acks(self) -> None:
+        """The acknowledgements gathered since the last: one message per node, job and
+        outcome (up to ``1 + MAX_ACKED`` blocks each)."""
+        acks, self._acks = self._acks, {}
+        for (node, job, outcome), blocks in acks.items():
+            for i in range(0, len(blocks), work.MAX_ACKED + 1):
+                first, *more = blocks[i : i + work.MAX_ACKED + 1]
+                self._ack(
+                    node, work.ResultAck(job=job, block=first, outcome=outcome, more=tuple(more))
+                )
 
     def _duplicate(self, node: str, job: str, block: int) -> None:
         self.stats.results_duplicate += 1

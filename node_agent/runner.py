@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 from piswarm import protocol
 from piswarm.children import ignore_stop_signals, stop_signals_held, watch_parent
 from piswarm.protocol import ProtocolError, topics, work
+from piswarm.protocol.summary import (
+    MAX_SUMMARIES,
+    Summaries,
+    decode_summary,
+    encode_summaries,
+    is_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +83,9 @@ def compute_block(
     keeps counts only (listed ``piece`` numbers at a time). What a worker process runs;
     numpy is imported here, in the worker, not by the agent's main process. ``fault``
     ``drop-prime`` (tests only: :data:`node_agent.config.FAULT_ENV`) lies."""
-    from piswarm.protocol.counts import encode_summary, summarize_chunks
+    from piswarm.protocol.counts import summarize_chunks
     from piswarm.protocol.primes import encode_primes
+    from piswarm.protocol.summary import encode_summary
 
     sieve = _worker_backend(backend)
     lie = fault == "drop-prime"
@@ -232,7 +240,8 @@ class RunnerStats:
 
 @dataclass
 class _Unacked:
-    topic: str
+    job: str
+    block: int
     payload: bytes
     sent_at: float
 
@@ -310,9 +319,9 @@ class WorkRunner:
     def on_message(self, topic: str, payload: bytes) -> None:
         try:
             if topic == self.assign_topic:
-                assign = work.decode_assign(payload)
+                assigned = work.decode_assign(payload).each()
                 with self._lock:
-                    self._assigned.append(assign)
+                    self._assigned.extend(assigned)
                     self._events = True
             elif topic == self.acks_topic:
                 self._on_ack(work.decode_ack(payload))
@@ -365,6 +374,12 @@ class WorkRunner:
             return len(self._unacked)
 
     @property
+    def ready(self) -> int:
+        """Blocks computed and not yet taken by the driver (sent at its next tick)."""
+        with self._lock:
+            return len(self._finished)
+
+    @property
     def busy(self) -> int:
         """Blocks held: assigned and waiting, or computing."""
         with self._lock:
@@ -380,8 +395,10 @@ class WorkRunner:
             assigned = list(self._assigned)
             self._assigned.clear()
             resend_all, self._resend_all = self._resend_all, False
-        for assign, future in finished:
-            self._finish(assign, future, now, publish)
+        results = [r for a, f in finished if (r := self._finish(a, f, now)) is not None]
+        if publish is not None:
+            self._send(results, publish)
+            self.stats.results_sent += len(results)
         for assign in assigned:
             self._promised = max(0, self._promised - 1)
             self._start(assign)
@@ -401,12 +418,9 @@ class WorkRunner:
         future.add_done_callback(functools.partial(self._done, assign))
 
     def _finish(
-        self,
-        assign: work.WorkAssign,
-        future: "Future[tuple[bytes, float]]",
-        now: float,
-        publish: Publish | None,
-    ) -> None:
+        self, assign: work.WorkAssign, future: "Future[tuple[bytes, float]]", now: float
+    ) -> _Unacked | None:
+        """A finished block: its result, kept until acknowledged (None: it failed)."""
         self._running -= 1
         self._computing.discard((assign.job, assign.block))
         if self._held > self._running:  # a finished block frees its slot for someone
@@ -419,20 +433,18 @@ class WorkRunner:
             log.warning("%s: a worker died on %s/%d: computing it again",
                         self.node_id, assign.job, assign.block)  # fmt: skip
             self._start(assign)
-            return
+            return None
         except Exception:  # boundary: a failed block must not stop the node
             self.stats.blocks_failed += 1
             log.exception("%s: block %s/%d failed", self.node_id, assign.job, assign.block)
-            return
+            return None
         self.stats.blocks_done += 1
         speed = (assign.hi - assign.lo) / max(seconds, 1e-6)
         self.speed = speed if self.speed is None else 0.7 * self.speed + 0.3 * speed
-        topic = topics.node_result(self.node_id, assign.job, assign.block)
+        result = _Unacked(assign.job, assign.block, payload, now)
         with self._lock:
-            self._unacked[(assign.job, assign.block)] = _Unacked(topic, payload, now)
-        if publish is not None:
-            publish(topic, payload, 1)
-            self.stats.results_sent += 1
+            self._unacked[(assign.job, assign.block)] = result
+        return result
 
     def _resend(self, now: float, publish: Publish, *, everything: bool) -> None:
         with self._lock:
@@ -440,9 +452,30 @@ class WorkRunner:
                    if everything or now - u.sent_at >= self.resend_after]  # fmt: skip
             for entry in due:
                 entry.sent_at = now
-        for entry in due:
-            publish(entry.topic, entry.payload, 1)
-            self.stats.resends += 1
+        self._send(due, publish)
+        self.stats.resends += len(due)
+
+    def _send(self, results: list[_Unacked], publish: Publish) -> None:
+        """Publish results: summaries of one job that are ready together go in one
+        message (up to ``MAX_SUMMARIES``); a block's primes, or a lone summary, alone."""
+        summaries: dict[str, list[_Unacked]] = {}
+        for r in results:
+            if is_summary(r.payload):
+                summaries.setdefault(r.job, []).append(r)
+            else:
+                publish(topics.node_result(self.node_id, r.job, r.block), r.payload, 1)
+        for job, ready in summaries.items():
+            for i in range(0, len(ready), MAX_SUMMARIES):
+                part = ready[i : i + MAX_SUMMARIES]
+                if len(part) == 1:
+                    only = part[0]
+                    publish(topics.node_result(self.node_id, job, only.block), only.payload, 1)
+                    continue
+                batch = Summaries(
+                    blocks=tuple(r.block for r in part),
+                    summaries=tuple(decode_summary(r.payload) for r in part),
+                )
+                publish(topics.node_summaries(self.node_id, job), encode_summaries(batch), 1)
 
     def _request(self, now: float, publish: Publish) -> None:
         if self.unacked < self.max_unacked:

@@ -1,10 +1,12 @@
 """Count-only results: what a prime search reports about a block, without its primes.
 
-A job submitted with ``keep: "counts"`` asks its nodes for a :class:`BlockSummary` per
-block instead of the encoded primes (``primes.py``): about 200 bytes of JSON on the same
-result topic, ``piswarm/nodes/<node>/results/<job>/<block>``, whatever the block's size.
-It says how many primes the block holds, the first and last, how many twin pairs (p, p+2)
-lie inside it, its largest gap between consecutive primes and the prime before it, and
+A job submitted with ``keep: "counts"`` asks its nodes for a
+:class:`~piswarm.protocol.summary.BlockSummary` per block instead of the encoded primes
+(``primes.py``): about 200 bytes of JSON on the same result topic,
+``piswarm/nodes/<node>/results/<job>/<block>``, whatever the block's size (a node with
+several results ready sends them together: ``summary.py`` has the wire format). It says
+how many primes the block holds, the first and last, how many twin pairs (p, p+2) lie
+inside it, its largest gap between consecutive primes and the prime before it, and
 the CRC-32 of the primes as little-endian uint64 (the same checksum a full block carries),
 so ``piswarm job verify --recompute`` can still re-check any block, and a second node
 computing the block again must agree to the bit.
@@ -19,34 +21,14 @@ Nothing here does I/O; :func:`summarize` runs on a node, :func:`check_summary` o
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 
-from piswarm.protocol import _schema
-from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
-from piswarm.protocol.jobs import MAX_NUMBER
-from piswarm.protocol.primes import MAX_PRIME_GAP, capacity, check_block_gaps
-
-MAX_SUMMARY_BYTES = 512
-
-_NUMBER = spec(lo=0, hi=MAX_NUMBER)
-
-
-@dataclass(frozen=True)
-class BlockSummary:
-    """One block's primes in numbers (a count-only result)."""
-
-    count: int = field(metadata=_NUMBER)
-    first: int = field(metadata=_NUMBER)  # 0 when the block holds no prime
-    last: int = field(metadata=_NUMBER)  # 0 when the block holds no prime
-    twins: int = field(metadata=_NUMBER)  # pairs (p, p + 2) with both in the block
-    gap: int = field(metadata=spec(lo=0, hi=MAX_PRIME_GAP))  # 0: fewer than two primes
-    gap_at: int = field(metadata=_NUMBER)  # the prime before the first largest gap (0: none)
-    crc32: int = field(metadata=spec(lo=0, hi=2**32 - 1))
-    kind: Literal["counts"] = "counts"
+from piswarm.protocol.jobs import MAX_PRIME_GAP
+from piswarm.protocol.primes import capacity, check_block_gaps
+from piswarm.protocol.summary import BlockSummary, decode_summary, is_summary
 
 
 @dataclass(frozen=True)
@@ -162,19 +144,6 @@ def check_summary(summary: BlockSummary, lo: int, hi: int) -> BlockSummary:
     if s.twins > s.count - 1 or (s.last - s.first) > s.gap * (s.count - 1):
         raise ProtocolError("the count, the twins and the largest gap do not fit together")
     return s
-
-
-def decode_summary(payload: bytes) -> BlockSummary:
-    return _schema.decode(BlockSummary, payload, max_bytes=MAX_SUMMARY_BYTES)
-
-
-def encode_summary(summary: BlockSummary) -> bytes:
-    return _schema.encode(summary, max_bytes=MAX_SUMMARY_BYTES)
-
-
-def is_summary(payload: bytes) -> bool:
-    """Whether a result payload is a summary (JSON) rather than an encoded block."""
-    return payload[:1] == b"{"
 
 
 def check_result(payload: bytes, lo: int, hi: int) -> BlockSummary:

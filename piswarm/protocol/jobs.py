@@ -22,6 +22,10 @@ from piswarm.protocol.errors import ProtocolError
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_NUMBER = 2**63 - 1  # SQLite integers and the sieves stop here
+MAX_PRIME_GAP = 1550
+"""No two consecutive primes below 2**64 are further apart (the largest gap there, after
+18,361,375,334,787,046,697; T. Oliveira e Silva, S. Herzog, S. Pardi, 2014): every range of
+this many numbers holds a prime."""
 MIN_BLOCK = 10_000
 MAX_BLOCK = 100_000_000
 """The largest block of a job keeping its primes: the encoded result (~3.5 MB near 1) must

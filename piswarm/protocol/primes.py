@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from piswarm.protocol.errors import ProtocolError
+from piswarm.protocol.jobs import MAX_PRIME_GAP
 
 try:  # optional: faster and smaller than zlib
     import zstandard
@@ -46,10 +47,6 @@ HEADER = struct.Struct("<4sBBBxQQQII")
 CODECS: dict[str, int] = {"none": 0, "zlib": 1, "zstd": 2}
 MAX_PRIMES = 200_000_000
 """No block holds more (a block of 5e9 numbers near 1e9 holds ~2.3e8 primes: use smaller)."""
-MAX_PRIME_GAP = 1550
-"""No two consecutive primes below 2**64 are further apart (the largest gap there, after
-18,361,375,334,787,046,697; T. Oliveira e Silva, S. Herzog, S. Pardi, 2014): every range of
-this many numbers holds a prime."""
 
 Codec = Literal["auto", "none", "zlib", "zstd"]
 

@@ -36,6 +36,8 @@ JOB_STATUS_FILTER = f"{ROOT}/jobs/+/status"
 JOB_MAP_FILTER = f"{ROOT}/jobs/+/map"
 NODE_WORK_REQUEST_FILTER = f"{ROOT}/nodes/+/work/request"
 NODE_RESULT_FILTER = f"{ROOT}/nodes/+/results/+/+"
+SUMMARIES = "summaries"
+"""The last level of a result topic that carries several blocks' summaries."""
 LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
 LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
@@ -118,6 +120,11 @@ def node_result(node_id: str, job: str, block: int) -> str:
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/results/{validate_job_id(job)}/{block}"
 
 
+def node_summaries(node_id: str, job: str) -> str:
+    """A node's summaries of several blocks of a count-only job (JSON)."""
+    return f"{ROOT}/nodes/{validate_node_id(node_id)}/results/{validate_job_id(job)}/{SUMMARIES}"
+
+
 def node_acks(node_id: str) -> str:
     """The coordinator acknowledging a node's results."""
     return f"{ROOT}/nodes/{validate_node_id(node_id)}/acks"
@@ -175,10 +182,23 @@ def parse_result_topic(topic: str) -> tuple[str, str, int]:
     parts = topic.split("/")
     if len(parts) != 6 or parts[:2] != [ROOT, "nodes"] or parts[3] != "results":
         raise ProtocolError("not a result topic", topic=topic)
+    if parts[5] == SUMMARIES:
+        raise ProtocolError("several results, not one", topic=topic)
     if not _BLOCK.fullmatch(parts[5]):
         raise ProtocolError(f"invalid block number {parts[5]!r}", topic=topic)
     try:
         return validate_node_id(parts[2]), validate_job_id(parts[4]), int(parts[5])
+    except ProtocolError as exc:
+        raise ProtocolError(exc.reason, topic=topic) from None
+
+
+def parse_summaries_topic(topic: str) -> tuple[str, str]:
+    """Split ``piswarm/nodes/<node>/results/<job>/summaries`` into ``(node, job)``."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[:2] != [ROOT, "nodes"] or parts[3:6:2] != ["results", SUMMARIES]:
+        raise ProtocolError("not a summaries topic", topic=topic)
+    try:
+        return validate_node_id(parts[2]), validate_job_id(parts[4])
     except ProtocolError as exc:
         raise ProtocolError(exc.reason, topic=topic) from None
 
@@ -206,7 +226,9 @@ def parse_node_topic(topic: str) -> tuple[str, str]:
     return parts[2], parts[3]
 
 
-Route = Literal["submit", "cancel", "work_request", "result", "life", "node_status", "other"]
+Route = Literal[
+    "submit", "cancel", "work_request", "result", "summaries", "life", "node_status", "other"
+]
 
 
 def coordinator_route(topic: str) -> Route:
@@ -227,7 +249,7 @@ def coordinator_route(topic: str) -> Route:
     if leaf == ["work", "request"]:
         return "work_request"
     if leaf[0] == "results" and len(parts) == 6:
-        return "result"
+        return "summaries" if parts[5] == SUMMARIES else "result"
     return "life" if leaf[0] == "life" else "other"
 
 

@@ -4,8 +4,9 @@ Topics (docs/topics.md has the sequence and examples):
 
 - ``piswarm/jobs/coordinator``                  retained, QoS 1: :class:`CoordinatorStatus`
 - ``piswarm/nodes/<node>/work/request``         QoS 1: :class:`WorkRequest` (node -> coordinator)
-- ``piswarm/nodes/<node>/work/assign``          QoS 1: :class:`WorkAssign` (one block, leased)
+- ``piswarm/nodes/<node>/work/assign``          QoS 1: :class:`WorkAssign` (blocks, leased)
 - ``piswarm/nodes/<node>/results/<job>/<block>`` QoS 1: binary prime block (``primes.py``)
+  or a summary; ``.../results/<job>/summaries``: several summaries (``counts.py``)
 - ``piswarm/nodes/<node>/acks``                 QoS 1: :class:`ResultAck`, after the commit
 
 A node asks for as many blocks as it has free workers (``want`` is absolute, so a repeated
@@ -14,6 +15,7 @@ exists. A node keeps every result until it is acknowledged and sends it again af
 reconnect or when the coordinator comes (back) online.
 """
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -83,9 +85,21 @@ class WorkRequest:
 
 
 @dataclass(frozen=True)
+class BlockRange:
+    """A further block of an assignment: every prime in ``[lo, hi)``."""
+
+    block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
+    lo: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
+    hi: int = field(metadata=spec(lo=1, hi=MAX_NUMBER))
+
+
+@dataclass(frozen=True)
 class WorkAssign:
     """One block to compute: every prime in ``[lo, hi)``, result due before the lease ends.
-    ``keep``: what to send back, the encoded primes or their summary (``counts.py``)."""
+    ``keep``: what to send back, the encoded primes or their summary (``counts.py``).
+
+    ``more``: further blocks of the same job on the same terms (the blocks a node wanted,
+    leased together, in one message); :meth:`each` splits them."""
 
     job: str = field(metadata=_JOB)
     block: int = field(metadata=spec(lo=0, hi=MAX_BLOCKS - 1))
@@ -94,10 +108,20 @@ class WorkAssign:
     lease_s: float = field(metadata=spec(lo=1, hi=86_400))
     kind: Literal["primes"] = "primes"
     keep: Keep = "primes"
+    more: tuple[BlockRange, ...] = field(default=(), metadata=spec(max_len=MAX_WANT - 1))
 
     def __post_init__(self) -> None:
-        if not 0 < self.hi - self.lo <= max_block(self.keep):
-            raise ProtocolError(f"block [{self.lo}, {self.hi}) is empty or too large")
+        for lo, hi in ((self.lo, self.hi), *((r.lo, r.hi) for r in self.more)):
+            if not 0 < hi - lo <= max_block(self.keep):
+                raise ProtocolError(f"block [{lo}, {hi}) is empty or too large")
+        if len({self.block, *(r.block for r in self.more)}) != 1 + len(self.more):
+            raise ProtocolError("a block is assigned twice in one message")
+
+    def each(self) -> list["WorkAssign"]:
+        """One assignment per block."""
+        one = dataclasses.replace(self, more=())
+        more = (dataclasses.replace(one, block=r.block, lo=r.lo, hi=r.hi) for r in self.more)
+        return [one, *more]
 
 
 @dataclass(frozen=True)

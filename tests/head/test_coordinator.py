@@ -11,7 +11,7 @@ import pytest
 
 from node_agent.sieve import SegmentedSieve
 from piswarm import protocol
-from piswarm.protocol import jobs, topics, work
+from piswarm.protocol import counts, jobs, summary, topics, work
 from piswarm.protocol.primes import encode_primes
 from tests.conftest import until
 
@@ -34,8 +34,11 @@ def ask(node, want):
 
 
 def assigns(node):
-    return [work.decode_assign(m.payload) for m in node.matching(
-        lambda m: m.topic == topics.node_work_assign(node.node_id))]  # fmt: skip
+    return [
+        one
+        for m in node.matching(lambda m: m.topic == topics.node_work_assign(node.node_id))
+        for one in work.decode_assign(m.payload).each()
+    ]
 
 
 def deliver(node, assign, data=None):
@@ -176,6 +179,42 @@ def test_bad_results_are_rejected_with_the_reason_and_change_nothing(coordinator
     assert (status.blocks_done, status.primes) == (0, 0)
     assert deliver(a, block).outcome == "stored"
     assert deliver(a, block).outcome == "duplicate"  # a resend: harmless
+
+
+def test_summaries_ride_together_through_the_broker_and_are_acked_together(
+    coordinator, node, recorder
+):
+    running = coordinator(status_interval=0.2)
+    admin = recorder("admin")
+    a, b = node("node-a"), node("node-b")
+    job = submit(admin, start=1, end=600_000, block_size=100_000, keep="counts").job
+    ask(a, 6)
+    a.wait_for(lambda m: len(assigns(a)) == 6)
+    assert len(a.matching(lambda m: m.topic == topics.node_work_assign("node-a"))) == 1
+    given = assigns(a)
+
+    def batch(blocks):
+        told = [counts.summarize(SIEVE.primes(x.lo, x.hi)) for x in blocks]
+        return summary.encode_summaries(
+            summary.Summaries(blocks=tuple(x.block for x in blocks), summaries=tuple(told))
+        )
+
+    # Garbage on the summaries topic is counted and answered by nothing.
+    a.publish(topics.node_summaries("node-a", job), b'{"v":1,"blocks":[0],"summaries":[]}')
+    until(lambda: running.stats.malformed == 1, "the bad list counted")
+    # node-b, never given these blocks, cannot deliver them.
+    b.publish(topics.node_summaries("node-b", job), batch(given[:2]))
+    refused = b.wait_for(lambda m: m.topic == topics.node_acks("node-b")
+                         and work.decode_ack(m.payload).outcome == "rejected")  # fmt: skip
+    assert "never given" in (work.decode_ack(refused.payload).error or "")
+    a.publish(topics.node_summaries("node-a", job), batch(given))
+    ack = work.decode_ack(a.wait_for(lambda m: m.topic == topics.node_acks("node-a")).payload)
+    assert (ack.outcome, sorted(ack.blocks)) == ("stored", list(range(6)))
+    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
+                            and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    done = jobs.decode_job_status(status.payload)
+    assert (done.primes, done.twins, done.gap) == (49_098, 5_331, 114)
+    assert running.prime_stats.results_stored == 6
 
 
 def test_oversize_results_never_reach_the_coordinator(coordinator, node):

@@ -10,7 +10,7 @@ import pytest
 from head.jobstore import JobStore, double_checked
 from node_agent.config import FAULT_ENV
 from node_agent.sieve import SegmentedSieve
-from piswarm.protocol import counts, jobs, topics
+from piswarm.protocol import counts, jobs, summary, topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
 from tests.conftest import job_flags, piswarm
@@ -33,7 +33,7 @@ def result(a, keep="primes", lie=False):
     return (
         encode_primes(primes)
         if keep == "primes"
-        else counts.encode_summary(counts.summarize(primes))
+        else summary.encode_summary(counts.summarize(primes))
     )
 
 

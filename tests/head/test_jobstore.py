@@ -8,7 +8,7 @@ import pytest
 
 from head.jobstore import JobStore
 from node_agent.sieve import SegmentedSieve, small_primes
-from piswarm.protocol import ProtocolError, counts
+from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
 
@@ -245,7 +245,7 @@ def test_a_job_of_a_million_blocks_costs_what_a_job_of_a_thousand_does(store, ke
             data = (
                 encode_primes(primes)
                 if keep == "primes"
-                else (counts.encode_summary(counts.summarize(primes)))
+                else (summary.encode_summary(counts.summarize(primes)))
             )
             steps, outcome = vm_steps(
                 store, lambda j=job, a=a, d=data: store.store_result(j, a.block, "a", d, 1.0)

@@ -3,13 +3,15 @@
 MQTT is at the edge: ``publish`` is a list the test reads (the coordinator tests run the
 same class against the real broker)."""
 
+import dataclasses
+
 import pytest
 
 from head.jobstore import JobStore
 from head.prime_jobs import PrimeJobs
 from node_agent.sieve import SegmentedSieve
 from piswarm import protocol
-from piswarm.protocol import counts, jobs, topics, work
+from piswarm.protocol import counts, jobs, summary, topics, work
 from piswarm.protocol.primes import encode_primes
 
 SIEVE = SegmentedSieve()
@@ -40,7 +42,12 @@ def want(prime_jobs, node, n):
 
 
 def assigned(prime_jobs, node):
-    return [work.decode_assign(p) for t, p in prime_jobs.sent if t == topics.node_work_assign(node)]
+    return [
+        one
+        for t, p in prime_jobs.sent
+        if t == topics.node_work_assign(node)
+        for one in work.decode_assign(p).each()
+    ]
 
 
 def acks(prime_jobs, node):
@@ -63,7 +70,7 @@ def test_the_results_of_a_batch_are_stored_in_one_commit_and_acked_in_one_messag
         data = (
             encode_primes(primes)
             if keep == "primes"
-            else counts.encode_summary(counts.summarize(primes))
+            else summary.encode_summary(counts.summarize(primes))
         )
         node = "node-a" if a in assigned(prime_jobs, "node-a") else "node-b"
         prime_jobs.on_result(topics.node_result(node, a.job, a.block), data)
@@ -128,3 +135,72 @@ def test_a_large_fleet_gets_longer_blocks_so_the_head_keeps_up(prime_jobs):
     request = jobs.PrimesRequest(start=1, end=10**15, keep="counts")
     # 2,400 workers / 500 results a second: 4.8 s a block
     assert prime_jobs.block_size(request, 100.0) == 48_000_000
+
+
+def test_a_nodes_blocks_go_out_in_one_assignment_and_its_summaries_come_back_in_one(prime_jobs):
+    job = prime_jobs.submit(
+        jobs.PrimesRequest(start=1, end=10**6, block_size=10**5, keep="counts"), 0.0, "admin"
+    )
+    want(prime_jobs, "node-a", 6)
+    prime_jobs.serve()
+    sent = [p for t, p in prime_jobs.sent if t == topics.node_work_assign("node-a")]
+    assert len(sent) == 1  # six blocks, one message
+    given = work.decode_assign(sent[0]).each()
+    assert [a.block for a in given] == list(range(6))
+    assert [(a.lo, a.hi) for a in given] == [(1 + i * 10**5, 1 + (i + 1) * 10**5) for i in range(6)]
+    told = {a.block: counts.summarize(SIEVE.primes(a.lo, a.hi)) for a in given}
+    told[4] = dataclasses.replace(told[4], last=told[4].last + 10**6)  # outside its block
+    # Blocks 0-4 together, and block 9, which node-a was never given.
+    five = tuple(told[b] for b in range(5))
+    batch = summary.Summaries(blocks=(0, 1, 2, 3, 4, 9), summaries=(*five, told[0]))
+    prime_jobs.on_summaries(topics.node_summaries("node-a", job), summary.encode_summaries(batch))
+    prime_jobs.flush(wait=True)
+    by_outcome: dict[str, list[work.ResultAck]] = {}
+    for ack in acks(prime_jobs, "node-a"):
+        by_outcome.setdefault(ack.outcome, []).append(ack)
+    (stored,) = by_outcome["stored"]  # the four good ones, in one ack
+    assert sorted(stored.blocks) == [0, 1, 2, 3]
+    rejected = {ack.block: ack.error for ack in by_outcome["rejected"]}
+    assert "outside block" in rejected[4] and "never given" in rejected[9]
+    assert prime_jobs.stats.commits == 1 and prime_jobs.stats.results_stored == 4
+    # Sent again (no ack came): each is a duplicate now, acknowledged in one message.
+    again = summary.Summaries(blocks=(0, 1), summaries=(told[0], told[1]))
+    prime_jobs.on_summaries(topics.node_summaries("node-a", job), summary.encode_summaries(again))
+    prime_jobs.flush()
+    assert acks(prime_jobs, "node-a")[-1].outcome == "duplicate"
+    assert sorted(acks(prime_jobs, "node-a")[-1].blocks) == [0, 1]
+    # The rest, one alone and five together: the job's answers are those of one block.
+    prime_jobs.on_result(
+        topics.node_result("node-a", job, 5),
+        summary.encode_summary(counts.summarize(SIEVE.primes(given[5].lo, given[5].hi))),
+    )
+    want(prime_jobs, "node-a", 6)
+    prime_jobs.serve()
+    rest = work.decode_assign(prime_jobs.sent[-1][1]).each()
+    assert [a.block for a in rest] == [6, 7, 8, 9]
+    rest.insert(0, given[4])  # still leased to node-a, which sends it right this time
+    batch = summary.Summaries(
+        blocks=tuple(a.block for a in rest),
+        summaries=tuple(counts.summarize(SIEVE.primes(a.lo, a.hi)) for a in rest),
+    )
+    prime_jobs.on_summaries(topics.node_summaries("node-a", job), summary.encode_summaries(batch))
+    prime_jobs.flush(wait=True)
+    info = prime_jobs.store.info(job)
+    assert (info.state, info.primes, info.twins, info.gap) == ("done", 78_498, 8_169, 114)
+
+
+def test_summaries_for_a_job_that_keeps_primes_are_refused(prime_jobs):
+    job = prime_jobs.submit(jobs.PrimesRequest(start=1, end=200_000, block_size=10**5), 0.0, "a")
+    want(prime_jobs, "node-a", 2)
+    prime_jobs.serve()
+    given = assigned(prime_jobs, "node-a")
+    batch = summary.Summaries(
+        blocks=tuple(a.block for a in given),
+        summaries=tuple(counts.summarize(SIEVE.primes(a.lo, a.hi)) for a in given),
+    )
+    prime_jobs.on_summaries(topics.node_summaries("node-a", job), summary.encode_summaries(batch))
+    prime_jobs.flush(wait=True)
+    refused = [a for a in acks(prime_jobs, "node-a") if a.outcome == "rejected"]
+    assert sorted(a.block for a in refused) == [0, 1]
+    assert all("keeps primes" in (a.error or "") for a in refused)
+    assert prime_jobs.stats.results_stored == 0

@@ -2,6 +2,7 @@
 
 (The whole path through a broker is in tests/test_primes_e2e.py.)"""
 
+import json
 import logging
 import os
 import threading
@@ -12,7 +13,7 @@ import pytest
 from node_agent.runner import Slots, Workers, WorkRunner, compute_block
 from node_agent.sieve import SegmentedSieve, small_primes
 from piswarm import protocol
-from piswarm.protocol import topics, work
+from piswarm.protocol import ProtocolError, summary, topics, work
 from piswarm.protocol.primes import decode_primes
 
 
@@ -211,11 +212,61 @@ def test_an_acknowledgement_may_name_several_blocks(workers):
     assert h.runner.unacked == 0 and h.runner.stats.acks == 3
 
 
+def test_an_assignment_of_several_blocks_is_split_and_checked_whole():
+    more = (work.BlockRange(8, 20_001, 30_001), work.BlockRange(9, 30_001, 40_001))
+    msg = work.WorkAssign(job="p1-test", block=7, lo=10_001, hi=20_001, lease_s=60, more=more)
+    got = work.decode_assign(protocol.encode(msg)).each()
+    assert [(a.block, a.lo, a.hi, a.more) for a in got] == [
+        (7, 10_001, 20_001, ()), (8, 20_001, 30_001, ()), (9, 30_001, 40_001, ())]  # fmt: skip
+    body = json.loads(protocol.encode(msg))
+    for change, reason in [
+        ({"more": [{"block": 7, "lo": 1, "hi": 2}]}, "assigned twice"),
+        ({"more": [{"block": 8, "lo": 5, "hi": 5}]}, "empty or too large"),
+        ({"more": [{"block": 8, "lo": 1, "hi": 10**9}]}, "empty or too large"),
+        ({"more": [{"block": b, "lo": 1, "hi": 2} for b in range(10, 74)]}, "longer than 63"),
+        ({"more": [{"block": 8}]}, "missing field"),
+    ]:
+        with pytest.raises(ProtocolError, match=reason):
+            work.decode_assign(json.dumps({**body, **change}).encode())
+
+
+def test_summaries_ready_together_go_in_one_message_and_are_resent_together(workers):
+    h = Harness(workers, slots=3)
+    h.runner.on_connect()
+    h.tick()
+    more = (work.BlockRange(1, 10_001, 20_001), work.BlockRange(2, 20_001, 30_001))
+    msg = work.WorkAssign(job="p1-test", block=0, lo=1, hi=10_001, lease_s=60, keep="counts",
+                          more=more)  # fmt: skip
+    h.runner.on_message(h.runner.assign_topic, protocol.encode(msg))
+    h.tick()
+    assert h.runner.busy == 3
+    while h.runner.ready < 3:  # no tick until all three are done: they are ready together
+        assert h.woken.wait(30), "no block finished"
+        h.woken.clear()
+    h.tick()
+    ((topic, payload),) = [(t, p) for t, p in h.sent if "/results/" in t]
+    assert topic == topics.node_summaries("node-a", "p1-test")
+    batch = summary.decode_summaries(payload)
+    assert batch.blocks == (0, 1, 2)
+    assert [s.count for s in batch.summaries] == [1229, 1033, 983]
+    assert h.runner.stats.results_sent == 3
+    h.ack(1)
+    h.runner.on_connect()  # the other two go again, together
+    h.tick()
+    topic, payload = [(t, p) for t, p in h.sent if "/results/" in t][-1]
+    assert summary.decode_summaries(payload).blocks == (0, 2)
+    h.ack(0)
+    h.runner.on_connect()  # one left: on its block's own topic
+    h.tick()
+    assert h.results()[-1] == topics.node_result("node-a", "p1-test", 2)
+    assert summary.decode_summary([p for t, p in h.sent if "/results/" in t][-1]).count == 983
+
+
 @pytest.mark.parametrize(("lo", "hi"), [(1, 1_000_000), (10**12, 10**12 + 300_001)])
 def test_a_count_only_block_listed_in_pieces_sums_up_to_the_whole(lo, hi):
     from piswarm.protocol import counts
 
     whole = counts.summarize(SegmentedSieve().primes(lo, hi))
     for piece in (10_000, 77_777, hi - lo):
-        got = counts.decode_summary(compute_block(lo, hi, "numpy", "counts", piece=piece))
+        got = summary.decode_summary(compute_block(lo, hi, "numpy", "counts", piece=piece))
         assert got == whole, piece

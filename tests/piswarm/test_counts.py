@@ -1,6 +1,7 @@
 """Count-only results: summaries of blocks, their checks, and totals joined across blocks."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -10,10 +11,10 @@ from hypothesis import strategies as st
 from head.jobstore import JobStore
 from node_agent.sieve import SegmentedSieve, small_primes
 from node_agent.sieve_backends import select_backend
-from piswarm.protocol import ProtocolError, counts
-from piswarm.protocol.counts import BlockSummary
+from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
+from piswarm.protocol.summary import BlockSummary
 
 SIEVE = SegmentedSieve()
 PRIMES_TO_1E6 = small_primes(10**6)
@@ -35,17 +36,12 @@ def naive(primes):
     (10**12, 10**12 + 10**5)])  # fmt: skip
 def test_a_summary_says_what_the_primes_say_and_both_forms_agree(lo, hi):
     primes = SIEVE.primes(lo, hi)
-    summary = counts.summarize(primes)
+    told = counts.summarize(primes)
     twins, gap, at = naive(primes)
-    assert (summary.count, summary.twins, summary.gap, summary.gap_at) == (
-        primes.size,
-        twins,
-        gap,
-        at,
-    )
+    assert (told.count, told.twins, told.gap, told.gap_at) == (primes.size, twins, gap, at)
     # The head reads the same numbers from the encoded block, and from the summary.
-    assert counts.check_result(encode_primes(primes), lo, hi) == summary
-    assert counts.check_result(counts.encode_summary(summary), lo, hi) == summary
+    assert counts.check_result(encode_primes(primes), lo, hi) == told
+    assert counts.check_result(summary.encode_summary(told), lo, hi) == told
 
 
 def test_gaps_kept_as_escapes_are_found_where_they_are():
@@ -84,6 +80,28 @@ def test_an_empty_summary_is_refused_for_a_block_that_must_hold_primes():
         counts.check_summary(empty, 10**6, 10**6 + 10**4)
 
 
+def test_summaries_travel_together_and_a_bad_list_is_refused_whole():
+    parts = [counts.summarize(SIEVE.primes(lo, lo + 10_000)) for lo in range(1, 40_001, 10_000)]
+    batch = summary.Summaries(blocks=(3, 0, 2, 1), summaries=tuple(parts))
+    data = summary.encode_summaries(batch)
+    assert summary.decode_summaries(data) == batch
+    assert len(data) < 200 * len(parts)
+    body = json.loads(data)
+    for change, reason in [
+        ({"blocks": [3, 0, 2]}, "one block number each"),
+        ({"blocks": [], "summaries": []}, "at least one"),
+        ({"blocks": [3, 0, 2, 3]}, "listed twice"),
+        ({"blocks": [3, 0, 2, -1]}, "below 0"),
+        ({"blocks": list(range(65)), "summaries": body["summaries"] * 17}, "longer than 64"),
+        ({"summaries": [*body["summaries"][:3], {"count": 1}]}, "missing field"),
+        ({"summaries": [*body["summaries"][:3], 7]}, "expected an object"),
+    ]:
+        with pytest.raises(ProtocolError, match=reason):
+            summary.decode_summaries(json.dumps({**body, **change}).encode())
+    with pytest.raises(ProtocolError, match="exceeds"):
+        summary.decode_summaries(data[:-1] + b" " * summary.MAX_SUMMARIES_BYTES + b"}")
+
+
 def run_counts(store, request, node="a", primes_of=SIEVE.primes, order=None):
     """Submit, lease every block to ``node`` and store each block's summary (in
     ``order`` of block indices, default in turn): the job's final info."""
@@ -92,7 +110,7 @@ def run_counts(store, request, node="a", primes_of=SIEVE.primes, order=None):
     assert len(leases) == request.blocks
     for i in order or range(len(leases)):
         a = leases[i]
-        data = counts.encode_summary(counts.summarize(primes_of(a.lo, a.hi)))
+        data = summary.encode_summary(counts.summarize(primes_of(a.lo, a.hi)))
         assert store.store_result(job, a.block, node, data, 1.0) == "stored"
     return store.info(job)
 
@@ -172,7 +190,7 @@ def test_verify_recompute_names_the_node_of_a_made_up_summary(tmp_path):
             real = counts.summarize(SIEVE.primes(a.lo, a.hi))
             # Block 1: one prime too many, still inside every bound the head can check.
             told = BlockSummary(**{**real.__dict__, "count": real.count + (a.block == 1)})
-            store.store_result(job, a.block, "liar", counts.encode_summary(told), 1.0)
+            store.store_result(job, a.block, "liar", summary.encode_summary(told), 1.0)
         assert store.verify(job) == []  # every check the head can make passes
         problems = store.verify(job, SIEVE.primes)
         assert (
@@ -188,7 +206,7 @@ def test_a_job_keeping_counts_refuses_primes_and_the_other_way_round(tmp_path):
     try:
         for keep, wrong in (
             ("counts", encode_primes),
-            ("primes", lambda p: counts.encode_summary(counts.summarize(p))),
+            ("primes", lambda p: summary.encode_summary(counts.summarize(p))),
         ):
             job, _ = store.submit(PrimesRequest(start=1, end=100_000, keep=keep), 0.0)
             (a,) = store.lease("a", 0.0, 60.0)

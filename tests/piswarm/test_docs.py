@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from piswarm import protocol
-from piswarm.protocol import ProtocolError, _schema, counts, health, jobs, life, work
+from piswarm.protocol import ProtocolError, _schema, health, jobs, life, summary, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -28,7 +28,8 @@ DECODERS = {
     "work_request": protocol.work.decode_work_request,
     "assign": protocol.work.decode_assign,
     "ack": protocol.work.decode_ack,
-    "summary": counts.decode_summary,
+    "summary": summary.decode_summary,
+    "summaries": summary.decode_summaries,
     "life_status": life.decode_status,
     "life_control": life.decode_control,
     "halo_want": life.decode_want,
@@ -85,7 +86,7 @@ def test_a_number_longer_than_python_reads_is_refused_cleanly(kind):
      jobs.JobStatus, jobs.JobMap, jobs.Contributor, work.CoordinatorStatus, work.WorkRequest,
      work.WorkAssign, work.ResultAck, life.LifeRequest, life.LifeStatus, life.LifeControl,
      life.StripAssign, life.StripRef, life.Halo, life.HaloWant, life.Checkpoint, life.Frame,
-     life.Progress, counts.BlockSummary],
+     life.Progress, summary.BlockSummary, summary.Summaries, work.BlockRange],
 )  # fmt: skip
 def test_every_field_is_documented(cls):
     for field in dataclasses.fields(cls):
@@ -102,6 +103,7 @@ def test_every_topic_is_documented():
         "piswarm/nodes/<node>/work/assign": protocol.topics.node_work_assign("x"),
         "piswarm/nodes/<node>/acks": protocol.topics.node_acks("x"),
         "piswarm/nodes/<node>/results/<job>/<block>": protocol.topics.node_result("x", "j", 3),
+        "piswarm/nodes/<node>/results/<job>/summaries": protocol.topics.node_summaries("x", "j"),
         "piswarm/jobs/<job>/status": protocol.topics.job_status("j"),
         "piswarm/jobs/<job>/map": protocol.topics.job_map("j"),
         "piswarm/jobs/<job>/life": protocol.topics.job_life_control("j"),

@@ -224,6 +224,7 @@ def test_a_block_number_of_a_job_of_a_billion_blocks_is_read():
     [("piswarm/jobs/submit/viewer", "submit"), ("piswarm/jobs/cancel", "cancel"),
      ("piswarm/nodes/pi-1/work/request", "work_request"),
      ("piswarm/nodes/pi-1/results/p1-a/7", "result"), ("piswarm/nodes/pi-1/status", "node_status"),
+     ("piswarm/nodes/pi-1/results/p1-a/summaries", "summaries"),
      ("piswarm/nodes/pi-1/life/l1-a/0/0/checkpoint", "life"),
      ("piswarm/nodes/pi-1/results/p1-a", "other"), ("piswarm/nodes/pi-1/status/x", "other"),
      ("piswarm/jobs/p1-a/status", "other"), ("other/nodes/pi-1/status", "other"), ("", "other")],
@@ -262,3 +263,19 @@ def test_retained_only_where_the_protocol_keeps_it():
                   "piswarm/jobs/submit/status", "piswarm/cli/x/sync", "piswarm/health/admin",
                   "piswarm/jobs/p1-a/other", "other/nodes/pi-1/status", "piswarm", ""):  # fmt: skip
         assert retained_limit(topic) is None, topic
+
+
+def test_summaries_and_result_topics_are_told_apart():
+    topic = topics.node_summaries("pi-1", "p1-a")
+    assert topic == "piswarm/nodes/pi-1/results/p1-a/summaries"
+    assert topics.parse_summaries_topic(topic) == ("pi-1", "p1-a")
+    with pytest.raises(ProtocolError, match="several results"):
+        topics.parse_result_topic(topic)
+    for bad in (
+        "piswarm/nodes/pi-1/results/p1-a/7",
+        "piswarm/nodes/Pi/results/p1-a/summaries",
+        "piswarm/nodes/pi-1/results/../summaries",
+        "piswarm/nodes/pi-1/results/summaries",
+    ):
+        with pytest.raises(ProtocolError):
+            topics.parse_summaries_topic(bad)
