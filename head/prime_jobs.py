@@ -117,6 +117,8 @@ class PrimeJobs:
         self._acks: dict[tuple[str, str, Outcome], list[int]] = {}
         """Stored and duplicate blocks to acknowledge, by node, job and outcome (sent by
         every :meth:`flush`: at most the results of one batch)."""
+        self._refused: dict[tuple[str, str], dict[int, str]] = {}
+        """...and refused ones, by node and job: block -> why."""
 
     def close(self) -> None:
         """Finish the checks under way and store them (their nodes are acknowledged)."""
@@ -404,23 +406,36 @@ class PrimeJobs:
 
     def _send_acks(self) -> None:
         """The acknowledgements gathered since the last: one message per node, job and
-        outcome (up to ``1 + MAX_ACKED`` blocks each)."""
+        outcome (up to ``1 + MAX_ACKED`` blocks each). Refused blocks carry the first
+        one's reason (the log has each one's)."""
         acks, self._acks = self._acks, {}
+        refused, self._refused = self._refused, {}
         for (node, job, outcome), blocks in acks.items():
-            for i in range(0, len(blocks), work.MAX_ACKED + 1):
-                first, *more = blocks[i : i + work.MAX_ACKED + 1]
-                self._ack(
-                    node, work.ResultAck(job=job, block=first, outcome=outcome, more=tuple(more))
-                )
+            self._ack_blocks(node, job, outcome, blocks, None)
+        for (node, job), why in refused.items():
+            blocks = list(why)
+            error = why[blocks[0]]
+            if any(e != error for e in why.values()):
+                error = f"{error} (and {len(blocks) - 1} more, each one's reason in the head's log)"
+            self._ack_blocks(node, job, "rejected", blocks, error[:300])
+
+    def _ack_blocks(
+        self, node: str, job: str, outcome: Outcome, blocks: list[int], error: str | None
+    ) -> None:
+        for i in range(0, len(blocks), work.MAX_ACKED + 1):
+            first, *more = blocks[i : i + work.MAX_ACKED + 1]
+            ack = work.ResultAck(job, first, outcome, error, tuple(more))
+            self._ack(node, ack)
 
     def _duplicate(self, node: str, job: str, block: int) -> None:
         self.stats.results_duplicate += 1
         log.info("duplicate result from %s for %s/%d (already stored)", node, job, block)
 
     def _reject(self, node: str, job: str, block: int, error: str) -> None:
+        """Refuse a block (acknowledged with the others of its node and job)."""
         self.stats.results_rejected += 1
         log.warning("rejected result from %s for %s/%d: %s", node, job, block, error)
-        self._ack(node, work.ResultAck(job=job, block=block, outcome="rejected", error=error[:300]))
+        self._refused.setdefault((node, job), {})[block] = error
 
     def _ack(self, node: str, ack: work.ResultAck) -> None:
         self._publish(topics.node_acks(node), protocol.encode(ack), qos=1)
