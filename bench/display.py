@@ -28,7 +28,7 @@ from head.cluster import ClusterModel
 from head.display.app import DisplayApp, DisplayOptions
 from head.display.cluster_scene import ClusterScene
 from head.feed import ClusterFeed
-from node_agent.sim import sim_node_ids
+from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
 
 TARGET_FPS, TARGET_CPU = 60.0, 25.0

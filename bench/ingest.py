@@ -39,12 +39,12 @@ import psutil
 from bench.cluster import Cluster, bench_cluster
 from head.jobclient import JobClient
 from head.prime_jobs import BLOCK_SECONDS
-from node_agent.sieve_backends import select_backend
 from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, connect_async, end_loop, new_client, unique_client_id
 from piswarm.protocol import counts, summary, topics, work
 from piswarm.protocol.jobs import Keep, PrimesRequest
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve_backends import select_backend
 
 START = 10**12
 WANT = work.MAX_WANT

@@ -28,7 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.cluster import bench_cluster
 from head.jobclient import JobClient
-from node_agent import life
+from piswarm import life
 from piswarm.mqtt import end_loop
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics

@@ -34,10 +34,10 @@ import psutil
 from bench.cluster import bench_cluster
 from head.jobclient import JobClient
 from node_agent.runner import compute_block
-from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
 from piswarm.heap import keep_heap_memory
 from piswarm.protocol.jobs import Keep, PrimesRequest
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve_backends import NumpyBackend, PrimesieveBackend, SieveBackend
 
 ORIGINAL_PRIMES_PER_S = 1_080  # the seed system: one TCP connection per prime
 BLOCK = 10**7

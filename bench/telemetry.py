@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.runner import BrokerProcess
 from broker.users import UserStore
-from node_agent.sim import sim_node_ids
+from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import end_loop
 
 ANCHOR = {"p50_ms": 0.3, "p99_ms": 2.1, "sim_cpu": 4.7, "broker_cpu": 1.1}

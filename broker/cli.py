@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from node_agent.config import MAX_SIM_NODES
 from piswarm.flags import whole
+from piswarm.fleet import MAX_SIM_NODES, sim_node_ids
 
 
 def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +89,6 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def run_users(args: argparse.Namespace) -> int:
-    from node_agent.sim import sim_node_ids
     from piswarm.errors import ConfigError
     from piswarm.protocol import ProtocolError, topics
 

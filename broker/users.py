@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from broker.errors import UserStoreError
+from piswarm import paths
 from piswarm.protocol import ProtocolError, topics
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class UserStore:
         return self.root / "acl"
 
     def credentials_path(self, name: str) -> Path:
-        return self.root / "credentials" / f"{name}.toml"
+        return paths.credentials_file(self.root, name)
 
     def users(self) -> list[User]:
         """Every user with a credentials file, sorted by name."""

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node_agent.config import MAX_WORKERS
 from piswarm.flags import real, whole
+from piswarm.fleet import MAX_WORKERS
 
 FLEET_VERBS = {
     "status": "is the agent running, and which build",

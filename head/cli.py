@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node_agent.config import MAX_SIM_NODES
-from piswarm.flags import directory, new_file, real, whole
+from head.settings import default_db, settings_as
+from piswarm.flags import add_broker_flags, directory, new_file, real, whole
+from piswarm.fleet import MAX_SIM_NODES
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | N
 
 
 def register(sub: Any) -> None:
-    from node_agent.cli import add_broker_flags
 
     status = sub.add_parser("status", help="print every node's state from the broker")
     add_broker_flags(status)
@@ -106,21 +106,6 @@ def register(sub: Any) -> None:
     demo.add_argument("--text", action="store_true", help="a text summary instead of the display")
     _display_flags(demo, windowed_default="1280x720")
     demo.set_defaults(handler=run_demo)
-
-
-def settings_as(args: argparse.Namespace, user: str) -> Any:
-    """Broker settings from the flags, logging in with ``--credentials`` or else as
-    ``user`` from the broker users directory (when that file exists)."""
-    from piswarm import paths
-    from piswarm.mqtt import BrokerSettings
-
-    creds = args.credentials
-    default = paths.broker_users_dir() / "credentials" / f"{user}.toml"
-    if creds is None and default.exists():
-        creds = default
-    return BrokerSettings.from_sources(
-        host=args.broker_host, port=args.broker_port, credentials_file=creds
-    )
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -256,7 +241,6 @@ def run_display(args: argparse.Namespace) -> int:
 
 def run_head(args: argparse.Namespace) -> int:
     from head.coordinator import Coordinator
-    from head.job_cli import default_db
     from piswarm.errors import ConfigError, PiswarmError
     from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock

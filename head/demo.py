@@ -32,8 +32,9 @@ from head.patterns import read_pattern
 from head.summary import render
 from node_agent.agent import Agent
 from node_agent.runner import Workers
-from node_agent.sim import build_fleet, run_fleet, sim_node_ids
+from node_agent.sim import build_fleet, run_fleet
 from piswarm.errors import PiswarmError
+from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials, unique_client_id
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest

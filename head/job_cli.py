@@ -7,7 +7,6 @@ read the coordinator's SQLite database (so they run on the head node).
 
 import argparse
 import contextlib
-import os
 import sqlite3
 import sys
 import time
@@ -16,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from piswarm.flags import readable, real, span, text, whole
+from head.settings import default_db, settings_as
+from piswarm.flags import add_broker_flags, readable, real, span, text, whole
 from piswarm.protocol import jobs
 from piswarm.protocol import life as wire
 
 
 def register(sub: Any) -> None:
-    from node_agent.cli import add_broker_flags
 
     job = sub.add_parser("job", help="submit and follow jobs (the prime search)")
     verbs = job.add_subparsers(dest="verb", metavar="VERB", parser_class=type(job))
@@ -137,15 +136,7 @@ def register(sub: Any) -> None:
     verify.set_defaults(handler=run_verify)
 
 
-def default_db() -> Path:
-    from piswarm import paths
-
-    explicit = os.environ.get("PISWARM_JOBS_DB")
-    return Path(explicit).expanduser() if explicit else paths.state_home() / "jobs.sqlite"
-
-
 def admin_settings(args: argparse.Namespace) -> Any:
-    from head.cli import settings_as
 
     return settings_as(args, "admin")
 
@@ -404,8 +395,8 @@ def _is_life(job: str) -> bool:
 
 
 def run_export_life(args: argparse.Namespace) -> int:
-    from node_agent.life import unpack
     from piswarm.errors import ConfigError
+    from piswarm.life import unpack
     from piswarm.rle import format_rle
 
     if args.format not in (None, "rle"):
@@ -429,7 +420,7 @@ def run_export_life(args: argparse.Namespace) -> int:
 
 def run_verify_life(args: argparse.Namespace) -> int:
     from head.life_board import board_hash, initial_board
-    from node_agent.life import step
+    from piswarm.life import step
 
     record, board = _life_board(args)
     request = record.request
@@ -479,7 +470,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return run_verify_life(args)
     recompute = None
     if args.recompute:
-        from node_agent.sieve_backends import select_backend
+        from piswarm.sieve_backends import select_backend
 
         recompute = select_backend("auto").primes
     with _store(args) as store:

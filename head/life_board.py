@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from node_agent import life
+from piswarm import life
 from piswarm.protocol import ProtocolError
-from piswarm.protocol.life import LifeRequest
+from piswarm.protocol.life import LifeRequest, words_for
 from piswarm.rle import RleError, parse_rle
 
 
@@ -45,7 +45,7 @@ def to_blob(packed: np.ndarray) -> bytes:
 
 def from_blob(blob: bytes, height: int, width: int) -> np.ndarray:
     raw = zlib.decompress(blob)
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(height, life.words_for(width))
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(height, words_for(width))
 
 
 def split_rows(height: int, weights: Sequence[float], min_rows: int = 1) -> list[tuple[int, int]]:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from head.life_board import initial_board, split_rows
 from head.lifestore import Board, LifeStore, Strip
-from node_agent.life import population
 from piswarm import protocol
+from piswarm.life import population
 from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, life, topics
 

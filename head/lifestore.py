@@ -15,7 +15,7 @@ import numpy as np
 from head.db import Store, request_key
 from head.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import ProtocolError, _schema
-from piswarm.protocol.life import LifeRequest
+from piswarm.protocol.life import LifeRequest, words_for
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS life_jobs (
@@ -113,7 +113,7 @@ class LifeStore(Store):
         return job, True
 
     def _put_board(self, job: str, gen: int, board: np.ndarray) -> Board:
-        from node_agent.life import population
+        from piswarm.life import population
 
         found = Board(gen=gen, population=population(board), hash=board_hash(board), cells=board)
         self.db.execute(
@@ -213,7 +213,7 @@ class LifeStore(Store):
             if have < strips:
                 return None
             request = self.get(job).request
-            words = -(-request.width // 64)
+            words = words_for(request.width)
             parts, end = [], 0
             for piece_row0, data in self.db.execute(
                 "SELECT row0, data FROM life_pieces WHERE job = ? AND epoch = ? AND gen = ? "

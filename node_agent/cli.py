@@ -7,17 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from node_agent.config import MAX_SIM_NODES, MAX_WORKERS
-from piswarm.flags import real, whole
+from piswarm.flags import add_broker_flags, real, whole
+from piswarm.fleet import MAX_SIM_NODES, MAX_WORKERS
 
 log = logging.getLogger(__name__)
-
-
-def add_broker_flags(parser: argparse.ArgumentParser) -> None:
-    """``--broker-host`` / ``--broker-port``: where the broker is (no password flag, ever)."""
-    parser.add_argument("--broker-host", metavar="HOST", help="broker host (default localhost)")
-    parser.add_argument("--broker-port", metavar="PORT", type=whole(1, 65535),
-                        help="broker port (1883)")  # fmt: skip
 
 
 def register(sub: Any) -> None:
@@ -85,11 +78,11 @@ def run_agent(args: argparse.Namespace) -> int:
     from node_agent.life_runner import LifeRunner
     from node_agent.runner import Slots, Workers, WorkRunner
     from node_agent.sensors import HostSensors
-    from node_agent.sieve_backends import backend_name
     from piswarm import __version__
     from piswarm.errors import ConfigError
     from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
+    from piswarm.sieve_backends import backend_name
 
     config = load_agent_config(
         config_file=args.config,
@@ -162,26 +155,26 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def run_sim(args: argparse.Namespace) -> int:
-    from broker.users import UserStore
     from node_agent.runner import Workers
-    from node_agent.sim import build_fleet, run_fleet, sim_node_ids
+    from node_agent.sim import build_fleet, run_fleet
     from piswarm import paths
     from piswarm.errors import ConfigError
+    from piswarm.fleet import sim_node_ids
     from piswarm.mqtt import BrokerSettings, Credentials
 
-    store = UserStore(args.users_dir or paths.broker_users_dir())
+    users_dir = args.users_dir or paths.broker_users_dir()
     node_ids = sim_node_ids(args.nodes, args.prefix)
-    missing = [n for n in node_ids if not store.credentials_path(n).exists()]
+    missing = [n for n in node_ids if not paths.credentials_file(users_dir, n).exists()]
     if missing:
         raise ConfigError(
-            f"{len(missing)} simulated nodes have no credentials in {store.root} "
+            f"{len(missing)} simulated nodes have no credentials in {users_dir} "
             f"(first: {missing[0]}): run 'piswarm broker users add --count {args.nodes} "
             f"--prefix {args.prefix}' and reload the broker"
         )
     base = BrokerSettings.from_sources(host=args.broker_host, port=args.broker_port)
 
     def settings_for(node_id: str) -> BrokerSettings:
-        creds = Credentials.load(store.credentials_path(node_id))
+        creds = Credentials.load(paths.credentials_file(users_dir, node_id))
         return BrokerSettings(host=base.host, port=base.port, credentials=creds)
 
     stop, wake = threading.Event(), threading.Event()

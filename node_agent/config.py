@@ -28,17 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from node_agent.sieve_backends import BackendName
 from piswarm import paths
 from piswarm.errors import ConfigError
+from piswarm.fleet import MAX_WORKERS
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
+from piswarm.sieve_backends import BackendName
 from piswarm.tomlfile import config_int, read_toml
-
-MAX_WORKERS = 256
-"""The most sieve processes one agent runs."""
-MAX_SIM_NODES = 5000
-"""The most nodes one simulated fleet (``piswarm sim``, the demo) holds."""
 
 
 def default_workers() -> int:

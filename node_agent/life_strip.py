@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from node_agent.life import (
+from piswarm import protocol
+from piswarm.heap import keep_heap_memory
+from piswarm.life import (
     advance,
     finish_round,
     inner_rows,
@@ -41,8 +43,6 @@ from node_agent.life import (
     pool,
     population,
 )
-from piswarm import protocol
-from piswarm.heap import keep_heap_memory
 from piswarm.mqtt import BrokerSettings, end_loop, new_client, unique_client_id
 from piswarm.protocol import ProtocolError, life, topics
 

@@ -34,13 +34,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from node_agent.sieve_backends import BackendName
 from piswarm.heap import keep_heap_memory
+from piswarm.sieve_backends import BackendName
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from node_agent.sieve_backends import SieveBackend
+    from piswarm.sieve_backends import SieveBackend
 from piswarm import protocol
 from piswarm.children import ignore_stop_signals, stop_signals_held, watch_parent
 from piswarm.protocol import ProtocolError, topics, work
@@ -62,7 +62,7 @@ _T = TypeVar("_T")
 def _worker_backend(name: str) -> "SieveBackend":
     """The sieve of this worker process, made once: it keeps its base primes from block
     to block (making them again cost 6% of a 1e7 block near 1e12: 195 vs 184 ms)."""
-    from node_agent.sieve_backends import select_backend
+    from piswarm.sieve_backends import select_backend
 
     return select_backend(cast(BackendName, name))
 

@@ -20,7 +20,7 @@ from node_agent.life_runner import LifeRunner
 from node_agent.runner import Slots, Workers, WorkRunner
 from node_agent.sensors import Reading
 from piswarm.mqtt import BrokerSettings
-from piswarm.protocol import Throttle, topics
+from piswarm.protocol import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ class SimulatedPi:
             freq_mhz=self.freq,
             uptime_s=3600.0 + now - self.started,
         )
-
-
-def sim_node_ids(count: int, prefix: str = "sim") -> list[str]:
-    """``sim-001`` ... ``sim-240``: zero-padded so they sort like the room."""
-    width = max(3, len(str(count)))
-    return [topics.validate_node_id(f"{prefix}-{i:0{width}d}") for i in range(1, count + 1)]
 
 
 def build_fleet(

@@ -116,3 +116,11 @@ def new_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; name a file in it")
     return path
+
+
+def add_broker_flags(parser: argparse.ArgumentParser) -> None:
+    """``--broker-host`` / ``--broker-port``: where the broker is (no password flag, ever)."""
+    parser.add_argument("--broker-host", metavar="HOST", help="broker host (default localhost)")
+    parser.add_argument(
+        "--broker-port", metavar="PORT", type=whole(1, 65535), help="broker port (1883)"
+    )

@@ -19,5 +19,11 @@ def broker_users_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(explicit).expanduser() if explicit else config_home(env) / "broker"
 
 
+def credentials_file(users_dir: Path, name: str) -> Path:
+    """Where the users directory keeps a broker user's credentials (``broker users``
+    writes it; an agent, the simulated fleet and the head read it)."""
+    return users_dir / "credentials" / f"{name}.toml"
+
+
 def cache_home(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "piswarm"

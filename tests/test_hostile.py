@@ -350,7 +350,7 @@ def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_re
     """A result with the right count but wrong numbers (odd composites) passed every check
     'job verify' made. A node can always lie about work it was given; sieving again finds
     it, and names the node."""
-    from node_agent.sieve_backends import select_backend
+    from piswarm.sieve_backends import select_backend
 
     coordinator()
     evil = recorder("node-c", filters=("piswarm/nodes/node-c/#",))

@@ -18,7 +18,7 @@ from head.feed import DISPLAY_FILTERS
 from head.life_board import board_hash, initial_board
 from head.lifestore import LifeStore
 from head.patterns import read_pattern
-from node_agent import life
+from piswarm import life
 from piswarm.children import die_with_parent
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics

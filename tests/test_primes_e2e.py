@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from head.jobstore import JobStore
-from node_agent.sieve import small_primes
-from node_agent.sieve_backends import select_backend
 from piswarm.protocol import jobs, topics, work
+from piswarm.sieve import small_primes
+from piswarm.sieve_backends import select_backend
 from tests.conftest import job_flags, minor_faults, piswarm
 
 FAR = 10**12  # far out, where no block is trivial

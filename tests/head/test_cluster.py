@@ -4,8 +4,9 @@ import itertools
 import random
 
 from head.cluster import ClusterModel, NodeState
-from node_agent.sim import SimulatedPi, sim_node_ids
+from node_agent.sim import SimulatedPi
 from piswarm import protocol
+from piswarm.fleet import sim_node_ids
 from piswarm.protocol import topics
 
 

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from node_agent.sieve import SegmentedSieve
 from piswarm import protocol
 from piswarm.protocol import counts, jobs, summary, topics, work
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve import SegmentedSieve
 from tests.conftest import until
 
 SIEVE = SegmentedSieve()

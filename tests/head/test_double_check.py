@@ -9,10 +9,10 @@ import pytest
 
 from head.jobstore import JobStore, double_checked
 from node_agent.config import FAULT_ENV
-from node_agent.sieve import SegmentedSieve
 from piswarm.protocol import counts, jobs, summary, topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve import SegmentedSieve
 from tests.conftest import job_flags, piswarm
 
 SIEVE = SegmentedSieve()

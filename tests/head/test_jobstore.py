@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from head.jobstore import JobStore
-from node_agent.sieve import SegmentedSieve, small_primes
 from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve import SegmentedSieve, small_primes
 
 SIEVE = SegmentedSieve()
 

@@ -14,8 +14,7 @@ from head.display.scene import Frame, Link
 from head.display.text import TextCache
 from head.jobs_view import JobsModel
 from head.life_view import LifeFrames
-from node_agent import life
-from piswarm import protocol
+from piswarm import life, protocol
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 

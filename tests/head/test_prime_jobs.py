@@ -9,10 +9,10 @@ import pytest
 
 from head.jobstore import JobStore
 from head.prime_jobs import PrimeJobs
-from node_agent.sieve import SegmentedSieve
 from piswarm import protocol
 from piswarm.protocol import counts, jobs, summary, topics, work
 from piswarm.protocol.primes import encode_primes
+from piswarm.sieve import SegmentedSieve
 
 SIEVE = SegmentedSieve()
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from head.prime_text import decimal_lines
-from node_agent.sieve import SegmentedSieve
+from piswarm.sieve import SegmentedSieve
 
 
 def python_lines(values: list[int]) -> bytes:

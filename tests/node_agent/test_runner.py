@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from node_agent.runner import Slots, Workers, WorkRunner, compute_block
-from node_agent.sieve import SegmentedSieve, small_primes
 from piswarm import protocol
 from piswarm.protocol import ProtocolError, summary, topics, work
 from piswarm.protocol.primes import decode_primes
+from piswarm.sieve import SegmentedSieve, small_primes
 
 
 def test_a_block_is_its_primes_encoded():

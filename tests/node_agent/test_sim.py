@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from node_agent.sim import sim_node_ids
+from piswarm.fleet import sim_node_ids
 from tests.mqtt_helpers import Recorder
 
 

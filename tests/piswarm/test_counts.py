@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from head.jobstore import JobStore
-from node_agent.sieve import SegmentedSieve, small_primes
-from node_agent.sieve_backends import select_backend
 from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes
 from piswarm.protocol.summary import BlockSummary
+from piswarm.sieve import SegmentedSieve, small_primes
+from piswarm.sieve_backends import select_backend
 
 SIEVE = SegmentedSieve()
 PRIMES_TO_1E6 = small_primes(10**6)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node_agent.sieve import SegmentedSieve
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.primes import HEADER, check_primes, decode_primes, encode_primes
+from piswarm.sieve import SegmentedSieve
 
 CODECS = ["zstd", "zlib", "none"]
 

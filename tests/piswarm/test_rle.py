@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from head.patterns import bundled, read_pattern
-from node_agent import life
+from piswarm import life
 from piswarm.errors import ConfigError
 from piswarm.rle import RleError, format_rle, parse_rle
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from node_agent.life import (
+from piswarm.life import (
     advance,
     finish_round,
     inner_rows,

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node_agent.sieve_backends import NumpyBackend, PrimesieveBackend, select_backend
 from piswarm.errors import ConfigError
+from piswarm.sieve_backends import NumpyBackend, PrimesieveBackend, select_backend
 
 NATIVE = PrimesieveBackend.load()
 needs_native = pytest.mark.skipif(

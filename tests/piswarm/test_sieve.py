@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node_agent.sieve import SegmentedSieve, count_bound, small_primes
+from piswarm.sieve import SegmentedSieve, count_bound, small_primes
 
 
 def reference_primes(lo: int, hi: int) -> list[int]:

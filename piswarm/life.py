@@ -10,22 +10,19 @@ logic, 64 cells per operation, in about 28 passes of numpy over the words (ANCHO
 :func:`step_strip` advances a horizontal strip given the row above and the row below it
 (its neighbours' halo rows, or the wrap-around / dead rows of a whole board), which is
 how the distributed Life splits a board; :func:`advance` does k generations of a strip
-from k-deep halos; :func:`step` does a whole board.
+from k-deep halos; :func:`step` does a whole board. Nodes run it in their strips, the head
+to check and show boards.
 """
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-Wrap = Literal["torus", "dead"]
+from piswarm.protocol.life import Wrap, words_for
+
 WORD = 64
 _ONE = np.uint64(1)
 _TOP = np.uint64(63)
-
-
-def words_for(width: int) -> int:
-    return -(-width // WORD)
 
 
 def pack(board: np.ndarray) -> np.ndarray:

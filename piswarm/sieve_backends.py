@@ -41,14 +41,14 @@ class SieveBackend(Protocol):
 
 
 class NumpyBackend:
-    """The portable default (see :mod:`node_agent.sieve`)."""
+    """The portable default (see :mod:`piswarm.sieve`)."""
 
     name = "numpy"
 
     def __init__(self) -> None:
         import numpy as np
 
-        from node_agent.sieve import SegmentedSieve
+        from piswarm.sieve import SegmentedSieve
 
         self.version = np.__version__
         self._sieve = SegmentedSieve()
@@ -102,7 +102,7 @@ class PrimesieveBackend:
 
         if hi - lo <= CHUNK:
             return self._generate(lo, hi)
-        from node_agent.sieve import count_bound
+        from piswarm.sieve import count_bound
 
         out = np.empty(count_bound(lo, hi), dtype=np.uint64)
         done = 0
