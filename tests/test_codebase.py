@@ -1,5 +1,6 @@
 """Rules of the codebase that a test can hold: lint, types, and what a Pi must not need."""
 
+import ast
 import os
 import shutil
 import subprocess
@@ -41,10 +42,95 @@ def test_lint_and_types_are_clean(argv):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
+PACKAGES = ("piswarm", "node_agent", "head", "broker", "deploy")
+ALLOWED = {
+    ("node_agent", "piswarm"),  # every side uses the shared package, and nothing else:
+    ("head", "piswarm"),
+    ("broker", "piswarm"),
+    ("deploy", "piswarm"),
+    ("deploy", "broker"),  # deploying a Pi makes its broker user
+}
+COMPOSING = {
+    "piswarm/cli.py": {"node_agent", "head", "broker", "deploy"},  # the one command: each
+    # role registers its subcommands (imported when run)
+    "head/demo.py": {"node_agent", "broker"},  # a broker, the head and a simulated fleet
+    "deploy/bundle.py": {"node_agent"},  # packs the agent for the Pis
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    """The project modules ``path`` imports (anywhere in it: lazy imports too).
+    ``from package import module`` names the module, not the package."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{alias.name}" for alias in node.names}
+            modules = {m for m in subs if module_path(m) is not None}
+            found.update(modules or {node.module})
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def module_path(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+SOURCES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def test_each_package_imports_only_what_it_may_and_every_rule_is_still_needed():
+    """node_agent runs on a Pi: it never imports the head, deploy or the broker's code, and
+    the head never reaches into node_agent; shared code lives in piswarm. The lists above
+    hold both ways: an import they do not allow fails, and so does a rule nothing uses."""
+    edges: set[tuple[str, str]] = set()
+    used: dict[str, set[str]] = {}
+    wrong = []
+    for path in SOURCES:
+        rel = str(path.relative_to(ROOT))
+        own = rel.split("/")[0]
+        for target in {m.split(".")[0] for m in imports_of(path)} - {own}:
+            if target in COMPOSING.get(rel, set()):
+                used.setdefault(rel, set()).add(target)
+            elif (own, target) in ALLOWED:
+                edges.add((own, target))
+            else:
+                wrong.append(f"{rel} imports {target}")
+    assert not wrong, wrong
+    assert edges == ALLOWED, f"allowed but unused: {ALLOWED - edges}"
+    assert used == COMPOSING, f"composing files that no longer compose: {COMPOSING}, {used}"
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    graph = {module_name(p): imports_of(p) - {module_name(p)} for p in SOURCES}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError(" -> ".join([*trail[trail.index(name) :], name]))
+        if name in done or name not in graph:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
 def test_node_agent_imports_nothing_of_the_head_side():
     code = BLOCK.format(blocked=["pygame", "paramiko", "head", "deploy"]) + (
         "import node_agent.agent, node_agent.sim, node_agent.config, node_agent.sensors,"
-        " node_agent.identity, node_agent.runner, node_agent.sieve_backends, piswarm.lock,"
+        " node_agent.identity, node_agent.runner, piswarm.sieve_backends, piswarm.lock,"
         " piswarm.children, piswarm.protocol, piswarm.protocol.work, piswarm.mqtt\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -55,7 +141,7 @@ def test_the_agents_main_process_leaves_numpy_to_its_sieve_workers():
     """A Pi's agent starts faster and lighter: only the worker processes load numpy."""
     code = (
         "import sys\nimport node_agent.agent, node_agent.cli, node_agent.sim, node_agent.runner\n"
-        "from node_agent.sieve_backends import backend_name\nbackend_name('auto')\n"
+        "from piswarm.sieve_backends import backend_name\nbackend_name('auto')\n"
         "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
         "from node_agent.runner import compute_block\ncompute_block(1, 100, 'numpy')\n"
         "assert 'numpy' in sys.modules\n"
