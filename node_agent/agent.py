@@ -226,7 +226,7 @@ class Agent:
             + (life.malformed if life else 0),
             refused=stats.publish_refused + (runner.stats.rejected if runner else 0)
             + (life.refused if life else 0),
-            dropped=stats.telemetry_dropped,
+            dropped=stats.telemetry_dropped + (runner.stats.assigns_dropped if runner else 0),
             errors=stats.callback_errors,
         )  # fmt: skip
 

@@ -67,6 +67,10 @@ def _worker_backend(name: str) -> "SieveBackend":
     return select_backend(cast(BackendName, name))
 
 
+MAX_WAITING = 256
+"""Assigned blocks a node keeps waiting for a worker: far more than it ever asks for
+(its slots), so only a coordinator gone wrong, or someone else writing to its assign
+topic, fills it; what comes past it is dropped, counted and logged."""
 LIST_AT_ONCE = 100_000_000
 """Numbers listed at a time for a count-only block (at most ~46 MB of primes in memory)."""
 
@@ -236,6 +240,7 @@ class RunnerStats:
     rejected: int = 0  # acks saying the coordinator refused the result
     requests_sent: int = 0
     malformed: int = 0
+    assigns_dropped: int = 0  # blocks assigned past MAX_WAITING (never asked for)
 
 
 @dataclass
@@ -286,7 +291,7 @@ class WorkRunner:
         self._request_topic = topics.node_work_request(node_id)
         self._lock = threading.Lock()
         # Written by paho's or the pool's thread, read by the driver (under the lock):
-        self._assigned: deque[work.WorkAssign] = deque(maxlen=256)
+        self._assigned: deque[work.WorkAssign] = deque()  # at most MAX_WAITING
         self._finished: deque[tuple[work.WorkAssign, Future[tuple[bytes, float]]]] = deque()
         self._unacked: OrderedDict[tuple[str, int], _Unacked] = OrderedDict()
         self._resend_all = False
@@ -321,8 +326,19 @@ class WorkRunner:
             if topic == self.assign_topic:
                 assigned = work.decode_assign(payload).each()
                 with self._lock:
-                    self._assigned.extend(assigned)
+                    room = MAX_WAITING - len(self._assigned)
+                    self._assigned.extend(assigned[: max(0, room)])
                     self._events = True
+                dropped = len(assigned) - max(0, room)
+                if dropped > 0:  # far more than we asked for: its lease runs out instead
+                    self.stats.assigns_dropped += dropped
+                    log.warning(
+                        "%s: %d blocks of %s assigned past %d waiting: dropped",
+                        self.node_id,
+                        dropped,
+                        assigned[0].job,
+                        MAX_WAITING,
+                    )
             elif topic == self.acks_topic:
                 self._on_ack(work.decode_ack(payload))
             elif topic == topics.JOBS_COORDINATOR:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.runner import Slots, Workers, WorkRunner, compute_block
+from node_agent.runner import MAX_WAITING, Slots, Workers, WorkRunner, compute_block
 from piswarm import protocol
 from piswarm.protocol import ProtocolError, summary, topics, work
 from piswarm.protocol.primes import decode_primes
@@ -228,6 +228,22 @@ def test_an_assignment_of_several_blocks_is_split_and_checked_whole():
     ]:
         with pytest.raises(ProtocolError, match=reason):
             work.decode_assign(json.dumps({**body, **change}).encode())
+
+
+def test_blocks_assigned_past_what_a_node_can_hold_are_counted_and_dropped(workers, caplog):
+    h = Harness(workers)
+    for first in range(0, 320, 64):  # 5 messages of 64 blocks: nobody asked for them
+        more = tuple(
+            work.BlockRange(b, 1 + b * 10_000, 1 + (b + 1) * 10_000)
+            for b in range(first + 1, first + 64)
+        )
+        lo, hi = 1 + first * 10_000, 1 + (first + 1) * 10_000
+        msg = work.WorkAssign(job="p1-test", block=first, lo=lo, hi=hi, lease_s=60, more=more)
+        with caplog.at_level(logging.WARNING, logger="node_agent.runner"):
+            h.runner.on_message(h.runner.assign_topic, protocol.encode(msg))
+    assert h.runner.busy == MAX_WAITING == 256
+    assert h.runner.stats.assigns_dropped == 64
+    assert "64 blocks of p1-test assigned past 256 waiting: dropped" in caplog.text
 
 
 def test_summaries_ready_together_go_in_one_message_and_are_resent_together(workers):
