@@ -279,3 +279,36 @@ def test_summaries_and_result_topics_are_told_apart():
     ):
         with pytest.raises(ProtocolError):
             topics.parse_summaries_topic(bad)
+
+
+def test_a_node_may_write_only_in_its_own_subtree_and_every_topic_it_sends_is_granted():
+    from piswarm.protocol import grants
+
+    granted = grants.node_grants("pi-07-2")
+    writes = [topic for access, topic in granted if access != "read"]
+    own = ("piswarm/nodes/pi-07-2/", "piswarm/health/pi-07-2")
+    assert all(t.startswith(own) for t in writes), writes
+    sent = [
+        topics.node_status("pi-07-2"),
+        topics.node_telemetry("pi-07-2"),
+        topics.node_pong("pi-07-2"),
+        topics.node_work_request("pi-07-2"),
+        topics.node_result("pi-07-2", "p1-a", 7),
+        topics.node_summaries("pi-07-2", "p1-a"),
+        topics.health("pi-07-2"),
+        *(topics.life_strip("pi-07-2", "l1-a", 0, 3, leaf) for leaf in topics.LIFE_LEAVES),
+    ]
+    for topic in sent:
+        assert any(matches(pattern, topic) for pattern in writes), topic
+    assert not any(matches(p, topics.node_result("pi-07-1", "p1-a", 7)) for p in writes)
+
+
+def matches(pattern, topic):
+    """MQTT topic matching: ``+`` one level, ``#`` the rest."""
+    p, t = pattern.split("/"), topic.split("/")
+    for i, level in enumerate(p):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(p) == len(t)
