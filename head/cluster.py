@@ -141,7 +141,7 @@ class ClusterModel:
 
     def apply(self, topic: str, payload: bytes, received_at: float) -> bool:
         """Apply one message; False (and counted) when it is malformed or ignored."""
-        if not topic.startswith(f"{topics.ROOT}/nodes/"):
+        if not topic.startswith(topics.NODES_PREFIX):
             return False  # jobs and the rest: not this model's business
         try:
             node_id, leaf = topics.parse_node_topic(topic)
