@@ -122,7 +122,10 @@ class DisplayApp:
         jobs: JobsModel | None = None,
         life: LifeFrames | None = None,
         clock: Callable[[], float] = time.time,
+        ticks: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` is the wall clock (staleness, what the scenes show); ``ticks`` a
+        monotonic one (when to rotate scenes, how long to run): tests pass hand clocks."""
         if not scenes:
             raise ValueError("a display needs at least one scene")
         self.model = model
@@ -132,6 +135,7 @@ class DisplayApp:
         self.scenes = list(scenes)
         self.options = options
         self.clock = clock
+        self.ticks = ticks
         self.scene_index = 0
         self.paused = False
         self.fullscreen = options.size is None
@@ -141,7 +145,7 @@ class DisplayApp:
         self.text = TextCache()
         self._screen: pygame.Surface | None = None
         self._full = True
-        self._scene_since = time.monotonic()
+        self._scene_since = self.ticks()
 
     @property
     def surface(self) -> pygame.Surface:
@@ -168,7 +172,7 @@ class DisplayApp:
         if 0 <= index < len(self.scenes) and index != self.scene_index:
             self.scene_index = index
             self._full = True
-        self._scene_since = time.monotonic()
+        self._scene_since = self.ticks()
 
     def screenshot(self, path: Path | None = None) -> Path:
         """Save the current frame as PNG (default: a timestamped name in screenshot_dir)."""
@@ -204,7 +208,7 @@ class DisplayApp:
             elif pygame.K_1 <= key <= pygame.K_9:
                 self.show_scene(key - pygame.K_1)
             elif self.scene.on_key(key):
-                self._scene_since = time.monotonic()  # someone is looking: do not rotate away
+                self._scene_since = self.ticks()  # someone is looking: do not rotate away
         elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWEXPOSED):
             self._full = True
         return True
@@ -239,7 +243,7 @@ class DisplayApp:
     def _rotate(self) -> None:
         if not self.options.kiosk or self.paused or len(self.scenes) < 2:
             return
-        if time.monotonic() - self._scene_since >= self.options.rotate_every:
+        if self.ticks() - self._scene_since >= self.options.rotate_every:
             self.show_scene((self.scene_index + 1) % len(self.scenes))
 
     def ignored(self) -> int:
@@ -286,7 +290,7 @@ class DisplayApp:
             if on_start is not None:
                 on_start(self)
             ticker = pygame.time.Clock()
-            started = time.monotonic()
+            started = self.ticks()
             running = True
             while running:
                 for event in pygame.event.get():
@@ -302,13 +306,13 @@ class DisplayApp:
                 if dirty:
                     pygame.display.update(dirty)
                 self.stats.frames += 1
-                elapsed = time.monotonic() - started
+                elapsed = self.ticks() - started
                 if duration is not None and elapsed >= duration:
                     running = False
                 if on_frame is not None and not on_frame(self):
                     running = False
                 ticker.tick(self.options.fps)
-            self.stats.seconds = time.monotonic() - started
+            self.stats.seconds = self.ticks() - started
             if screenshot is not None:
                 self.screenshot(screenshot)
         finally:

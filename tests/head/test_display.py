@@ -321,20 +321,31 @@ class SolidScene:
 
 
 def test_kiosk_rotates_scenes_space_pauses_and_the_mouse_is_hidden(feed):
+    """Driven by a hand clock: each frame is 0.25 s later, however fast the machine draws."""
     red, blue = SolidScene("red", (200, 0, 0)), SolidScene("blue", (0, 0, 200))
-    options = DisplayOptions(size=None, kiosk=True, rotate_every=0.3, fps=60)
-    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[red, blue], options=options)
-    seen = []
+    options = DisplayOptions(size=None, kiosk=True, rotate_every=0.5, fps=1000)
+    hand = [0.0]
+    app = DisplayApp(
+        model=ClusterModel(),
+        source=feed,
+        scenes=[red, blue],
+        options=options,
+        ticks=lambda: hand[0],
+    )
+    seen, frames = [], []
 
     def watch(app):
         colour = app_surface_pixel(app, (5, 5))
+        frames.append(colour)
         if not seen or seen[-1] != colour:
             seen.append(colour)
         assert not pygame.mouse.get_visible()
+        hand[0] += 0.25
         return len(seen) < 3
 
     app.run(on_frame=watch, duration=10)
     assert seen == [(200, 0, 0), (0, 0, 200), (200, 0, 0)]
+    assert len(frames) == 5  # red at 0 and 0.25 s, blue at 0.5 and 0.75 s, red at 1 s
     # Space pauses the rotation; keys 1-9 still pick a scene.
     seen.clear()
 
