@@ -92,16 +92,12 @@ def main() -> int:
     lo, hi = int(args.lo), int(args.hi)
     keep_heap_memory()  # as the agents' sieve workers do: the single-process runs compare
 
+    def e2e() -> bool:
+        size, end = int(args.block_size), int(args.end)
+        return end_to_end(end, args.backend, size, args.e2e_repeat, args.agents, args.keep)
+
     if args.only == "e2e":
-        ok = end_to_end(
-            int(args.end),
-            args.backend,
-            int(args.block_size),
-            args.e2e_repeat,
-            args.agents,
-            args.keep,
-        )
-        return 0 if ok else 1
+        return 0 if e2e() else 1
     backends: list[SieveBackend] = [NumpyBackend()]
     native = PrimesieveBackend.load()
     if native is not None:
@@ -152,17 +148,7 @@ def main() -> int:
         print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
               f"for {len(sample)} primes, median of 21 (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
     if args.only != "kernels":
-        ok = (
-            end_to_end(
-                int(args.end),
-                args.backend,
-                int(args.block_size),
-                args.e2e_repeat,
-                args.agents,
-                args.keep,
-            )
-            and ok
-        )
+        ok = e2e() and ok
     return 0 if ok else 1
 
 
