@@ -2,15 +2,18 @@
 checked beside the loop and stored in batches, statuses published.
 
 Owned by the coordinator's thread, like :class:`~head.life_jobs.LifeJobs` beside it; the
-coordinator routes each message here by its topic. Only the checks of result payloads (a
-CRC over every prime of a block: milliseconds each, mostly outside the GIL) run in a pool
-of threads, so that a node asking for its next block never waits behind them:
+coordinator routes each message here by its topic. Only the checks of a block's primes (a
+CRC over every prime: milliseconds each, mostly outside the GIL) run in a pool of
+threads, so that a node asking for its next block never waits behind them; a summary is
+checked in the loop (microseconds):
 
-1. :meth:`PrimeJobs.on_result` claims the block in SQLite (is it owed by this node?) and
-   hands the payload to the pool;
+1. :meth:`PrimeJobs.on_result` (one block) and :meth:`PrimeJobs.on_summaries` (several)
+   claim each block in SQLite (is it owed by this node?) and check it or hand it to the
+   pool;
 2. :meth:`PrimeJobs.flush` takes every check that has finished, stores those results in
-   one commit, and then acknowledges each: an acknowledged result is on disk. A commit
-   costs the same for one result as for a hundred.
+   one commit, and then acknowledges them, one message per node, job and outcome: an
+   acknowledged result is on disk. A commit costs the same for one result as for a
+   hundred.
 
 Work is pulled: a node publishes how many blocks it ``want``s; the coordinator remembers
 that (one number per node, so the memory is bounded by the fleet) and leases blocks to it
