@@ -37,8 +37,12 @@ class Cluster:
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     """``python -m piswarm ARGS`` with its output in ``log``; it dies with this process."""
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "piswarm", *args], stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "piswarm", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
 
 
 @contextmanager
@@ -58,14 +62,39 @@ def bench_cluster(
         procs: list[subprocess.Popen[bytes]] = []
         try:
             common = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
-            procs.append(spawn(["head", "--no-display", "--db", str(root / "jobs.sqlite"),
-                                *common, "--credentials", str(users.credentials_path(ADMIN_USER))],
-                               root / "coordinator.log"))  # fmt: skip
+            procs.append(
+                spawn(
+                    [
+                        "head",
+                        "--no-display",
+                        "--db",
+                        str(root / "jobs.sqlite"),
+                        *common,
+                        "--credentials",
+                        str(users.credentials_path(ADMIN_USER)),
+                    ],
+                    root / "coordinator.log",
+                )
+            )
             for node in nodes:
-                procs.append(spawn(["agent", "--node-id", node, "--workers", "1", *agent_args,
-                                    "--lock-dir", str(root / "locks"), "--credentials",
-                                    str(users.credentials_path(node)), *common],
-                                   root / f"{node}.log"))  # fmt: skip
+                procs.append(
+                    spawn(
+                        [
+                            "agent",
+                            "--node-id",
+                            node,
+                            "--workers",
+                            "1",
+                            *agent_args,
+                            "--lock-dir",
+                            str(root / "locks"),
+                            "--credentials",
+                            str(users.credentials_path(node)),
+                            *common,
+                        ],
+                        root / f"{node}.log",
+                    )
+                )
             admin = Credentials.load(users.credentials_path(ADMIN_USER))
             settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
             yield Cluster(root, broker, nodes, procs, settings, users, more)

@@ -73,8 +73,10 @@ def push(
     for host in report["hosts"]:
         outcomes[host["outcome"]] = outcomes.get(host["outcome"], 0) + 1
     per_host = sorted(h["seconds"] for h in report["hosts"])
-    print(f"  per host: median {per_host[len(per_host) // 2]:.1f} s, max {per_host[-1]:.1f} s "
-          f"(ssh work; the rest of {wall:.1f} s is start-up and waiting for 'online')")  # fmt: skip
+    print(
+        f"  per host: median {per_host[len(per_host) // 2]:.1f} s, max {per_host[-1]:.1f} s "
+        f"(ssh work; the rest of {wall:.1f} s is start-up and waiting for 'online')"
+    )
     reasons = {h["detail"] for h in report["hosts"] if h["outcome"] != "deployed"}
     for reason in sorted(reasons)[:3]:
         if reason != "nothing to do":
@@ -86,9 +88,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--parallel", type=int, default=16)
-    parser.add_argument("--system-packages", action="store_true",
-                        help="fake Pis with numpy and psutil of their own (Raspberry Pi OS "
-                             "with desktop): only paho-mqtt is pushed")  # fmt: skip
+    parser.add_argument(
+        "--system-packages",
+        action="store_true",
+        help="fake Pis with numpy and psutil of their own (Raspberry Pi OS "
+        "with desktop): only paho-mqtt is pushed",
+    )
     args = parser.parse_args()
     why = fakepis.available()
     if why is not None:
@@ -101,8 +106,12 @@ def main() -> int:
     tmp.chmod(0o755)  # sshd reads authorized_keys as the user 'pi'
     try:
         started = time.perf_counter()
-        with FakePiFleet(tmp / "pis", args.hosts, client_key=tmp / "id_ed25519",
-                         system_packages=args.system_packages) as fleet:  # fmt: skip
+        with FakePiFleet(
+            tmp / "pis",
+            args.hosts,
+            client_key=tmp / "id_ed25519",
+            system_packages=args.system_packages,
+        ) as fleet:
             setup = time.perf_counter() - started
             users = UserStore(tmp / "users")
             ids = ["pi-" + "-".join(pi.address.split(".")[2:]) for pi in fleet.pis]

@@ -52,11 +52,24 @@ def main() -> int:
         broker = BrokerProcess(users=store, state_dir=root / "broker", die_with_parent=True)
         broker.start()
         sim = subprocess.Popen(
-            [sys.executable, "-m", "piswarm", "sim", "--nodes", str(args.nodes), "--interval",
-             "1", "--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
-             "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "piswarm",
+                "sim",
+                "--nodes",
+                str(args.nodes),
+                "--interval",
+                "1",
+                "--broker-host",
+                "127.0.0.1",
+                "--broker-port",
+                str(broker.port),
+                "--log-level",
+                "WARNING",
+            ],
             env={**os.environ, "PISWARM_BROKER_DIR": str(store.root)},
-        )  # fmt: skip
+        )
         viewer = Credentials.load(store.credentials_path("viewer"))
         feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=broker.port, credentials=viewer),
@@ -77,12 +90,20 @@ def main() -> int:
             # Until the window opens, wait for the whole fleet; once it is open, measure
             # nothing but the display (a summary per frame would cost it ~10% of a core).
             if "start" not in window and model.summary(time.time()).live == args.nodes:
-                window.update(start=now, frames=app.stats.frames, cpu=sum(me.cpu_times()[:2]),
-                              applied=model.stats.applied)  # fmt: skip
+                window.update(
+                    start=now,
+                    frames=app.stats.frames,
+                    cpu=sum(me.cpu_times()[:2]),
+                    applied=model.stats.applied,
+                )
             if "start" in window and now - window["start"] >= args.seconds:
                 cpu_end = sum(me.cpu_times()[:2])
-                window.update(end=now, frames_end=app.stats.frames, cpu_end=cpu_end,
-                              applied_end=model.stats.applied)  # fmt: skip
+                window.update(
+                    end=now,
+                    frames_end=app.stats.frames,
+                    cpu_end=cpu_end,
+                    applied_end=model.stats.applied,
+                )
                 return False
             return now - window.get("start", now) < args.seconds + 120
 
@@ -102,14 +123,20 @@ def main() -> int:
     cpu = (window["cpu_end"] - window["cpu"]) / seconds * 100
     updates = (window["applied_end"] - window["applied"]) / seconds
     print(f"display: {args.nodes} nodes at 1 Hz, {args.size}, SDL dummy driver, {seconds:.0f} s")
-    print(f"  updates      {updates:8.1f} msg/s applied to the model, "
-          f"{model.stats.malformed} malformed, {feed.dropped} dropped")  # fmt: skip
-    print(f"  frame rate   {fps:8.1f} fps   {fps / TARGET_FPS:5.2f}x of target {TARGET_FPS:g} "
-          f"(cap {args.fps})")  # fmt: skip
+    print(
+        f"  updates      {updates:8.1f} msg/s applied to the model, "
+        f"{model.stats.malformed} malformed, {feed.dropped} dropped"
+    )
+    print(
+        f"  frame rate   {fps:8.1f} fps   {fps / TARGET_FPS:5.2f}x of target {TARGET_FPS:g} "
+        f"(cap {args.fps})"
+    )
     print(f"  CPU          {cpu:8.1f} % core {cpu / TARGET_CPU:5.2f}x of target {TARGET_CPU:g}")
     budget = 1000 / fps * cpu / 100
-    print(f"  per frame    {budget:8.2f} ms CPU  {budget / (1000 / ANCHOR_FULL_REDRAW_FPS):5.2f}x "
-          f"a naive full redraw ({1000 / ANCHOR_FULL_REDRAW_FPS:.1f} ms, ANCHORS.md)")  # fmt: skip
+    print(
+        f"  per frame    {budget:8.2f} ms CPU  {budget / (1000 / ANCHOR_FULL_REDRAW_FPS):5.2f}x "
+        f"a naive full redraw ({1000 / ANCHOR_FULL_REDRAW_FPS:.1f} ms, ANCHORS.md)"
+    )
     ok = fps >= TARGET_FPS * 0.98 and cpu <= TARGET_CPU
     print("  verdict      " + ("all targets met" if ok else "TARGET MISSED"))
     return 0 if ok else 1

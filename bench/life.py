@@ -47,8 +47,9 @@ def kernel() -> bool:
     cells = (np.random.default_rng(1).random((SIZE, SIZE)) < 0.5).astype(np.uint8)
     packed = life.pack(cells)
     life.step(packed, SIZE, "torus", 2)
-    fast = statistics.median(per_gen(lambda g: life.step(packed, SIZE, "torus", g), 20)
-                             for _ in range(3))  # fmt: skip
+    fast = statistics.median(
+        per_gen(lambda g: life.step(packed, SIZE, "torus", g), 20) for _ in range(3)
+    )
 
     def naive(gens: int) -> None:
         board = cells
@@ -60,8 +61,10 @@ def kernel() -> bool:
     print(
         f"  bit-packed numpy   {fast * 1e3:8.2f} ms/gen  ({SIZE * SIZE / fast / 1e9:.2f} G cells/s)"
     )
-    print(f"  naive np.roll      {slow * 1e3:8.2f} ms/gen  -> bit-packed is {slow / fast:5.1f}x "
-          f"(target >= 15x: {'ok' if slow / fast >= 15 else 'UNDER TARGET'})")  # fmt: skip
+    print(
+        f"  naive np.roll      {slow * 1e3:8.2f} ms/gen  -> bit-packed is {slow / fast:5.1f}x "
+        f"(target >= 15x: {'ok' if slow / fast >= 15 else 'UNDER TARGET'})"
+    )
     ok = slow / fast >= 15
     bgolly = shutil.which("bgolly")
     if bgolly is None:
@@ -70,17 +73,24 @@ def kernel() -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         rle = Path(tmp) / "soup.rle"
         text = format_rle(cells)
-        rle.write_text(f"#CXRLE Pos=-{SIZE // 2},-{SIZE // 2}\n" + text.replace(
-            "rule = B3/S23", f"rule = B3/S23:T{SIZE},{SIZE}"))  # fmt: skip
+        rle.write_text(
+            f"#CXRLE Pos=-{SIZE // 2},-{SIZE // 2}\n"
+            + text.replace("rule = B3/S23", f"rule = B3/S23:T{SIZE},{SIZE}")
+        )
         times = []
         for gens in (10, 110):
             started = time.perf_counter()
-            subprocess.run([bgolly, "-a", "QuickLife", "-m", str(gens), "-q", str(rle)],
-                           check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [bgolly, "-a", "QuickLife", "-m", str(gens), "-q", str(rle)],
+                check=True,
+                capture_output=True,
+            )
             times.append(time.perf_counter() - started)
     quick = (times[1] - times[0]) / 100
-    print(f"  bgolly QuickLife   {quick * 1e3:8.2f} ms/gen  -> bit-packed is {quick / fast:5.2f}x "
-          f"(target >= 1x: {'ok' if quick >= fast else 'UNDER TARGET'})")  # fmt: skip
+    print(
+        f"  bgolly QuickLife   {quick * 1e3:8.2f} ms/gen  -> bit-packed is {quick / fast:5.2f}x "
+        f"(target >= 1x: {'ok' if quick >= fast else 'UNDER TARGET'})"
+    )
     return ok and quick >= fast
 
 
@@ -119,9 +129,17 @@ def _run(agents: int, gens: int, halo: int) -> tuple[float, list[Report]]:
         watcher.subscribe(topics.LIFE_PROGRESS_FILTER)
         watcher.loop_start()
         time.sleep(3)  # the agents' births reach the coordinator
-        request = wire.LifeRequest(width=SIZE, height=SIZE, gens=gens, density=0.5, seed=1,
-                                   frame_every=0, halo=halo, checkpoint_every=gens,
-                                   request_id=f"bench-{agents}")  # fmt: skip
+        request = wire.LifeRequest(
+            width=SIZE,
+            height=SIZE,
+            gens=gens,
+            density=0.5,
+            seed=1,
+            frame_every=0,
+            halo=halo,
+            checkpoint_every=gens,
+            request_id=f"bench-{agents}",
+        )
         with JobClient(cluster.admin, connect_timeout=30) as client:
             reply = client.request(topics.JOBS_SUBMIT, request, timeout=30)
             final = client.follow(reply.job or "", lambda s: None, idle_timeout=120)
@@ -160,8 +178,10 @@ def distributed(gens: int, halo: int, repeat: int) -> bool:
     print(f"    2 agents (1 strip each)  {two:7.2f} s  -> parallel efficiency {efficiency:6.1%}")
     print("  computing (last strip started to last strip done; what the prototypes timed):")
     print(f"    1 agent (1 strip)        {one_c:7.2f} s")
-    print(f"    2 agents (1 strip each)  {two_c:7.2f} s  -> parallel efficiency {compute_eff:6.1%} "
-          f"(target >= 85%: {'ok' if compute_eff >= 0.85 else 'UNDER TARGET'})")  # fmt: skip
+    print(
+        f"    2 agents (1 strip each)  {two_c:7.2f} s  -> parallel efficiency {compute_eff:6.1%} "
+        f"(target >= 85%: {'ok' if compute_eff >= 0.85 else 'UNDER TARGET'})"
+    )
     spread = f"{pairs[0]:.1%} to {pairs[-1]:.1%}, median {statistics.median(pairs):.1%}"
     print(f"    each run beside the 1-strip run just before it: {spread} (the VM drifts)")
     print(

@@ -64,8 +64,12 @@ def reference_seconds(lo: int, hi: int, repeat: int) -> float | None:
         return None
     runs = []
     for _ in range(repeat):
-        out = subprocess.run([exe, str(lo), str(hi - 1), "-t1", "--time", "-c"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [exe, str(lo), str(hi - 1), "-t1", "--time", "-c"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         runs.append(float(re.search(r"Seconds: ([\d.]+)", out).group(1)))  # type: ignore[union-attr]
     return statistics.median(runs)
 
@@ -79,8 +83,12 @@ def main() -> int:
     parser.add_argument("--only", choices=["kernels", "e2e"], help="run one half")
     parser.add_argument("--block-size", type=float, default=BLOCK, help="end-to-end blocks")
     parser.add_argument("--e2e-repeat", type=int, default=3, help="end-to-end runs (medians)")
-    parser.add_argument("--backend", choices=["numpy", "primesieve"], default="numpy",
-                        help="the agents' sieve in the end-to-end run")  # fmt: skip
+    parser.add_argument(
+        "--backend",
+        choices=["numpy", "primesieve"],
+        default="numpy",
+        help="the agents' sieve in the end-to-end run",
+    )
     parser.add_argument("--agents", type=int, default=2, help="end-to-end agents (one worker each)")
     parser.add_argument(
         "--keep",
@@ -134,19 +142,26 @@ def main() -> int:
             target = TARGET[backend.name]
             verdict = "ok" if ratio <= target else "OVER TARGET"
             if what == "blocks":  # what a worker does: no target of its own
-                print(f"  {backend.name:<10} {'in 1e7 blocks':<13} {seconds:7.3f} s  "
-                      f"{ratio:5.2f}x  (listed a block at a time, as workers do)")  # fmt: skip
+                print(
+                    f"  {backend.name:<10} {'in 1e7 blocks':<13} {seconds:7.3f} s  "
+                    f"{ratio:5.2f}x  (listed a block at a time, as workers do)"
+                )
                 continue
             ok = ok and ratio <= target
-            print(f"  {backend.name:<10} {what:<13} {seconds:7.3f} s  {ratio:5.2f}x  "
-                  f"(target <= {target:g}x: {verdict})")  # fmt: skip
+            print(
+                f"  {backend.name:<10} {what:<13} {seconds:7.3f} s  {ratio:5.2f}x  "
+                f"(target <= {target:g}x: {verdict})"
+            )
     sample = backends[-1].primes(lo, min(hi, lo + 10**7))
     for codec in ("zstd", "zlib"):
         size = len(encode_primes(sample, codec=codec))  # warm: first calls fault pages in
-        spent = statistics.median(timed(lambda a, b, c=codec: encode_primes(sample, codec=c),
-                                        0, 0) for _ in range(21))  # fmt: skip
-        print(f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
-              f"for {len(sample)} primes, median of 21 (ANCHORS: zstd 0.59 B, 0.7 ms)")  # fmt: skip
+        spent = statistics.median(
+            timed(lambda a, b, c=codec: encode_primes(sample, codec=c), 0, 0) for _ in range(21)
+        )
+        print(
+            f"  encode {codec:<5} {size / len(sample):5.3f} bytes/prime, {spent * 1000:6.1f} ms "
+            f"for {len(sample)} primes, median of 21 (ANCHORS: zstd 0.59 B, 0.7 ms)"
+        )
     if args.only != "kernels":
         ok = e2e() and ok
     return 0 if ok else 1
@@ -238,14 +253,18 @@ def end_to_end(
     spent = [statistics.median(column) for column in zip(*spent_runs, strict=True)]
     print(f"  one process, block after block (sieve + encode)  {single:7.2f} s")
     names = ["coordinator"] + [f"{n} (+worker)" for n in nodes] + ["mosquitto"]
-    print("  CPU seconds during the job: " + ", ".join(
-        f"{name} {cpu:.2f}" for name, cpu in zip(names, spent, strict=True)))  # fmt: skip
+    print(
+        "  CPU seconds during the job: "
+        + ", ".join(f"{name} {cpu:.2f}" for name, cpu in zip(names, spent, strict=True))
+    )
     efficiency = single / (agents * wall)
     per_prime = stored / primes
     delivered = primes / wall
     print(f"  {agents} agents through the broker, all stored         {wall:7.2f} s")
-    print(f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
-          f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})")  # fmt: skip
+    print(
+        f"  parallel efficiency {efficiency:6.1%}  (target >= 80%: "
+        f"{'ok' if efficiency >= 0.8 else 'UNDER TARGET'})"
+    )
     print(
         f"    the same blocks in {agents} plain processes, no broker: {ceiling:6.1%} "
         f"(what this machine allowed just then): {efficiency / ceiling:.0%} of that "
@@ -254,10 +273,14 @@ def end_to_end(
     if keep == "counts":
         print(f"  stored {stored:,} bytes for {primes:,} primes (counts only)")
         return efficiency >= 0.8
-    print(f"  stored {per_prime:5.3f} bytes/prime ({stored / 1e6:.1f} MB for {primes:,})  "
-          f"(target <= 0.7: {'ok' if per_prime <= 0.7 else 'OVER TARGET'})")  # fmt: skip
-    print(f"  delivered {delivered:,.0f} primes/s = {delivered / ORIGINAL_PRIMES_PER_S:,.0f}x "
-          f"the original per-prime TCP path ({ORIGINAL_PRIMES_PER_S:,}/s)")  # fmt: skip
+    print(
+        f"  stored {per_prime:5.3f} bytes/prime ({stored / 1e6:.1f} MB for {primes:,})  "
+        f"(target <= 0.7: {'ok' if per_prime <= 0.7 else 'OVER TARGET'})"
+    )
+    print(
+        f"  delivered {delivered:,.0f} primes/s = {delivered / ORIGINAL_PRIMES_PER_S:,.0f}x "
+        f"the original per-prime TCP path ({ORIGINAL_PRIMES_PER_S:,}/s)"
+    )
     return efficiency >= 0.8 and per_prime <= 0.7
 
 

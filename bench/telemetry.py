@@ -74,11 +74,24 @@ def main() -> int:
         sub.connect("127.0.0.1", broker.port)
         sub.loop_start()
         sim = subprocess.Popen(
-            [sys.executable, "-m", "piswarm", "sim", "--nodes", str(args.nodes),
-             "--interval", str(args.interval), "--broker-host", "127.0.0.1",
-             "--broker-port", str(broker.port), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "piswarm",
+                "sim",
+                "--nodes",
+                str(args.nodes),
+                "--interval",
+                str(args.interval),
+                "--broker-host",
+                "127.0.0.1",
+                "--broker-port",
+                str(broker.port),
+                "--log-level",
+                "WARNING",
+            ],
             env={**os.environ, "PISWARM_BROKER_DIR": str(store.root)},
-        )  # fmt: skip
+        )
         try:
             deadline = time.monotonic() + 60
             while len(online) < args.nodes:
@@ -114,10 +127,14 @@ def main() -> int:
     q = statistics.quantiles(latencies, n=100)
     p50, p99 = statistics.median(latencies), q[98]
 
-    print(f"telemetry: {args.nodes} nodes every {args.interval:g}s for {args.seconds:g}s "
-          f"through mosquitto (loopback)")  # fmt: skip
-    print(f"  messages     {len(latencies)} received of ~{expected:.0f} expected, lost {lost} "
-          f"(target {TARGET['lost']})")  # fmt: skip
+    print(
+        f"telemetry: {args.nodes} nodes every {args.interval:g}s for {args.seconds:g}s "
+        f"through mosquitto (loopback)"
+    )
+    print(
+        f"  messages     {len(latencies)} received of ~{expected:.0f} expected, lost {lost} "
+        f"(target {TARGET['lost']})"
+    )
     rows = [
         ("latency p50", p50, "ms", None, ANCHOR["p50_ms"]),
         ("latency p99", p99, "ms", TARGET["p99_ms"], ANCHOR["p99_ms"]),
@@ -126,8 +143,10 @@ def main() -> int:
     ]
     for name, value, unit, target, anchor in rows:
         vs_target = f"{value / target:5.2f}x of target {target:g}" if target else " " * 22
-        print(f"  {name:<13}{value:8.2f} {unit:<7}{vs_target}   {value / anchor:5.2f}x anchor "
-              f"({anchor:g})")  # fmt: skip
+        print(
+            f"  {name:<13}{value:8.2f} {unit:<7}{vs_target}   {value / anchor:5.2f}x anchor "
+            f"({anchor:g})"
+        )
     print(f"  sim RSS      {rss / 2**20:8.1f} MiB   (anchor 31 MB for 240 clients)")
     ok = lost == 0 and p99 <= TARGET["p99_ms"] and sim_cpu <= TARGET["sim_cpu"]
     print("  verdict      " + ("all targets met" if ok else "TARGET MISSED"))

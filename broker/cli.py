@@ -35,8 +35,9 @@ def register(sub: Any) -> None:
     _users_dir_flag(init)
     add = usub.add_parser("add", help="create node users (one per node id)")
     add.add_argument("node_ids", nargs="*", metavar="NODE_ID")
-    add.add_argument("--count", type=whole(1, MAX_SIM_NODES),
-                     help="also create PREFIX-001 ... PREFIX-COUNT")  # fmt: skip
+    add.add_argument(
+        "--count", type=whole(1, MAX_SIM_NODES), help="also create PREFIX-001 ... PREFIX-COUNT"
+    )
     add.add_argument("--prefix", default="sim", help="prefix for --count (default 'sim')")
     add.add_argument("--rotate", action="store_true", help="new passwords for existing users")
     _users_dir_flag(add)
@@ -49,8 +50,9 @@ def register(sub: Any) -> None:
         parser.set_defaults(handler=run_users)
 
     run = bsub.add_parser("run", help="run mosquitto with the piswarm config in the foreground")
-    run.add_argument("--port", type=whole(0, 65535), default=1883,
-                     help="port (default 1883; 0 = a free one)")  # fmt: skip
+    run.add_argument(
+        "--port", type=whole(0, 65535), default=1883, help="port (default 1883; 0 = a free one)"
+    )
     run.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
     run.add_argument("--state-dir", type=Path, help="config, persistence and log directory")
     _users_dir_flag(run)

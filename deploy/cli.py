@@ -42,8 +42,7 @@ def register(sub: Any) -> None:
         help="write an inventory for these addresses, e.g. '192.168.[4:67].[1:3]' (repeatable)",
     )
     inventory.add_argument("--user", help="log in as this user (written into each line)")
-    inventory.add_argument("--port", type=whole(1, 65535), default=22,
-                           help="SSH port (default 22)")  # fmt: skip
+    inventory.add_argument("--port", type=whole(1, 65535), default=22, help="SSH port (default 22)")
     inventory.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     inventory.add_argument(
         "--ids",
@@ -93,8 +92,9 @@ def register(sub: Any) -> None:
         parser = verbs.add_parser(verb, help=help_text)
         _fleet_flags(parser)
         if verb == "logs":
-            parser.add_argument("--lines", type=whole(1, 100_000), default=30,
-                                help="lines per host")  # fmt: skip
+            parser.add_argument(
+                "--lines", type=whole(1, 100_000), default=30, help="lines per host"
+            )
         parser.set_defaults(handler=run_fleet_verb, action=verb)
     forget = verbs.add_parser("forget", help="forget a host's recorded key (after a reinstall)")
     forget.add_argument("host", help="as the error named it: HOST or [HOST]:PORT")
@@ -109,10 +109,12 @@ def register(sub: Any) -> None:
     broker.add_argument("--ask-password", action="store_true", help="prompt for it once")
     broker.add_argument("--known-hosts", type=Path, default=DEFAULT_KNOWN_HOSTS)
     broker.add_argument("--accept-new", action="store_true", help="record a first-seen key")
-    broker.add_argument("--timeout", type=real(0.1, 600, unit=" s"), default=10.0,
-                        help="connect timeout (s)")  # fmt: skip
-    broker.add_argument("--port", type=whole(1, 65535), default=1883,
-                        help="MQTT port (default 1883)")  # fmt: skip
+    broker.add_argument(
+        "--timeout", type=real(0.1, 600, unit=" s"), default=10.0, help="connect timeout (s)"
+    )
+    broker.add_argument(
+        "--port", type=whole(1, 65535), default=1883, help="MQTT port (default 1883)"
+    )
     broker.add_argument(
         "--users-dir",
         type=Path,
@@ -144,10 +146,12 @@ def _fleet_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record keys of hosts seen for the first time (logged)",
     )
-    parser.add_argument("--parallel", type=whole(1, 256), default=16,
-                        help="hosts at once (default 16)")  # fmt: skip
-    parser.add_argument("--timeout", type=real(0.1, 600, unit=" s"), default=10.0,
-                        help="connect timeout (s)")  # fmt: skip
+    parser.add_argument(
+        "--parallel", type=whole(1, 256), default=16, help="hosts at once (default 16)"
+    )
+    parser.add_argument(
+        "--timeout", type=real(0.1, 600, unit=" s"), default=10.0, help="connect timeout (s)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--failed-file", type=Path, help="failed hosts, as an inventory (default INVENTORY.failed)"

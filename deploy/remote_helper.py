@@ -180,8 +180,9 @@ def satisfies(version: str, specifiers: str) -> bool:
         elif op == "~=":
             ok = a >= b and have[: len(want) - 1] == want[: len(want) - 1]
         else:
-            ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b,
-                  "<": a < b}[op]  # fmt: skip
+            ok = {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[
+                op
+            ]
         if not ok:
             return False
     return True

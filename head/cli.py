@@ -39,17 +39,30 @@ def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | N
         + (f" (default {windowed_default})" if windowed_default else ""),
     )
     view.add_argument("--kiosk", action="store_true", help="fullscreen, no mouse, rotate scenes")
-    view.add_argument("--rotate", type=real(1, 86_400, unit=" s"), default=20.0,
-                      help="seconds per scene in kiosk (default 20)")  # fmt: skip
-    view.add_argument("--palette", choices=["classic", "cividis"], default="classic",
-                      help="temperature colours; cividis is colour-blind safe")  # fmt: skip
+    view.add_argument(
+        "--rotate",
+        type=real(1, 86_400, unit=" s"),
+        default=20.0,
+        help="seconds per scene in kiosk (default 20)",
+    )
+    view.add_argument(
+        "--palette",
+        choices=["classic", "cividis"],
+        default="classic",
+        help="temperature colours; cividis is colour-blind safe",
+    )
     view.add_argument("--layout", type=Path, help="room layout TOML (see head/display/layout.py)")
-    view.add_argument("--rows", type=whole(0, 100), default=0,
-                      help="grid rows (default: fit the fleet)")  # fmt: skip
+    view.add_argument(
+        "--rows", type=whole(0, 100), default=0, help="grid rows (default: fit the fleet)"
+    )
     view.add_argument("--columns", type=whole(0, 100), default=0, help="grid columns")
     view.add_argument("--fps", type=whole(1, 240), default=60, help="frame rate cap (default 60)")
-    view.add_argument("--screenshot-dir", type=directory, default=Path(),
-                      help="where the S key saves PNGs (default: here)")  # fmt: skip
+    view.add_argument(
+        "--screenshot-dir",
+        type=directory,
+        default=Path(),
+        help="where the S key saves PNGs (default: here)",
+    )
 
 
 def register(sub: Any) -> None:
@@ -57,32 +70,54 @@ def register(sub: Any) -> None:
     status = sub.add_parser("status", help="print every node's state from the broker")
     add_broker_flags(status)
     status.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
-    status.add_argument("--wait", type=real(0, 3600, unit=" s"), default=30.0,
-                        help="the most seconds to wait for telemetry: each online node's "
-                        "next report, one period of it (default 30)")  # fmt: skip
-    status.add_argument("--health", action="store_true",
-                        help="instead: each process's counters of malformed, refused and "
-                        "dropped messages and internal errors (piswarm/health/#)")  # fmt: skip
+    status.add_argument(
+        "--wait",
+        type=real(0, 3600, unit=" s"),
+        default=30.0,
+        help="the most seconds to wait for telemetry: each online node's "
+        "next report, one period of it (default 30)",
+    )
+    status.add_argument(
+        "--health",
+        action="store_true",
+        help="instead: each process's counters of malformed, refused and "
+        "dropped messages and internal errors (piswarm/health/#)",
+    )
     status.set_defaults(handler=run_status)
 
     display = sub.add_parser("display", help="the pygame kiosk display of the cluster")
     add_broker_flags(display)
     display.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
     _display_flags(display, windowed_default=None)
-    display.add_argument("--screenshot", type=new_file, metavar="PNG",
-                         help="render headless, save one frame here and exit")  # fmt: skip
-    display.add_argument("--after", type=real(0, 3600, unit=" s"), default=3.0,
-                         help="seconds to listen before --screenshot (default 3)")  # fmt: skip
+    display.add_argument(
+        "--screenshot",
+        type=new_file,
+        metavar="PNG",
+        help="render headless, save one frame here and exit",
+    )
+    display.add_argument(
+        "--after",
+        type=real(0, 3600, unit=" s"),
+        default=3.0,
+        help="seconds to listen before --screenshot (default 3)",
+    )
     display.set_defaults(handler=run_display)
 
     head = sub.add_parser("head", help="the head node: the job coordinator and the display")
     add_broker_flags(head)
     head.add_argument("--credentials", type=Path, help="credentials file (default: admin)")
     head.add_argument("--no-display", action="store_true", help="run the coordinator alone")
-    head.add_argument("--db", type=Path, help="job database (default "
-                      "$PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)")  # fmt: skip
-    head.add_argument("--lease", type=real(1, 86_400, unit=" s"), default=60.0,
-                      help="seconds a node has for a block, then it is reissued")  # fmt: skip
+    head.add_argument(
+        "--db",
+        type=Path,
+        help="job database (default $PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)",
+    )
+    head.add_argument(
+        "--lease",
+        type=real(1, 86_400, unit=" s"),
+        default=60.0,
+        help="seconds a node has for a block, then it is reissued",
+    )
     head.add_argument(
         "--double-check",
         type=real(0, 1),
@@ -95,14 +130,18 @@ def register(sub: Any) -> None:
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
 
     demo = sub.add_parser("demo", help="broker + simulated fleet + display on this machine")
-    demo.add_argument("--nodes", type=whole(1, MAX_SIM_NODES), default=240,
-                      help="simulated nodes (default 240)")  # fmt: skip
-    demo.add_argument("--interval", type=real(0.05, 3600, unit=" s"), default=2.0,
-                      help="telemetry period (s)")  # fmt: skip
-    demo.add_argument("--port", type=whole(0, 65535), default=0,
-                      help="broker port (default: a free one)")  # fmt: skip
-    demo.add_argument("--duration", type=real(0, 10**7, unit=" s"),
-                      help="stop after this many seconds")  # fmt: skip
+    demo.add_argument(
+        "--nodes", type=whole(1, MAX_SIM_NODES), default=240, help="simulated nodes (default 240)"
+    )
+    demo.add_argument(
+        "--interval", type=real(0.05, 3600, unit=" s"), default=2.0, help="telemetry period (s)"
+    )
+    demo.add_argument(
+        "--port", type=whole(0, 65535), default=0, help="broker port (default: a free one)"
+    )
+    demo.add_argument(
+        "--duration", type=real(0, 10**7, unit=" s"), help="stop after this many seconds"
+    )
     demo.add_argument("--text", action="store_true", help="a text summary instead of the display")
     _display_flags(demo, windowed_default="1280x720")
     demo.set_defaults(handler=run_demo)
@@ -196,8 +235,9 @@ def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None
         palette=args.palette,
         screenshot_dir=args.screenshot_dir,
     )
-    return DisplayApp(model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()],
-                      options=options)  # fmt: skip
+    return DisplayApp(
+        model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()], options=options
+    )
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -285,8 +325,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     stop = _stop_event()
     show = live_printer(sys.stdout.isatty(), sys.stdout.write)
-    with DemoCluster(nodes=args.nodes, interval=args.interval, port=args.port or None,
-                     frames=not args.text) as cluster:  # fmt: skip
+    with DemoCluster(
+        nodes=args.nodes, interval=args.interval, port=args.port or None, frames=not args.text
+    ) as cluster:
         print(cluster.watch_hint(), flush=True)
         app = None
         if not args.text:

@@ -151,8 +151,12 @@ class Coordinator:
         store = JobStore(self.db_path).open()
         life_store = LifeStore(self.db_path).open()
         self._started = self.clock()
-        self.life = LifeJobs(store=life_store, publish=self._publish, clock=self.clock,
-                             stall_seconds=self.stall_seconds)  # fmt: skip
+        self.life = LifeJobs(
+            store=life_store,
+            publish=self._publish,
+            clock=self.clock,
+            stall_seconds=self.stall_seconds,
+        )
         self.primes = PrimeJobs(
             store=store,
             publish=self._publish,
@@ -283,18 +287,22 @@ class Coordinator:
         stats = self.stats
         rejected = self.prime_stats.results_rejected
         return Health(
-            name=topics.COORDINATOR_NAME, process="coordinator", ts=now, started=self._started,
+            name=topics.COORDINATOR_NAME,
+            process="coordinator",
+            ts=now,
+            started=self._started,
             malformed=stats.malformed,
             refused=stats.requests_rejected + rejected + self.janitor.removed,
             dropped=stats.dropped,
             errors=stats.errors + stats.callback_errors + self.janitor.errors,
-        )  # fmt: skip
+        )
 
     def _publish_health(self, now: float) -> None:
         health = self.health(now)
         if self.connected.is_set() and self._health.due(now, health.counters()):
-            self._publish(topics.health(topics.COORDINATOR_NAME), protocol.encode(health),
-                          qos=0, retain=True)  # fmt: skip
+            self._publish(
+                topics.health(topics.COORDINATOR_NAME), protocol.encode(health), qos=0, retain=True
+            )
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -318,11 +326,19 @@ class Coordinator:
         except ProtocolError as exc:
             self.stats.requests_rejected += 1
             log.warning("rejected job request from %s %r: %s", submitter, payload[:200], exc)
-            self._reply(jobs.JobReply(request_id=jobs.request_id_of(payload), action="submit",
-                                      ok=False, ts=now, error=str(exc)[:300]))  # fmt: skip
+            self._reply(
+                jobs.JobReply(
+                    request_id=jobs.request_id_of(payload),
+                    action="submit",
+                    ok=False,
+                    ts=now,
+                    error=str(exc)[:300],
+                )
+            )
             return
-        self._reply(jobs.JobReply(request_id=request.request_id, action="submit", ok=True,
-                                  ts=now, job=job))  # fmt: skip
+        self._reply(
+            jobs.JobReply(request_id=request.request_id, action="submit", ok=True, ts=now, job=job)
+        )
 
     def _submitted(
         self, submitter: str, request: jobs.PrimesRequest | life.LifeRequest
@@ -361,12 +377,22 @@ class Coordinator:
             self.stats.requests_rejected += 1
             message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
             log.warning("rejected cancel request %r: %s", payload[:200], message)
-            self._reply(jobs.JobReply(request_id=jobs.request_id_of(payload), action="cancel",
-                                      ok=False, ts=now, error=message[:300]))  # fmt: skip
+            self._reply(
+                jobs.JobReply(
+                    request_id=jobs.request_id_of(payload),
+                    action="cancel",
+                    ok=False,
+                    ts=now,
+                    error=message[:300],
+                )
+            )
             return
         log.info("job %s cancelled", request.job)
-        self._reply(jobs.JobReply(request_id=request.request_id, action="cancel", ok=True,
-                                  ts=now, job=request.job))  # fmt: skip
+        self._reply(
+            jobs.JobReply(
+                request_id=request.request_id, action="cancel", ok=True, ts=now, job=request.job
+            )
+        )
 
     def _on_node_status(self, topic: str, payload: bytes) -> None:
         if not payload:
@@ -400,15 +426,17 @@ class Coordinator:
         if reason.is_failure:
             log.error("broker refused the coordinator: %s", reason_text(reason))
             return
-        client.subscribe([
-            (topics.JOBS_SUBMIT_FILTER, 1),
-            (topics.JOBS_CANCEL, 1),
-            (topics.NODE_STATUS_FILTER, 1),
-            (topics.NODE_WORK_REQUEST_FILTER, 1),
-            (topics.NODE_RESULT_FILTER, 1),
-            (topics.LIFE_CHECKPOINT_FILTER, 1),
-            (topics.LIFE_PROGRESS_FILTER, 0),
-        ])  # fmt: skip
+        client.subscribe(
+            [
+                (topics.JOBS_SUBMIT_FILTER, 1),
+                (topics.JOBS_CANCEL, 1),
+                (topics.NODE_STATUS_FILTER, 1),
+                (topics.NODE_WORK_REQUEST_FILTER, 1),
+                (topics.NODE_RESULT_FILTER, 1),
+                (topics.LIFE_CHECKPOINT_FILTER, 1),
+                (topics.LIFE_PROGRESS_FILTER, 0),
+            ]
+        )
         # After the SUBSCRIBE on the same connection: nodes that answer 'online' with
         # requests and resent results find us listening.
         online = work.CoordinatorStatus(state="online", ts=self.clock(), version=__version__)

@@ -53,15 +53,17 @@ def life_showcase(n: int) -> LifeRequest:
             base = LifeRequest(width=1024, height=576, gens=3600, density=0.3, seed=n)
         case 2:
             gun = read_pattern("gosper-glider-gun")[0]
-            base = LifeRequest(width=384, height=216, gens=2400, wrap="dead", pattern=gun,
-                               x=20, y=20)  # fmt: skip
+            base = LifeRequest(
+                width=384, height=216, gens=2400, wrap="dead", pattern=gun, x=20, y=20
+            )
         case 3:
             acorn = read_pattern("acorn")[0]
             base = LifeRequest(width=1024, height=576, gens=5200, pattern=acorn)
         case _:
             breeder = read_pattern("breeder1")[0]
-            base = LifeRequest(width=1024, height=576, gens=3000, wrap="dead", pattern=breeder,
-                               x=30, y=120)  # fmt: skip
+            base = LifeRequest(
+                width=1024, height=576, gens=3000, wrap="dead", pattern=breeder, x=30, y=120
+            )
     return replace(base, pace=LIFE_PACE, halo=4, name=f"demo {n}", request_id=f"demo-life-{n}")
 
 
@@ -134,9 +136,14 @@ class DemoCluster:
             target=self.coordinator.run, args=(self._fleet_stop,), name="coordinator"
         )
         self._coordinator_thread.start()
-        agents = build_fleet(self.node_ids, settings_for, interval=self.interval,
-                             wake=self._wake.set, workers=self.workers,
-                             life_nodes=self.life_nodes)  # fmt: skip
+        agents = build_fleet(
+            self.node_ids,
+            settings_for,
+            interval=self.interval,
+            wake=self._wake.set,
+            workers=self.workers,
+            life_nodes=self.life_nodes,
+        )
         self._life_agents = agents[: self.life_nodes]
         self._fleet = threading.Thread(
             target=run_fleet, args=(agents, self._fleet_stop, self._wake), name="sim-fleet"
@@ -161,8 +168,13 @@ class DemoCluster:
         start, n = 1, 1
         while not self._fleet_stop.is_set():
             end = start + self.span - 1
-            request = PrimesRequest(start=start, end=end, block_size=self.block,
-                                    name=f"demo {n}", request_id=f"demo-{n}")  # fmt: skip
+            request = PrimesRequest(
+                start=start,
+                end=end,
+                block_size=self.block,
+                name=f"demo {n}",
+                request_id=f"demo-{n}",
+            )
             if self._run_job(request):
                 start, n = end + 1, n + 1
 
@@ -211,8 +223,7 @@ class DemoCluster:
     ) -> None:
         self._fleet_stop.set()
         self._wake.set()
-        for thread in (self._jobs_thread, self._life_thread, self._fleet,
-                       self._coordinator_thread):  # fmt: skip
+        for thread in (self._jobs_thread, self._life_thread, self._fleet, self._coordinator_thread):
             if thread is not None:
                 thread.join()
         if self.coordinator is not None:
@@ -249,8 +260,11 @@ def text_view(
                 model.apply(topic, payload, at)
         shown = (jobs.current(), jobs.current_life())
         job_line = "".join(f"\njob {describe(status)}" for status in shown if status)
-        show(render(model, clock()) + job_line
-             + f"\nbroker 127.0.0.1:{cluster.broker.port} - Ctrl-C stops")  # fmt: skip
+        show(
+            render(model, clock())
+            + job_line
+            + f"\nbroker 127.0.0.1:{cluster.broker.port} - Ctrl-C stops"
+        )
         if not cluster.broker.running:
             log.error("the broker died: %s", cluster.broker.tail_log())
             return

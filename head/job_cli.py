@@ -30,10 +30,15 @@ def register(sub: Any) -> None:
     def mqtt_verb(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = verbs.add_parser(name, help=help_text)
         add_broker_flags(parser)
-        parser.add_argument("--credentials", type=Path,
-                            help="credentials file (default: the admin's)")  # fmt: skip
-        parser.add_argument("--timeout", type=real(0.1, 3600, unit=" s"), default=10.0,
-                            help="seconds to wait for the coordinator (default 10)")  # fmt: skip
+        parser.add_argument(
+            "--credentials", type=Path, help="credentials file (default: the admin's)"
+        )
+        parser.add_argument(
+            "--timeout",
+            type=real(0.1, 3600, unit=" s"),
+            default=10.0,
+            help="seconds to wait for the coordinator (default 10)",
+        )
         return parser
 
     number = whole(0, jobs.MAX_NUMBER)
@@ -71,33 +76,71 @@ def register(sub: Any) -> None:
     primes.set_defaults(handler=run_primes)
 
     life = mqtt_verb("life", "run the Game of Life on the cluster's nodes")
-    life.add_argument("--size", type=board_size, required=True, metavar="WxH",
-                      help="the board, e.g. 4096x4096")  # fmt: skip
-    life.add_argument("--gens", type=whole(1, wire.MAX_GENS), required=True, metavar="G",
-                      help="generations to run, e.g. 1000 or 1e4")  # fmt: skip
+    life.add_argument(
+        "--size", type=board_size, required=True, metavar="WxH", help="the board, e.g. 4096x4096"
+    )
+    life.add_argument(
+        "--gens",
+        type=whole(1, wire.MAX_GENS),
+        required=True,
+        metavar="G",
+        help="generations to run, e.g. 1000 or 1e4",
+    )
     start = life.add_mutually_exclusive_group(required=True)
-    start.add_argument("--pattern", metavar="FILE.rle|NAME",
-                       help="an RLE file, or a bundled pattern: acorn, breeder1, glider, "
-                       "gosper-glider-gun, r-pentomino")  # fmt: skip
-    start.add_argument("--random", type=real(0, 1), metavar="DENSITY",
-                       help="a random soup: each cell alive with this probability")  # fmt: skip
-    life.add_argument("--seed", type=whole(0, wire.MAX_SEED), default=0,
-                      help="of the random soup (default 0)")  # fmt: skip
-    life.add_argument("--at", type=position, metavar="X,Y",
-                      help="the pattern's top-left cell (default: centred)")  # fmt: skip
-    life.add_argument("--wrap", choices=["torus", "dead"], default="torus",
-                      help="torus: edges wrap around; dead: nothing lives beyond them")  # fmt: skip
-    life.add_argument("--frame-every", type=whole(0, wire.MAX_GENS), default=1, metavar="K",
-                      help="a picture every K generations (at most 15/s; 0: none)")  # fmt: skip
-    life.add_argument("--halo", type=whole(1, wire.MAX_HALO), default=wire.DEFAULT_HALO,
-                      metavar="K", help=f"rows exchanged every K generations (1-{wire.MAX_HALO}, "
-                      f"default {wire.DEFAULT_HALO}: measured)")  # fmt: skip
-    life.add_argument("--pace", type=real(0, wire.MAX_PACE), default=0.0, metavar="GEN/S",
-                      help="at most this many generations a second, to watch (default 0: "
-                      "as fast as the nodes can)")  # fmt: skip
-    life.add_argument("--checkpoint-every", type=whole(1, wire.MAX_GENS),
-                      default=wire.DEFAULT_CHECKPOINT, metavar="C",
-                      help="generations between checkpoints (default 1000)")  # fmt: skip
+    start.add_argument(
+        "--pattern",
+        metavar="FILE.rle|NAME",
+        help="an RLE file, or a bundled pattern: acorn, breeder1, glider, "
+        "gosper-glider-gun, r-pentomino",
+    )
+    start.add_argument(
+        "--random",
+        type=real(0, 1),
+        metavar="DENSITY",
+        help="a random soup: each cell alive with this probability",
+    )
+    life.add_argument(
+        "--seed", type=whole(0, wire.MAX_SEED), default=0, help="of the random soup (default 0)"
+    )
+    life.add_argument(
+        "--at", type=position, metavar="X,Y", help="the pattern's top-left cell (default: centred)"
+    )
+    life.add_argument(
+        "--wrap",
+        choices=["torus", "dead"],
+        default="torus",
+        help="torus: edges wrap around; dead: nothing lives beyond them",
+    )
+    life.add_argument(
+        "--frame-every",
+        type=whole(0, wire.MAX_GENS),
+        default=1,
+        metavar="K",
+        help="a picture every K generations (at most 15/s; 0: none)",
+    )
+    life.add_argument(
+        "--halo",
+        type=whole(1, wire.MAX_HALO),
+        default=wire.DEFAULT_HALO,
+        metavar="K",
+        help=f"rows exchanged every K generations (1-{wire.MAX_HALO}, "
+        f"default {wire.DEFAULT_HALO}: measured)",
+    )
+    life.add_argument(
+        "--pace",
+        type=real(0, wire.MAX_PACE),
+        default=0.0,
+        metavar="GEN/S",
+        help="at most this many generations a second, to watch (default 0: "
+        "as fast as the nodes can)",
+    )
+    life.add_argument(
+        "--checkpoint-every",
+        type=whole(1, wire.MAX_GENS),
+        default=wire.DEFAULT_CHECKPOINT,
+        metavar="C",
+        help="generations between checkpoints (default 1000)",
+    )
     life.add_argument("--name", type=label, default="", help="a label for the display")
     life.add_argument("--wait", action="store_true", help="follow it until it ends")
     life.set_defaults(handler=run_life)
@@ -122,17 +165,26 @@ def register(sub: Any) -> None:
         return parser
 
     export = db_verb("export", "write a job's primes in order (or a Life board) to stdout")
-    export.add_argument("--format", choices=["txt", "bin", "rle"], default=None,
-                        help="primes: txt (one per line, the default) or bin (little-endian "
-                        "uint64); Life: rle (the default)")  # fmt: skip
+    export.add_argument(
+        "--format",
+        choices=["txt", "bin", "rle"],
+        default=None,
+        help="primes: txt (one per line, the default) or bin (little-endian "
+        "uint64); Life: rle (the default)",
+    )
     export.add_argument("--output", "-o", type=Path, help="a file instead of stdout")
     export.set_defaults(handler=run_export)
 
-    verify = db_verb("verify", "primes: re-read every block, check pi(x); Life: recompute "
-                     "the board here and compare")  # fmt: skip
-    verify.add_argument("--recompute", action="store_true",
-                        help="primes: also sieve every block again here and compare (finds "
-                        "a node that sent a list of the right length, not the primes)")  # fmt: skip
+    verify = db_verb(
+        "verify",
+        "primes: re-read every block, check pi(x); Life: recompute the board here and compare",
+    )
+    verify.add_argument(
+        "--recompute",
+        action="store_true",
+        help="primes: also sieve every block again here and compare (finds "
+        "a node that sent a list of the right length, not the primes)",
+    )
     verify.set_defaults(handler=run_verify)
 
 
@@ -206,10 +258,15 @@ def run_primes(args: argparse.Namespace) -> int:
             f"--block-size {readable(args.block_size)} is more than {readable(jobs.MAX_BLOCK)}, "
             "the most a job keeping its primes may have: use --keep counts or smaller blocks"
         )
-    request = jobs.PrimesRequest(start=args.start, end=args.end, block_size=args.block_size,
-                                 name=args.name, keep=args.keep,
-                                 double_check=args.double_check,
-                                 request_id=f"cli-{uuid.uuid4().hex[:12]}")  # fmt: skip
+    request = jobs.PrimesRequest(
+        start=args.start,
+        end=args.end,
+        block_size=args.block_size,
+        name=args.name,
+        keep=args.keep,
+        double_check=args.double_check,
+        request_id=f"cli-{uuid.uuid4().hex[:12]}",
+    )
     encode(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
 
@@ -248,23 +305,38 @@ def run_life(args: argparse.Namespace) -> int:
         except RleError as exc:
             raise ConfigError(str(exc)) from None
         if shape.width > width or shape.height > height:
-            raise ConfigError(f"--pattern {args.pattern}: {shape.width}x{shape.height} does not "
-                              f"fit a {width}x{height} board (--size)")  # fmt: skip
+            raise ConfigError(
+                f"--pattern {args.pattern}: {shape.width}x{shape.height} does not "
+                f"fit a {width}x{height} board (--size)"
+            )
         if args.at is not None and (
             args.at[0] > width - shape.width or args.at[1] > height - shape.height
         ):
-            raise ConfigError(f"--at {args.at[0]},{args.at[1]}: the {shape.width}x{shape.height} "
-                              f"pattern must start at x 0-{width - shape.width} and y "
-                              f"0-{height - shape.height} to fit the board")  # fmt: skip
+            raise ConfigError(
+                f"--at {args.at[0]},{args.at[1]}: the {shape.width}x{shape.height} "
+                f"pattern must start at x 0-{width - shape.width} and y "
+                f"0-{height - shape.height} to fit the board"
+            )
     elif args.at is not None:
         raise ConfigError("--at places a --pattern; a --random soup fills the board")
     x, y = args.at if args.at is not None else (None, None)
     request = wire.LifeRequest(
-        width=width, height=height, gens=args.gens, wrap=args.wrap, pattern=pattern,
-        x=x, y=y, density=args.random, seed=args.seed, frame_every=args.frame_every,
-        checkpoint_every=args.checkpoint_every, halo=args.halo, pace=args.pace,
-        name=args.name, request_id=f"cli-{uuid.uuid4().hex[:12]}",
-    )  # fmt: skip
+        width=width,
+        height=height,
+        gens=args.gens,
+        wrap=args.wrap,
+        pattern=pattern,
+        x=x,
+        y=y,
+        density=args.random,
+        seed=args.seed,
+        frame_every=args.frame_every,
+        checkpoint_every=args.checkpoint_every,
+        halo=args.halo,
+        pace=args.pace,
+        name=args.name,
+        request_id=f"cli-{uuid.uuid4().hex[:12]}",
+    )
     jobs.encode_request(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
 
@@ -404,12 +476,20 @@ def run_export_life(args: argparse.Namespace) -> int:
     record, board = _life_board(args)
     request = record.request
     if board.gen < request.gens:
-        print(f"warning: job {args.job} has reached generation {board.gen} of {request.gens}: "
-              "exporting its latest checkpoint", file=sys.stderr)  # fmt: skip
-    text = format_rle(unpack(board.cells, request.width), name=f"{args.job} generation {board.gen}",
-                      comments=(f"piswarm Life job {args.job}: {request.width} x {request.height} "
-                                f"{request.wrap}, generation {board.gen}, population "
-                                f"{board.population}, hash {board.hash}",))  # fmt: skip
+        print(
+            f"warning: job {args.job} has reached generation {board.gen} of {request.gens}: "
+            "exporting its latest checkpoint",
+            file=sys.stderr,
+        )
+    text = format_rle(
+        unpack(board.cells, request.width),
+        name=f"{args.job} generation {board.gen}",
+        comments=(
+            f"piswarm Life job {args.job}: {request.width} x {request.height} "
+            f"{request.wrap}, generation {board.gen}, population "
+            f"{board.population}, hash {board.hash}",
+        ),
+    )
     if args.output is not None:
         args.output.write_text(text)
     else:
@@ -426,11 +506,15 @@ def run_verify_life(args: argparse.Namespace) -> int:
     request = record.request
     again = step(initial_board(request), request.width, request.wrap, board.gen)
     if board_hash(again) != board.hash or not (again == board.cells).all():
-        print(f"{args.job}: MISMATCH at generation {board.gen}: stored hash {board.hash}, "
-              f"recomputed here {board_hash(again)}")  # fmt: skip
+        print(
+            f"{args.job}: MISMATCH at generation {board.gen}: stored hash {board.hash}, "
+            f"recomputed here {board_hash(again)}"
+        )
         return 1
-    print(f"{args.job}: OK: generation {board.gen} recomputed here in one process is the same "
-          f"board bit for bit (hash {board.hash}, {board.population:,} cells)")  # fmt: skip
+    print(
+        f"{args.job}: OK: generation {board.gen} recomputed here in one process is the same "
+        f"board bit for bit (hash {board.hash}, {board.population:,} cells)"
+    )
     return 0
 
 
@@ -446,8 +530,10 @@ def run_export(args: argparse.Namespace) -> int:
         progress = store.progress(args.job)
         if progress.blocks_done < progress.blocks_total:
             missing = progress.blocks_total - progress.blocks_done
-            print(f"warning: job {args.job} misses {missing} blocks: the list has gaps",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: job {args.job} misses {missing} blocks: the list has gaps",
+                file=sys.stderr,
+            )
         if args.output is not None:
             with args.output.open("wb") as out:
                 count = _write_primes(store, args.job, args.format, out)
@@ -485,6 +571,8 @@ def run_verify(args: argparse.Namespace) -> int:
         known = f", pi({progress.end:.0e}) = {KNOWN_PI[progress.end]:,} as it should be"
     checked = "sieved again here and identical" if args.recompute else "CRC-32 and range checked"
     twins = "" if progress.twins is None else f", {progress.twins:,} twin pairs"
-    print(f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes{twins}, "
-          f"every block's {checked}{known}")  # fmt: skip
+    print(
+        f"{args.job}: OK: {progress.blocks_done} blocks, {progress.primes:,} primes{twins}, "
+        f"every block's {checked}{known}"
+    )
     return 0

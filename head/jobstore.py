@@ -129,8 +129,15 @@ Outcome = Literal["stored", "duplicate", "rejected"]
 
 log = logging.getLogger(__name__)
 
-KNOWN_PI = {10**4: 1229, 10**5: 9592, 10**6: 78_498, 10**7: 664_579, 10**8: 5_761_455,
-            10**9: 50_847_534, 10**10: 455_052_511}  # fmt: skip
+KNOWN_PI = {
+    10**4: 1229,
+    10**5: 9592,
+    10**6: 78_498,
+    10**7: 664_579,
+    10**8: 5_761_455,
+    10**9: 50_847_534,
+    10**10: 455_052_511,
+}
 """pi(x): how many primes are <= x (what a job [1, x] must find)."""
 KNOWN_TWINS = {10**6: 8_169, 10**9: 3_424_506}
 """Twin prime pairs below x (OEIS A007508)."""
@@ -329,9 +336,20 @@ class JobStore(Store):
                 "INSERT INTO jobs (id, kind, request_id, name, start, end_, block_size, blocks,"
                 " state, created, finished, submitter, keep, twins, gap, gap_at, double_check)"
                 " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, 0, 0, 0, ?)",
-                (job, key, request.name, request.start, request.end, request.size,
-                 request.blocks, now, submitter, request.keep, fraction),
-            )  # fmt: skip
+                (
+                    job,
+                    key,
+                    request.name,
+                    request.start,
+                    request.end,
+                    request.size,
+                    request.blocks,
+                    now,
+                    submitter,
+                    request.keep,
+                    fraction,
+                ),
+            )
         return job, True
 
     def cancel(self, job: str, now: float) -> None:

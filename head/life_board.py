@@ -64,8 +64,9 @@ def split_rows(height: int, weights: Sequence[float], min_rows: int = 1) -> list
         i = max(range(count), key=lambda j: (ideal[j] - rows[j], -j))
         rows[i] += 1
     while sum(rows) > height:
-        i = max((j for j in range(count) if rows[j] > min_rows),
-                key=lambda j: (rows[j] - ideal[j], j))  # fmt: skip
+        i = max(
+            (j for j in range(count) if rows[j] > min_rows), key=lambda j: (rows[j] - ideal[j], j)
+        )
         rows[i] -= 1
     out, row = [], 0
     for n in rows:

@@ -94,12 +94,17 @@ class LifeJobs:
             record, (gen, population, _hash) = self.store.get(job), self.store.summary(job)
             layout = self.store.layout(job, record.epoch)
             self.running[job] = _Running(
-                epoch=record.epoch, last_heard=now, progress={}, board_gen=gen,
-                population=population, needs_epoch=not layout, resumed=True,
-                slots=Counter(s.node for s in layout), owners={s.strip: s.node for s in layout},
-            )  # fmt: skip
-            log.info("resuming Life job %s from generation %d (epoch %d)", job, gen,
-                     record.epoch)  # fmt: skip
+                epoch=record.epoch,
+                last_heard=now,
+                progress={},
+                board_gen=gen,
+                population=population,
+                needs_epoch=not layout,
+                resumed=True,
+                slots=Counter(s.node for s in layout),
+                owners={s.strip: s.node for s in layout},
+            )
+            log.info("resuming Life job %s from generation %d (epoch %d)", job, gen, record.epoch)
 
     def submit(
         self, request: life.LifeRequest, now: float, *, submitter: str = ""
@@ -107,13 +112,22 @@ class LifeJobs:
         board = initial_board(request)  # ProtocolError: a bad or misplaced pattern
         job, new = self.store.submit(request, board, now, submitter=submitter)
         if new:
-            log.info("Life job %s: %d x %d, %d generations (%s)", job, request.width,
-                     request.height, request.gens, request.wrap)  # fmt: skip
+            log.info(
+                "Life job %s: %d x %d, %d generations (%s)",
+                job,
+                request.width,
+                request.height,
+                request.gens,
+                request.wrap,
+            )
             self.running[job] = _Running(
-                epoch=0, last_heard=now, progress={},
-                board_gen=0, population=population(board),
+                epoch=0,
+                last_heard=now,
+                progress={},
+                board_gen=0,
+                population=population(board),
                 needs_epoch=True,
-            )  # fmt: skip
+            )
             self._start_epoch(job)
         return job, new
 
@@ -139,8 +153,13 @@ class LifeJobs:
         self.nodes.pop(node, None)
         for job, run in self.running.items():
             if node in run.nodes and not run.needs_epoch:
-                log.info("Life job %s: node %s is gone, re-partitioning from generation %d in "
-                         "%g s", job, node, run.board_gen, self.regroup_seconds)  # fmt: skip
+                log.info(
+                    "Life job %s: node %s is gone, re-partitioning from generation %d in %g s",
+                    job,
+                    node,
+                    run.board_gen,
+                    self.regroup_seconds,
+                )
                 self._regroup(run)
 
     def _wake_waiting(self) -> None:
@@ -203,8 +222,9 @@ class LifeJobs:
         header, raw = life.decode_checkpoint(payload, check=the_strips_own)
         run.last_heard = self.clock()
         run.progress[strip] = max(run.progress.get(strip, 0), header.gen)
-        board = self.store.add_piece(job, run.epoch, header.gen, strip, header.row0, raw,
-                                     run.strips)  # fmt: skip
+        board = self.store.add_piece(
+            job, run.epoch, header.gen, strip, header.row0, raw, run.strips
+        )
         if board is None:
             return
         run.board_gen, run.population = board.gen, board.population
@@ -224,9 +244,11 @@ class LifeJobs:
         self.conflicts += 1
         run.benched.add(sender)
         if run.board_gen > gen:  # a board of generation gen was computed without them
-            error = (f"{sender} sent two different halos for generation {gen} (seen by "
-                     f"{reporter}); the last board kept is from generation {run.board_gen}, "
-                     "so the board cannot be trusted: submit the job again")  # fmt: skip
+            error = (
+                f"{sender} sent two different halos for generation {gen} (seen by "
+                f"{reporter}); the last board kept is from generation {run.board_gen}, "
+                "so the board cannot be trusted: submit the job again"
+            )
             log.warning("Life job %s failed: %s", job, error)
             self.store.finish(job, "failed", self.clock(), error=error)
             self._control(job, run.epoch, "failed")
@@ -234,16 +256,27 @@ class LifeJobs:
             del self.running[job]
             self._wake_waiting()
             return
-        log.warning("Life job %s: %s sent two different halos for generation %d (seen by %s): "
-                    "it takes no part in this job any more; going back to generation %d",
-                    job, sender, gen, reporter, run.board_gen)  # fmt: skip
+        log.warning(
+            "Life job %s: %s sent two different halos for generation %d (seen by %s): "
+            "it takes no part in this job any more; going back to generation %d",
+            job,
+            sender,
+            gen,
+            reporter,
+            run.board_gen,
+        )
         run.needs_epoch = True
         self._start_epoch(job)
 
     def _done(self, job: str, run: _Running, board: Board) -> None:
         self.store.finish(job, "done", self.clock())
-        log.info("Life job %s done: generation %d, %d cells, hash %s", job, board.gen,
-                 board.population, board.hash)  # fmt: skip
+        log.info(
+            "Life job %s done: generation %d, %d cells, hash %s",
+            job,
+            board.gen,
+            board.population,
+            board.hash,
+        )
         self._control(job, run.epoch, "done")
         self.publish_status(job)
         del self.running[job]
@@ -264,8 +297,9 @@ class LifeJobs:
                 # strips may have finished meanwhile. Either way: start again from the last
                 # one stored, over the nodes online now (checkpoint_every gens at most redone).
                 why = "resumed" if run.resumed else f"a node of epoch {run.epoch} is not online"
-                log.info("Life job %s: %s, re-partitioning from generation %d", job, why,
-                         run.board_gen)  # fmt: skip
+                log.info(
+                    "Life job %s: %s, re-partitioning from generation %d", job, why, run.board_gen
+                )
                 run.needs_epoch = True
                 self._start_epoch(job)
             elif (
@@ -273,8 +307,11 @@ class LifeJobs:
                 and now - run.last_heard > self.stall_seconds
                 and now - run.last_heard > self._stall_limit(job)
             ):
-                log.warning("Life job %s: no strip has moved on for %.0f s, re-partitioning",
-                            job, now - run.last_heard)  # fmt: skip
+                log.warning(
+                    "Life job %s: no strip has moved on for %.0f s, re-partitioning",
+                    job,
+                    now - run.last_heard,
+                )
                 self._bench_the_silent(job, run, now)
                 run.needs_epoch = True
                 self._start_epoch(job)
@@ -292,9 +329,13 @@ class LifeJobs:
         }
         if silent and silent != set(run.owners.values()):
             run.benched |= silent
-            log.warning("Life job %s: strips of %s said nothing for %.0f s: they take no part "
-                        "in this job any more", job, ", ".join(sorted(silent)),
-                        self.stall_seconds)  # fmt: skip
+            log.warning(
+                "Life job %s: strips of %s said nothing for %.0f s: they take no part "
+                "in this job any more",
+                job,
+                ", ".join(sorted(silent)),
+                self.stall_seconds,
+            )
 
     def _stall_limit(self, job: str) -> float:
         """How long no strip may advance: ``stall_seconds``, plus a paced round's length."""
@@ -314,8 +355,9 @@ class LifeJobs:
 
     def _note_speed(self, node: str, cells_per_s: float) -> None:
         old = self.speeds.pop(node, None)
-        self.speeds[node] = cells_per_s if old is None else old + SPEED_SMOOTHING * (
-            cells_per_s - old)  # fmt: skip
+        self.speeds[node] = (
+            cells_per_s if old is None else old + SPEED_SMOOTHING * (cells_per_s - old)
+        )
         while len(self.speeds) > MAX_NODES:
             self.speeds.popitem(last=False)
 
@@ -366,8 +408,10 @@ class LifeJobs:
             run.slots = {}
             why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
             if run.benched:
-                why += (f" (none for {', '.join(sorted(run.benched))}: their strips went "
-                        "silent or sent conflicting halos)")  # fmt: skip
+                why += (
+                    f" (none for {', '.join(sorted(run.benched))}: their strips went "
+                    "silent or sent conflicting halos)"
+                )
             log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
             return
@@ -387,27 +431,53 @@ class LifeJobs:
                     down = layout[(s.strip + 1) % n]
                     below = life.StripRef(node=down.node, strip=down.strip)
             assign = life.StripAssign(
-                job=job, epoch=epoch, strip=s.strip, strips=n, row0=s.row0, rows=s.rows,
-                width=request.width, height=request.height, wrap=request.wrap,
-                gen=board.gen, gens=request.gens, halo=halo, frame_every=request.frame_every,
-                checkpoint_every=request.checkpoint_every, above=above, below=below,
+                job=job,
+                epoch=epoch,
+                strip=s.strip,
+                strips=n,
+                row0=s.row0,
+                rows=s.rows,
+                width=request.width,
+                height=request.height,
+                wrap=request.wrap,
+                gen=board.gen,
+                gens=request.gens,
+                halo=halo,
+                frame_every=request.frame_every,
+                checkpoint_every=request.checkpoint_every,
+                above=above,
+                below=below,
                 pace=request.pace,
-            )  # fmt: skip
+            )
             strip_rows = board.cells[s.row0 : s.row0 + s.rows].astype("<u8").tobytes()
-            self.publish(topics.node_life_assign(s.node), life.encode_assign(assign, strip_rows),
-                         qos=1)  # fmt: skip
+            self.publish(
+                topics.node_life_assign(s.node), life.encode_assign(assign, strip_rows), qos=1
+            )
         if record.epoch > 0:
             self.repartitions += 1
         now = self.clock()
         self.running[job] = _Running(
-            epoch=epoch, last_heard=now, progress={},
-            board_gen=board.gen, population=board.population, rate=run.rate,
-            rate_mark=(now, board.gen), slots=Counter(s.node for s in layout),
-            owners={s.strip: s.node for s in layout}, heard={s.strip: now for s in layout},
+            epoch=epoch,
+            last_heard=now,
+            progress={},
+            board_gen=board.gen,
+            population=board.population,
+            rate=run.rate,
+            rate_mark=(now, board.gen),
+            slots=Counter(s.node for s in layout),
+            owners={s.strip: s.node for s in layout},
+            heard={s.strip: now for s in layout},
             benched=run.benched,
-        )  # fmt: skip
-        log.info("Life job %s epoch %d: %d strips on %d nodes from generation %d, %d-row halos",
-                 job, epoch, n, len(self.running[job].nodes), board.gen, halo)  # fmt: skip
+        )
+        log.info(
+            "Life job %s epoch %d: %d strips on %d nodes from generation %d, %d-row halos",
+            job,
+            epoch,
+            n,
+            len(self.running[job].nodes),
+            board.gen,
+            halo,
+        )
         self.publish_status(job)
 
     def _control(self, job: str, epoch: int, state: str) -> None:
@@ -437,13 +507,25 @@ class LifeJobs:
                 run.rate_mark = (now, gen)
         rate = run.rate if run is not None else 0.0
         status = life.LifeStatus(
-            job=job, state=record.state, name=request.name, width=request.width,
-            height=request.height, wrap=request.wrap, gens=request.gens, gen=min(gen, request.gens),
-            epoch=record.epoch, strips=run.strips if run else 0,
-            nodes=run.nodes[:1024] if run else (), population=population,
-            population_gen=board_gen, rate=min(rate, 1e9),
+            job=job,
+            state=record.state,
+            name=request.name,
+            width=request.width,
+            height=request.height,
+            wrap=request.wrap,
+            gens=request.gens,
+            gen=min(gen, request.gens),
+            epoch=record.epoch,
+            strips=run.strips if run else 0,
+            nodes=run.nodes[:1024] if run else (),
+            population=population,
+            population_gen=board_gen,
+            rate=min(rate, 1e9),
             eta_s=(request.gens - gen) / rate if rate > 0 and record.state == "running" else None,
-            hash=board_hash if record.state == "done" else None, created=record.created,
-            finished=record.finished, ts=now, error=record.error,
-        )  # fmt: skip
+            hash=board_hash if record.state == "done" else None,
+            created=record.created,
+            finished=record.finished,
+            ts=now,
+            error=record.error,
+        )
         self.publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)

@@ -57,7 +57,11 @@ class LifeBoard:
 
     def fits(self, frame: life.Frame) -> bool:
         return (frame.width, frame.height, frame.scale, frame.strips) == (
-            self.width, self.height, self.scale, self.strips)  # fmt: skip
+            self.width,
+            self.height,
+            self.scale,
+            self.strips,
+        )
 
     @property
     def gen(self) -> int | None:
@@ -130,9 +134,16 @@ class LifeFrames:
         if board is None or frame.epoch > board.epoch or not board.fits(frame):
             if board is not None and frame.epoch == board.epoch:
                 self.malformed += 1
-                log.warning("ignored a Life frame on %s: its board is %dx%d/%d, not %dx%d/%d",
-                            topic, frame.width, frame.height, frame.scale,
-                            board.width, board.height, board.scale)  # fmt: skip
+                log.warning(
+                    "ignored a Life frame on %s: its board is %dx%d/%d, not %dx%d/%d",
+                    topic,
+                    frame.width,
+                    frame.height,
+                    frame.scale,
+                    board.width,
+                    board.height,
+                    board.scale,
+                )
                 return False
             board = LifeBoard(frame)
             self.boards[job] = board
@@ -158,6 +169,14 @@ def _picture(frame: life.Frame, raw: bytes) -> StripPicture:
     first, end = frame.pooled_rows
     packed = np.frombuffer(raw, dtype=np.uint8).reshape(end - first, -1)
     cells = np.unpackbits(packed, axis=1, count=frame.pooled_width).astype(bool)
-    return StripPicture(strip=frame.strip, node=frame.node, row0=frame.row0, rows=frame.rows,
-                        gen=frame.gen, population=frame.population, first=first, end=end,
-                        cells=cells)  # fmt: skip
+    return StripPicture(
+        strip=frame.strip,
+        node=frame.node,
+        row0=frame.row0,
+        rows=frame.rows,
+        gen=frame.gen,
+        population=frame.population,
+        first=first,
+        end=end,
+        cells=cells,
+    )

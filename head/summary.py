@@ -83,14 +83,18 @@ def live_printer(tty: bool, write: Callable[[str], object]) -> Callable[[str], N
 def health_table(found: list[Health], now: float) -> str:
     """One line per process, coordinator first, for ``piswarm status --health``. One that
     has not reported for two of its periods is marked silent (stopped, or cut off)."""
-    rows = [f"{'PROCESS':<12} {'NAME':<20} {'MALFORMED':>10} {'REFUSED':>10} {'DROPPED':>10} "
-            f"{'ERRORS':>8}  REPORTED   STARTED"]  # fmt: skip
+    rows = [
+        f"{'PROCESS':<12} {'NAME':<20} {'MALFORMED':>10} {'REFUSED':>10} {'DROPPED':>10} "
+        f"{'ERRORS':>8}  REPORTED   STARTED"
+    ]
     order = sorted(found, key=lambda h: (h.process != "coordinator", h.name))
     for h in order:
         silent = "  (silent)" if now - h.ts > 2 * HEALTH_EVERY_S else ""
-        rows.append(f"{h.process:<12} {h.name:<20} {h.malformed:>10,} {h.refused:>10,} "
-                    f"{h.dropped:>10,} {h.errors:>8,}  {ago(now - h.ts):<10} "
-                    f"{ago(now - h.started)}{silent}")  # fmt: skip
+        rows.append(
+            f"{h.process:<12} {h.name:<20} {h.malformed:>10,} {h.refused:>10,} "
+            f"{h.dropped:>10,} {h.errors:>8,}  {ago(now - h.ts):<10} "
+            f"{ago(now - h.started)}{silent}"
+        )
     if not found:
         rows.append("(no process has reported: is 'piswarm head' running?)")
     return "\n".join(rows)

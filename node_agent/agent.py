@@ -221,14 +221,19 @@ class Agent:
         Life runner included; each strip reports its own in its progress messages)."""
         stats, runner, life = self.stats, self.runner, self.life
         return Health(
-            name=self.node_id, process="agent", ts=self.wall_clock(), started=self.started,
-            malformed=stats.malformed + (runner.stats.malformed if runner else 0)
+            name=self.node_id,
+            process="agent",
+            ts=self.wall_clock(),
+            started=self.started,
+            malformed=stats.malformed
+            + (runner.stats.malformed if runner else 0)
             + (life.malformed if life else 0),
-            refused=stats.publish_refused + (runner.stats.rejected if runner else 0)
+            refused=stats.publish_refused
+            + (runner.stats.rejected if runner else 0)
             + (life.refused if life else 0),
             dropped=stats.telemetry_dropped + (runner.stats.assigns_dropped if runner else 0),
             errors=stats.callback_errors,
-        )  # fmt: skip
+        )
 
     def _publish_health(self, now: float) -> None:
         client = self._client

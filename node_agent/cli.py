@@ -17,8 +17,9 @@ def register(sub: Any) -> None:
     agent = sub.add_parser("agent", help="run the node agent on this machine")
     agent.add_argument("--config", type=Path, help="agent TOML file (see node_agent/config.py)")
     agent.add_argument("--node-id", help="this node's id (default: hostname)")
-    agent.add_argument("--interval", type=real(0.05, 3600, unit=" s"),
-                       help="seconds between telemetry (default 5)")  # fmt: skip
+    agent.add_argument(
+        "--interval", type=real(0.05, 3600, unit=" s"), help="seconds between telemetry (default 5)"
+    )
     agent.add_argument("--lock-dir", type=Path, help="where the pidfile lock lives")
     agent.add_argument("--credentials", type=Path, help="credentials file from 'broker users'")
     agent.add_argument(
@@ -27,22 +28,33 @@ def register(sub: Any) -> None:
         metavar="N",
         help="sieve processes (default: cores - 1, at least 1; 0: telemetry only)",
     )
-    agent.add_argument("--backend", choices=["auto", "numpy", "primesieve"],
-                       help="sieve: libprimesieve when installed (auto), or numpy")  # fmt: skip
+    agent.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "primesieve"],
+        help="sieve: libprimesieve when installed (auto), or numpy",
+    )
     add_broker_flags(agent)
     agent.set_defaults(handler=run_agent)
 
     sim = sub.add_parser("sim", help="run a simulated fleet of Pis in one process")
-    sim.add_argument("--nodes", type=whole(1, MAX_SIM_NODES), default=240,
-                     help="how many nodes (default 240)")  # fmt: skip
+    sim.add_argument(
+        "--nodes", type=whole(1, MAX_SIM_NODES), default=240, help="how many nodes (default 240)"
+    )
     sim.add_argument("--prefix", default="sim", help="node id prefix (default 'sim')")
-    sim.add_argument("--interval", type=real(0.05, 3600, unit=" s"), default=5.0,
-                     help="telemetry period in s")  # fmt: skip
-    sim.add_argument("--seed", type=whole(0, 2**63 - 1), default=1,
-                     help="random seed of the sensors")  # fmt: skip
-    sim.add_argument("--workers", type=whole(0, MAX_WORKERS), default=1, metavar="N",
-                     help="sieve processes the fleet shares for real prime-search work "
-                     "(default 1; 0: telemetry only)")  # fmt: skip
+    sim.add_argument(
+        "--interval", type=real(0.05, 3600, unit=" s"), default=5.0, help="telemetry period in s"
+    )
+    sim.add_argument(
+        "--seed", type=whole(0, 2**63 - 1), default=1, help="random seed of the sensors"
+    )
+    sim.add_argument(
+        "--workers",
+        type=whole(0, MAX_WORKERS),
+        default=1,
+        metavar="N",
+        help="sieve processes the fleet shares for real prime-search work "
+        "(default 1; 0: telemetry only)",
+    )
     sim.add_argument(
         "--users-dir",
         type=Path,
@@ -180,8 +192,14 @@ def run_sim(args: argparse.Namespace) -> int:
     stop, wake = threading.Event(), threading.Event()
     _stop_on_signals(stop, wake)
     workers = Workers(args.workers) if args.workers else None
-    agents = build_fleet(node_ids, settings_for, interval=args.interval, seed=args.seed,
-                         wake=wake.set, workers=workers)  # fmt: skip
+    agents = build_fleet(
+        node_ids,
+        settings_for,
+        interval=args.interval,
+        seed=args.seed,
+        wake=wake.set,
+        workers=workers,
+    )
     try:
         run_fleet(agents, stop, wake)
     finally:

@@ -102,8 +102,9 @@ class LifeRunner:
                 dropped, _ = self._waiting.popitem(last=False)
                 self.refused += 1
                 log.warning("%s: too many strips waiting, dropped %s", self.node_id, dropped)
-            log.info("%s: all %d strip slots busy, %s waits for one", self.node_id,
-                     self.max_strips, key)  # fmt: skip
+            log.info(
+                "%s: all %d strip slots busy, %s waits for one", self.node_id, self.max_strips, key
+            )
             self._waiting[key] = (self.clock(), assign, payload)
 
     def _start(self, key: StripKey, assign: life.StripAssign, payload: bytes) -> None:
@@ -118,10 +119,16 @@ class LifeRunner:
         self._running[key] = process
         self.started += 1
         log.info(
-            "%s: running strip %d/%d of %s (rows %d-%d, generations %d-%d)", self.node_id,
-            assign.strip + 1, assign.strips, assign.job, assign.row0,
-            assign.row0 + assign.rows - 1, assign.gen, assign.gens,
-        )  # fmt: skip
+            "%s: running strip %d/%d of %s (rows %d-%d, generations %d-%d)",
+            self.node_id,
+            assign.strip + 1,
+            assign.strips,
+            assign.job,
+            assign.row0,
+            assign.row0 + assign.rows - 1,
+            assign.gen,
+            assign.gens,
+        )
 
     def waiting(self) -> list[StripKey]:
         with self._lock:
@@ -140,8 +147,12 @@ class LifeRunner:
                 if now - since > self.wait_limit:
                     del self._waiting[key]
                     self.refused += 1
-                    log.warning("%s: no strip slot for %s in %.0f s, gave it up", self.node_id,
-                                key, now - since)  # fmt: skip
+                    log.warning(
+                        "%s: no strip slot for %s in %.0f s, gave it up",
+                        self.node_id,
+                        key,
+                        now - since,
+                    )
                 elif len(self._running) < self.max_strips:
                     del self._waiting[key]
                     self._start(key, assign, payload)
@@ -157,8 +168,9 @@ class LifeRunner:
             if not process.is_alive():
                 process.join()
                 if process.exitcode:
-                    log.warning("%s: strip %s ended with exit code %s", self.node_id, key,
-                                process.exitcode)  # fmt: skip
+                    log.warning(
+                        "%s: strip %s ended with exit code %s", self.node_id, key, process.exitcode
+                    )
                 del self._running[key]
 
     def _end(self, key: StripKey) -> None:

@@ -217,16 +217,22 @@ class StripRun:
                 moved = move_boundaries(rows, above, below, top, bottom, k)
                 self.rows = advance(*moved, k, self.a.width, self.a.wrap)
             else:
-                self.rows = finish_round(inner, rows, above, below, top, bottom, k,
-                                         self.a.width, self.a.wrap)  # fmt: skip
+                self.rows = finish_round(
+                    inner, rows, above, below, top, bottom, k, self.a.width, self.a.wrap
+                )
             spent += self.clock() - computing
             self.row0 += top
-        self._computed = (self._computed[0] + spent,
-                          self._computed[1] + rows.shape[0] * self.a.width * k)  # fmt: skip
+        self._computed = (
+            self._computed[0] + spent,
+            self._computed[1] + rows.shape[0] * self.a.width * k,
+        )
         if spent > 0:
             measured = rows.shape[0] * k / spent
-            self._speed = measured if not self._speed else (
-                self._speed + SPEED_SMOOTHING * (measured - self._speed))  # fmt: skip
+            self._speed = (
+                measured
+                if not self._speed
+                else (self._speed + SPEED_SMOOTHING * (measured - self._speed))
+            )
         self.gen += k
         self.stats.rounds += 1
         self._after_round(k)
@@ -285,11 +291,17 @@ class StripRun:
             self._loop(min(0.05, due - now))
 
     def _send_halo(self, side: life.Side, rows: np.ndarray) -> life.Halo:
-        header = life.Halo(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
-                           gen=self.gen, side=side, rows=rows.shape[0], words=self.words,
-                           strip_rows=self.rows.shape[0],
-                           speed=min(int(self._speed), 2**53) if self.a.pace <= 0 else 0,
-                           )  # fmt: skip
+        header = life.Halo(
+            job=self.a.job,
+            epoch=self.a.epoch,
+            strip=self.a.strip,
+            gen=self.gen,
+            side=side,
+            rows=rows.shape[0],
+            words=self.words,
+            strip_rows=self.rows.shape[0],
+            speed=min(int(self._speed), 2**53) if self.a.pace <= 0 else 0,
+        )
         payload = life.encode_halo(header, rows.astype("<u8").tobytes())
         self._sent[(side, self.gen)] = payload
         for key in [key for key in self._sent if key[1] < self.gen - 2 * self.a.halo]:
@@ -320,8 +332,14 @@ class StripRun:
             now = self.clock()
             if now >= next_want:
                 for strip, side, gen in missing:
-                    want = life.HaloWant(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
-                                         from_strip=strip, gen=gen, side=side)  # fmt: skip
+                    want = life.HaloWant(
+                        job=self.a.job,
+                        epoch=self.a.epoch,
+                        strip=self.a.strip,
+                        from_strip=strip,
+                        gen=gen,
+                        side=side,
+                    )
                     self._publish(self._topic("want"), protocol.encode(want), 0)
                     self.stats.wants_sent += 1
                 next_want = now + every
@@ -356,10 +374,17 @@ class StripRun:
 
     def _checkpoint(self) -> None:
         raw = self.rows.astype("<u8").tobytes()
-        header = life.Checkpoint(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
-                                 row0=self.row0, rows=self.rows.shape[0], width=self.a.width,
-                                 gen=self.gen, population=population(self.rows),
-                                 crc32=zlib.crc32(raw))  # fmt: skip
+        header = life.Checkpoint(
+            job=self.a.job,
+            epoch=self.a.epoch,
+            strip=self.a.strip,
+            row0=self.row0,
+            rows=self.rows.shape[0],
+            width=self.a.width,
+            gen=self.gen,
+            population=population(self.rows),
+            crc32=zlib.crc32(raw),
+        )
         info = self._publish(self._topic("checkpoint"), life.encode_checkpoint(header, raw), 1)
         if self.gen == self.a.gens and info is not None:
             self._until(info.is_published, 10.0)
@@ -367,11 +392,20 @@ class StripRun:
     def _frame(self) -> None:
         scale = life.frame_scale(self.a.width, self.a.height)
         pooled = pool(self.rows, self.a.width, self.row0, scale)
-        header = life.Frame(job=self.a.job, epoch=self.a.epoch, strip=self.a.strip,
-                            strips=self.a.strips, node=self.node_id, row0=self.row0,
-                            rows=self.rows.shape[0], width=self.a.width, height=self.a.height,
-                            gen=self.gen, scale=scale,
-                            population=population(self.rows))  # fmt: skip
+        header = life.Frame(
+            job=self.a.job,
+            epoch=self.a.epoch,
+            strip=self.a.strip,
+            strips=self.a.strips,
+            node=self.node_id,
+            row0=self.row0,
+            rows=self.rows.shape[0],
+            width=self.a.width,
+            height=self.a.height,
+            gen=self.gen,
+            scale=scale,
+            population=population(self.rows),
+        )
         bits = np.packbits(pooled.astype(bool), axis=1).tobytes()
         self._publish(self._topic("frame"), life.encode_frame(header, bits), 0)
 
@@ -388,16 +422,24 @@ class StripRun:
         speed = (cells - cells0) / (seconds - seconds0) if seconds > seconds0 else None
         self._speed_mark = self._computed
         report = life.Progress(
-            job=self.a.job, epoch=self.a.epoch, strip=self.a.strip, gen=self.gen,
-            population=population(self.rows), rate=min(self._rate, 1e9),
-            wait_p50_ms=self.stats.wait_ms(0.5), wait_p99_ms=self.stats.wait_ms(0.99),
-            duplicates=self.stats.duplicates, stale=self.stats.stale,
-            malformed=self.stats.malformed, wants_sent=self.stats.wants_sent,
+            job=self.a.job,
+            epoch=self.a.epoch,
+            strip=self.a.strip,
+            gen=self.gen,
+            population=population(self.rows),
+            rate=min(self._rate, 1e9),
+            wait_p50_ms=self.stats.wait_ms(0.5),
+            wait_p99_ms=self.stats.wait_ms(0.99),
+            duplicates=self.stats.duplicates,
+            stale=self.stats.stale,
+            malformed=self.stats.malformed,
+            wants_sent=self.stats.wants_sent,
             cells_per_s=None if speed is None else min(speed, 1e13),
-            row0=self.row0, rows=self.rows.shape[0],
+            row0=self.row0,
+            rows=self.rows.shape[0],
             conflict_gen=None if self.conflict is None else self.conflict[0],
             conflict_node=None if self.conflict is None else self.conflict[1],
-        )  # fmt: skip
+        )
         self._publish(self._topic("progress"), protocol.encode(report), 0)
 
     def _linger(self) -> None:
@@ -409,9 +451,14 @@ class StripRun:
 
     def _finish(self, outcome: str) -> str:
         log.info(
-            "strip %s/%d/%d %s at generation %d (%s)", self.a.job, self.a.epoch, self.a.strip,
-            outcome, self.gen, self.stop_reason or "",
-        )  # fmt: skip
+            "strip %s/%d/%d %s at generation %d (%s)",
+            self.a.job,
+            self.a.epoch,
+            self.a.strip,
+            outcome,
+            self.gen,
+            self.stop_reason or "",
+        )
         return outcome
 
     # -- MQTT -------------------------------------------------------------------------------
@@ -477,9 +524,15 @@ class StripRun:
         self.stats.conflicts += 1
         if self.conflict is None:
             self.conflict = (header.gen, node)
-            log.warning("strip %d: two different %s halos of strip %d for generation %d from "
-                        "node %s: the board cannot be trusted from there", self.a.strip,
-                        header.side, header.strip, header.gen, node)  # fmt: skip
+            log.warning(
+                "strip %d: two different %s halos of strip %d for generation %d from "
+                "node %s: the board cannot be trusted from there",
+                self.a.strip,
+                header.side,
+                header.strip,
+                header.gen,
+                node,
+            )
             self._progress(force=True)
 
     def _handle(self, topic: str, payload: bytes) -> None:

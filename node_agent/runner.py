@@ -368,8 +368,11 @@ class WorkRunner:
             self.stats.rejected += acked
             log.warning(
                 "%s: coordinator rejected block %s/%d: %s",
-                self.node_id, ack.job, ack.block, ack.error,
-            )  # fmt: skip
+                self.node_id,
+                ack.job,
+                ack.block,
+                ack.error,
+            )
 
     def _done(self, assign: work.WorkAssign, future: "Future[tuple[bytes, float]]") -> None:
         """The pool's callback thread: hand the finished block to the driver."""
@@ -446,8 +449,12 @@ class WorkRunner:
             payload, seconds = future.result()
         except BrokenProcessPool:
             self.stats.blocks_failed += 1
-            log.warning("%s: a worker died on %s/%d: computing it again",
-                        self.node_id, assign.job, assign.block)  # fmt: skip
+            log.warning(
+                "%s: a worker died on %s/%d: computing it again",
+                self.node_id,
+                assign.job,
+                assign.block,
+            )
             self._start(assign)
             return None
         except Exception:  # boundary: a failed block must not stop the node
@@ -464,8 +471,11 @@ class WorkRunner:
 
     def _resend(self, now: float, publish: Publish, *, everything: bool) -> None:
         with self._lock:
-            due = [u for u in self._unacked.values()
-                   if everything or now - u.sent_at >= self.resend_after]  # fmt: skip
+            due = [
+                u
+                for u in self._unacked.values()
+                if everything or now - u.sent_at >= self.resend_after
+            ]
             for entry in due:
                 entry.sent_at = now
         self._send(due, publish)
@@ -502,11 +512,14 @@ class WorkRunner:
         if want == self._promised and not stale:
             return
         request = work.WorkRequest(
-            node=self.node_id, want=min(want, work.MAX_WANT), ts=self.wall_clock(),
-            backend=self.backend, holding=self._holding(),
+            node=self.node_id,
+            want=min(want, work.MAX_WANT),
+            ts=self.wall_clock(),
+            backend=self.backend,
+            holding=self._holding(),
             speed=None if self.speed is None else round(min(self.speed, 1e13)),
             workers=min(self.per_node, self.workers.count, work.MAX_WORKERS),
-        )  # fmt: skip
+        )
         publish(self._request_topic, protocol.encode(request), 1)
         self.stats.requests_sent += 1
         self._promised = want

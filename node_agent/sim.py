@@ -106,8 +106,9 @@ def build_fleet(
     def runner_for(node_id: str) -> WorkRunner | None:
         if workers is None or slots is None:
             return None
-        return WorkRunner(node_id=node_id, workers=workers, slots=slots, per_node=1,
-                          backend=backend, clock=clock)  # fmt: skip
+        return WorkRunner(
+            node_id=node_id, workers=workers, slots=slots, per_node=1, backend=backend, clock=clock
+        )
 
     return [
         Agent(

@@ -172,10 +172,20 @@ def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
 
 
 _CALLBACKS = (
-    "on_connect", "on_connect_fail", "on_disconnect", "on_log", "on_message", "on_pre_connect",
-    "on_publish", "on_socket_close", "on_socket_open", "on_socket_register_write",
-    "on_socket_unregister_write", "on_subscribe", "on_unsubscribe",
-)  # fmt: skip
+    "on_connect",
+    "on_connect_fail",
+    "on_disconnect",
+    "on_log",
+    "on_message",
+    "on_pre_connect",
+    "on_publish",
+    "on_socket_close",
+    "on_socket_open",
+    "on_socket_register_write",
+    "on_socket_unregister_write",
+    "on_subscribe",
+    "on_unsubscribe",
+)
 
 
 def end_loop(client: mqtt.Client) -> None:

@@ -241,11 +241,22 @@ class CoordinatorProcess:
         """``double_check`` 0 by default: tests that fail a node on purpose must not wait
         for a second node to check a block (the double-checking tests set it)."""
         self.recorder = recorder
-        self.args = ["head", "--no-display", "--db", str(tmp_path / "jobs.sqlite"),
-                     "--lease", str(lease), "--double-check", str(double_check),
-                     "--broker-host", "127.0.0.1",
-                     "--broker-port", str(broker.port),
-                     "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
+        self.args = [
+            "head",
+            "--no-display",
+            "--db",
+            str(tmp_path / "jobs.sqlite"),
+            "--lease",
+            str(lease),
+            "--double-check",
+            str(double_check),
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(broker.port),
+            "--credentials",
+            str(users.credentials_path("admin")),
+        ]
         self.tmp_path = tmp_path
         self.proc = None
         self.starts = 0
@@ -286,10 +297,17 @@ def coordinator(broker, users, tmp_path, recorder):
 
 
 def piswarm(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "piswarm", *args], capture_output=True, timeout=timeout, check=False
+    )
 
 
 def job_flags(broker, users):
-    return ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port),
-            "--credentials", str(users.credentials_path("admin"))]  # fmt: skip
+    return [
+        "--broker-host",
+        "127.0.0.1",
+        "--broker-port",
+        str(broker.port),
+        "--credentials",
+        str(users.credentials_path("admin")),
+    ]

@@ -157,11 +157,26 @@ def test_the_agent_runs_without_pygame_or_paramiko(broker, users, recorder, tmp_
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PISWARM_")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "agent", "--node-id", "node-c", "--broker-host",
-         "127.0.0.1", "--broker-port", str(broker.port), "--credentials",
-         str(users.credentials_path("node-c")), "--lock-dir", str(tmp_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            "agent",
+            "--node-id",
+            "node-c",
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(broker.port),
+            "--credentials",
+            str(users.credentials_path("node-c")),
+            "--lock-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         rec.wait_for(status_is("node-c", "online"), timeout=20)
     finally:
@@ -180,8 +195,11 @@ def test_every_benchmark_starts_as_run_bench_starts_it(name):
     """`./run bench NAME` is `python -m bench.NAME` from the top: its imports must resolve."""
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower(), done.stdout[-500:]
 

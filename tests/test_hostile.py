@@ -27,8 +27,13 @@ HUGE = b"9" * 400  # an integer JSON allows and no float holds
 
 def piswarm(*args, env=None, timeout=60):
     env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "piswarm", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_a_poisoned_retained_status_stops_neither_status_nor_the_display(
@@ -39,16 +44,19 @@ def test_a_poisoned_retained_status_stops_neither_status_nor_the_display(
     huge temp_c in telemetry killed a running display."""
     evil = recorder("node-b", filters=())
     evil.wait_connected()
-    birth = (b'{"v":1,"node":"node-b","state":"online","ts":1,"host":"h","ip":null,'
-             b'"version":"1","cores":4,"model":"m","telemetry_interval":' + HUGE
-             + b',"simulated":false}')  # fmt: skip
+    birth = (
+        b'{"v":1,"node":"node-b","state":"online","ts":1,"host":"h","ip":null,'
+        b'"version":"1","cores":4,"model":"m","telemetry_interval":' + HUGE + b',"simulated":false}'
+    )
     assert not evil.publish(topics.node_status("node-b"), birth, retain=True).is_failure
     watcher = recorder()
     agents("node-a")  # an honest node beside it
     watcher.wait_for(status_is("node-a", "online"))
-    hot = (b'{"v":1,"node":"node-b","seq":1,"ts":1,"temp_c":' + HUGE + b',"temp_source":"x",'
-           b'"throttle":null,"cpu_percent":1,"load":[0,0,0],"mem_percent":1,"freq_mhz":null,'
-           b'"uptime_s":1}')  # fmt: skip
+    hot = (
+        b'{"v":1,"node":"node-b","seq":1,"ts":1,"temp_c":' + HUGE + b',"temp_source":"x",'
+        b'"throttle":null,"cpu_percent":1,"load":[0,0,0],"mem_percent":1,"freq_mhz":null,'
+        b'"uptime_s":1}'
+    )
     flags = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port)]
     env = {"PISWARM_BROKER_DIR": str(users.root)}
     status = piswarm("status", *flags, "--wait", "2", env=env)
@@ -57,10 +65,22 @@ def test_a_poisoned_retained_status_stops_neither_status_nor_the_display(
     assert "ignored malformed message on piswarm/nodes/node-b/status" in status.stderr
     shot = tmp_path / "shot.png"
     display = subprocess.Popen(
-        [sys.executable, "-m", "piswarm", "display", *flags, "--screenshot", str(shot),
-         "--after", "2"], env={**os.environ, **env, "SDL_VIDEODRIVER": "dummy"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "display",
+            *flags,
+            "--screenshot",
+            str(shot),
+            "--after",
+            "2",
+        ],
+        env={**os.environ, **env, "SDL_VIDEODRIVER": "dummy"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sender = recorder("node-b", filters=())
         sender.wait_connected()
@@ -85,14 +105,16 @@ def test_submits_that_passed_validation_and_then_failed_are_answered(coordinator
     viewer.wait_connected()
     sent = {
         "surrogate": b'{"v":1,"kind":"primes","start":1,"end":1000,"name":"\\ud800",'
-                     b'"request_id":"surrogate"}',
+        b'"request_id":"surrogate"}',
         "huge": b'{"v":1,"kind":"life","width":64,"height":64,"gens":10,"density":0.5,'
-                b'"pace":' + HUGE + b',"request_id":"huge"}',
-    }  # fmt: skip
+        b'"pace":' + HUGE + b',"request_id":"huge"}',
+    }
     for rid, payload in sent.items():
         viewer.publish(viewer.submit_topic, payload)
-        reply = viewer.wait_for(lambda m, r=rid: m.topic == topics.JOBS_REPLIES
-                                and f'"{r}"'.encode() in m.payload, timeout=20)  # fmt: skip
+        reply = viewer.wait_for(
+            lambda m, r=rid: m.topic == topics.JOBS_REPLIES and f'"{r}"'.encode() in m.payload,
+            timeout=20,
+        )
         answer = json.loads(reply.payload)
         assert answer["ok"] is False and "field" in answer["error"], answer
 
@@ -110,9 +132,20 @@ def test_results_for_blocks_a_node_was_never_given_are_refused(
     for node in ("node-a", "node-b"):
         agents(node, workers=1)
         viewer.wait_for(status_is(node, "online"))
-    done = piswarm("job", "primes", "1", "1e7", "--block-size", "1e5", "--broker-host",
-                   "127.0.0.1", "--broker-port", str(broker.port), "--credentials",
-                   str(users.credentials_path("admin")))  # fmt: skip
+    done = piswarm(
+        "job",
+        "primes",
+        "1",
+        "1e7",
+        "--block-size",
+        "1e5",
+        "--broker-host",
+        "127.0.0.1",
+        "--broker-port",
+        str(broker.port),
+        "--credentials",
+        str(users.credentials_path("admin")),
+    )
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
     evil.wait_for(lambda m: m.topic == topics.job_status(job))
@@ -128,8 +161,9 @@ def test_results_for_blocks_a_node_was_never_given_are_refused(
     assert sorted(b for a in refused() for b in a.blocks) == list(range(100))
     assert {a.outcome for a in refused()} == {"rejected"}
     assert all("was never given to node-c" in a.error for a in refused())
-    final = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
-                            and b'"done"' in m.payload, timeout=120)  # fmt: skip
+    final = viewer.wait_for(
+        lambda m: m.topic == topics.job_status(job) and b'"done"' in m.payload, timeout=120
+    )
     assert jobs.decode_job_status(final.payload).primes == 664_579
 
 
@@ -155,10 +189,18 @@ def test_no_client_can_be_kicked_off_by_a_student_guessing_its_client_id(
         finally:
             intruder.disconnect()
             end_loop(intruder)
-    assert watcher.first(lambda m: m.topic == topics.node_status("node-a")
-                         and b"lost" in m.payload, timeout=1) is None  # fmt: skip
-    assert watcher.first(lambda m: m.topic == topics.JOBS_COORDINATOR
-                         and b"offline" in m.payload, timeout=1) is None  # fmt: skip
+    assert (
+        watcher.first(
+            lambda m: m.topic == topics.node_status("node-a") and b"lost" in m.payload, timeout=1
+        )
+        is None
+    )
+    assert (
+        watcher.first(
+            lambda m: m.topic == topics.JOBS_COORDINATOR and b"offline" in m.payload, timeout=1
+        )
+        is None
+    )
     assert boss.proc.poll() is None
 
 
@@ -174,8 +216,9 @@ def test_a_session_taken_over_is_survived(broker, users):
     agent.start()
     try:
         assert agent.connected.wait(10)
-        intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=agent.client_id,
-                               protocol=mqtt.MQTTv5)  # fmt: skip
+        intruder = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=agent.client_id, protocol=mqtt.MQTTv5
+        )
         intruder.username_pw_set(creds.username, creds.password)
         intruder.connect("127.0.0.1", broker.port)
         intruder.loop_start()
@@ -218,15 +261,21 @@ def test_the_shared_viewer_login_has_a_quota_and_cannot_keep_the_admins_jobs_out
     admin.wait_connected()
 
     def replies(rec, rid):
-        return rec.matching(lambda m: m.topic == topics.JOBS_REPLIES
-                            and json.loads(m.payload)["request_id"] == rid)  # fmt: skip
+        return rec.matching(
+            lambda m: m.topic == topics.JOBS_REPLIES and json.loads(m.payload)["request_id"] == rid
+        )
 
     def submit(rec, rid, kind="life"):
         """Submit and return the coordinator's answer to this very message."""
-        body = ({"kind": "life", "width": 64, "height": 32, "gens": 100, "density": 0.3}
-                if kind == "life" else {"kind": "primes", "start": 1, "end": 10**9})  # fmt: skip
-        until(lambda: len(replies(viewer, rid)) == len(replies(admin, rid)),
-              "both saw every earlier reply")  # none in flight  # fmt: skip
+        body = (
+            {"kind": "life", "width": 64, "height": 32, "gens": 100, "density": 0.3}
+            if kind == "life"
+            else {"kind": "primes", "start": 1, "end": 10**9}
+        )
+        until(
+            lambda: len(replies(viewer, rid)) == len(replies(admin, rid)),
+            "both saw every earlier reply",
+        )  # none in flight
         seen = len(replies(rec, rid))
         rec.publish(rec.submit_topic, json.dumps({"v": 1, "request_id": rid, **body}).encode())
         until(lambda: len(replies(rec, rid)) > seen, f"a reply to {rid}", timeout=20)
@@ -307,13 +356,27 @@ def test_halos_forged_early_by_a_neighbours_login_never_end_in_a_wrong_board(
     coord = coordinator()
     evil = recorder("node-b", filters=("piswarm/nodes/+/life/#",))
     evil.wait_connected()
-    job, request = submit(viewer, "forged-halos", width=80, height=80, gens=400, halo=4,
-                          density=0.4, seed=7, pace=100.0, checkpoint_every=400)  # fmt: skip
+    job, request = submit(
+        viewer,
+        "forged-halos",
+        width=80,
+        height=80,
+        gens=400,
+        halo=4,
+        density=0.4,
+        seed=7,
+        pace=100.0,
+        checkpoint_every=400,
+    )
 
     def halos_of(node):
         """Headers of the halos ``node``'s strips have sent (what the forger watches)."""
-        found = evil.matching(lambda m: m.topic.startswith(f"piswarm/nodes/{node}/life/{job}/")
-                              and m.topic.endswith(("/up", "/down")))  # fmt: skip
+        found = evil.matching(
+            lambda m: (
+                m.topic.startswith(f"piswarm/nodes/{node}/life/{job}/")
+                and m.topic.endswith(("/up", "/down"))
+            )
+        )
         return [life.decode_halo(m.payload)[0] for m in found]
 
     until(lambda: halos_of("node-a") and halos_of("node-b"), "both strips exchange halos")
@@ -324,21 +387,37 @@ def test_halos_forged_early_by_a_neighbours_login_never_end_in_a_wrong_board(
     # Each time node-a's strip moves on, forge node-b's halos for the generations ahead of
     # it that it will take (up to two halo depths): random rows, well-formed in every way.
     def over():
-        return viewer.matching(lambda m: m.topic == topics.job_status(job)
-                               and json.loads(m.payload)["state"] != "running")  # fmt: skip
+        return viewer.matching(
+            lambda m: (
+                m.topic == topics.job_status(job) and json.loads(m.payload)["state"] != "running"
+            )
+        )
 
     while "node-b sent two different halos" not in coord.log() and not over():
         now = max(h.gen for h in halos_of("node-a") if h.epoch == epoch)
         for gen in range(now, now + 2 * request.halo + 1):
             for side in ("up", "down"):
-                header = life.Halo(job=job, epoch=epoch, strip=strip, gen=gen, side=side,
-                                   rows=request.halo, words=words, strip_rows=40)  # fmt: skip
+                header = life.Halo(
+                    job=job,
+                    epoch=epoch,
+                    strip=strip,
+                    gen=gen,
+                    side=side,
+                    rows=request.halo,
+                    words=words,
+                    strip_rows=40,
+                )
                 rows = rng.integers(0, 2**63, size=request.halo * words, dtype=np.uint64)
                 payload = life.encode_halo(header, rows.astype("<u8").tobytes())
                 evil.publish(topics.life_strip("node-b", job, epoch, strip, side), payload, qos=0)
-        evil.first(lambda m, now=now: m.topic.startswith(f"piswarm/nodes/node-a/life/{job}/")
-                   and m.topic.endswith(("/up", "/down"))
-                   and life.decode_halo(m.payload)[0].gen > now, timeout=2)  # fmt: skip
+        evil.first(
+            lambda m, now=now: (
+                m.topic.startswith(f"piswarm/nodes/node-a/life/{job}/")
+                and m.topic.endswith(("/up", "/down"))
+                and life.decode_halo(m.payload)[0].gen > now
+            ),
+            timeout=2,
+        )
     final = assert_exact(viewer, tmp_path, job, request)  # rewound, and right
     assert final.strips == 1  # without node-b
     assert "node-b sent two different halos" in coord.log()
@@ -355,8 +434,14 @@ def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_re
     coordinator()
     evil = recorder("node-c", filters=("piswarm/nodes/node-c/#",))
     evil.wait_connected()
-    flags = ["--broker-host", "127.0.0.1", "--broker-port", str(broker.port), "--credentials",
-             str(users.credentials_path("admin"))]  # fmt: skip
+    flags = [
+        "--broker-host",
+        "127.0.0.1",
+        "--broker-port",
+        str(broker.port),
+        "--credentials",
+        str(users.credentials_path("admin")),
+    ]
     done = piswarm("job", "primes", "1", "2e6", "--block-size", "1e6", *flags)
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
@@ -371,8 +456,11 @@ def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_re
     for block in given:
         primes = sieve.primes(block.lo, block.hi)
         if block.block == 0:  # one prime moved to the odd composite after it: same count
-            k = next(i for i in range(1, primes.size - 1)
-                     if primes[i] + 2 < primes[i + 1] and (primes[i] + 2) % 3 == 0)  # fmt: skip
+            k = next(
+                i
+                for i in range(1, primes.size - 1)
+                if primes[i] + 2 < primes[i + 1] and (primes[i] + 2) % 3 == 0
+            )
             primes = primes.copy()
             primes[k] += 2
         evil.publish(topics.node_result("node-c", job, block.block), encode_primes(primes))
@@ -406,5 +494,7 @@ def test_the_running_coordinator_sweeps_retained_junk_and_counts_it(
     watcher.wait_for(lambda m: m.topic == junk and m.retain)
     coordinator()
     watcher.wait_for(lambda m: m.topic == junk and m.payload == b"", timeout=30)  # removed
-    watcher.wait_for(lambda m: m.topic == topics.health("coordinator")
-                     and json.loads(m.payload)["refused"] == 1, timeout=30)  # fmt: skip
+    watcher.wait_for(
+        lambda m: m.topic == topics.health("coordinator") and json.loads(m.payload)["refused"] == 1,
+        timeout=30,
+    )

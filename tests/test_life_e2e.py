@@ -82,8 +82,12 @@ def two_agents(recorder, agents, viewer=None):
     return viewer
 
 
-FLEETS = {1: {"node-a": 1}, 2: {"node-a": 1, "node-b": 1}, 3: {"node-a": 1, "node-b": 2},
-          5: {"node-a": 2, "node-b": 3}}  # fmt: skip
+FLEETS = {
+    1: {"node-a": 1},
+    2: {"node-a": 1, "node-b": 1},
+    3: {"node-a": 1, "node-b": 2},
+    5: {"node-a": 2, "node-b": 3},
+}
 
 
 @pytest.mark.parametrize("strips", [1, 2, 3, 5])
@@ -99,8 +103,18 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     coordinator()
     glider, _ = read_pattern("glider")
     # A glider comes home after 4 x 80 generations on an 80 x 80 torus.
-    job, request = submit(viewer, f"glider-{strips}", width=80, height=80, gens=320,
-                          pattern=glider, x=10, y=30, halo=4, checkpoint_every=100)  # fmt: skip
+    job, request = submit(
+        viewer,
+        f"glider-{strips}",
+        width=80,
+        height=80,
+        gens=320,
+        pattern=glider,
+        x=10,
+        y=30,
+        halo=4,
+        checkpoint_every=100,
+    )
     final = assert_exact(viewer, tmp_path, job, request)
     assert final.strips == strips
     assert (reference(request) == initial_board(request)).all()
@@ -108,15 +122,38 @@ def test_strips_over_the_broker_end_bit_exact_on_a_torus_and_with_dead_edges(
     # short job's only measured speed is in the strip's last report, sent before its last
     # checkpoint: after it, the job may end and the agent stop the strip at once.)
     for strip in range(strips):
-        viewer.wait_for(lambda m, s=strip: m.topic.endswith(f"/{s}/progress") and job in m.topic
-                        and wire.decode_progress(m.payload).cells_per_s is not None)  # fmt: skip
-    soup, request = submit(viewer, f"soup-{strips}", width=150, height=96, gens=60, wrap="dead",
-                           density=0.35, seed=strips, halo=3, checkpoint_every=25)  # fmt: skip
+        viewer.wait_for(
+            lambda m, s=strip: (
+                m.topic.endswith(f"/{s}/progress")
+                and job in m.topic
+                and wire.decode_progress(m.payload).cells_per_s is not None
+            )
+        )
+    soup, request = submit(
+        viewer,
+        f"soup-{strips}",
+        width=150,
+        height=96,
+        gens=60,
+        wrap="dead",
+        density=0.35,
+        seed=strips,
+        halo=3,
+        checkpoint_every=25,
+    )
     assert_exact(viewer, tmp_path, soup, request)
     r_pentomino, _ = read_pattern("r-pentomino")
-    grown, request = submit(viewer, f"r-pentomino-{strips}", width=120, height=100, gens=250,
-                            wrap="dead", pattern=r_pentomino, halo=8,
-                            checkpoint_every=100)  # fmt: skip
+    grown, request = submit(
+        viewer,
+        f"r-pentomino-{strips}",
+        width=120,
+        height=100,
+        gens=250,
+        wrap="dead",
+        pattern=r_pentomino,
+        halo=8,
+        checkpoint_every=100,
+    )
     final = assert_exact(viewer, tmp_path, grown, request)
     assert final.population > 5  # it grew across strip boundaries, and stayed exact
 
@@ -134,9 +171,10 @@ def test_a_strip_on_a_busy_core_hands_rows_to_its_neighbour_and_the_board_stays_
     busy loops at its own priority, left too little difference when other load landed on
     node-b's CPU: 1 run in 14 failed.)"""
     busy, free = sorted(os.sched_getaffinity(0))[:2]
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"],
-                           preexec_fn=lambda: (die_with_parent(),
-                                               os.sched_setaffinity(0, {busy})))  # fmt: skip
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        preexec_fn=lambda: (die_with_parent(), os.sched_setaffinity(0, {busy})),
+    )
     try:
         viewer = recorder("viewer")
         viewer.wait_connected()
@@ -144,9 +182,19 @@ def test_a_strip_on_a_busy_core_hands_rows_to_its_neighbour_and_the_board_stays_
             agents(node, workers=1, cpus={cpu}, nice=nice)
             viewer.wait_for(online(node))
         coordinator()
-        job, request = submit(viewer, "balance", width=2048, height=1024, gens=1280,
-                              wrap="dead", density=0.35, seed=5, halo=64,
-                              checkpoint_every=640, frame_every=0)  # fmt: skip
+        job, request = submit(
+            viewer,
+            "balance",
+            width=2048,
+            height=1024,
+            gens=1280,
+            wrap="dead",
+            density=0.35,
+            seed=5,
+            halo=64,
+            checkpoint_every=640,
+            frame_every=0,
+        )
         assert_exact(viewer, tmp_path, job, request)
         last = {}
         for strip in (0, 1):  # each strip's last word, once it is done
@@ -176,9 +224,19 @@ def test_an_agent_killed_mid_run_is_replaced_and_the_board_is_still_exact(
         viewer.wait_for(online(node))
     coordinator()
     # Paced, so the kill lands mid-run whatever this machine's speed.
-    job, request = submit(viewer, "soup-kill", width=256, height=192, gens=1200, density=0.4,
-                          seed=7, halo=4, checkpoint_every=200, frame_every=0,
-                          pace=200)  # fmt: skip
+    job, request = submit(
+        viewer,
+        "soup-kill",
+        width=256,
+        height=192,
+        gens=1200,
+        density=0.4,
+        seed=7,
+        halo=4,
+        checkpoint_every=200,
+        frame_every=0,
+        pace=200,
+    )
     life_status(viewer, job, lambda s: s.gen >= 600 and s.population_gen >= 400)
     fleet["node-b"].proc.kill()  # mid-run: its strip's neighbours wait for halos that never come
     final = assert_exact(viewer, tmp_path, job, request)
@@ -194,9 +252,19 @@ def test_duplicate_stale_and_malformed_messages_change_nothing(
     two_agents(recorder, agents, viewer)
     boss = coordinator()
     # Paced, so the noise lands mid-run whatever this machine's speed.
-    job, request = submit(viewer, "soup-noise", width=128, height=64, gens=800, density=0.3,
-                          seed=3, halo=2, checkpoint_every=500, frame_every=0,
-                          pace=200)  # fmt: skip
+    job, request = submit(
+        viewer,
+        "soup-noise",
+        width=128,
+        height=64,
+        gens=800,
+        density=0.3,
+        seed=3,
+        halo=2,
+        checkpoint_every=500,
+        frame_every=0,
+        pace=200,
+    )
     life_status(viewer, job, lambda s: s.gen >= 200)
     halos = viewer.matching(lambda m: m.topic.endswith(("/up", "/down")))
     assert len(halos) > 20
@@ -213,10 +281,17 @@ def test_duplicate_stale_and_malformed_messages_change_nothing(
     checkpoint_topic = a_halo.rsplit("/", 1)[0] + "/checkpoint"
     admin.publish(checkpoint_topic, b"not a checkpoint")
     assert_exact(viewer, tmp_path, job, request)
-    reports = [wire.decode_progress(m.payload)
-               for m in viewer.matching(lambda m: m.topic.endswith("/progress"))]  # fmt: skip
-    assert sum(max((r.duplicates + r.stale for r in reports if r.strip == s), default=0)
-               for s in (0, 1)) >= 6  # fmt: skip
+    reports = [
+        wire.decode_progress(m.payload)
+        for m in viewer.matching(lambda m: m.topic.endswith("/progress"))
+    ]
+    assert (
+        sum(
+            max((r.duplicates + r.stale for r in reports if r.strip == s), default=0)
+            for s in (0, 1)
+        )
+        >= 6
+    )
     assert max(r.malformed for r in reports) >= 1
     assert "ignored malformed message on " + checkpoint_topic in boss.log()
 
@@ -245,8 +320,9 @@ def test_duplicate_stale_and_malformed_messages_change_nothing(
         ({"width": 64, "height": 64, "gens": 0, "density": 0.5}, "'gens'"),
     ],
 )
-def test_bad_life_requests_are_answered_with_the_reason(fields, error, broker, coordinator,
-                                                        recorder):  # fmt: skip
+def test_bad_life_requests_are_answered_with_the_reason(
+    fields, error, broker, coordinator, recorder
+):
     coordinator()
     viewer = recorder("viewer")
     viewer.wait_connected()
@@ -263,9 +339,24 @@ def test_the_cli_runs_a_pattern_exports_its_rle_verifies_it_and_cancels(
     viewer = two_agents(recorder, agents)
     coordinator()
     flags = job_flags(broker, users)
-    done = piswarm("job", "life", "--size", "120x90", "--gens", "300", "--pattern",
-                   "gosper-glider-gun", "--at", "5,5", "--wrap", "dead", "--halo", "5",
-                   "--wait", *flags)  # fmt: skip
+    done = piswarm(
+        "job",
+        "life",
+        "--size",
+        "120x90",
+        "--gens",
+        "300",
+        "--pattern",
+        "gosper-glider-gun",
+        "--at",
+        "5,5",
+        "--wrap",
+        "dead",
+        "--halo",
+        "5",
+        "--wait",
+        *flags,
+    )
     assert done.returncode == 0, done.stderr.decode()
     job = done.stdout.decode().strip()
     assert "generation 300/300" in done.stderr.decode()
@@ -281,14 +372,18 @@ def test_the_cli_runs_a_pattern_exports_its_rle_verifies_it_and_cancels(
     assert piswarm("job", "export", job, "--format", "txt", *db).returncode == 2
     listed = piswarm("job", "list", *flags)
     assert f"{job}  done      life 120x90 dead  generation 300/300".encode() in listed.stdout
-    long = piswarm("job", "life", "--size", "512x512", "--gens", "1e9", "--random", "0.3",
-                   *flags).stdout.decode().strip()  # fmt: skip
+    long = (
+        piswarm("job", "life", "--size", "512x512", "--gens", "1e9", "--random", "0.3", *flags)
+        .stdout.decode()
+        .strip()
+    )
     life_status(viewer, long, lambda s: s.gen > 0)
     cancelled = piswarm("job", "cancel", long, *flags)
     assert cancelled.returncode == 0, cancelled.stderr.decode()
     life_status(viewer, long, lambda s: s.state == "cancelled")
-    stopped = viewer.wait_for(lambda m: m.topic == topics.job_life_control(long)
-                              and b"cancelled" in m.payload)  # fmt: skip
+    stopped = viewer.wait_for(
+        lambda m: m.topic == topics.job_life_control(long) and b"cancelled" in m.payload
+    )
     assert wire.decode_control(stopped.payload).state == "cancelled"
 
 
@@ -300,23 +395,48 @@ def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
     coordinator()
     feed = viewer_feed(broker, users, DISPLAY_FILTERS)
     scene = LifeScene()
-    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[scene],
-                     options=DisplayOptions(size=(1280, 720), fps=30))  # fmt: skip
+    app = DisplayApp(
+        model=ClusterModel(),
+        source=feed,
+        scenes=[scene],
+        options=DisplayOptions(size=(1280, 720), fps=30),
+    )
     glider, _ = read_pattern("glider")  # .O. / ..O / OOO
     # Across the boundary of the two strips (rows 0-31 and 32-63): after 8 generations
     # (two periods) the glider has moved 2 cells right and 2 down. Paced at 20 gen/s, the
     # strips exchange one row every generation.
-    job, _request = submit(viewer, "glider-shot", width=64, height=64, gens=8, wrap="dead",
-                           pattern=glider, x=20, y=28, halo=4, pace=20)  # fmt: skip
-    alive = {(21 + 2, 28 + 2), (22 + 2, 29 + 2), (20 + 2, 30 + 2), (21 + 2, 30 + 2),
-             (22 + 2, 30 + 2)}  # fmt: skip
+    job, _request = submit(
+        viewer,
+        "glider-shot",
+        width=64,
+        height=64,
+        gens=8,
+        wrap="dead",
+        pattern=glider,
+        x=20,
+        y=28,
+        halo=4,
+        pace=20,
+    )
+    alive = {
+        (21 + 2, 28 + 2),
+        (22 + 2, 29 + 2),
+        (20 + 2, 30 + 2),
+        (21 + 2, 30 + 2),
+        (22 + 2, 30 + 2),
+    }
     shot = tmp_path / "life.png"
 
     def finished(app):
         board = app.life.board(job)
         status = app.jobs.current_life()
-        if (board is not None and board.gen == 8 and len(board.parts) == 2
-                and status is not None and status.state == "done"):  # fmt: skip
+        if (
+            board is not None
+            and board.gen == 8
+            and len(board.parts) == 2
+            and status is not None
+            and status.state == "done"
+        ):
             app.screenshot(shot)  # this frame shows it all: save it as a user would (S)
             return True
         return False
@@ -326,8 +446,11 @@ def test_a_headless_screenshot_shows_the_glider_where_the_test_put_it(
     finally:
         feed.stop()
     board = app.life.board(job)
-    owner = {row: part.node for part in board.parts.values()
-             for row in range(part.row0, part.row0 + part.rows)}  # fmt: skip
+    owner = {
+        row: part.node
+        for part in board.parts.values()
+        for row in range(part.row0, part.row0 + part.rows)
+    }
     assert {owner[31], owner[32]} == {"node-a", "node-b"}  # the glider spans both strips
     pygame.init()
     try:
@@ -351,9 +474,19 @@ def test_the_coordinator_killed_mid_job_resumes_from_its_checkpoint_and_ends_exa
     viewer = two_agents(recorder, agents)
     first = coordinator()
     # Paced, so the kill lands mid-run whatever this machine's speed.
-    job, request = submit(viewer, "soup-coordinator", width=128, height=96, gens=1500,
-                          density=0.35, seed=11, halo=4, checkpoint_every=100, pace=150,
-                          frame_every=0)  # fmt: skip
+    job, request = submit(
+        viewer,
+        "soup-coordinator",
+        width=128,
+        height=96,
+        gens=1500,
+        density=0.35,
+        seed=11,
+        halo=4,
+        checkpoint_every=100,
+        pace=150,
+        frame_every=0,
+    )
     life_status(viewer, job, lambda s: s.population_gen >= 300)
     first.kill()
     stored = stored_board(tmp_path, job)
@@ -372,8 +505,18 @@ def test_a_broker_restart_mid_job_is_ridden_out_and_the_board_is_exact(
 ):
     viewer = two_agents(recorder, agents)
     coordinator()
-    job, request = submit(viewer, "soup-broker", width=128, height=96, gens=1500, density=0.35,
-                          seed=12, halo=4, checkpoint_every=100, pace=150)  # fmt: skip
+    job, request = submit(
+        viewer,
+        "soup-broker",
+        width=128,
+        height=96,
+        gens=1500,
+        density=0.35,
+        seed=12,
+        halo=4,
+        checkpoint_every=100,
+        pace=150,
+    )
     life_status(viewer, job, lambda s: s.gen >= 200)
     broker.stop()
     broker.start()

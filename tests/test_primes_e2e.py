@@ -46,8 +46,10 @@ def submit(broker, users, start, end, block=BLOCK, keep="primes"):
 
 
 def status_of(viewer, job, pred=lambda s: True, timeout=120):
-    msg = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
-                          and pred(jobs.decode_job_status(m.payload)), timeout=timeout)  # fmt: skip
+    msg = viewer.wait_for(
+        lambda m: m.topic == topics.job_status(job) and pred(jobs.decode_job_status(m.payload)),
+        timeout=timeout,
+    )
     return jobs.decode_job_status(msg.payload)
 
 
@@ -56,8 +58,10 @@ def finished(viewer, job, timeout=180):
 
 
 def assigned_to(node_id, job=None):
-    return lambda m: m.topic == topics.node_work_assign(node_id) and (
-        job is None or work.decode_assign(m.payload).job == job)  # fmt: skip
+    return lambda m: (
+        m.topic == topics.node_work_assign(node_id)
+        and (job is None or work.decode_assign(m.payload).job == job)
+    )
 
 
 def online(node_id):
@@ -92,8 +96,11 @@ def test_three_agents_find_pi_of_1e7_and_the_export_is_the_reference(
     viewer.wait_connected()
     fleet = [held_agent(agents, viewer, node) for node in ("node-a", "node-b", "node-c")]
     args = ["job", "primes", "1", "1e7", "--block-size", "1e6", "--wait"]
-    follow = subprocess.Popen([sys.executable, "-m", "piswarm", *args, *job_flags(broker, users)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "piswarm", *args, *job_flags(broker, users)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     for agent in fleet:  # every node gets its share before any can take the rest
         viewer.wait_for(assigned_to(agent.node_id), timeout=60)
     for agent in fleet:
@@ -277,8 +284,9 @@ def test_a_raw_mosquitto_pub_request_gets_a_reply(broker, users, coordinator, re
     viewer.publish(viewer.submit_topic, b'{"v":1,"kind":"primes","start":1,"end":1e3}')
     bad = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES, timeout=20)
     assert "'end': expected an integer" in json.loads(bad.payload)["error"]
-    viewer.publish(viewer.submit_topic,
-                   b'{"v":1,"kind":"primes","start":1,"end":1000,"request_id":"s1"}')  # fmt: skip
+    viewer.publish(
+        viewer.submit_topic, b'{"v":1,"kind":"primes","start":1,"end":1000,"request_id":"s1"}'
+    )
     good = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"s1"' in m.payload)
     assert json.loads(good.payload)["ok"] is True
 
@@ -312,20 +320,30 @@ def test_a_broker_crash_right_after_jobs_end_leaves_their_final_status_retained(
     viewer = recorder("viewer")
     viewer.wait_connected()
     primes_job = submit(broker, users, 1, 2 * BLOCK)
-    request = {"v": 1, "kind": "life", "request_id": "crash", "width": 64, "height": 32,
-               "gens": 20, "density": 0.3, "seed": 1}  # fmt: skip
+    request = {
+        "v": 1,
+        "kind": "life",
+        "request_id": "crash",
+        "width": 64,
+        "height": 32,
+        "gens": 20,
+        "density": 0.3,
+        "seed": 1,
+    }
     viewer.publish(viewer.submit_topic, json.dumps(request).encode())
     answer = viewer.wait_for(lambda m: m.topic == topics.JOBS_REPLIES and b'"crash"' in m.payload)
     life_job = json.loads(answer.payload)["job"]
     finished(viewer, primes_job)
-    viewer.wait_for(lambda m: m.topic == topics.job_status(life_job) and b'"done"' in m.payload,
-                    timeout=60)  # fmt: skip
+    viewer.wait_for(
+        lambda m: m.topic == topics.job_status(life_job) and b'"done"' in m.payload, timeout=60
+    )
     broker.kill()  # well within AUTOSAVE_SECONDS of the last statuses
     broker.start()
     watcher = recorder("viewer")
     for job in (primes_job, life_job):  # published again once the coordinator is back
-        watcher.wait_for(lambda m, j=job: m.topic == topics.job_status(j) and not m.retain,
-                         timeout=30)  # fmt: skip
+        watcher.wait_for(
+            lambda m, j=job: m.topic == topics.job_status(j) and not m.retain, timeout=30
+        )
     later = recorder("viewer")  # what anyone subscribing from now on is told
     for job in (primes_job, life_job):
         status = later.wait_for(lambda m, j=job: m.topic == topics.job_status(j))

@@ -27,18 +27,31 @@ NO_SOURCES = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", "Dir::Etc::SourcePar
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get"), reason="root and apt")
 @pytest.mark.parametrize(
     ("locks", "apt_args"),
-    [(["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"], ["install", "-y", "-qq", "mosquitto"]),
-     (["/var/lib/apt/lists/lock"], ["update", "-qq", *NO_SOURCES])],
-)  # fmt: skip
+    [
+        (
+            ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"],
+            ["install", "-y", "-qq", "mosquitto"],
+        ),
+        (["/var/lib/apt/lists/lock"], ["update", "-qq", *NO_SOURCES]),
+    ],
+)
 def test_run_waits_for_another_package_manager_and_says_so_once(locks, apt_args):
     """unattended-upgrades on a fresh Raspberry Pi OS or Ubuntu holds apt's locks: ./run
     waits for it (apt-get alone exits 100 at once on the package lists' lock)."""
-    with subprocess.Popen([sys.executable, "-c", HOLDER, *locks], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as holder:  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, *locks],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
         try:
             assert holder.stdout.readline().strip() == "held"
-            with subprocess.Popen(["bash", "-c", 'source ./run && apt_get "$@"', "run", *apt_args],
-                                  cwd=ROOT, stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
+            with subprocess.Popen(
+                ["bash", "-c", 'source ./run && apt_get "$@"', "run", *apt_args],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as run:
                 said = run.stderr.readline()
                 assert "another package manager is at work (python" in said, said
                 assert run.poll() is None  # it waits ...

@@ -28,22 +28,45 @@ def attacks(job: str, index: int) -> dict[str, tuple[str, bytes]]:
     lo = block * 1_000_000 + 1
     epoch_topic = topics.life_strip("node-c", job, index % 3, index % 5, "checkpoint")
     return {
-        "submit": (topics.jobs_submit("viewer"),
-                   b'{"v":1,"kind":"primes","start":' + huge + b',"end":1}' if odd
-                   else b"\xff not json %d" % index),
-        "status": (topics.node_status("node-c"),
-                   b'{"v":1,"node":"node-a","state":"offline","ts":1,"reason":"lost"}' if odd
-                   else b'{"v":1,"node":"node-c","state":"online","ts":' + huge + b"}"),
-        "request": (topics.node_work_request("node-c"),
-                    b'{"v":1,"want":' + huge + b"}" if odd else b"[]"),
+        "submit": (
+            topics.jobs_submit("viewer"),
+            b'{"v":1,"kind":"primes","start":' + huge + b',"end":1}'
+            if odd
+            else b"\xff not json %d" % index,
+        ),
+        "status": (
+            topics.node_status("node-c"),
+            b'{"v":1,"node":"node-a","state":"offline","ts":1,"reason":"lost"}'
+            if odd
+            else b'{"v":1,"node":"node-c","state":"online","ts":' + huge + b"}",
+        ),
+        "request": (
+            topics.node_work_request("node-c"),
+            b'{"v":1,"want":' + huge + b"}" if odd else b"[]",
+        ),
         # Forged: a well-formed result for a block node-c was never given.
-        "result": (topics.node_result("node-c", job, block),
-                   encode_primes([lo, lo + 2]) if odd else b"PRM1" + bytes(30)),
+        "result": (
+            topics.node_result("node-c", job, block),
+            encode_primes([lo, lo + 2]) if odd else b"PRM1" + bytes(30),
+        ),
         "checkpoint": (epoch_topic, b"PSLF" + bytes(60)),
-        "progress": (topics.life_strip("node-c", job, 1, 0, "progress"),
-                     json.dumps({"v": 1, "job": job, "epoch": 1, "strip": 0, "gen": index,
-                                 "population": 0, "rate": 1.0}).encode() if odd else b"{"),
-    }  # fmt: skip
+        "progress": (
+            topics.life_strip("node-c", job, 1, 0, "progress"),
+            json.dumps(
+                {
+                    "v": 1,
+                    "job": job,
+                    "epoch": 1,
+                    "strip": 0,
+                    "gen": index,
+                    "population": 0,
+                    "rate": 1.0,
+                }
+            ).encode()
+            if odd
+            else b"{",
+        ),
+    }
 
 
 @pytest.mark.slow
@@ -103,9 +126,12 @@ def test_a_job_ends_exact_through_ten_thousand_bad_messages_a_topic(
     assert process.is_running() and coord.starts == 1
     assert [agent.proc.pid for agent in honest] == pids
     assert all(agent.proc.poll() is None for agent in honest)
-    assert not viewer.matching(lambda m: m.topic in (topics.node_status("node-a"),
-                                                     topics.node_status("node-b"))
-                               and b'"offline"' in m.payload)  # fmt: skip
+    assert not viewer.matching(
+        lambda m: (
+            m.topic in (topics.node_status("node-a"), topics.node_status("node-b"))
+            and b'"offline"' in m.payload
+        )
+    )
     counts = json.loads(health.matching(lambda m: True)[-1].payload)
     assert counts["errors"] == 0, counts  # every bad message refused as such, no bug hit
     grown = peak[0] - start_rss

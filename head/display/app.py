@@ -250,16 +250,30 @@ class DisplayApp:
         """Messages this display met and could not show: malformed ones its models refused,
         ones its feed had no room for, and ones that hit a bug (each is logged, with
         warnings rate-limited). The cluster scene's header shows the count."""
-        return (self.model.stats.malformed + self.jobs.malformed + self.life.malformed
-                + self.source.dropped + self.errors)  # fmt: skip
+        return (
+            self.model.stats.malformed
+            + self.jobs.malformed
+            + self.life.malformed
+            + self.source.dropped
+            + self.errors
+        )
 
     def frame(self) -> Frame:
         now = self.clock()
         # While the broker is away nothing new can arrive: judge staleness as of the loss,
         # so the last known state is shown as it was, not as everything going stale.
         view_time = self.link.since if self.link.state == "lost" else now
-        return Frame(self.model, now, view_time, self.link, self.options.palette, self.text,
-                     self.jobs, self.life, self.ignored())  # fmt: skip
+        return Frame(
+            self.model,
+            now,
+            view_time,
+            self.link,
+            self.options.palette,
+            self.text,
+            self.jobs,
+            self.life,
+            self.ignored(),
+        )
 
     def run(
         self,
@@ -285,8 +299,11 @@ class DisplayApp:
             w, h = self._screen.get_size()
             log.info(
                 "display running at %dx%d%s (%s driver)",
-                w, h, " fullscreen" if self.fullscreen else "", pygame.display.get_driver(),
-            )  # fmt: skip
+                w,
+                h,
+                " fullscreen" if self.fullscreen else "",
+                pygame.display.get_driver(),
+            )
             if on_start is not None:
                 on_start(self)
             ticker = pygame.time.Clock()

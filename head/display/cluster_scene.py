@@ -248,8 +248,14 @@ class ClusterScene:
         """Under-voltage: a yellow lightning bolt on a dark disc."""
         x, y = centre
         pygame.draw.circle(surface, (20, 20, 24), centre, 9)
-        bolt = [(x + 2, y - 7), (x - 4, y + 1), (x, y + 1), (x - 2, y + 7), (x + 4, y - 1),
-                (x, y - 1)]  # fmt: skip
+        bolt = [
+            (x + 2, y - 7),
+            (x - 4, y + 1),
+            (x, y + 1),
+            (x - 2, y + 7),
+            (x + 4, y - 1),
+            (x, y - 1),
+        ]
         pygame.draw.polygon(surface, colors.WARNING, bolt)
 
     def _draw_header(self, surface: pygame.Surface, frame: Frame, full: bool) -> pygame.Rect | None:
@@ -313,8 +319,12 @@ class ClusterScene:
         bar = pygame.Rect(16, rect.y + rect.h // 4, min(420, w // 3), rect.h // 2)
         for i in range(bar.w):
             temp = colors.SCALE_MIN_C + (colors.SCALE_MAX_C - colors.SCALE_MIN_C) * i / bar.w
-            pygame.draw.line(surface, colors.temp_color(temp, frame.palette),
-                             (bar.x + i, bar.y), (bar.x + i, bar.bottom))  # fmt: skip
+            pygame.draw.line(
+                surface,
+                colors.temp_color(temp, frame.palette),
+                (bar.x + i, bar.y),
+                (bar.x + i, bar.bottom),
+            )
         for temp in (40, 50, 60, 70, 80):
             x = bar.x + round(bar.w * (temp - 40) / 40)
             ink = colors.text_on(colors.temp_color(temp, frame.palette))
@@ -345,6 +355,7 @@ class ClusterScene:
             surface.blit(surf, (x + 24, rect.centery - surf.get_height() // 2))
             x += 24 + surf.get_width() + 24
         if self._overflow:
-            note = text.render(f"bottom row: {len(self._overflow)} nodes not in the layout",
-                               size, colors.WARNING)  # fmt: skip
+            note = text.render(
+                f"bottom row: {len(self._overflow)} nodes not in the layout", size, colors.WARNING
+            )
             surface.blit(note, (w - note.get_width() - 16, rect.centery - note.get_height() // 2))

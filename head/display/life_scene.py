@@ -118,8 +118,10 @@ class LifeScene:
             return None
         kx = self.board_rect.width / (x1 - x0)
         ky = self.board_rect.height / (y1 - y0)
-        return (self.board_rect.x + int((px + 0.5 - x0) * kx),
-                self.board_rect.y + int((py + 0.5 - y0) * ky))  # fmt: skip
+        return (
+            self.board_rect.x + int((px + 0.5 - x0) * kx),
+            self.board_rect.y + int((py + 0.5 - y0) * ky),
+        )
 
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         status = frame.jobs.current_life()
@@ -145,19 +147,36 @@ class LifeScene:
         w, h = surface.get_size()
         self.board_rect = pygame.Rect(0, 0, 0, 0)
         frame.text.blit(surface, "Game of Life", h // 12, colors.TEXT, (w // 20, h // 10))
-        frame.text.blit(surface, "No Game of Life yet. Start one with:", h // 24,
-                        colors.TEXT_DIM, (w // 20, h // 3))  # fmt: skip
-        frame.text.blit(surface, "piswarm job life --size 1024x576 --gens 100000 --random 0.3",
-                        h // 18, colors.TEXT, (w // 20, h // 3 + h // 16),
-                        max_width=w - w // 10)  # fmt: skip
+        frame.text.blit(
+            surface,
+            "No Game of Life yet. Start one with:",
+            h // 24,
+            colors.TEXT_DIM,
+            (w // 20, h // 3),
+        )
+        frame.text.blit(
+            surface,
+            "piswarm job life --size 1024x576 --gens 100000 --random 0.3",
+            h // 18,
+            colors.TEXT,
+            (w // 20, h // 3 + h // 16),
+            max_width=w - w // 10,
+        )
 
-    def _draw_job(self, surface: pygame.Surface, frame: Frame, s: LifeStatus,
-                  board: LifeBoard | None) -> None:  # fmt: skip
+    def _draw_job(
+        self, surface: pygame.Surface, frame: Frame, s: LifeStatus, board: LifeBoard | None
+    ) -> None:
         w, h = surface.get_size()
         margin = w // 40
         inner = w - 2 * margin
-        frame.text.blit(surface, f"Game of Life {s.name or s.job}", h // 18, colors.TEXT,
-                        (margin, h // 40), max_width=inner * 2 // 3)  # fmt: skip
+        frame.text.blit(
+            surface,
+            f"Game of Life {s.name or s.job}",
+            h // 18,
+            colors.TEXT,
+            (margin, h // 40),
+            max_width=inner * 2 // 3,
+        )
         state = {"running": "running", "done": "finished"}.get(s.state, s.state)
         state_colour = {"done": colors.OK, "failed": colors.ALERT}.get(s.state, colors.TEXT_DIM)
         label = frame.text.render(f"{s.width}x{s.height} {s.wrap}  {state}", h // 30, state_colour)
@@ -178,17 +197,25 @@ class LifeScene:
         for i, (name, value) in enumerate(figures):
             x = margin + i * column
             frame.text.blit(surface, name, h // 40, colors.TEXT_DIM, (x, y))
-            frame.text.blit(surface, value, h // 20, colors.TEXT, (x, y + h // 34),
-                            max_width=column - margin // 2)  # fmt: skip
+            frame.text.blit(
+                surface,
+                value,
+                h // 20,
+                colors.TEXT,
+                (x, y + h // 34),
+                max_width=column - margin // 2,
+            )
         y += h // 34 + h // 20 + h // 80
         bar = pygame.Rect(margin, y, inner, max(4, h // 90))
         pygame.draw.rect(surface, colors.PANEL, bar)
         if s.fraction > 0:
-            pygame.draw.rect(surface, colors.OK, (bar.x, bar.y, round(bar.width * s.fraction),
-                                                  bar.height))  # fmt: skip
+            pygame.draw.rect(
+                surface, colors.OK, (bar.x, bar.y, round(bar.width * s.fraction), bar.height)
+            )
         if s.error:
-            frame.text.blit(surface, s.error, h // 36, colors.ALERT, (margin, bar.bottom + 2),
-                            max_width=inner)  # fmt: skip
+            frame.text.blit(
+                surface, s.error, h // 36, colors.ALERT, (margin, bar.bottom + 2), max_width=inner
+            )
 
         top = bar.bottom + h // 30
         legend_w = inner // 6
@@ -196,12 +223,18 @@ class LifeScene:
         if board is None or not board.parts:
             self.board_rect = pygame.Rect(0, 0, 0, 0)
             pygame.draw.rect(surface, colors.PANEL, box)
-            frame.text.blit(surface, "waiting for the strips' first frames", h // 30,
-                            colors.TEXT_DIM, (box.x + margin, box.y + margin))  # fmt: skip
+            frame.text.blit(
+                surface,
+                "waiting for the strips' first frames",
+                h // 30,
+                colors.TEXT_DIM,
+                (box.x + margin, box.y + margin),
+            )
         else:
             self._draw_board(surface, board, box)
-        self._draw_legend(surface, frame, s, board,
-                          pygame.Rect(box.right + margin, top, legend_w, box.height))  # fmt: skip
+        self._draw_legend(
+            surface, frame, s, board, pygame.Rect(box.right + margin, top, legend_w, box.height)
+        )
 
     def _draw_board(self, surface: pygame.Surface, board: LifeBoard, box: pygame.Rect) -> None:
         rows, columns = board.cells.shape
@@ -229,8 +262,14 @@ class LifeScene:
                     pygame.draw.line(surface, line, (rect.x, y), (rect.right - 1, y))
         pygame.draw.rect(surface, colors.PANEL, rect.inflate(2, 2), 1)
 
-    def _draw_legend(self, surface: pygame.Surface, frame: Frame, s: LifeStatus,
-                     board: LifeBoard | None, box: pygame.Rect) -> None:  # fmt: skip
+    def _draw_legend(
+        self,
+        surface: pygame.Surface,
+        frame: Frame,
+        s: LifeStatus,
+        board: LifeBoard | None,
+        box: pygame.Rect,
+    ) -> None:
         h = surface.get_height()
         frame.text.blit(surface, "strips", h // 32, colors.TEXT_DIM, box.topleft)
         line = max(12, h // 30)
@@ -246,8 +285,20 @@ class LifeScene:
                 break
             swatch = pygame.Rect(box.x, y + line // 6, line * 2 // 3, line * 2 // 3)
             pygame.draw.rect(surface, node_color(part.node), swatch)
-            frame.text.blit(surface, part.node, h // 36, colors.TEXT,
-                            (swatch.right + line // 3, y), max_width=box.width - line)  # fmt: skip
+            frame.text.blit(
+                surface,
+                part.node,
+                h // 36,
+                colors.TEXT,
+                (swatch.right + line // 3, y),
+                max_width=box.width - line,
+            )
         if not parts and s.nodes:
-            frame.text.blit(surface, ", ".join(s.nodes), h // 40, colors.TEXT_DIM,
-                            (box.x, box.y + line), max_width=box.width)  # fmt: skip
+            frame.text.blit(
+                surface,
+                ", ".join(s.nodes),
+                h // 40,
+                colors.TEXT_DIM,
+                (box.x, box.y + line),
+                max_width=box.width,
+            )

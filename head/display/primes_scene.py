@@ -69,10 +69,21 @@ class PrimesScene:
     def _draw_idle(self, surface: pygame.Surface, frame: Frame) -> None:
         w, h = surface.get_size()
         frame.text.blit(surface, "Prime search", h // 12, colors.TEXT, (w // 20, h // 10))
-        frame.text.blit(surface, "No prime search yet. Start one with:", h // 24,
-                   colors.TEXT_DIM, (w // 20, h // 3))  # fmt: skip
-        frame.text.blit(surface, "piswarm job primes 1 1e9", h // 16, colors.TEXT,
-                   (w // 20, h // 3 + h // 16), max_width=w - w // 10)  # fmt: skip
+        frame.text.blit(
+            surface,
+            "No prime search yet. Start one with:",
+            h // 24,
+            colors.TEXT_DIM,
+            (w // 20, h // 3),
+        )
+        frame.text.blit(
+            surface,
+            "piswarm job primes 1 1e9",
+            h // 16,
+            colors.TEXT,
+            (w // 20, h // 3 + h // 16),
+            max_width=w - w // 10,
+        )
 
     def _draw_job(
         self, surface: pygame.Surface, frame: Frame, s: JobStatus, job_map: JobMap | None
@@ -82,8 +93,9 @@ class PrimesScene:
         inner = w - 2 * margin
         title = f"Prime search {s.name or s.job}"
         state = {"running": "running", "done": "finished", "cancelled": "cancelled"}[s.state]
-        frame.text.blit(surface, title, h // 18, colors.TEXT, (margin, h // 40),
-                   max_width=inner * 2 // 3)  # fmt: skip
+        frame.text.blit(
+            surface, title, h // 18, colors.TEXT, (margin, h // 40), max_width=inner * 2 // 3
+        )
         state_colour = colors.OK if s.state == "done" else colors.TEXT_DIM
         label = frame.text.render(f"[{s.start:,} .. {s.end:,}]  {state}", h // 30, state_colour)
         surface.blit(label, (w - margin - label.get_width(), h // 40 + h // 90))
@@ -91,8 +103,9 @@ class PrimesScene:
         y = h // 9
         frame.text.blit(surface, "largest prime found", h // 32, colors.TEXT_DIM, (margin, y))
         digits = "-" if s.largest is None else f"{s.largest:,}"
-        big = frame.text.blit(surface, digits, h // 6, colors.TEXT, (margin, y + h // 28),
-                         max_width=inner)  # fmt: skip
+        big = frame.text.blit(
+            surface, digits, h // 6, colors.TEXT, (margin, y + h // 28), max_width=inner
+        )
 
         y = big.bottom + h // 40
         figures = [
@@ -119,8 +132,9 @@ class PrimesScene:
         if filled.width:
             pygame.draw.rect(surface, BAR, filled)
         pct = f"{100 * s.fraction:.1f}%  ({s.blocks_done:,} of {s.blocks_total:,} blocks)"
-        frame.text.blit(surface, pct, h // 36, colors.TEXT_DIM,
-                   (margin, self.bar_rect.bottom + h // 120))  # fmt: skip
+        frame.text.blit(
+            surface, pct, h // 36, colors.TEXT_DIM, (margin, self.bar_rect.bottom + h // 120)
+        )
         self.checks_rect = pygame.Rect(0, 0, 0, 0)
         if s.checked or s.mismatches:
             checks = f"{s.checked:,} blocks double-checked"
@@ -137,8 +151,12 @@ class PrimesScene:
         legend_w = inner // 4
         self.map_rect = pygame.Rect(margin, top, inner - legend_w - margin, h - top - margin)
         self._draw_map(surface, job_map)
-        self._draw_contributors(surface, frame, s, pygame.Rect(
-            self.map_rect.right + margin, top, legend_w, self.map_rect.height))  # fmt: skip
+        self._draw_contributors(
+            surface,
+            frame,
+            s,
+            pygame.Rect(self.map_rect.right + margin, top, legend_w, self.map_rect.height),
+        )
 
     def _draw_map(self, surface: pygame.Surface, job_map: JobMap | None) -> None:
         if job_map is None or not job_map.owner:
@@ -166,5 +184,11 @@ class PrimesScene:
                 break
             swatch = pygame.Rect(box.x, y + line // 6, line * 2 // 3, line * 2 // 3)
             pygame.draw.rect(surface, node_color(c.node), swatch)
-            frame.text.blit(surface, f"{c.node}  {c.blocks:,}", h // 32, colors.TEXT,
-                       (swatch.right + line // 3, y), max_width=box.width - line)  # fmt: skip
+            frame.text.blit(
+                surface,
+                f"{c.node}  {c.blocks:,}",
+                h // 32,
+                colors.TEXT,
+                (swatch.right + line // 3, y),
+                max_width=box.width - line,
+            )

@@ -41,8 +41,16 @@ class TextCache:
             size -= 1
         return size
 
-    def blit(self, surface: pygame.Surface, text: str, size: int, colour: RGB,
-             at: tuple[int, int], *, max_width: int | None = None) -> pygame.Rect:  # fmt: skip
+    def blit(
+        self,
+        surface: pygame.Surface,
+        text: str,
+        size: int,
+        colour: RGB,
+        at: tuple[int, int],
+        *,
+        max_width: int | None = None,
+    ) -> pygame.Rect:
         """Draw ``text`` at ``at`` (shrunk to fit ``max_width``); the rectangle it took."""
         if max_width is not None:
             size = self.fit(text, size, max_width)

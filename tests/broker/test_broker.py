@@ -77,14 +77,21 @@ def test_rotated_password_takes_effect_after_reload(broker, users):
 
 def test_rendered_config_sets_every_deliberate_limit(tmp_path):
     text = BrokerConfig(
-        port=1883, bind=None, passwd_file=tmp_path / "p", acl_file=tmp_path / "a",
+        port=1883,
+        bind=None,
+        passwd_file=tmp_path / "p",
+        acl_file=tmp_path / "a",
         persistence_dir=tmp_path,
-    ).render()  # fmt: skip
+    ).render()
     for line in (
-        "allow_anonymous false", "autosave_on_changes false", "autosave_interval 5",
+        "allow_anonymous false",
+        "autosave_on_changes false",
+        "autosave_interval 5",
         "set_tcp_nodelay true",
-        "max_queued_messages 100000", "max_packet_size 8388608", "listener 1883",
-    ):  # fmt: skip
+        "max_queued_messages 100000",
+        "max_packet_size 8388608",
+        "listener 1883",
+    ):
         assert f"\n{line}\n" in text
 
 
@@ -94,11 +101,24 @@ def test_missing_mosquitto_is_one_clear_line(tmp_path, monkeypatch):
         find_mosquitto(search_path=str(tmp_path))
     assert "apt-get install mosquitto" in str(err.value) and "\n" not in str(err.value)
     done = subprocess.run(
-        [sys.executable, "-m", "piswarm", "broker", "run", "--port", "0",
-         "--dir", str(tmp_path / "u"), "--state-dir", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "broker",
+            "run",
+            "--port",
+            "0",
+            "--dir",
+            str(tmp_path / "u"),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**os.environ, "PISWARM_MOSQUITTO": str(tmp_path / "nope")},
-    )  # fmt: skip
+    )
     assert done.returncode == 1
     nope = tmp_path / "nope"
     assert done.stderr.strip().splitlines() == [

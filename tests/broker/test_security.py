@@ -38,11 +38,18 @@ def test_wrong_password_is_refused(broker, users):
 
 @pytest.mark.parametrize(
     "topic",
-    ["piswarm/nodes/node-b/status", "piswarm/nodes/node-b/telemetry", "piswarm/jobs/submit",
-     "piswarm/jobs/submit/node-a", "piswarm/jobs/submit/viewer",
-     "piswarm/jobs/j1/status", "piswarm/health/node-b", "piswarm/health/coordinator",
-     "elsewhere/x"],
-)  # fmt: skip
+    [
+        "piswarm/nodes/node-b/status",
+        "piswarm/nodes/node-b/telemetry",
+        "piswarm/jobs/submit",
+        "piswarm/jobs/submit/node-a",
+        "piswarm/jobs/submit/viewer",
+        "piswarm/jobs/j1/status",
+        "piswarm/health/node-b",
+        "piswarm/health/coordinator",
+        "elsewhere/x",
+    ],
+)
 def test_node_cannot_publish_outside_its_subtree(broker, users, recorder, topic):
     watcher = recorder("admin", filters=("#",))
     watcher.wait_connected()
@@ -67,10 +74,15 @@ def test_a_client_may_echo_a_marker_to_its_own_sync_topic_only(broker, users, re
 
 @pytest.mark.parametrize(
     ("topic", "retain"),
-    [("piswarm/nodes/node-a/probe", True), ("piswarm/nodes/node-a/a/b/c/d/e", True),
-     ("piswarm/nodes/node-a/results/j1", False), ("piswarm/nodes/node-a/acks", False),
-     ("piswarm/nodes/node-a/work/assign", False), ("piswarm/nodes/node-a/life/j/1/0/x", False)],
-)  # fmt: skip
+    [
+        ("piswarm/nodes/node-a/probe", True),
+        ("piswarm/nodes/node-a/a/b/c/d/e", True),
+        ("piswarm/nodes/node-a/results/j1", False),
+        ("piswarm/nodes/node-a/acks", False),
+        ("piswarm/nodes/node-a/work/assign", False),
+        ("piswarm/nodes/node-a/life/j/1/0/x", False),
+    ],
+)
 def test_a_node_writes_only_the_leaves_the_protocol_documents(broker, recorder, topic, retain):
     """A node could write anything under its subtree: 50 retained messages of 8 MiB grew the
     broker to 430 MB and its database to 400 MiB, rewritten every 5 s."""
@@ -124,9 +136,15 @@ def test_viewer_reads_everything_and_publishes_only_job_requests(broker, users, 
     node.publish("piswarm/nodes/node-c/telemetry", b'{"v":1}')
     viewer.wait_for(lambda m: m.topic == "piswarm/jobs/j1/status")
     viewer.wait_for(lambda m: m.topic == "piswarm/nodes/node-c/telemetry")
-    for topic in ("piswarm/jobs/cancel", "piswarm/nodes/node-c/cmd", "piswarm/x",
-                  "piswarm/jobs/j1/status", "piswarm/jobs/submit", "piswarm/jobs/submit/admin",
-                  "piswarm/jobs/submit/node-c"):  # fmt: skip
+    for topic in (
+        "piswarm/jobs/cancel",
+        "piswarm/nodes/node-c/cmd",
+        "piswarm/x",
+        "piswarm/jobs/j1/status",
+        "piswarm/jobs/submit",
+        "piswarm/jobs/submit/admin",
+        "piswarm/jobs/submit/node-c",
+    ):
         assert viewer.publish(topic, b'{"v":1}').value == NOT_AUTHORIZED
     # Students start work with mosquitto_pub as the viewer: on its own submit topic, which
     # tells the coordinator who submitted (quotas) and which nobody else can write.

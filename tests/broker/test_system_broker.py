@@ -42,8 +42,9 @@ def listening(port: int) -> bool:
 
 
 def piswarm(*args):
-    done = subprocess.run([sys.executable, "-m", "piswarm", *args], capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "piswarm", *args], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -54,8 +55,9 @@ def test_drop_in_config_runs_with_debians_packaged_mosquitto_conf():
     try:
         base.chmod(0o755)  # the broker, once it is 'mosquitto', must reach the users dir
         users_dir, confd, state = base / "users", base / "conf.d", base / "state"
-        piswarm("broker", "users", "add", "pi-1", "--dir", str(users_dir),
-                "--broker-group", "mosquitto")  # fmt: skip
+        piswarm(
+            "broker", "users", "add", "pi-1", "--dir", str(users_dir), "--broker-group", "mosquitto"
+        )
         port = free_port()
         confd.mkdir()
         (confd / "piswarm.conf").write_text(
@@ -75,8 +77,11 @@ def test_drop_in_config_runs_with_debians_packaged_mosquitto_conf():
         assert mode == 0o700  # the passwords in clear stay private to their owner
         assert stat.S_IMODE((users_dir / "passwd").stat().st_mode) == 0o640
 
-        proc = subprocess.Popen(["mosquitto", "-c", str(base / "mosquitto.conf")],
-                                stderr=subprocess.PIPE, preexec_fn=die_with_parent)  # fmt: skip
+        proc = subprocess.Popen(
+            ["mosquitto", "-c", str(base / "mosquitto.conf")],
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + 10
         while not listening(port):
             assert proc.poll() is None, proc.stderr.read().decode()

@@ -116,14 +116,27 @@ class FakePiFleet:
         etc.mkdir(parents=True)
         pi.home.mkdir(parents=True)
         os.chown(pi.home, PI_UID, PI_UID)
-        system = {name: [x for x in Path(f"/etc/{name}").read_text().splitlines()
-                         if x.split(":")[0] in ("root", "mosquitto")]
-                  for name in ("passwd", "group")}  # fmt: skip
-        (etc / "passwd").write_text("\n".join([
-            *system["passwd"], f"pi:x:{PI_UID}:{PI_UID}:pi:/home/pi:/bin/sh",
-            "sshd:x:110:65534::/run/sshd:/usr/sbin/nologin", ""]))  # fmt: skip
-        (etc / "group").write_text("\n".join([
-            *system["group"], f"pi:x:{PI_UID}:", "nogroup:x:65534:", ""]))  # fmt: skip
+        system = {
+            name: [
+                x
+                for x in Path(f"/etc/{name}").read_text().splitlines()
+                if x.split(":")[0] in ("root", "mosquitto")
+            ]
+            for name in ("passwd", "group")
+        }
+        (etc / "passwd").write_text(
+            "\n".join(
+                [
+                    *system["passwd"],
+                    f"pi:x:{PI_UID}:{PI_UID}:pi:/home/pi:/bin/sh",
+                    "sshd:x:110:65534::/run/sshd:/usr/sbin/nologin",
+                    "",
+                ]
+            )
+        )
+        (etc / "group").write_text(
+            "\n".join([*system["group"], f"pi:x:{PI_UID}:", "nogroup:x:65534:", ""])
+        )
         # Its own Mosquitto files, so 'deploy broker' on one Pi touches nothing else.
         if Path("/etc/mosquitto").is_dir():
             shutil.copytree("/etc/mosquitto", pi.root / "mosquitto-etc")
@@ -148,8 +161,19 @@ class FakePiFleet:
         )
         host_side = f"{self.tag}v{i}"
         sh("ip", "netns", "add", pi.netns)
-        sh("ip", "link", "add", host_side, "type", "veth", "peer", "name", "eth0",
-           "netns", pi.netns)  # fmt: skip
+        sh(
+            "ip",
+            "link",
+            "add",
+            host_side,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pi.netns,
+        )
         sh("ip", "link", "set", host_side, "master", self.bridge)
         sh("ip", "link", "set", host_side, "up")
         inside = ("ip", "netns", "exec", pi.netns)
@@ -192,16 +216,31 @@ class FakePiFleet:
         )
         with (r / "sshd.log").open("ab") as log:
             pi.proc = subprocess.Popen(
-                ["ip", "netns", "exec", pi.netns, "unshare", "--pid", "--fork", "--mount",
-                 "--mount-proc", "--propagation", "private", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-            )  # fmt: skip
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    pi.netns,
+                    "unshare",
+                    "--pid",
+                    "--fork",
+                    "--mount",
+                    "--mount-proc",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
 
     def wait_listening(self, pi: FakePi, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # no event to wait on: poll the port
-            probe = sh("ip", "netns", "exec", pi.netns, "ss", "-Hltn", "sport = :22",
-                       check=False)  # fmt: skip
+            probe = sh("ip", "netns", "exec", pi.netns, "ss", "-Hltn", "sport = :22", check=False)
             if probe.stdout.strip():
                 return
             time.sleep(0.05)
@@ -231,8 +270,13 @@ class FakePiFleet:
         lines = []
         for pid in self.pids(pi):
             with contextlib.suppress(OSError):
-                lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                             .decode(errors="replace").strip())  # fmt: skip
+                lines.append(
+                    Path(f"/proc/{pid}/cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                    .strip()
+                )
         return lines
 
     def __exit__(self, *_exc: object) -> None:

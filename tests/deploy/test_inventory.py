@@ -27,8 +27,11 @@ def test_the_labs_file_reads_as_it_is():
     inventory = parse_inventory(SEED_FILE)
     assert inventory.problems == []
     assert [(h.address, h.node_id, h.port, h.user, h.line) for h in inventory.hosts] == [
-        ("192.168.4.1", "pi-4-1", 22, None, 1), ("192.168.4.2", "pi-4-2", 22, None, 2),
-        ("192.168.4.3", "pi-4-3", 22, None, 3), ("192.168.5.1", "pi-5-1", 22, None, 5)]  # fmt: skip
+        ("192.168.4.1", "pi-4-1", 22, None, 1),
+        ("192.168.4.2", "pi-4-2", 22, None, 2),
+        ("192.168.4.3", "pi-4-3", 22, None, 3),
+        ("192.168.5.1", "pi-5-1", 22, None, 5),
+    ]
 
 
 def test_users_ports_node_ids_comments_and_ranges():
@@ -42,7 +45,11 @@ pi-[01:03].lab
     assert inventory.problems == []
     first, named, *rest = inventory.hosts
     assert (first.address, first.port, first.user, first.node_id) == (
-        "192.168.4.2", 2222, "pi", "desk4-b")  # fmt: skip
+        "192.168.4.2",
+        2222,
+        "pi",
+        "desk4-b",
+    )
     assert first.target == "pi@192.168.4.2:2222"
     assert named.node_id == "head"
     assert [h.address for h in rest[:6]] == [f"192.168.{d}.{p}" for d in (5, 6) for p in (1, 2, 3)]
@@ -79,22 +86,30 @@ host:99999
 
 @pytest.mark.parametrize(
     ("pattern", "expected"),
-    [("10.0.[1:3].1", ["10.0.1.1", "10.0.2.1", "10.0.3.1"]),
-     ("n[08:10]", ["n08", "n09", "n10"]),
-     ("n[1:9:4]", ["n1", "n5", "n9"]),
-     ("rack-[a:c]", ["rack-a", "rack-b", "rack-c"]),
-     ("plain", ["plain"])],
-)  # fmt: skip
+    [
+        ("10.0.[1:3].1", ["10.0.1.1", "10.0.2.1", "10.0.3.1"]),
+        ("n[08:10]", ["n08", "n09", "n10"]),
+        ("n[1:9:4]", ["n1", "n5", "n9"]),
+        ("rack-[a:c]", ["rack-a", "rack-b", "rack-c"]),
+        ("plain", ["plain"]),
+    ],
+)
 def test_ranges_expand_like_ansible(pattern, expected):
     assert expand(pattern) == expected
 
 
 @pytest.mark.parametrize(
     ("pattern", "reason"),
-    [("a[1:]", r"is not \[first:last\]"), ("a[1:5:0]", "step"), ("a[x:9]", "numbers"),
-     ("a[1:99999999]", "more than"), ("a[1:2", "unbalanced"), ("a]", "unbalanced"),
-     ("[1:400].[1:400]", "more than")],
-)  # fmt: skip
+    [
+        ("a[1:]", r"is not \[first:last\]"),
+        ("a[1:5:0]", "step"),
+        ("a[x:9]", "numbers"),
+        ("a[1:99999999]", "more than"),
+        ("a[1:2", "unbalanced"),
+        ("a]", "unbalanced"),
+        ("[1:400].[1:400]", "more than"),
+    ],
+)
 def test_bad_ranges_say_why(pattern, reason):
     with pytest.raises(InventoryError, match=reason):
         expand(pattern)
@@ -121,17 +136,24 @@ def test_any_range_expands_to_the_product_in_order(case):
     assert expand(pattern) == expected
 
 
-@given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), min_size=1, max_size=30,
-                unique=True))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 255), st.integers(0, 255)), min_size=1, max_size=30, unique=True
+    )
+)
 def test_rendered_inventories_read_back_the_same(pairs):
-    hosts = [Host(address=f"10.9.{c}.{d}", node_id=f"pi-{c}-{d}", line=i + 1)
-             for i, (c, d) in enumerate(pairs)]  # fmt: skip
-    hosts.append(Host(address="head.lab", node_id="boss", port=2200, user="pi",
-                      line=len(hosts) + 1))  # fmt: skip
+    hosts = [
+        Host(address=f"10.9.{c}.{d}", node_id=f"pi-{c}-{d}", line=i + 1)
+        for i, (c, d) in enumerate(pairs)
+    ]
+    hosts.append(
+        Host(address="head.lab", node_id="boss", port=2200, user="pi", line=len(hosts) + 1)
+    )
     again = parse_inventory(render_inventory(hosts, header="test"))
     assert again.problems == []
     assert [(h.address, h.node_id, h.port, h.user) for h in again.hosts] == [
-        (h.address, h.node_id, h.port, h.user) for h in hosts]  # fmt: skip
+        (h.address, h.node_id, h.port, h.user) for h in hosts
+    ]
 
 
 @given(st.ip_addresses(v=4))

@@ -111,8 +111,9 @@ def lab(tmp_path):
     pis.chmod(0o755)
 
     def make(count, system_packages=False):
-        fleet = FakePiFleet(pis, count, client_key=tmp_path / "id_ed25519",
-                            system_packages=system_packages)  # fmt: skip
+        fleet = FakePiFleet(
+            pis, count, client_key=tmp_path / "id_ed25519", system_packages=system_packages
+        )
         stack.append(fleet.__enter__())
         users = UserStore(tmp_path / "users")
         users.add_nodes(["pi-" + "-".join(pi.address.split(".")[2:]) for pi in fleet.pis])
@@ -166,11 +167,24 @@ def test_pis_with_numpy_of_their_own_get_only_the_wheels_they_lack(lab):
         assert [w.split("-")[0] for w in wheels] == ["paho_mqtt"]
         venv_python = pi.home / ".piswarm" / "venv" / "bin" / "python"
         where = subprocess.run(
-            ["ip", "netns", "exec", pi.netns, "nsenter", "--target", str(lab.fleet.pids(pi)[0]),
-             "--mount", str(venv_python), "-c", "import numpy, psutil, paho.mqtt;"
-             "print(numpy.__file__, psutil.__file__, paho.mqtt.__file__)"],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                pi.netns,
+                "nsenter",
+                "--target",
+                str(lab.fleet.pids(pi)[0]),
+                "--mount",
+                str(venv_python),
+                "-c",
+                "import numpy, psutil, paho.mqtt;"
+                "print(numpy.__file__, psutil.__file__, paho.mqtt.__file__)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         assert where[0].startswith(fakepis.DIST_PACKAGES) and where[1].startswith(
             fakepis.DIST_PACKAGES
         )

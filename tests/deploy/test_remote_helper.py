@@ -15,21 +15,24 @@ def test_the_systemd_unit_restarts_the_agent_as_the_user():
     assert f"PYTHONPATH={remote_helper.ROOT / 'current'}" in unit
 
 
-@pytest.mark.parametrize(("version", "specifiers", "ok"), [
-    ("1.24.2", ">=1.24", True),  # Debian 12's numpy
-    ("1.23.5", ">=1.24", False),
-    ("2.2.0", "<3,>=2.1", True),
-    ("1.6.1", "<3,>=2.1", False),  # Debian 12's paho-mqtt
-    ("3.0", "<3,>=2.1", False),
-    ("5.9.4", ">=5.9", True),
-    ("2.0.0rc1", ">=2", True),
-    ("1.4.2", "~=1.4", True),
-    ("2.0", "~=1.4", False),
-    ("1.26.4", "==1.26.*", True),
-    ("1.25.0", "!=1.25.0", False),
-    ("1.0", "", True),
-    ("1.0", "===1.0", False),  # an operator we do not know: push the wheel instead
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("version", "specifiers", "ok"),
+    [
+        ("1.24.2", ">=1.24", True),  # Debian 12's numpy
+        ("1.23.5", ">=1.24", False),
+        ("2.2.0", "<3,>=2.1", True),
+        ("1.6.1", "<3,>=2.1", False),  # Debian 12's paho-mqtt
+        ("3.0", "<3,>=2.1", False),
+        ("5.9.4", ">=5.9", True),
+        ("2.0.0rc1", ">=2", True),
+        ("1.4.2", "~=1.4", True),
+        ("2.0", "~=1.4", False),
+        ("1.26.4", "==1.26.*", True),
+        ("1.25.0", "!=1.25.0", False),
+        ("1.0", "", True),
+        ("1.0", "===1.0", False),  # an operator we do not know: push the wheel instead
+    ],
+)
 def test_version_specifiers_as_pip_reads_them(version, specifiers, ok):
     assert remote_helper.satisfies(version, specifiers) is ok
 

@@ -14,8 +14,9 @@ class Running:
 
     def __init__(self, broker, users, db, **kw):
         admin = users.get("admin")
-        settings = BrokerSettings(host="127.0.0.1", port=broker.port,
-                                  credentials=Credentials(admin.name, admin.password))  # fmt: skip
+        settings = BrokerSettings(
+            host="127.0.0.1", port=broker.port, credentials=Credentials(admin.name, admin.password)
+        )
         kw.setdefault("double_check", 0.0)  # the double-checking tests set it
         self.coordinator = Coordinator(db_path=db, settings=settings, **kw)
         self.stop = threading.Event()

@@ -11,8 +11,15 @@ from piswarm.protocol import topics
 
 
 def birth(node, ts=100.0, interval=1.0):
-    msg = protocol.NodeOnline(node=node, ts=ts, host="h", version="0.1.0", cores=4,
-                              model="Pi 4", telemetry_interval=interval)  # fmt: skip
+    msg = protocol.NodeOnline(
+        node=node,
+        ts=ts,
+        host="h",
+        version="0.1.0",
+        cores=4,
+        model="Pi 4",
+        telemetry_interval=interval,
+    )
     return topics.node_status(node), protocol.encode(msg)
 
 
@@ -24,10 +31,18 @@ def offline(node, reason="lost"):
 
 def telemetry(node, seq, temp=50.0, throttle=0):
     msg = protocol.Telemetry(
-        node=node, seq=seq, ts=100.0 + seq, temp_c=temp, temp_source="thermal",
-        throttle=protocol.Throttle.from_raw(throttle), cpu_percent=10.0,
-        load=(0.1, 0.1, 0.1), mem_percent=20.0, freq_mhz=1500.0, uptime_s=10.0,
-    )  # fmt: skip
+        node=node,
+        seq=seq,
+        ts=100.0 + seq,
+        temp_c=temp,
+        temp_source="thermal",
+        throttle=protocol.Throttle.from_raw(throttle),
+        cpu_percent=10.0,
+        load=(0.1, 0.1, 0.1),
+        mem_percent=20.0,
+        freq_mhz=1500.0,
+        uptime_s=10.0,
+    )
     return topics.node_telemetry(node), protocol.encode(msg)
 
 
@@ -51,8 +66,12 @@ def test_states_live_stale_offline_never():
     model.apply(*telemetry("b", 1), received_at=10.0)
     model.apply(*offline("c"), received_at=10.0)
     states = {v.node_id: v.state(now=10.5) for v in model.nodes()}
-    assert states == {"a": NodeState.STALE, "b": NodeState.LIVE, "c": NodeState.OFFLINE,
-                      "d": NodeState.NEVER}  # fmt: skip
+    assert states == {
+        "a": NodeState.STALE,
+        "b": NodeState.LIVE,
+        "c": NodeState.OFFLINE,
+        "d": NodeState.NEVER,
+    }
     assert model.get("c").last_seen == 10.0
 
 

@@ -23,8 +23,9 @@ def submit(rec, **fields):
     body = {"v": 1, "kind": "primes", **fields}
     rec.publish(rec.submit_topic, json.dumps(body).encode())
     rid = fields.get("request_id", "")
-    msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
-                       and json.loads(m.payload)["request_id"] == rid)  # fmt: skip
+    msg = rec.wait_for(
+        lambda m: m.topic == topics.JOBS_REPLIES and json.loads(m.payload)["request_id"] == rid
+    )
     return jobs.decode_reply(msg.payload)
 
 
@@ -44,9 +45,13 @@ def assigns(node):
 def deliver(node, assign, data=None):
     data = data if data is not None else encode_primes(SIEVE.primes(assign.lo, assign.hi))
     node.publish(topics.node_result(node.node_id, assign.job, assign.block), data)
-    msg = node.wait_for(lambda m: m.topic == topics.node_acks(node.node_id)
-                        and work.decode_ack(m.payload).block == assign.block
-                        and m not in node.seen_acks)  # fmt: skip
+    msg = node.wait_for(
+        lambda m: (
+            m.topic == topics.node_acks(node.node_id)
+            and work.decode_ack(m.payload).block == assign.block
+            and m not in node.seen_acks
+        )
+    )
     node.seen_acks.append(msg)
     return work.decode_ack(msg.payload)
 
@@ -89,14 +94,19 @@ def test_a_job_is_split_leased_stored_and_finished(coordinator, node, recorder):
     for x in assigns(a)[3:] + assigns(b):
         owner = a if x in assigns(a) else b
         assert deliver(owner, x).outcome == "stored"
-    done = viewer.wait_for(lambda m: m.topic == topics.job_status(job)
-                           and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    done = viewer.wait_for(
+        lambda m: (
+            m.topic == topics.job_status(job) and jobs.decode_job_status(m.payload).state == "done"
+        )
+    )
     status = jobs.decode_job_status(done.payload)
     assert (status.primes, status.largest, status.blocks_done) == (78_498, 999_983, 10)
     assert {c.node: c.blocks for c in status.top} == {"node-a": 8, "node-b": 2}
-    job_map = jobs.decode_job_map(viewer.wait_for(
-        lambda m: m.topic == topics.job_map(job) and min(json.loads(m.payload)["done"]) == 100
-    ).payload)  # fmt: skip
+    job_map = jobs.decode_job_map(
+        viewer.wait_for(
+            lambda m: m.topic == topics.job_map(job) and min(json.loads(m.payload)["done"]) == 100
+        ).payload
+    )
     assert job_map.done == (100,) * 10 and set(job_map.nodes) == {"node-a", "node-b"}
     # A retry of the same request id is the same job, not a second one.
     again = submit(viewer, start=1, end=1_000_000, block_size=100_000, request_id="t-1")
@@ -122,16 +132,21 @@ def test_a_want_is_remembered_until_work_exists(coordinator, node, recorder):
         (b'{"v":1,"kind":"primes","start":10,"end":1}', "start 10 is greater than end 1"),
         (b'{"v":1,"kind":"primes","start":-5,"end":10}', "'start': -5 is below 0"),
         (b'{"v":1,"kind":"primes","start":1.5,"end":10}', "'start': expected an integer"),
-        (b'{"v":1,"kind":"primes","start":1,"end":10000000000000,"block_size":100}',
-         "'block_size': 100 is below 10000"),
-        (b'{"v":1,"kind":"primes","start":1,"end":100,"keep":"everything"}',
-         "'keep': 'everything' is not one of"),
+        (
+            b'{"v":1,"kind":"primes","start":1,"end":10000000000000,"block_size":100}',
+            "'block_size': 100 is below 10000",
+        ),
+        (
+            b'{"v":1,"kind":"primes","start":1,"end":100,"keep":"everything"}',
+            "'keep': 'everything' is not one of",
+        ),
         (b'{"v":1,"kind":"fft","start":1,"end":10}', "unknown job kind 'fft'"),
         (b'{"v":2,"kind":"primes","start":1,"end":10}', "unsupported schema version"),
     ],
-)  # fmt: skip
-def test_bad_requests_get_a_reason_and_store_nothing(coordinator, recorder, tmp_path, payload,
-                                                     error, caplog):  # fmt: skip
+)
+def test_bad_requests_get_a_reason_and_store_nothing(
+    coordinator, recorder, tmp_path, payload, error, caplog
+):
     running = coordinator()
     admin = recorder("admin")
     admin.wait_connected()
@@ -204,14 +219,21 @@ def test_summaries_ride_together_through_the_broker_and_are_acked_together(
     until(lambda: running.stats.malformed == 1, "the bad list counted")
     # node-b, never given these blocks, cannot deliver them.
     b.publish(topics.node_summaries("node-b", job), batch(given[:2]))
-    refused = b.wait_for(lambda m: m.topic == topics.node_acks("node-b")
-                         and work.decode_ack(m.payload).outcome == "rejected")  # fmt: skip
+    refused = b.wait_for(
+        lambda m: (
+            m.topic == topics.node_acks("node-b")
+            and work.decode_ack(m.payload).outcome == "rejected"
+        )
+    )
     assert "never given" in (work.decode_ack(refused.payload).error or "")
     a.publish(topics.node_summaries("node-a", job), batch(given))
     ack = work.decode_ack(a.wait_for(lambda m: m.topic == topics.node_acks("node-a")).payload)
     assert (ack.outcome, sorted(ack.blocks)) == ("stored", list(range(6)))
-    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
-                            and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    status = admin.wait_for(
+        lambda m: (
+            m.topic == topics.job_status(job) and jobs.decode_job_status(m.payload).state == "done"
+        )
+    )
     done = jobs.decode_job_status(status.payload)
     assert (done.primes, done.twins, done.gap) == (49_098, 5_331, 114)
     assert running.prime_stats.results_stored == 6
@@ -243,8 +265,9 @@ def test_a_node_going_offline_gives_its_blocks_back(coordinator, node, recorder)
     assert running.prime_stats.leases_released == 2
 
 
-def test_an_expired_lease_is_reissued_and_the_late_result_is_a_duplicate(coordinator, node,
-                                                                         recorder):  # fmt: skip
+def test_an_expired_lease_is_reissued_and_the_late_result_is_a_duplicate(
+    coordinator, node, recorder
+):
     coordinator(lease_seconds=1.0)
     admin = recorder("admin")
     frozen, other = node("node-a"), node("node-b")
@@ -255,8 +278,11 @@ def test_an_expired_lease_is_reissued_and_the_late_result_is_a_duplicate(coordin
     other.wait_for(lambda m: len(assigns(other)) == 1, timeout=10)
     assert deliver(other, assigns(other)[0]).outcome == "stored"
     assert deliver(frozen, assigns(frozen)[0]).outcome == "duplicate"
-    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
-                            and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    status = admin.wait_for(
+        lambda m: (
+            m.topic == topics.job_status(job) and jobs.decode_job_status(m.payload).state == "done"
+        )
+    )
     assert jobs.decode_job_status(status.payload).primes == 9592
 
 
@@ -268,8 +294,11 @@ def test_cancel_stops_a_job_and_late_results_are_rejected(coordinator, node, rec
     ask(a, 1)
     a.wait_for(lambda m: len(assigns(a)) == 1)
     admin.publish(topics.JOBS_CANCEL, protocol.encode(jobs.CancelRequest(job=job, request_id="c")))
-    reply = jobs.decode_reply(admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
-                                             and b'"cancel"' in m.payload).payload)  # fmt: skip
+    reply = jobs.decode_reply(
+        admin.wait_for(
+            lambda m: m.topic == topics.JOBS_REPLIES and b'"cancel"' in m.payload
+        ).payload
+    )
     assert reply.ok and reply.job == job
     assert deliver(a, assigns(a)[0]).outcome == "rejected"
     assert last_status(admin, job).state == "cancelled"
@@ -278,8 +307,9 @@ def test_cancel_stops_a_job_and_late_results_are_rejected(coordinator, node, rec
     assert "not running" in jobs.decode_reply(again.payload).error
 
 
-def test_a_restarted_coordinator_resumes_and_says_so(coordinator, node, recorder, broker, users,
-                                                     tmp_path):  # fmt: skip
+def test_a_restarted_coordinator_resumes_and_says_so(
+    coordinator, node, recorder, broker, users, tmp_path
+):
     first = coordinator()
     admin = recorder("admin")
     a = node("node-a")
@@ -299,13 +329,17 @@ def test_a_restarted_coordinator_resumes_and_says_so(coordinator, node, recorder
     a.wait_for(lambda m: len(assigns(a)) == 3)
     for x in assigns(a)[1:]:
         assert deliver(a, x).outcome == "stored"
-    done = admin.wait_for(lambda m: m.topic == topics.job_status(job)
-                          and jobs.decode_job_status(m.payload).state == "done")  # fmt: skip
+    done = admin.wait_for(
+        lambda m: (
+            m.topic == topics.job_status(job) and jobs.decode_job_status(m.payload).state == "done"
+        )
+    )
     assert jobs.decode_job_status(done.payload).primes == 25_997
 
 
-def test_a_nodes_last_results_are_stored_before_its_goodbye_frees_its_blocks(coordinator, node,
-                                                                             recorder):  # fmt: skip
+def test_a_nodes_last_results_are_stored_before_its_goodbye_frees_its_blocks(
+    coordinator, node, recorder
+):
     """node-a's result and then its will (it died right after sending) arrive together with
     node-b's request: the block node-a finished must not go to node-b to compute again."""
     running = coordinator()

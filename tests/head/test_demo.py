@@ -61,16 +61,22 @@ def test_demo_shows_the_fleet_and_stopping_its_process_group_stops_everything_qu
     no "worker died"), and nothing may be left behind."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "piswarm", "demo", "--text", "--nodes", "12", "--interval", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out = lines_of(demo)
         wait_line(out, r"nodes online 12/12 .*hottest sim-\d+ \d+\.\dC", timeout=30)
         # The simulated nodes do real work: the demo's prime search moves.
         wait_line(out, r"job p\d+-\w+ +running .* [1-9]\d*/1,?000 blocks", timeout=60)
         # ... and a Game of Life, in strips on three of the nodes, paced to be watched.
-        wait_line(out, r"job l\d+-\w+ +running +life 1024x576 torus +generation [1-9][\d,]*/3,600 "
-                  r".* 3 strips on 3 nodes", timeout=60)  # fmt: skip
+        wait_line(
+            out,
+            r"job l\d+-\w+ +running +life 1024x576 torus +generation [1-9][\d,]*/3,600 "
+            r".* 3 strips on 3 nodes",
+            timeout=60,
+        )
         children = psutil.Process(demo.pid).children(recursive=True)
         assert any("multiprocessing" in " ".join(cmdline(p)) for p in children)  # sieve workers
         assert sum("spawn_main" in " ".join(cmdline(p)) for p in children) >= 3  # Life strips
@@ -95,8 +101,10 @@ def test_demo_shows_the_fleet_and_stopping_its_process_group_stops_everything_qu
 def test_demo_rejects_bad_arguments_in_one_line():
     done = subprocess.run(
         [sys.executable, "-m", "piswarm", "demo", "--nodes", "0"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "piswarm demo: error: argument --nodes: 0 is not in 1-5,000 (see 'piswarm demo --help')"
@@ -106,10 +114,22 @@ def test_demo_rejects_bad_arguments_in_one_line():
 def test_demo_opens_the_display_and_stops_cleanly(tmp_path):
     """With a screen (here the SDL dummy driver) the demo shows the kiosk display."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "piswarm", "demo", "--nodes", "12", "--interval", "0.5",
-         "--screenshot-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "demo",
+            "--nodes",
+            "12",
+            "--interval",
+            "0.5",
+            "--screenshot-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out = lines_of(demo)
         wait_line(out, r"watch the raw messages: mosquitto_sub -p \d+ -u viewer", timeout=30)
@@ -135,18 +155,34 @@ def test_without_a_screen_the_demo_falls_back_to_text_and_display_says_why():
     unset = ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     demo = subprocess.run(
-        [sys.executable, "-m", "piswarm", "demo", "--nodes", "5", "--interval", "0.5",
-         "--duration", "3"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "demo",
+            "--nodes",
+            "5",
+            "--interval",
+            "0.5",
+            "--duration",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert demo.returncode == 0, demo.stderr
     assert "no screen here for the display: showing a text summary" in demo.stdout
     assert "nodes online 5/5" in demo.stdout
     assert "XDG_RUNTIME_DIR" not in demo.stdout + demo.stderr
     display = subprocess.run(
         [sys.executable, "-m", "piswarm", "display", "--broker-port", "1"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert display.returncode == 1
     assert (
         display.stderr.strip()

@@ -28,10 +28,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def viewer_feed(broker, users, filters=DEFAULT_FILTERS):
     viewer = users.get("viewer")
-    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
-                              credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
-    feed = ClusterFeed(settings=settings, client_id=f"test-display-{time.monotonic_ns()}",
-                       filters=filters).start()  # fmt: skip
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
+    )
+    feed = ClusterFeed(
+        settings=settings, client_id=f"test-display-{time.monotonic_ns()}", filters=filters
+    ).start()
     assert feed.connected.wait(10)
     return feed
 
@@ -79,14 +81,30 @@ def pixel(app, scene, node):
 
 def announce(pub, node, temp, *, cpu=50.0, throttle=0, seq=1):
     """Publish what an agent would: retained birth, then telemetry."""
-    born = protocol.NodeOnline(node=node, ts=1.0, host=node, version="0.1.0", cores=4,
-                               model="Pi 4", telemetry_interval=2.0, ip="10.0.0.1")  # fmt: skip
+    born = protocol.NodeOnline(
+        node=node,
+        ts=1.0,
+        host=node,
+        version="0.1.0",
+        cores=4,
+        model="Pi 4",
+        telemetry_interval=2.0,
+        ip="10.0.0.1",
+    )
     pub.publish(topics.node_status(node), protocol.encode(born), retain=True)
     reading = protocol.Telemetry(
-        node=node, seq=seq, ts=time.time(), temp_c=temp, temp_source="thermal",
-        throttle=protocol.Throttle.from_raw(throttle), cpu_percent=cpu, load=(1.0, 1.0, 1.0),
-        mem_percent=30.0, freq_mhz=1500.0, uptime_s=100.0,
-    )  # fmt: skip
+        node=node,
+        seq=seq,
+        ts=time.time(),
+        temp_c=temp,
+        temp_source="thermal",
+        throttle=protocol.Throttle.from_raw(throttle),
+        cpu_percent=cpu,
+        load=(1.0, 1.0, 1.0),
+        mem_percent=30.0,
+        freq_mhz=1500.0,
+        uptime_s=100.0,
+    )
     pub.publish(topics.node_telemetry(node), protocol.encode(reading), qos=1)
 
 
@@ -103,8 +121,10 @@ def test_tiles_show_the_temperature_colour_offline_grey_and_never_seen_dark(
 ):
     layout = Layout.from_seats(2, 3, ["node-a", "node-b", "node-c", "ghost-1"])
     app, scene = make_app(feed, layout, palette=palette)
-    pubs = {n: Recorder(broker.port, users.get(n), ()).wait_connected()
-            for n in ("node-a", "node-b", "node-c")}  # fmt: skip
+    pubs = {
+        n: Recorder(broker.port, users.get(n), ()).wait_connected()
+        for n in ("node-a", "node-b", "node-c")
+    }
     admin = Recorder(broker.port, users.get("admin"), ()).wait_connected()
 
     def publish():
@@ -122,8 +142,12 @@ def test_tiles_show_the_temperature_colour_offline_grey_and_never_seen_dark(
         "ghost-1": colors.NEVER_SEEN,
     }
     try:
-        run_until(app, lambda a: all(pixel(a, scene, n) == c for n, c in expected.items()),
-                  action=publish, name=f"colours-{palette}")  # fmt: skip
+        run_until(
+            app,
+            lambda a: all(pixel(a, scene, n) == c for n, c in expected.items()),
+            action=publish,
+            name=f"colours-{palette}",
+        )
     finally:
         for rec in (*pubs.values(), admin):
             rec.close()
@@ -143,8 +167,12 @@ def test_eighty_degrees_is_red_and_throttling_shows_an_icon(broker, users, feed)
         )
 
     try:
-        run_until(app, red_with_icon, name="red",
-                  action=lambda: announce(pub, "node-a", 80.0, throttle=0x4))  # fmt: skip
+        run_until(
+            app,
+            red_with_icon,
+            name="red",
+            action=lambda: announce(pub, "node-a", 80.0, throttle=0x4),
+        )
     finally:
         pub.close()
 
@@ -158,10 +186,15 @@ def test_kill_9_of_an_agent_turns_its_tile_offline(broker, users, agents, feed, 
     rec = recorder()
     agent = agents("node-a", keepalive=5)
     rec.wait_for(status_is("node-a", "online"))
-    run_until(app, lambda a: pixel(a, scene, "node-a") not in (None, colors.OFFLINE),
-              name="agent-live")  # fmt: skip
-    run_until(app, lambda a: pixel(a, scene, "node-a") == colors.OFFLINE,
-              action=lambda: agent.signal(signal.SIGKILL), name="agent-killed")  # fmt: skip
+    run_until(
+        app, lambda a: pixel(a, scene, "node-a") not in (None, colors.OFFLINE), name="agent-live"
+    )
+    run_until(
+        app,
+        lambda a: pixel(a, scene, "node-a") == colors.OFFLINE,
+        action=lambda: agent.signal(signal.SIGKILL),
+        name="agent-killed",
+    )
 
 
 def test_nodes_beyond_the_layout_go_to_an_overflow_row(broker, users, feed):
@@ -192,8 +225,12 @@ def test_malformed_messages_are_counted_and_the_display_carries_on(broker, users
         announce(pub, "node-a", 50.0)
 
     try:
-        run_until(app, lambda a: pixel(a, scene, "node-a") == colors.temp_color(50),
-                  action=publish, name="malformed")  # fmt: skip
+        run_until(
+            app,
+            lambda a: pixel(a, scene, "node-a") == colors.temp_color(50),
+            action=publish,
+            name="malformed",
+        )
         assert app.model.stats.malformed == 8
         # The display's own count of what it ignored is in its header, in warning colour.
         assert app.ignored() == 8
@@ -209,8 +246,12 @@ def test_broker_loss_is_shown_and_the_display_recovers_by_itself(broker, users, 
     app, scene = make_app(feed)
     pub = Recorder(broker.port, users.get("node-a"), ()).wait_connected()
     try:
-        run_until(app, lambda a: pixel(a, scene, "node-a") == colors.temp_color(50),
-                  action=lambda: announce(pub, "node-a", 50.0), name="before-loss")  # fmt: skip
+        run_until(
+            app,
+            lambda a: pixel(a, scene, "node-a") == colors.temp_color(50),
+            action=lambda: announce(pub, "node-a", 50.0),
+            name="before-loss",
+        )
         pub.close()
         run_until(app, lambda a: a.link.state == "lost", action=broker.kill, name="lost")
         # The banner says so, and the last known state stays (not stale, not offline).
@@ -253,8 +294,7 @@ def test_main_loop_smoke_keys_and_a_scheduled_quit(broker, users, feed, tmp_path
     assert pygame.image.load(str(shot)).get_size() == (800, 600)
 
 
-def test_a_screenshot_that_cannot_be_saved_is_logged_and_the_kiosk_goes_on(feed, tmp_path,
-                                                                           caplog):  # fmt: skip
+def test_a_screenshot_that_cannot_be_saved_is_logged_and_the_kiosk_goes_on(feed, tmp_path, caplog):
     options = DisplayOptions(size=(320, 240), fps=60, screenshot_dir=tmp_path / "gone")
     app = DisplayApp(model=ClusterModel(), source=feed, scenes=[ClusterScene()], options=options)
     frames = itertools.count(1)
@@ -279,12 +319,28 @@ def test_screenshot_cli_renders_headless(broker, users, tmp_path, recorder):
     pub.close()
     out = tmp_path / "shot.png"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "piswarm", "display", "--screenshot", str(out), "--after", "3",
-         "--broker-host", "127.0.0.1", "--broker-port", str(broker.port)],
-        env={**__import__("os").environ, "PISWARM_BROKER_DIR": str(users.root),
-             "SDL_VIDEODRIVER": "dummy"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "display",
+            "--screenshot",
+            str(out),
+            "--after",
+            "3",
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(broker.port),
+        ],
+        env={
+            **__import__("os").environ,
+            "PISWARM_BROKER_DIR": str(users.root),
+            "SDL_VIDEODRIVER": "dummy",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     # Telemetry while it listens, however long it takes to start: the screenshot must show
     # the node at 60 degrees.
     deadline = time.monotonic() + 120
@@ -301,8 +357,9 @@ def test_screenshot_cli_renders_headless(broker, users, tmp_path, recorder):
     assert proc.returncode == 0, output
     image = pygame.image.load(str(out))
     assert image.get_size() == (1920, 1080)
-    geometry = Geometry(layout=Layout.from_nodes(["node-a"]), area=(0, 91, 1920, 930),
-                        overflow_rows=0)  # fmt: skip
+    geometry = Geometry(
+        layout=Layout.from_nodes(["node-a"]), area=(0, 91, 1920, 930), overflow_rows=0
+    )
     x, y, _w, h = geometry.tile_rect("node-a")
     assert tuple(image.get_at((x + 4, y + h // 2)))[:3] == colors.temp_color(60)
 

@@ -16,17 +16,26 @@ from tests.head.test_cluster import birth, offline, telemetry
 
 @pytest.mark.parametrize(
     ("temp", "expected"),
-    [(40, (40, 90, 255)), (50, (30, 200, 70)), (60, (250, 225, 30)), (70, (255, 140, 0)),
-     (80, (230, 20, 20)), (20, (40, 90, 255)), (95, (230, 20, 20))],
-)  # fmt: skip
+    [
+        (40, (40, 90, 255)),
+        (50, (30, 200, 70)),
+        (60, (250, 225, 30)),
+        (70, (255, 140, 0)),
+        (80, (230, 20, 20)),
+        (20, (40, 90, 255)),
+        (95, (230, 20, 20)),
+    ],
+)
 def test_classic_scale_hits_the_lab_colours_and_clamps(temp, expected):
     assert colors.temp_color(temp) == expected
 
 
 def test_scale_is_continuous_and_the_colour_blind_palette_is_ordered_in_lightness():
     steps = [colors.temp_color(40 + i / 10) for i in range(401)]
-    assert all(max(abs(a - b) for a, b in zip(x, y, strict=True)) <= 3
-               for x, y in itertools.pairwise(steps))  # fmt: skip
+    assert all(
+        max(abs(a - b) for a, b in zip(x, y, strict=True)) <= 3
+        for x, y in itertools.pairwise(steps)
+    )
     light = [sum(colors.temp_color(t, "cividis")) for t in range(40, 81)]
     assert light == sorted(light) and len(set(light)) > 30
 

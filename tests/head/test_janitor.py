@@ -29,12 +29,16 @@ def test_retained_junk_anywhere_a_user_may_write_is_removed_and_the_protocols_ke
 ):
     """50 x 8 MiB retained under a node's subtree grew the broker to 430 MB and its database
     to 400 MiB. The ACL cannot refuse the retain flag, and every user may write somewhere."""
-    admin, evil, viewer = recorder("admin", filters=()), recorder("node-b", filters=()), \
-        recorder("viewer", filters=())  # fmt: skip
+    admin, evil, viewer = (
+        recorder("admin", filters=()),
+        recorder("node-b", filters=()),
+        recorder("viewer", filters=()),
+    )
     for client in (admin, evil, viewer):
         client.wait_connected()
-    status = json.dumps({"v": 1, "node": "node-a", "state": "offline", "ts": 1,
-                         "reason": "shutdown"}).encode()  # fmt: skip
+    status = json.dumps(
+        {"v": 1, "node": "node-a", "state": "offline", "ts": 1, "reason": "shutdown"}
+    ).encode()
     kept = {
         topics.node_status("node-a"): status,
         topics.job_status("p1-x"): b'{"v":1}',
@@ -60,10 +64,14 @@ def test_retained_junk_anywhere_a_user_may_write_is_removed_and_the_protocols_ke
     assert set(junk) | set(viewers) <= set(retained_now(recorder))
 
     admin_login = users.get("admin")
-    janitor = Janitor(BrokerSettings(host="127.0.0.1", port=broker.port,
-                                     credentials=Credentials(admin_login.name,
-                                                             admin_login.password)),
-                      every=3600)  # fmt: skip
+    janitor = Janitor(
+        BrokerSettings(
+            host="127.0.0.1",
+            port=broker.port,
+            credentials=Credentials(admin_login.name, admin_login.password),
+        ),
+        every=3600,
+    )
     janitor.start()
     try:
         until(lambda: janitor.sweeps == 1, "the sweep at connect")

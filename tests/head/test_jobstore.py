@@ -43,8 +43,12 @@ def run_job(store, job, nodes=("a", "b", "c"), now=0.0):
     """Lease and complete every block, round-robin over ``nodes``."""
     i = 0
     while (lease := lease1(store, nodes[i % len(nodes)], now, 30.0)) is not None:
-        assert store.store_result(lease.job, lease.block, nodes[i % len(nodes)],
-                                  result_for(lease), now) == "stored"  # fmt: skip
+        assert (
+            store.store_result(
+                lease.job, lease.block, nodes[i % len(nodes)], result_for(lease), now
+            )
+            == "stored"
+        )
         i += 1
     return i
 
@@ -90,7 +94,10 @@ def test_a_node_that_goes_offline_gives_its_blocks_back(store):
     first, second = lease1(store, "dead", 0.0, 60.0), lease1(store, "dead", 0.0, 60.0)
     assert store.release_node("dead") == 2
     assert [lease1(store, "alive", 1.0, 60.0).block for _ in range(3)] == [
-        first.block, second.block, 2]  # fmt: skip
+        first.block,
+        second.block,
+        2,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -132,8 +139,10 @@ def test_everything_survives_a_restart(tmp_path):
 def test_verify_finds_tampering_and_a_wrong_total(store):
     job = submit(store, PrimesRequest(start=1, end=1_000_000, block_size=500_000), now=0.0)
     run_job(store, job)
-    store.db.execute("UPDATE results SET data = ? WHERE job = ? AND block = 1",
-                     (encode_primes(SIEVE.primes(500_001, 600_000)), job))  # fmt: skip
+    store.db.execute(
+        "UPDATE results SET data = ? WHERE job = ? AND block = 1",
+        (encode_primes(SIEVE.primes(500_001, 600_000)), job),
+    )
     problems = store.verify(job)
     assert "block 1: a gap wider than primes leave in [500001, 1000001)" in problems
     assert any("pi(1000000) = 78498" in p for p in problems)
@@ -204,8 +213,9 @@ def test_a_database_from_before_submitters_gains_the_column_and_keeps_its_jobs(t
     try:
         assert store.running_jobs() == ["p1"]
         assert store.running_count("") == 1  # submitted before anyone was counted
-        _job, new = store.submit(PrimesRequest(start=1, end=100, block_size=10**4), 2.0,
-                                submitter="viewer")  # fmt: skip
+        _job, new = store.submit(
+            PrimesRequest(start=1, end=100, block_size=10**4), 2.0, submitter="viewer"
+        )
         assert new and store.running_count("viewer") == 1
     finally:
         store.close()

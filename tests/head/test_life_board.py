@@ -31,8 +31,9 @@ def test_equal_weights_cut_evenly_and_speeds_cut_in_proportion():
     assert split_rows(100, [1000, 1], 8) == [(0, 92), (92, 8)]  # the slow node keeps 8
 
 
-@pytest.mark.parametrize(("height", "weights", "min_rows"), [(10, [], 1), (10, [1, 1], 6),
-                                                             (10, [1, 0], 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("height", "weights", "min_rows"), [(10, [], 1), (10, [1, 1], 6), (10, [1, 0], 1)]
+)
 def test_impossible_cuts_are_refused(height, weights, min_rows):
     with pytest.raises(ValueError, match="cannot cut"):
         split_rows(height, weights, min_rows)

@@ -16,20 +16,38 @@ def hand_node(recorder, node_id="node-a", strips=1):
     rec = recorder(node_id, filters=(f"piswarm/nodes/{node_id}/#", "piswarm/jobs/#"))
     rec.wait_connected()
     rec.node_id = node_id
-    birth = protocol.NodeOnline(node=node_id, ts=time.time(), host="bench", version="0",
-                                cores=4, model="hand", telemetry_interval=1.0,
-                                life_strips=strips)  # fmt: skip
+    birth = protocol.NodeOnline(
+        node=node_id,
+        ts=time.time(),
+        host="bench",
+        version="0",
+        cores=4,
+        model="hand",
+        telemetry_interval=1.0,
+        life_strips=strips,
+    )
     rec.publish(topics.node_status(node_id), protocol.encode(birth), retain=True)
     return rec
 
 
 def submit_life(rec, request_id, **fields):
     rec.wait_connected()  # subscribed: the reply cannot come before the subscription
-    body = {"v": 1, "kind": "life", "request_id": request_id, "width": 64, "height": 32,
-            "gens": 1000, "density": 0.3, **fields}  # fmt: skip
+    body = {
+        "v": 1,
+        "kind": "life",
+        "request_id": request_id,
+        "width": 64,
+        "height": 32,
+        "gens": 1000,
+        "density": 0.3,
+        **fields,
+    }
     rec.publish(rec.submit_topic, json.dumps(body).encode())
-    msg = rec.wait_for(lambda m: m.topic == topics.JOBS_REPLIES
-                       and json.loads(m.payload)["request_id"] == request_id)  # fmt: skip
+    msg = rec.wait_for(
+        lambda m: (
+            m.topic == topics.JOBS_REPLIES and json.loads(m.payload)["request_id"] == request_id
+        )
+    )
     reply = json.loads(msg.payload)
     assert reply["ok"], reply
     return reply["job"]
@@ -37,11 +55,13 @@ def submit_life(rec, request_id, **fields):
 
 def assigned(node, job, epoch, timeout=15.0):
     msg = node.wait_for(
-        lambda m: m.topic == topics.node_life_assign(node.node_id)
-        and wire.decode_assign(m.payload)[0].job == job
-        and wire.decode_assign(m.payload)[0].epoch == epoch,
+        lambda m: (
+            m.topic == topics.node_life_assign(node.node_id)
+            and wire.decode_assign(m.payload)[0].job == job
+            and wire.decode_assign(m.payload)[0].epoch == epoch
+        ),
         timeout=timeout,
-    )  # fmt: skip
+    )
     return wire.decode_assign(msg.payload)[0]
 
 
@@ -58,7 +78,8 @@ def test_a_strip_that_reports_but_never_moves_on_is_a_stall(coordinator, recorde
 
     def replaced(m):
         return m.topic == topics.node_life_assign("node-a") and (
-            wire.decode_assign(m.payload)[0].epoch == 2)  # fmt: skip
+            wire.decode_assign(m.payload)[0].epoch == 2
+        )
 
     while True:
         assert time.monotonic() < deadline, "the stuck strip was never replaced"
@@ -80,8 +101,12 @@ def test_a_job_waits_for_strip_slots_another_job_holds_and_starts_when_it_ends(
     second = submit_life(admin, "second")
     waiting = node.wait_for(lambda m: m.topic == topics.job_status(second))
     assert wire.decode_status(waiting.payload).strips == 0  # the only slot is taken
-    assert not node.matching(lambda m: m.topic == topics.node_life_assign("node-a")
-                             and wire.decode_assign(m.payload)[0].job == second)  # fmt: skip
+    assert not node.matching(
+        lambda m: (
+            m.topic == topics.node_life_assign("node-a")
+            and wire.decode_assign(m.payload)[0].job == second
+        )
+    )
     admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": first}).encode())
     assert assigned(node, second, 1).strips == 1  # after the regroup pause
 
@@ -95,10 +120,12 @@ def test_strips_are_sized_by_the_speed_nodes_showed_in_earlier_epochs(coordinato
     assert {a.rows for a in even.values()} == {200}  # nothing known yet: even
     for node, speed in ((fast, 3e9), (slow, 1e9)):
         a = even[node.node_id]
-        report = wire.Progress(job=first, epoch=1, strip=a.strip, gen=16, population=0,
-                               rate=10.0, cells_per_s=speed)  # fmt: skip
-        node.publish(topics.life_strip(node.node_id, first, 1, a.strip, "progress"),
-                     protocol.encode(report))  # fmt: skip
+        report = wire.Progress(
+            job=first, epoch=1, strip=a.strip, gen=16, population=0, rate=10.0, cells_per_s=speed
+        )
+        node.publish(
+            topics.life_strip(node.node_id, first, 1, a.strip, "progress"), protocol.encode(report)
+        )
     admin.publish(topics.JOBS_CANCEL, json.dumps({"v": 1, "job": first}).encode())
     admin.wait_for(lambda m: m.topic == topics.job_status(first) and b"cancelled" in m.payload)
     second = submit_life(admin, "sized", height=400)
@@ -121,8 +148,9 @@ def test_a_checkpoint_bomb_from_a_node_not_running_the_strip_is_refused_uninflat
     assigned(node, job, 1)
     evil = recorder("node-b", filters=())
     evil.wait_connected()
-    header = wire.Checkpoint(job=job, epoch=1, strip=0, row0=0, rows=2048, width=16384, gen=1,
-                             population=0, crc32=0)  # fmt: skip
+    header = wire.Checkpoint(
+        job=job, epoch=1, strip=0, row0=0, rows=2048, width=16384, gen=1, population=0, crc32=0
+    )
     bomb = wire.encode_binary(header, zlib.compress(bytes(2048 * 16384 // 8), 9))
     assert len(bomb) < 64 * 1024
     evil.publish(topics.life_strip("node-b", job, 1, 0, "checkpoint"), bomb)
@@ -143,8 +171,9 @@ def test_a_node_whose_strips_stay_silent_is_given_none_of_the_job_again(coordina
     first = assigned(talker, job, 1)
     assigned(silent, job, 1)
     topic = topics.life_strip("node-b", job, 1, first.strip, "progress")
-    progress = wire.Progress(job=job, epoch=1, strip=first.strip, gen=first.gen, population=0,
-                             rate=0.0)  # fmt: skip
+    progress = wire.Progress(
+        job=job, epoch=1, strip=first.strip, gen=first.gen, population=0, rate=0.0
+    )
     while (
         talker.first(
             lambda m: (
@@ -170,8 +199,7 @@ def test_a_node_whose_strips_stay_silent_is_given_none_of_the_job_again(coordina
     )
 
 
-def test_progress_sent_for_another_nodes_strip_keeps_no_stalled_job_alive(coordinator,
-                                                                           recorder):  # fmt: skip
+def test_progress_sent_for_another_nodes_strip_keeps_no_stalled_job_alive(coordinator, recorder):
     """A node reporting progress for a frozen node's strip (on its own topic, the only one
     it may write) suppressed stall recovery for as long as it kept sending."""
     frozen = hand_node(recorder, "node-a")
@@ -194,8 +222,7 @@ def test_progress_sent_for_another_nodes_strip_keeps_no_stalled_job_alive(coordi
         is None
     ):
         gen += 1  # "moving on", as only the real strip could
-        forged = wire.Progress(job=job, epoch=1, strip=first.strip, gen=gen, population=0,
-                               rate=1.0)  # fmt: skip
+        forged = wire.Progress(job=job, epoch=1, strip=first.strip, gen=gen, population=0, rate=1.0)
         evil.publish(topic, protocol.encode(forged))
         assert gen < 200, "the forged progress kept the stalled job from re-partitioning"
 
@@ -211,11 +238,20 @@ def two_hand_strips(recorder, coordinator, request_id, **fields):
 
 
 def report_conflict(node, assign, gen, sender):
-    progress = wire.Progress(job=assign.job, epoch=assign.epoch, strip=assign.strip,
-                             gen=gen, population=0, rate=1.0, conflict_gen=gen,
-                             conflict_node=sender)  # fmt: skip
-    node.publish(topics.life_strip(node.node_id, assign.job, assign.epoch, assign.strip,
-                                   "progress"), protocol.encode(progress))  # fmt: skip
+    progress = wire.Progress(
+        job=assign.job,
+        epoch=assign.epoch,
+        strip=assign.strip,
+        gen=gen,
+        population=0,
+        rate=1.0,
+        conflict_gen=gen,
+        conflict_node=sender,
+    )
+    node.publish(
+        topics.life_strip(node.node_id, assign.job, assign.epoch, assign.strip, "progress"),
+        protocol.encode(progress),
+    )
 
 
 def test_conflicting_halos_take_their_sender_out_and_rewind_to_a_board_before_them(
@@ -229,8 +265,13 @@ def test_conflicting_halos_take_their_sender_out_and_rewind_to_a_board_before_th
     report_conflict(node_a, first, 40, "node-b")
     again = assigned(node_a, job, 2)
     assert (again.gen, again.strips, again.row0, again.rows) == (0, 1, 0, 32)  # all of it
-    second = node_b.first(lambda m: m.topic == topics.node_life_assign("node-b")
-                          and wire.decode_assign(m.payload)[0].epoch == 2, timeout=1)  # fmt: skip
+    second = node_b.first(
+        lambda m: (
+            m.topic == topics.node_life_assign("node-b")
+            and wire.decode_assign(m.payload)[0].epoch == 2
+        ),
+        timeout=1,
+    )
     assert second is None
     assert running.coordinator.life.conflicts == 1
 
@@ -238,23 +279,41 @@ def test_conflicting_halos_take_their_sender_out_and_rewind_to_a_board_before_th
 def test_conflicting_halos_older_than_the_last_board_fail_the_job_with_the_reason(
     coordinator, recorder
 ):
-    running, admin, job, assigns = two_hand_strips(recorder, coordinator, "too-late",
-                                                   checkpoint_every=100)  # fmt: skip
+    running, admin, job, assigns = two_hand_strips(
+        recorder, coordinator, "too-late", checkpoint_every=100
+    )
     for node, assign in assigns.values():  # both pieces of generation 100: a board
         packed = bytes(assign.rows * 8)
-        checkpoint = wire.Checkpoint(job=job, epoch=1, strip=assign.strip, row0=assign.row0,
-                                     rows=assign.rows, width=assign.width, gen=100,
-                                     population=0, crc32=zlib.crc32(packed))  # fmt: skip
-        node.publish(topics.life_strip(node.node_id, job, 1, assign.strip, "checkpoint"),
-                     wire.encode_checkpoint(checkpoint, packed))  # fmt: skip
+        checkpoint = wire.Checkpoint(
+            job=job,
+            epoch=1,
+            strip=assign.strip,
+            row0=assign.row0,
+            rows=assign.rows,
+            width=assign.width,
+            gen=100,
+            population=0,
+            crc32=zlib.crc32(packed),
+        )
+        node.publish(
+            topics.life_strip(node.node_id, job, 1, assign.strip, "checkpoint"),
+            wire.encode_checkpoint(checkpoint, packed),
+        )
     until(lambda: running.coordinator.life.running[job].board_gen == 100, "the board of 100")
     node_a, first = assigns["node-a"]
     report_conflict(node_a, first, 60, "node-b")  # the board of 100 may be wrong
-    status = admin.wait_for(lambda m: m.topic == topics.job_status(job)
-                            and wire.decode_status(m.payload).state == "failed")  # fmt: skip
+    status = admin.wait_for(
+        lambda m: (
+            m.topic == topics.job_status(job) and wire.decode_status(m.payload).state == "failed"
+        )
+    )
     error = wire.decode_status(status.payload).error
     assert "node-b sent two different halos for generation 60" in error
     assert "cannot be trusted" in error
-    control = admin.wait_for(lambda m: m.topic == topics.job_life_control(job)
-                             and wire.decode_control(m.payload).state == "failed")  # fmt: skip
+    control = admin.wait_for(
+        lambda m: (
+            m.topic == topics.job_life_control(job)
+            and wire.decode_control(m.payload).state == "failed"
+        )
+    )
     assert control is not None

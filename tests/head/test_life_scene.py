@@ -19,16 +19,28 @@ from piswarm.protocol import life as wire
 from piswarm.protocol import topics
 
 
-def frame_message(cells, row0, rows, *, strip, strips, node="pi-01", job="l1-a", epoch=1,
-                  gen=10, scale=None):  # fmt: skip
+def frame_message(
+    cells, row0, rows, *, strip, strips, node="pi-01", job="l1-a", epoch=1, gen=10, scale=None
+):
     """A strip's frame as the strip publishes it: (topic, payload)."""
     height, width = cells.shape
     scale = scale or wire.frame_scale(width, height)
     words = life.pack(cells[row0 : row0 + rows])
     pooled = life.pool(words, width, row0, scale)
-    header = wire.Frame(job=job, epoch=epoch, strip=strip, strips=strips, node=node, row0=row0,
-                        rows=rows, width=width, height=height, gen=gen, scale=scale,
-                        population=int(cells[row0 : row0 + rows].sum()))  # fmt: skip
+    header = wire.Frame(
+        job=job,
+        epoch=epoch,
+        strip=strip,
+        strips=strips,
+        node=node,
+        row0=row0,
+        rows=rows,
+        width=width,
+        height=height,
+        gen=gen,
+        scale=scale,
+        population=int(cells[row0 : row0 + rows].sum()),
+    )
     bits = np.packbits(pooled.astype(bool), axis=1).tobytes()
     return topics.life_strip(node, job, epoch, strip, "frame"), wire.encode_frame(header, bits)
 
@@ -44,8 +56,14 @@ def split(height, strips):
 
 
 @settings(max_examples=40, deadline=None)
-@given(width=st.integers(3, 90), height=st.integers(8, 90), strips=st.integers(1, 5),
-       scale=st.integers(1, 7), seed=st.integers(0, 2**32 - 1), order=st.randoms())  # fmt: skip
+@given(
+    width=st.integers(3, 90),
+    height=st.integers(8, 90),
+    strips=st.integers(1, 5),
+    scale=st.integers(1, 7),
+    seed=st.integers(0, 2**32 - 1),
+    order=st.randoms(),
+)
 def test_frames_of_every_strip_make_the_pooled_board_in_any_order(
     width, height, strips, scale, seed, order
 ):
@@ -103,8 +121,13 @@ def test_malformed_frames_are_counted_and_logged_and_change_nothing(caplog):
     wrong_topic = topics.life_strip("pi-02", "l1-a", 1, 0, "frame")  # the header says pi-01
     other_size = frame_message(np.ones((30, 40), dtype=np.uint8), 0, 30, strip=0, strips=1, gen=12)
     too_tall = payload.replace(b'"rows":30', b'"rows":31')
-    bad_ones = [(topic, b"garbage"), (topic, payload[:-3]), (wrong_topic, payload), other_size,
-                (topic, too_tall)]  # fmt: skip
+    bad_ones = [
+        (topic, b"garbage"),
+        (topic, payload[:-3]),
+        (wrong_topic, payload),
+        other_size,
+        (topic, too_tall),
+    ]
     for bad_topic, bad in bad_ones:
         assert not frames.apply(bad_topic, bad, 0.0)
     assert frames.malformed == 5 and frames.board("l1-a").gen == 10
@@ -139,18 +162,36 @@ def test_views_zoom_and_pan_within_the_board():
 
 
 def life_status(job="l1-a", state="running", gen=10, **kw):
-    fields = dict(job=job, state=state, name="open day", width=64, height=40, wrap="torus",
-                  gens=100, gen=gen, epoch=1, strips=2, nodes=("pi-01", "pi-02"),
-                  population=123, population_gen=0, rate=50.0, eta_s=2.0, hash=None,
-                  created=1.0, finished=None, ts=10.0)  # fmt: skip
+    fields = dict(
+        job=job,
+        state=state,
+        name="open day",
+        width=64,
+        height=40,
+        wrap="torus",
+        gens=100,
+        gen=gen,
+        epoch=1,
+        strips=2,
+        nodes=("pi-01", "pi-02"),
+        population=123,
+        population_gen=0,
+        rate=50.0,
+        eta_s=2.0,
+        hash=None,
+        created=1.0,
+        finished=None,
+        ts=10.0,
+    )
     fields.update(kw)
     return wire.LifeStatus(**fields)
 
 
 def draw(screen, jobs, frames, scene=None, now=10.0):
     scene = scene or LifeScene()
-    frame = Frame(ClusterModel(), now, now, Link("connected", 0.0), "classic", TextCache(),
-                  jobs, frames)  # fmt: skip
+    frame = Frame(
+        ClusterModel(), now, now, Link("connected", 0.0), "classic", TextCache(), jobs, frames
+    )
     scene.draw(screen, frame, True)
     return scene
 
@@ -171,10 +212,12 @@ def test_the_board_is_drawn_in_each_strips_node_colour(screen):
     at = screen.get_at
     assert at(scene.cell_center(7, 5))[:3] == node_color("pi-01")
     assert at(scene.cell_center(50, 30))[:3] == node_color("pi-02")
-    assert at(scene.cell_center(8, 5))[:3] == colors.blend(colors.BACKGROUND,
-                                                           node_color("pi-01"), 0.14)  # fmt: skip
-    assert at(scene.cell_center(8, 35))[:3] == colors.blend(colors.BACKGROUND,
-                                                            node_color("pi-02"), 0.14)  # fmt: skip
+    assert at(scene.cell_center(8, 5))[:3] == colors.blend(
+        colors.BACKGROUND, node_color("pi-01"), 0.14
+    )
+    assert at(scene.cell_center(8, 35))[:3] == colors.blend(
+        colors.BACKGROUND, node_color("pi-02"), 0.14
+    )
     # The board keeps its shape: 64 x 40 cells drawn as squares.
     assert abs(scene.board_rect.width / scene.board_rect.height - 64 / 40) < 0.02
 
@@ -204,8 +247,12 @@ def test_before_frames_arrive_it_waits_and_without_a_job_it_says_how_to_start_on
     assert scene.board_rect.width == 0
     assert screen.get_at((200, 400))[:3] == colors.PANEL  # the empty board
     draw(screen, JobsModel(), LifeFrames())
-    text = sum(1 for x in range(0, 1280, 4) for y in range(200, 360, 4)
-               if screen.get_at((x, y))[:3] != colors.BACKGROUND)  # fmt: skip
+    text = sum(
+        1
+        for x in range(0, 1280, 4)
+        for y in range(200, 360, 4)
+        if screen.get_at((x, y))[:3] != colors.BACKGROUND
+    )
     assert text > 50
 
 
@@ -224,13 +271,15 @@ def test_redraws_are_limited_to_fifteen_a_second(screen):
     jobs = jobs_with(life_status(strips=1, nodes=("pi-01",)))
     frames.apply(*frame_message(cells, 0, 40, strip=0, strips=1, gen=1), 0.0)
     scene = LifeScene()
-    context = Frame(ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(),
-                    jobs, frames)  # fmt: skip
+    context = Frame(
+        ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(), jobs, frames
+    )
     assert scene.draw(screen, context, True)
     frames.apply(*frame_message(cells, 0, 40, strip=0, strips=1, gen=2), 0.0)
     assert scene.draw(screen, context, False) == []  # 0 s later: not yet
-    later = Frame(ClusterModel(), 10.1, 10.1, Link("connected", 0.0), "classic", TextCache(),
-                  jobs, frames)  # fmt: skip
+    later = Frame(
+        ClusterModel(), 10.1, 10.1, Link("connected", 0.0), "classic", TextCache(), jobs, frames
+    )
     assert scene.draw(screen, later, False)
     assert scene.draw(screen, later, False) == []  # nothing new
 

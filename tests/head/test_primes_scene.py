@@ -18,18 +18,39 @@ from tests.head.test_display import run_until, viewer_feed
 
 
 def status(job="p1-a", state="running", done=3, total=4, ts=10.0, **kw):
-    fields = dict(job=job, state=state, name="open day", start=1, end=4_000_000,
-                  block_size=1_000_000, blocks_done=done, blocks_total=total, primes=216_816,
-                  largest=2_999_999, rate=120_000.0, eta_s=8.0, nodes=2,
-                  top=(jobs.Contributor(node="pi-01", blocks=2, primes=148_933),
-                       jobs.Contributor(node="pi-02", blocks=1, primes=67_883)),
-                  created=1.0, finished=None if state == "running" else ts, ts=ts)  # fmt: skip
+    fields = dict(
+        job=job,
+        state=state,
+        name="open day",
+        start=1,
+        end=4_000_000,
+        block_size=1_000_000,
+        blocks_done=done,
+        blocks_total=total,
+        primes=216_816,
+        largest=2_999_999,
+        rate=120_000.0,
+        eta_s=8.0,
+        nodes=2,
+        top=(
+            jobs.Contributor(node="pi-01", blocks=2, primes=148_933),
+            jobs.Contributor(node="pi-02", blocks=1, primes=67_883),
+        ),
+        created=1.0,
+        finished=None if state == "running" else ts,
+        ts=ts,
+    )
     fields.update(kw)
     return jobs.JobStatus(**fields)
 
 
-JOB_MAP = jobs.JobMap(job="p1-a", blocks_total=4, nodes=("pi-01", "pi-02"),
-                      owner=(0, 1, 0, -1), done=(100, 100, 100, 0))  # fmt: skip
+JOB_MAP = jobs.JobMap(
+    job="p1-a",
+    blocks_total=4,
+    nodes=("pi-01", "pi-02"),
+    owner=(0, 1, 0, -1),
+    done=(100, 100, 100, 0),
+)
 
 
 def fed(*messages):
@@ -72,26 +93,35 @@ def test_the_grid_holds_every_cell(cells, w, h):
 
 def draw(screen, model):
     scene = PrimesScene()
-    frame = Frame(ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(),
-                  model)  # fmt: skip
+    frame = Frame(ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(), model)
     scene.draw(screen, frame, True)
     return scene
 
 
 def test_a_running_job_shows_progress_and_who_did_which_block(screen):
-    scene = draw(screen, fed((topics.job_status("p1-a"), protocol.encode(status())),
-                             (topics.job_map("p1-a"), jobs.encode_job_map(JOB_MAP))))  # fmt: skip
+    scene = draw(
+        screen,
+        fed(
+            (topics.job_status("p1-a"), protocol.encode(status())),
+            (topics.job_map("p1-a"), jobs.encode_job_map(JOB_MAP)),
+        ),
+    )
     bar = scene.bar_rect
     assert screen.get_at((bar.x + 2, bar.centery))[:3] == BAR
     assert screen.get_at((bar.x + bar.width * 3 // 4 - 3, bar.centery))[:3] == BAR  # 3 of 4
     assert screen.get_at((bar.right - 3, bar.centery))[:3] == colors.PANEL
-    for cell, expected in enumerate([node_color("pi-01"), node_color("pi-02"),
-                                     node_color("pi-01"), PENDING]):  # fmt: skip
+    for cell, expected in enumerate(
+        [node_color("pi-01"), node_color("pi-02"), node_color("pi-01"), PENDING]
+    ):
         assert screen.get_at(scene.cell_rect(cell, 4).center)[:3] == expected, cell
     # The largest prime is written big: the band under the title holds bright pixels.
     band = pygame.Rect(30, 720 // 9 + 20, 600, 100)
-    bright = sum(1 for x in range(band.left, band.right, 3) for y in range(band.top, band.bottom, 3)
-                 if sum(screen.get_at((x, y))[:3]) > 600)  # fmt: skip
+    bright = sum(
+        1
+        for x in range(band.left, band.right, 3)
+        for y in range(band.top, band.bottom, 3)
+        if sum(screen.get_at((x, y))[:3]) > 600
+    )
     assert bright > 100
 
 
@@ -138,8 +168,12 @@ def test_a_node_found_wrong_by_double_checking_is_named_in_red(screen):
 
 def test_without_a_job_it_says_how_to_start_one(screen):
     draw(screen, JobsModel())
-    text = sum(1 for x in range(0, 1280, 4) for y in range(200, 360, 4)
-               if screen.get_at((x, y))[:3] != colors.BACKGROUND)  # fmt: skip
+    text = sum(
+        1
+        for x in range(0, 1280, 4)
+        for y in range(200, 360, 4)
+        if screen.get_at((x, y))[:3] != colors.BACKGROUND
+    )
     assert text > 50
 
 
@@ -150,12 +184,22 @@ def test_the_display_shows_a_job_published_on_the_broker(broker, users, recorder
     admin.publish(topics.job_map("p1-a"), jobs.encode_job_map(JOB_MAP), retain=True)
     feed = viewer_feed(broker, users)
     scene = PrimesScene()
-    app = DisplayApp(model=ClusterModel(), source=feed, scenes=[scene, ClusterScene()],
-                     options=DisplayOptions(size=(1280, 720), fps=30))  # fmt: skip
+    app = DisplayApp(
+        model=ClusterModel(),
+        source=feed,
+        scenes=[scene, ClusterScene()],
+        options=DisplayOptions(size=(1280, 720), fps=30),
+    )
     try:
         cell = scene.cell_rect
-        run_until(app, lambda a: a.jobs.current() is not None and a.surface.get_at(
-            cell(1, 4).center)[:3] == node_color("pi-02"), name="primes-scene")  # fmt: skip
+        run_until(
+            app,
+            lambda a: (
+                a.jobs.current() is not None
+                and a.surface.get_at(cell(1, 4).center)[:3] == node_color("pi-02")
+            ),
+            name="primes-scene",
+        )
     finally:
         feed.stop()
     assert app.model.stats.malformed == 0  # job topics are not the cluster model's

@@ -13,9 +13,19 @@ from piswarm.protocol import life
 from tests.conftest import cmdline, status_is, telemetry_of
 
 TELEMETRY_FIELDS = {
-    "v", "node", "seq", "ts", "temp_c", "temp_source", "throttle", "cpu_percent",
-    "load", "mem_percent", "freq_mhz", "uptime_s",
-}  # fmt: skip
+    "v",
+    "node",
+    "seq",
+    "ts",
+    "temp_c",
+    "temp_source",
+    "throttle",
+    "cpu_percent",
+    "load",
+    "mem_percent",
+    "freq_mhz",
+    "uptime_s",
+}
 
 
 def test_birth_is_retained_with_metadata(agents, recorder):
@@ -130,11 +140,21 @@ def test_missing_credentials_is_a_one_line_error(tmp_path):
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "piswarm", "agent", "--node-id", "pi-1",
-         "--lock-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "agent",
+            "--node-id",
+            "pi-1",
+            "--lock-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "no broker credentials" in done.stderr
@@ -151,11 +171,26 @@ def test_stopping_the_agents_process_group_stops_it_quietly(stop, agents, coordi
     agent = agents("node-a", workers=1, session=True)
     viewer.wait_for(status_is("node-a", "online"))
     coordinator()
-    soup = {"v": 1, "kind": "life", "request_id": "paced", "width": 64, "height": 32,
-            "gens": 10**6, "density": 0.3, "pace": 10, "frame_every": 0}  # fmt: skip
+    soup = {
+        "v": 1,
+        "kind": "life",
+        "request_id": "paced",
+        "width": 64,
+        "height": 32,
+        "gens": 10**6,
+        "density": 0.3,
+        "pace": 10,
+        "frame_every": 0,
+    }
     viewer.publish(viewer.submit_topic, json.dumps(soup).encode())
-    viewer.wait_for(lambda m: m.topic.endswith("/progress") and "/node-a/" in m.topic
-                    and life.decode_progress(m.payload).gen > 0, timeout=30)  # fmt: skip
+    viewer.wait_for(
+        lambda m: (
+            m.topic.endswith("/progress")
+            and "/node-a/" in m.topic
+            and life.decode_progress(m.payload).gen > 0
+        ),
+        timeout=30,
+    )
     family = psutil.Process(agent.proc.pid).children(recursive=True)
     spawned = [p for p in family if "spawn_main" in " ".join(cmdline(p))]
     assert len(spawned) == 2, family  # the sieve worker (started with the agent) and the strip

@@ -27,11 +27,18 @@ def test_file_then_environment_then_flags(tmp_path, creds):
     )
     cfg = load_agent_config(config_file=cfg_file, env={})
     assert (cfg.node_id, cfg.telemetry_interval, cfg.broker.host, cfg.broker.port) == (
-        "pi-1", 7.0, "head", 1884)  # fmt: skip
+        "pi-1",
+        7.0,
+        "head",
+        1884,
+    )
     assert cfg.broker.credentials.username == "pi-1"
     assert "s3cret" not in repr(cfg)  # secrets never printed
-    env = {"PISWARM_NODE_ID": "pi-2", "PISWARM_BROKER_PORT": "1885",
-           "PISWARM_TELEMETRY_INTERVAL": "2"}  # fmt: skip
+    env = {
+        "PISWARM_NODE_ID": "pi-2",
+        "PISWARM_BROKER_PORT": "1885",
+        "PISWARM_TELEMETRY_INTERVAL": "2",
+    }
     cfg = load_agent_config(config_file=cfg_file, env=env)
     assert (cfg.node_id, cfg.broker.port, cfg.telemetry_interval) == ("pi-2", 1885, 2.0)
     cfg = load_agent_config(config_file=cfg_file, env=env, node_id="pi-3", broker_port=1886)

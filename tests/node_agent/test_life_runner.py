@@ -20,10 +20,25 @@ class HandClock:
 
 def assignment(job: str, gens: int, epoch: int = 1) -> bytes:
     """A one-strip 64 x 16 torus: it needs no neighbour, so it runs on its own."""
-    assign = wire.StripAssign(job=job, epoch=epoch, strip=0, strips=1, row0=0, rows=16,
-                              width=64, height=16, wrap="torus", gen=0, gens=gens, halo=4,
-                              frame_every=0, checkpoint_every=gens, above=None, below=None,
-                              pace=0 if gens < 100 else 100)  # fmt: skip
+    assign = wire.StripAssign(
+        job=job,
+        epoch=epoch,
+        strip=0,
+        strips=1,
+        row0=0,
+        rows=16,
+        width=64,
+        height=16,
+        wrap="torus",
+        gen=0,
+        gens=gens,
+        halo=4,
+        frame_every=0,
+        checkpoint_every=gens,
+        above=None,
+        below=None,
+        pace=0 if gens < 100 else 100,
+    )
     return wire.encode_assign(assign, np.zeros((16, 1), dtype="<u8").tobytes())
 
 
@@ -38,10 +53,12 @@ def until(condition, timeout=30.0):
 
 def make_runner(broker, users, clock):
     node = users.get("node-a")
-    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
-                              credentials=Credentials(node.name, node.password))  # fmt: skip
-    return LifeRunner(node_id="node-a", settings=settings, max_strips=1, wait_limit=30.0,
-                      clock=clock)  # fmt: skip
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(node.name, node.password)
+    )
+    return LifeRunner(
+        node_id="node-a", settings=settings, max_strips=1, wait_limit=30.0, clock=clock
+    )
 
 
 def test_an_assignment_that_finds_the_slot_taken_waits_and_starts_when_it_frees(broker, users):

@@ -25,22 +25,45 @@ class StepClock:
 
 
 def strip(pace: float, clock: StepClock) -> StripRun:
-    assign = wire.StripAssign(job="l1-a", epoch=1, strip=0, strips=1, row0=0, rows=16, width=64,
-                              height=16, wrap="torus", gen=0, gens=1000, halo=16, frame_every=0,
-                              checkpoint_every=1000, above=None, below=None,
-                              pace=pace)  # fmt: skip
+    assign = wire.StripAssign(
+        job="l1-a",
+        epoch=1,
+        strip=0,
+        strips=1,
+        row0=0,
+        rows=16,
+        width=64,
+        height=16,
+        wrap="torus",
+        gen=0,
+        gens=1000,
+        halo=16,
+        frame_every=0,
+        checkpoint_every=1000,
+        above=None,
+        below=None,
+        pace=pace,
+    )
     packed = np.zeros((16, 1), dtype="<u8").tobytes()
-    return StripRun(node_id="pi-01", settings=BrokerSettings(host="localhost", port=1),
-                    assign=assign, packed=packed, clock=clock)  # fmt: skip
+    return StripRun(
+        node_id="pi-01",
+        settings=BrokerSettings(host="localhost", port=1),
+        assign=assign,
+        packed=packed,
+        clock=clock,
+    )
 
 
-@pytest.mark.parametrize(("halo", "pace", "left", "depth"), [
-    (16, 0, 1000, 16),  # flat out: the full halo depth
-    (16, 0, 5, 5),  # never past the last generation
-    (16, 60, 1000, 4),  # 60 gen/s shown at 15 frames/s: 4 generations a round
-    (16, 10, 1000, 1),  # slower than the frame rate: one at a time
-    (4, 1000, 1000, 4),  # a fast pace is still limited by the halo
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("halo", "pace", "left", "depth"),
+    [
+        (16, 0, 1000, 16),  # flat out: the full halo depth
+        (16, 0, 5, 5),  # never past the last generation
+        (16, 60, 1000, 4),  # 60 gen/s shown at 15 frames/s: 4 generations a round
+        (16, 10, 1000, 1),  # slower than the frame rate: one at a time
+        (4, 1000, 1000, 4),  # a fast pace is still limited by the halo
+    ],
+)
 def test_round_depth_follows_the_pace(halo, pace, left, depth):
     assert wire.round_depth(halo, pace, left) == depth
 
@@ -68,13 +91,33 @@ def test_an_unpaced_strip_never_waits():
 
 
 def neighbour_strip(clock: StepClock) -> StripRun:
-    assign = wire.StripAssign(job="l1-a", epoch=1, strip=0, strips=2, row0=0, rows=16, width=64,
-                              height=32, wrap="dead", gen=0, gens=1000, halo=4, frame_every=0,
-                              checkpoint_every=1000, above=None,
-                              below=wire.StripRef(node="pi-02", strip=1))  # fmt: skip
+    assign = wire.StripAssign(
+        job="l1-a",
+        epoch=1,
+        strip=0,
+        strips=2,
+        row0=0,
+        rows=16,
+        width=64,
+        height=32,
+        wrap="dead",
+        gen=0,
+        gens=1000,
+        halo=4,
+        frame_every=0,
+        checkpoint_every=1000,
+        above=None,
+        below=wire.StripRef(node="pi-02", strip=1),
+    )
     packed = np.zeros((16, 1), dtype="<u8").tobytes()
-    return StripRun(node_id="pi-01", settings=BrokerSettings(host="localhost", port=1),
-                    assign=assign, packed=packed, clock=clock, max_silence=3.0)  # fmt: skip
+    return StripRun(
+        node_id="pi-01",
+        settings=BrokerSettings(host="localhost", port=1),
+        assign=assign,
+        packed=packed,
+        clock=clock,
+        max_silence=3.0,
+    )
 
 
 def test_the_first_halo_is_asked_for_at_once_and_often_later_ones_after_a_second():
@@ -89,15 +132,25 @@ def test_the_first_halo_is_asked_for_at_once_and_often_later_ones_after_a_second
     assert 2 <= later.stats.wants_sent <= 3  # once a second
 
 
-@pytest.mark.parametrize(("strips", "per_s"), [(1, 15), (32, 15), (64, 7.5), (256, 1.875),
-                                               (4096, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("strips", "per_s"), [(1, 15), (32, 15), (64, 7.5), (256, 1.875), (4096, 1)]
+)
 def test_frames_slow_down_when_many_strips_send_them(strips, per_s):
     assert wire.frame_interval(strips) == pytest.approx(1 / per_s)
 
 
 def halo(side, rows, strip_rows, speed):
-    return wire.Halo(job="l1-a", epoch=1, strip=0, gen=0, side=side, rows=rows, words=1,
-                     strip_rows=strip_rows, speed=speed)  # fmt: skip
+    return wire.Halo(
+        job="l1-a",
+        epoch=1,
+        strip=0,
+        gen=0,
+        side=side,
+        rows=rows,
+        words=1,
+        strip_rows=strip_rows,
+        speed=speed,
+    )
 
 
 def test_the_quicker_strip_takes_rows_from_the_slower_half_the_gap_at_a_time():
@@ -108,12 +161,15 @@ def test_the_quicker_strip_takes_rows_from_the_slower_half_the_gap_at_a_time():
     assert wire.boundary_shift(halo("down", 64, 100, 100), halo("up", 64, 100, 300), 32, 8) == -25
 
 
-@pytest.mark.parametrize(("upper", "lower", "why"), [
-    (halo("down", 32, 100, 0), halo("up", 64, 100, 100), "a speed not yet measured"),
-    (halo("down", 32, 100, 100), halo("up", 64, 100, 0), "a speed not yet measured"),
-    (halo("down", 64, 1000, 101), halo("up", 64, 1000, 100), "under 1/128 of the strip"),
-    (halo("down", 64, 100, 100), halo("up", 64, 100, 100), "balanced already"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("upper", "lower", "why"),
+    [
+        (halo("down", 32, 100, 0), halo("up", 64, 100, 100), "a speed not yet measured"),
+        (halo("down", 32, 100, 100), halo("up", 64, 100, 0), "a speed not yet measured"),
+        (halo("down", 64, 1000, 101), halo("up", 64, 1000, 100), "under 1/128 of the strip"),
+        (halo("down", 64, 100, 100), halo("up", 64, 100, 100), "balanced already"),
+    ],
+)
 def test_boundaries_stay_put(upper, lower, why):
     assert wire.boundary_shift(upper, lower, 32, 8) == 0, why
 
@@ -129,18 +185,25 @@ side_rows = st.integers(8, 4000)
 speeds = st.integers(0, 10**9)
 
 
-@given(side_rows, speeds, side_rows, speeds, st.integers(1, 64), st.integers(0, 128),
-       st.integers(0, 128))  # fmt: skip
-def test_both_neighbours_agree_and_a_move_never_breaks_the_limits(n_u, s_u, n_d, s_d, k, e_u,
-                                                                  e_d):  # fmt: skip
+@given(
+    side_rows,
+    speeds,
+    side_rows,
+    speeds,
+    st.integers(1, 64),
+    st.integers(0, 128),
+    st.integers(0, 128),
+)
+def test_both_neighbours_agree_and_a_move_never_breaks_the_limits(n_u, s_u, n_d, s_d, k, e_u, e_d):
     e_u, e_d = min(e_u, 2 * k, max(0, n_u - k)), min(e_d, 2 * k, max(0, n_d - k))
     if n_u < k or n_d < k:
         return
     upper, lower = halo("down", k + e_u, n_u, s_u), halo("up", k + e_d, n_d, s_d)
     move = wire.boundary_shift(upper, lower, k, k)
     # Seen from the other side (the roles swapped), the same boundary moves the other way.
-    mirrored = wire.boundary_shift(halo("down", k + e_d, n_d, s_d), halo("up", k + e_u, n_u, s_u),
-                                   k, k)  # fmt: skip
+    mirrored = wire.boundary_shift(
+        halo("down", k + e_d, n_d, s_d), halo("up", k + e_u, n_u, s_u), k, k
+    )
     assert mirrored == -move
     assert -e_u <= move <= e_d
     assert n_u + move >= k and n_d - move >= k

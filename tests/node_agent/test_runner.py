@@ -59,9 +59,15 @@ class Harness:
     def __init__(self, workers, *, slots=2, max_unacked=16, node="node-a"):
         self.sent = []
         self.woken = threading.Event()
-        self.runner = WorkRunner(node_id=node, workers=workers, slots=Slots(slots),
-                                 per_node=slots, backend="numpy", max_unacked=max_unacked,
-                                 clock=lambda: self.now)  # fmt: skip
+        self.runner = WorkRunner(
+            node_id=node,
+            workers=workers,
+            slots=Slots(slots),
+            per_node=slots,
+            backend="numpy",
+            max_unacked=max_unacked,
+            clock=lambda: self.now,
+        )
         self.runner.wake = self.woken.set
         self.now = 0.0
 
@@ -111,8 +117,10 @@ def test_asks_for_its_slots_computes_and_asks_again(workers):
     h.tick()
     assert h.runner.busy == 2
     h.settle(results=2)
-    assert h.results() == [topics.node_result("node-a", "p1-test", 0),
-                           topics.node_result("node-a", "p1-test", 1)]  # fmt: skip
+    assert h.results() == [
+        topics.node_result("node-a", "p1-test", 0),
+        topics.node_result("node-a", "p1-test", 1),
+    ]
     assert h.requests()[-1] == 2 and h.runner.unacked == 2
     assert h.holding() == ("p1-test/0", "p1-test/1")  # computed, not acknowledged yet
     h.ack(0)
@@ -217,7 +225,10 @@ def test_an_assignment_of_several_blocks_is_split_and_checked_whole():
     msg = work.WorkAssign(job="p1-test", block=7, lo=10_001, hi=20_001, lease_s=60, more=more)
     got = work.decode_assign(protocol.encode(msg)).each()
     assert [(a.block, a.lo, a.hi, a.more) for a in got] == [
-        (7, 10_001, 20_001, ()), (8, 20_001, 30_001, ()), (9, 30_001, 40_001, ())]  # fmt: skip
+        (7, 10_001, 20_001, ()),
+        (8, 20_001, 30_001, ()),
+        (9, 30_001, 40_001, ()),
+    ]
     body = json.loads(protocol.encode(msg))
     for change, reason in [
         ({"more": [{"block": 7, "lo": 1, "hi": 2}]}, "assigned twice"),
@@ -251,8 +262,9 @@ def test_summaries_ready_together_go_in_one_message_and_are_resent_together(work
     h.runner.on_connect()
     h.tick()
     more = (work.BlockRange(1, 10_001, 20_001), work.BlockRange(2, 20_001, 30_001))
-    msg = work.WorkAssign(job="p1-test", block=0, lo=1, hi=10_001, lease_s=60, keep="counts",
-                          more=more)  # fmt: skip
+    msg = work.WorkAssign(
+        job="p1-test", block=0, lo=1, hi=10_001, lease_s=60, keep="counts", more=more
+    )
     h.runner.on_message(h.runner.assign_topic, protocol.encode(msg))
     h.tick()
     assert h.runner.busy == 3

@@ -83,13 +83,16 @@ def test_real_host_reading_is_complete():
     assert len(reading.load) == 3 and reading.uptime_s > 0
 
 
-@pytest.mark.parametrize(("text", "value"), [("temp=48.3'C\n", 48.3), ("temp=-2'C", -2.0),
-                                              ("error", None), ("", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "value"), [("temp=48.3'C\n", 48.3), ("temp=-2'C", -2.0), ("error", None), ("", None)]
+)
 def test_parse_measure_temp(text, value):
     assert parse_measure_temp(text) == value
 
 
-@pytest.mark.parametrize(("text", "value"), [("throttled=0x0\n", 0), ("throttled=0x50005", 0x50005),
-                                              ("throttled=7", 7), ("nope", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("throttled=0x0\n", 0), ("throttled=0x50005", 0x50005), ("throttled=7", 7), ("nope", None)],
+)
 def test_parse_get_throttled(text, value):
     assert parse_get_throttled(text) == value

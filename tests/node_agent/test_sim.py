@@ -18,10 +18,24 @@ from tests.mqtt_helpers import Recorder
 def start_sim(broker, users, nodes, interval):
     env = {**os.environ, "PISWARM_BROKER_DIR": str(users.root)}
     return subprocess.Popen(
-        [sys.executable, "-m", "piswarm", "sim", "--nodes", str(nodes), "--interval",
-         str(interval), "--broker-host", "127.0.0.1", "--broker-port", str(broker.port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "piswarm",
+            "sim",
+            "--nodes",
+            str(nodes),
+            "--interval",
+            str(interval),
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(broker.port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def online_fleet(broker, users, count, interval, timeout=30):
@@ -74,8 +88,9 @@ def test_240_nodes_for_30_seconds_lose_no_message(broker, users):
     assert set(seqs) == set(ids)
     for node, got in seqs.items():
         assert got == sorted(set(got)), f"{node}: out of order or twice: {got}"
-    stopped = re.search(r"fleet stopped: (\d+) telemetry messages sent, (\d+) periods missed",
-                        out.decode())  # fmt: skip
+    stopped = re.search(
+        r"fleet stopped: (\d+) telemetry messages sent, (\d+) periods missed", out.decode()
+    )
     assert stopped, out.decode()[-2000:]
     assert sum(len(got) for got in seqs.values()) == int(stopped[1])
 

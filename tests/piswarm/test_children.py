@@ -58,8 +58,11 @@ def _family(mode: str) -> tuple[subprocess.Popen[str], str, int]:
     read_end, write_end = os.pipe()
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, mode, str(write_end), CHILD],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=(write_end,),
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=(write_end,),
+    )
     os.close(write_end)
     assert parent.stdout is not None
     answer = parent.stdout.readline().strip()
@@ -129,7 +132,12 @@ def test_children_start_with_the_stop_signals_held_even_the_first(tmp_path) -> N
     imported (seen in the demo under load)."""
     script = tmp_path / "held.py"
     script.write_text(HELD)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["['SIGINT', 'SIGTERM']"] * 2, done.stdout

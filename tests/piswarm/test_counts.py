@@ -31,9 +31,19 @@ def naive(primes):
     return twins, gap, at
 
 
-@pytest.mark.parametrize(("lo", "hi"), [
-    (0, 2), (1, 3), (1, 4), (2, 6), (1, 1000), (1, 10**5), (10**9, 10**9 + 10**5),
-    (10**12, 10**12 + 10**5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [
+        (0, 2),
+        (1, 3),
+        (1, 4),
+        (2, 6),
+        (1, 1000),
+        (1, 10**5),
+        (10**9, 10**9 + 10**5),
+        (10**12, 10**12 + 10**5),
+    ],
+)
 def test_a_summary_says_what_the_primes_say_and_both_forms_agree(lo, hi):
     primes = SIEVE.primes(lo, hi)
     told = counts.summarize(primes)

@@ -81,21 +81,50 @@ def test_a_number_longer_than_python_reads_is_refused_cleanly(kind):
 
 @pytest.mark.parametrize(
     "cls",
-    [protocol.NodeOnline, protocol.NodeOffline, protocol.Telemetry, protocol.Command,
-     protocol.Pong, protocol.Throttle, jobs.PrimesRequest, jobs.CancelRequest, jobs.JobReply,
-     jobs.JobStatus, jobs.JobMap, jobs.Contributor, work.CoordinatorStatus, work.WorkRequest,
-     work.WorkAssign, work.ResultAck, life.LifeRequest, life.LifeStatus, life.LifeControl,
-     life.StripAssign, life.StripRef, life.Halo, life.HaloWant, life.Checkpoint, life.Frame,
-     life.Progress, summary.BlockSummary, summary.Summaries, work.BlockRange],
-)  # fmt: skip
+    [
+        protocol.NodeOnline,
+        protocol.NodeOffline,
+        protocol.Telemetry,
+        protocol.Command,
+        protocol.Pong,
+        protocol.Throttle,
+        jobs.PrimesRequest,
+        jobs.CancelRequest,
+        jobs.JobReply,
+        jobs.JobStatus,
+        jobs.JobMap,
+        jobs.Contributor,
+        work.CoordinatorStatus,
+        work.WorkRequest,
+        work.WorkAssign,
+        work.ResultAck,
+        life.LifeRequest,
+        life.LifeStatus,
+        life.LifeControl,
+        life.StripAssign,
+        life.StripRef,
+        life.Halo,
+        life.HaloWant,
+        life.Checkpoint,
+        life.Frame,
+        life.Progress,
+        summary.BlockSummary,
+        summary.Summaries,
+        work.BlockRange,
+    ],
+)
 def test_every_field_is_documented(cls):
     for field in dataclasses.fields(cls):
         assert f"`{field.name}`" in DOC or f"`throttle.{field.name}`" in DOC, field.name
 
 
 def test_every_topic_is_documented():
-    for build in (protocol.topics.node_status, protocol.topics.node_telemetry,
-                  protocol.topics.node_cmd, protocol.topics.node_pong):  # fmt: skip
+    for build in (
+        protocol.topics.node_status,
+        protocol.topics.node_telemetry,
+        protocol.topics.node_cmd,
+        protocol.topics.node_pong,
+    ):
         leaf = build("x").rsplit("/", 1)[1]
         assert f"## `piswarm/nodes/<node>/{leaf}`" in DOC
     built = {
@@ -117,8 +146,11 @@ def test_every_topic_is_documented():
     assert protocol.topics.health("coordinator") == "piswarm/health/coordinator"
     assert "`piswarm/health/<name>`" in DOC
     assert "`piswarm/jobs/submit/<user>`" in DOC
-    for topic in (protocol.topics.JOBS_CANCEL,
-                  protocol.topics.JOBS_REPLIES, protocol.topics.JOBS_COORDINATOR):  # fmt: skip
+    for topic in (
+        protocol.topics.JOBS_CANCEL,
+        protocol.topics.JOBS_REPLIES,
+        protocol.topics.JOBS_COORDINATOR,
+    ):
         assert f"`{topic}`" in DOC, topic
 
 

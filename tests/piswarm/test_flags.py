@@ -11,10 +11,19 @@ from piswarm.flags import readable, real, text, whole
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [(0, "0"), (5000, "5,000"), (100_000_000, "100,000,000"), (10**9, "1e9"),
-     (2**63 - 1, "9.22e18"), (10**30, "1e30"), (0.05, "0.05"), (3600.0, "3,600"),
-     (1e-9, "1e-9"), (1e11, "1e11")],
-)  # fmt: skip
+    [
+        (0, "0"),
+        (5000, "5,000"),
+        (100_000_000, "100,000,000"),
+        (10**9, "1e9"),
+        (2**63 - 1, "9.22e18"),
+        (10**30, "1e30"),
+        (0.05, "0.05"),
+        (3600.0, "3,600"),
+        (1e-9, "1e-9"),
+        (1e11, "1e11"),
+    ],
+)
 def test_numbers_are_written_short(value, shown):
     assert readable(value) == shown
 
@@ -26,10 +35,15 @@ def test_whole_reads_every_number_in_range_back(n):
 
 @pytest.mark.parametrize(
     ("given_text", "error"),
-    [("0", "0 is not in 10,000-100,000,000"), ("1e40", "1e40 is not in 10,000-100,000,000"),
-     ("1" + "0" * 30, "1e30 is not in"), ("1e999999999", "1e999999999 is not in"),
-     ("5.5", "'5.5' is not a whole number"), ("-1", "'-1' is not a non-negative whole number")],
-)  # fmt: skip
+    [
+        ("0", "0 is not in 10,000-100,000,000"),
+        ("1e40", "1e40 is not in 10,000-100,000,000"),
+        ("1" + "0" * 30, "1e30 is not in"),
+        ("1e999999999", "1e999999999 is not in"),
+        ("5.5", "'5.5' is not a whole number"),
+        ("-1", "'-1' is not a non-negative whole number"),
+    ],
+)
 def test_whole_says_what_is_allowed(given_text, error):
     with pytest.raises(argparse.ArgumentTypeError, match=error):
         whole(10_000, 100_000_000)(given_text)

@@ -25,8 +25,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def page_faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", BLOCKS, mode], capture_output=True, text=True,
-                         check=True, timeout=120).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCKS, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     return int(out)
 
 
@@ -49,8 +54,11 @@ def test_sieve_workers_keep_their_memory():
     pool = Workers(1)
     try:
         pool.submit(10**9, 10**9 + 10**7, "numpy").result(timeout=60)
-        (worker,) = [p for p in psutil.Process().children() if p.pid not in others
-                     and "spawn_main" in " ".join(cmdline(p))]  # fmt: skip
+        (worker,) = [
+            p
+            for p in psutil.Process().children()
+            if p.pid not in others and "spawn_main" in " ".join(cmdline(p))
+        ]
         before = minor_faults(worker.pid)
         for lo in range(10**9 + 10**7, 10**9 + 6 * 10**7, 10**7):
             pool.submit(lo, lo + 10**7, "numpy").result(timeout=60)

@@ -111,9 +111,17 @@ def _advance_in_strips(cells, wrap, cuts, depth, rounds):
         for i, strip in enumerate(strips):
             up = strips[i - 1] if i > 0 or wrap == "torus" else None
             down = strips[(i + 1) % n] if i < n - 1 or wrap == "torus" else None
-            new.append(advance(strip, None if up is None else up[-depth:],
-                               None if down is None else down[:depth], depth, width, wrap,
-                               chunk_rows=5))  # fmt: skip
+            new.append(
+                advance(
+                    strip,
+                    None if up is None else up[-depth:],
+                    None if down is None else down[:depth],
+                    depth,
+                    width,
+                    wrap,
+                    chunk_rows=5,
+                )
+            )
         strips = new
     return unpack(np.concatenate(strips), width)
 
@@ -191,8 +199,12 @@ def _balance_in_strips(cells, wrap, cuts, depth, rounds, moves):
 
 
 @settings(max_examples=200, deadline=None)
-@given(strip_layouts(), st.sampled_from(["torus", "dead"]), st.integers(1, 4),
-       st.lists(st.integers(-20, 20), max_size=20))  # fmt: skip
+@given(
+    strip_layouts(),
+    st.sampled_from(["torus", "dead"]),
+    st.integers(1, 4),
+    st.lists(st.integers(-20, 20), max_size=20),
+)
 def test_strips_whose_boundaries_move_between_rounds_are_exact(layout, wrap, rounds, moves):
     cells, cuts, depth = layout
     expected = cells
@@ -221,10 +233,18 @@ def test_boundaries_move_as_asked():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 5), st.integers(1, 24), st.integers(3, 130),
-       st.sampled_from(["torus", "dead"]), st.booleans(), st.booleans(), st.data())  # fmt: skip
-def test_inside_first_then_the_edges_is_the_same_round(k, extra, width, wrap, has_above,
-                                                         has_below, data):  # fmt: skip
+@given(
+    st.integers(1, 5),
+    st.integers(1, 24),
+    st.integers(3, 130),
+    st.sampled_from(["torus", "dead"]),
+    st.booleans(),
+    st.booleans(),
+    st.data(),
+)
+def test_inside_first_then_the_edges_is_the_same_round(
+    k, extra, width, wrap, has_above, has_below, data
+):
     """What a strip computes while the halos travel, then finishes, equals the round done
     at once after they arrived, boundaries moved or not."""
     n = 2 * k + extra
@@ -236,8 +256,9 @@ def test_inside_first_then_the_edges_is_the_same_round(k, extra, width, wrap, ha
     top = 0 if above is None else data.draw(st.integers(k - len(above), spare))
     bottom = 0 if below is None else data.draw(st.integers(-spare, len(below) - k))
     at_once = advance(*move_boundaries(rows, above, below, top, bottom, k), k, width, wrap)
-    split = finish_round(inner_rows(rows, k, width, wrap), rows, above, below, top, bottom, k,
-                         width, wrap)  # fmt: skip
+    split = finish_round(
+        inner_rows(rows, k, width, wrap), rows, above, below, top, bottom, k, width, wrap
+    )
     assert np.array_equal(split, at_once)
 
 

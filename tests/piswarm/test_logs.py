@@ -43,8 +43,9 @@ def test_a_flood_of_one_warning_is_cut_to_a_burst_a_window_and_counted():
     clock.now = 60.0
     log.warning("ignored malformed message on %s: %d", "piswarm/x", 1001)
     last = out.getvalue().splitlines()[-1]
-    assert last == ("ignored malformed message on piswarm/x: 1001"
-                    " [998 more like this were not logged]")  # fmt: skip
+    assert last == (
+        "ignored malformed message on piswarm/x: 1001 [998 more like this were not logged]"
+    )
     log.warning("ignored malformed message on %s: %d", "piswarm/x", 1002)
     assert out.getvalue().splitlines()[-1] == "ignored malformed message on piswarm/x: 1002"
 

@@ -70,8 +70,9 @@ def test_every_connection_of_a_client_sends_at_once(broker, users):
     import socket as socket_module
 
     viewer = users.get("viewer")
-    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
-                              credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
+    )
     client = new_client("test-nodelay", settings)
     try:
         for _ in range(2):
@@ -98,8 +99,9 @@ def test_end_loop_closes_every_socket_the_client_opened(broker, users, threaded)
     next ran the cycle collector.
     """
     viewer = users.get("viewer")
-    settings = BrokerSettings(host="127.0.0.1", port=broker.port,
-                              credentials=Credentials(viewer.name, viewer.password))  # fmt: skip
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
+    )
     before = _open_fds()
     client = new_client("test-end-loop", settings)
     connected = threading.Event()

@@ -24,8 +24,7 @@ def prime_like_lists(draw):
     and let hypothesis reach the gaps that real primes only show above ~3e11.
     """
     start = draw(st.integers(1, 2**62)) | 1
-    halves = draw(st.lists(st.one_of(st.integers(1, 255), st.integers(256, 2**31)),
-                           max_size=300))  # fmt: skip
+    halves = draw(st.lists(st.one_of(st.integers(1, 255), st.integers(256, 2**31)), max_size=300))
     values = [start]
     for h in halves:
         if values[-1] + 2 * h >= 2**64:
@@ -42,8 +41,7 @@ def test_round_trip_including_gaps_above_510(primes, codec):
     data = encode_primes(primes, codec=codec)
     block = decode_primes(data)
     assert np.array_equal(block.primes, primes)
-    assert (block.count, block.first, block.last) == (len(primes), int(primes[0]),
-                                                      int(primes[-1]))  # fmt: skip
+    assert (block.count, block.first, block.last) == (len(primes), int(primes[0]), int(primes[-1]))
     header = check_primes(data)  # the coordinator's quick check agrees
     assert (header.count, header.last) == (len(primes), int(primes[-1]))
 

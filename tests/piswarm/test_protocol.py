@@ -68,8 +68,11 @@ def test_status_round_trips(message):
     assert protocol.decode_status(protocol.encode(message)) == message
 
 
-@given(st.builds(protocol.Command, cmd=st.sampled_from(sorted(protocol.COMMANDS)),
-                 id=st.text(max_size=64)))  # fmt: skip
+@given(
+    st.builds(
+        protocol.Command, cmd=st.sampled_from(sorted(protocol.COMMANDS)), id=st.text(max_size=64)
+    )
+)
 def test_command_round_trips(message):
     assert protocol.decode_command(protocol.encode(message)) == message
 
@@ -81,12 +84,15 @@ def test_random_bytes_never_escape_as_anything_but_protocol_error(payload):
             decode(payload)
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | finite | st.text(max_size=10),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
-                                                              max_size=4),
-    max_leaves=20,
-))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | finite | st.text(max_size=10),
+        lambda kids: (
+            st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 def test_any_json_is_decoded_or_refused_cleanly(value):
     body = {"v": 1, "state": "online", "node": "pi-1", "x": value}
     for decode in DECODERS:
@@ -96,10 +102,19 @@ def test_any_json_is_decoded_or_refused_cleanly(value):
 
 
 GOOD_TELEMETRY = {
-    "v": 1, "node": "pi-1", "seq": 3, "ts": 1.7e9, "temp_c": 48.5, "temp_source": "thermal",
-    "throttle": {"raw": 0, "now": [], "since_boot": []}, "cpu_percent": 10.0,
-    "load": [0.1, 0.2, 0.3], "mem_percent": 20.0, "freq_mhz": 1500.0, "uptime_s": 100.0,
-}  # fmt: skip
+    "v": 1,
+    "node": "pi-1",
+    "seq": 3,
+    "ts": 1.7e9,
+    "temp_c": 48.5,
+    "temp_source": "thermal",
+    "throttle": {"raw": 0, "now": [], "since_boot": []},
+    "cpu_percent": 10.0,
+    "load": [0.1, 0.2, 0.3],
+    "mem_percent": 20.0,
+    "freq_mhz": 1500.0,
+    "uptime_s": 100.0,
+}
 
 
 def test_good_telemetry_decodes_and_unknown_fields_are_ignored():
@@ -178,8 +193,9 @@ def test_throttle_bits_are_decoded_now_and_since_boot():
     assert past.now == () and past.since_boot == ("soft_temp_limit",) and not past.active
 
 
-@pytest.mark.parametrize("bad", ["", "Pi-1", "pi_1", "-pi", "pi-", "a" * 64, "admin", "pi/1",
-                                 "pi+", "#", "pi 1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", ["", "Pi-1", "pi_1", "-pi", "pi-", "a" * 64, "admin", "pi/1", "pi+", "#", "pi 1"]
+)
 def test_invalid_node_ids_are_refused(bad):
     with pytest.raises(ProtocolError):
         topics.node_status(bad)
@@ -187,15 +203,26 @@ def test_invalid_node_ids_are_refused(bad):
 
 @given(node_ids)
 def test_built_topics_parse_back_and_never_hold_wildcards(node_id):
-    for build, leaf in ((topics.node_status, "status"), (topics.node_telemetry, "telemetry"),
-                        (topics.node_cmd, "cmd"), (topics.node_pong, "pong")):  # fmt: skip
+    for build, leaf in (
+        (topics.node_status, "status"),
+        (topics.node_telemetry, "telemetry"),
+        (topics.node_cmd, "cmd"),
+        (topics.node_pong, "pong"),
+    ):
         topic = build(node_id)
         assert "+" not in topic and "#" not in topic
         assert topics.parse_node_topic(topic) == (node_id, leaf)
 
 
-@pytest.mark.parametrize("topic", ["piswarm/nodes/x", "other/nodes/pi-1/status",
-                                   "piswarm/nodes/Bad/status", "piswarm/nodes/a/b/c"])  # fmt: skip
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "piswarm/nodes/x",
+        "other/nodes/pi-1/status",
+        "piswarm/nodes/Bad/status",
+        "piswarm/nodes/a/b/c",
+    ],
+)
 def test_foreign_topics_are_refused(topic):
     with pytest.raises(ProtocolError):
         topics.parse_node_topic(topic)
@@ -221,14 +248,21 @@ def test_a_block_number_of_a_job_of_a_billion_blocks_is_read():
 
 @pytest.mark.parametrize(
     ("topic", "route"),
-    [("piswarm/jobs/submit/viewer", "submit"), ("piswarm/jobs/cancel", "cancel"),
-     ("piswarm/nodes/pi-1/work/request", "work_request"),
-     ("piswarm/nodes/pi-1/results/p1-a/7", "result"), ("piswarm/nodes/pi-1/status", "node_status"),
-     ("piswarm/nodes/pi-1/results/p1-a/summaries", "summaries"),
-     ("piswarm/nodes/pi-1/life/l1-a/0/0/checkpoint", "life"),
-     ("piswarm/nodes/pi-1/results/p1-a", "other"), ("piswarm/nodes/pi-1/status/x", "other"),
-     ("piswarm/jobs/p1-a/status", "other"), ("other/nodes/pi-1/status", "other"), ("", "other")],
-)  # fmt: skip
+    [
+        ("piswarm/jobs/submit/viewer", "submit"),
+        ("piswarm/jobs/cancel", "cancel"),
+        ("piswarm/nodes/pi-1/work/request", "work_request"),
+        ("piswarm/nodes/pi-1/results/p1-a/7", "result"),
+        ("piswarm/nodes/pi-1/status", "node_status"),
+        ("piswarm/nodes/pi-1/results/p1-a/summaries", "summaries"),
+        ("piswarm/nodes/pi-1/life/l1-a/0/0/checkpoint", "life"),
+        ("piswarm/nodes/pi-1/results/p1-a", "other"),
+        ("piswarm/nodes/pi-1/status/x", "other"),
+        ("piswarm/jobs/p1-a/status", "other"),
+        ("other/nodes/pi-1/status", "other"),
+        ("", "other"),
+    ],
+)
 def test_the_coordinator_routes_by_the_shape_of_a_topic(topic, route):
     assert topics.coordinator_route(topic) == route
 
@@ -242,8 +276,12 @@ def test_a_work_request_names_what_it_holds_as_job_and_block():
 
     assert request(["p20251124-3fa2c1/17"]).holding == ("p20251124-3fa2c1/17",)
     assert request(None).holding is None
-    bad_ones = [(["p1/x"], "does not match"), (["p1"], "does not match"),
-                ("p1/1", "expected a list"), (["p1/1"] * 257, "longer than 256")]  # fmt: skip
+    bad_ones = [
+        (["p1/x"], "does not match"),
+        (["p1"], "does not match"),
+        ("p1/1", "expected a list"),
+        (["p1/1"] * 257, "longer than 256"),
+    ]
     for bad, reason in bad_ones:
         with pytest.raises(ProtocolError, match=reason):
             request(bad)
@@ -252,16 +290,30 @@ def test_a_work_request_names_what_it_holds_as_job_and_block():
 def test_retained_only_where_the_protocol_keeps_it():
     from piswarm.protocol.retained import retained_limit
 
-    kept = {"piswarm/nodes/pi-1/status": 16384, "piswarm/health/pi-1": 16384,
-            "piswarm/health/coordinator": 16384, "piswarm/jobs/coordinator": 16384,
-            "piswarm/jobs/p1-a/status": 16384, "piswarm/jobs/p1-a/map": 65536,
-            "piswarm/jobs/l1-a/life": 16384}  # fmt: skip
+    kept = {
+        "piswarm/nodes/pi-1/status": 16384,
+        "piswarm/health/pi-1": 16384,
+        "piswarm/health/coordinator": 16384,
+        "piswarm/jobs/coordinator": 16384,
+        "piswarm/jobs/p1-a/status": 16384,
+        "piswarm/jobs/p1-a/map": 65536,
+        "piswarm/jobs/l1-a/life": 16384,
+    }
     for topic, limit in kept.items():
         assert retained_limit(topic) == limit, topic
-    for topic in ("piswarm/nodes/pi-1/telemetry", "piswarm/nodes/pi-1/results/p1-a/0",
-                  "piswarm/nodes/admin/status", "piswarm/jobs/submit/viewer",
-                  "piswarm/jobs/submit/status", "piswarm/cli/x/sync", "piswarm/health/admin",
-                  "piswarm/jobs/p1-a/other", "other/nodes/pi-1/status", "piswarm", ""):  # fmt: skip
+    for topic in (
+        "piswarm/nodes/pi-1/telemetry",
+        "piswarm/nodes/pi-1/results/p1-a/0",
+        "piswarm/nodes/admin/status",
+        "piswarm/jobs/submit/viewer",
+        "piswarm/jobs/submit/status",
+        "piswarm/cli/x/sync",
+        "piswarm/health/admin",
+        "piswarm/jobs/p1-a/other",
+        "other/nodes/pi-1/status",
+        "piswarm",
+        "",
+    ):
         assert retained_limit(topic) is None, topic
 
 

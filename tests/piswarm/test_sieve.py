@@ -69,8 +69,11 @@ def test_primes_equal_count_and_the_plain_sieve():
 
 
 @settings(max_examples=200, deadline=None)
-@given(lo=st.integers(0, 10**6), width=st.integers(0, 3000),
-       segment=st.sampled_from([1, 7, 100, 4099, 1 << 16]))  # fmt: skip
+@given(
+    lo=st.integers(0, 10**6),
+    width=st.integers(0, 3000),
+    segment=st.sampled_from([1, 7, 100, 4099, 1 << 16]),
+)
 def test_any_window_matches_trial_division(lo, width, segment):
     sieve = SegmentedSieve(segment=segment)
     assert sieve.primes(lo, lo + width).tolist() == reference_primes(lo, lo + width)

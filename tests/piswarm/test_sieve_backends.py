@@ -17,16 +17,19 @@ NUMPY = NumpyBackend()
 
 @needs_native
 @settings(max_examples=100, deadline=None)
-@given(lo=st.one_of(st.integers(0, 10**6), st.integers(10**12, 10**13)),
-       width=st.integers(0, 50_000))  # fmt: skip
+@given(
+    lo=st.one_of(st.integers(0, 10**6), st.integers(10**12, 10**13)), width=st.integers(0, 50_000)
+)
 def test_native_and_numpy_agree_on_any_window(lo, width):
     assert np.array_equal(NATIVE.primes(lo, lo + width), NUMPY.primes(lo, lo + width))
     assert NATIVE.count(lo, lo + width) == NUMPY.count(lo, lo + width)
 
 
 @needs_native
-@pytest.mark.parametrize(("lo", "hi", "count"), [(0, 10**8, 5_761_455), (0, 2, 0), (2, 3, 1),
-                                                  (10**12, 10**12 + 10**8, 3_618_282)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("lo", "hi", "count"),
+    [(0, 10**8, 5_761_455), (0, 2, 0), (2, 3, 1), (10**12, 10**12 + 10**8, 3_618_282)],
+)
 def test_native_counts_match_known_values(lo, hi, count):
     assert NATIVE.count(lo, hi) == count == NUMPY.count(lo, hi)
 
