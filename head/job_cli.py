@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from head.settings import default_db, settings_as
+from piswarm.durations import duration
 from piswarm.flags import add_broker_flags, readable, real, span, text, whole
 from piswarm.protocol import jobs
 from piswarm.protocol import life as wire
@@ -193,16 +194,6 @@ def admin_settings(args: argparse.Namespace) -> Any:
     return settings_as(args, "admin")
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def board_size(text: str) -> tuple[int, int]:
     """``4096x2048`` as (width, height), within what a Life job may be."""
     width, sep, height = text.lower().partition("x")
@@ -235,7 +226,7 @@ def describe(status: Any) -> str:
             f"{status.wrap}  generation {status.gen:,}/{status.gens:,}  "
             f"{status.population:,} cells (gen {status.population_gen:,})  "
             f"{status.strips} strips on {len(status.nodes)} nodes  {status.rate:,.0f} gen/s  "
-            f"eta {_eta(status.eta_s)}" + (f"  hash {status.hash}" if status.hash else "")
+            f"eta {duration(status.eta_s)}" + (f"  hash {status.hash}" if status.hash else "")
         )
     largest = "-" if status.largest is None else f"{status.largest:,}"
     twins = "" if status.twins is None else f"  {status.twins:,} twin pairs"
@@ -243,7 +234,7 @@ def describe(status: Any) -> str:
     return (
         f"{status.job}  {status.state:<9} [{status.start:,}, {status.end:,}]  "
         f"{status.blocks_done}/{status.blocks_total} blocks  {status.primes:,} primes"
-        f"{twins}{gap}  largest {largest}  {status.rate:,.0f}/s  eta {_eta(status.eta_s)}"
+        f"{twins}{gap}  largest {largest}  {status.rate:,.0f}/s  eta {duration(status.eta_s)}"
     )
 
 

@@ -4,22 +4,12 @@ import time
 from collections.abc import Callable
 
 from head.cluster import ClusterModel, NodeState, NodeView
+from piswarm.durations import ago
 from piswarm.protocol.health import HEALTH_EVERY_S, Health
 
 
 def _temp(view: NodeView) -> str:
     return "   -  " if view.temp_c is None else f"{view.temp_c:5.1f}C"
-
-
-def ago(seconds: float) -> str:
-    """A duration as people say it: ``5s ago``, ``3m ago``, ``2h ago``, ``4d ago``."""
-    if seconds < 90:
-        return f"{max(0, int(seconds))}s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h ago"
-    return f"{seconds / 86400:.0f}d ago"
 
 
 def headline(model: ClusterModel, now: float) -> str:

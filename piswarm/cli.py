@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from piswarm import __version__, logs
-from piswarm.errors import NotAvailable, PiswarmError
+from piswarm.errors import PiswarmError
 from piswarm.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def not_yet(what: str, issue: str) -> Handler:
-    """A handler for a subcommand that a later issue delivers: a clear error, exit 2."""
-
-    def handler(_args: argparse.Namespace) -> int:
-        raise NotAvailable(f"'{what}' is not yet available (it arrives with {issue})")
-
-    return handler
 
 
 def add_logging_flags(parser: argparse.ArgumentParser) -> None:

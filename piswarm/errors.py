@@ -35,9 +35,3 @@ class AlreadyRunning(PiswarmError):
             f"an {what} is already running (pid {pid or '?'}, lock {lock_path}); "
             f"stop it first ('kill {pid or '<pid>'}')"
         )
-
-
-class NotAvailable(PiswarmError):
-    """A subcommand that a later release delivers."""
-
-    exit_code = 2

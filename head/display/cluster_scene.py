@@ -20,7 +20,7 @@ from head.display import colors
 from head.display.colors import RGB
 from head.display.layout import Geometry, Layout, Rect
 from head.display.scene import Frame
-from head.summary import ago
+from piswarm.durations import ago
 
 HEADER_SHARE = 0.085
 LEGEND_SHARE = 0.055

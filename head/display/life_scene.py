@@ -18,8 +18,9 @@ import pygame
 from head.display import colors
 from head.display.colors import RGB, node_color
 from head.display.scene import Frame
-from head.display.text import format_count, format_duration
+from head.display.text import format_count
 from head.life_view import LifeBoard
+from piswarm.durations import duration
 from piswarm.protocol.life import LifeStatus
 
 MAX_REDRAWS_PER_S = 15
@@ -190,7 +191,7 @@ class LifeScene:
             ("generations/s", format_count(s.rate)),
             ("live cells", f"{cells:,}"),
             ("nodes", f"{len(s.nodes)} ({s.strips} strips)"),
-            ("time left", format_duration(s.eta_s) if s.state == "running" else "-"),
+            ("time left", duration(s.eta_s) if s.state == "running" else "-"),
         ]
         y = h // 10
         column = inner // len(figures)

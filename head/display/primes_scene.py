@@ -16,7 +16,8 @@ import pygame
 from head.display import colors
 from head.display.colors import RGB, node_color
 from head.display.scene import Frame
-from head.display.text import format_count, format_duration
+from head.display.text import format_count
+from piswarm.durations import duration
 from piswarm.protocol.jobs import JobMap, JobStatus
 
 PENDING: RGB = (40, 44, 56)
@@ -114,7 +115,7 @@ class PrimesScene:
             ("largest gap", f"{s.gap:,}" if s.gap else "-"),
             ("per second", format_count(s.rate)),
             ("nodes at work", str(s.nodes)),
-            ("time left", format_duration(s.eta_s) if s.state == "running" else "-"),
+            ("time left", duration(s.eta_s) if s.state == "running" else "-"),
         ]
         column = inner // len(figures)
         for i, (name, value) in enumerate(figures):
