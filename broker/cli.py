@@ -3,12 +3,12 @@
 import argparse
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from piswarm.flags import whole
 from piswarm.fleet import MAX_SIM_NODES, sim_node_ids
+from piswarm.signals import stop_on_signals
 
 
 def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
@@ -146,13 +146,7 @@ def run_broker(args: argparse.Namespace) -> int:
         bind=args.bind,
         die_with_parent=True,
     )
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = stop_on_signals()
     # SIGHUP reloads users: 'piswarm broker users add' then 'kill -HUP <this pid>'.
     signal.signal(signal.SIGHUP, lambda _s, _f: broker.reload())
     broker.start()

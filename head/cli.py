@@ -3,7 +3,6 @@
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from head.settings import default_db, settings_as
 from piswarm.flags import add_broker_flags, directory, new_file, real, whole
 from piswarm.fleet import MAX_SIM_NODES
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
+from piswarm.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -201,17 +201,6 @@ def _print_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    return stop
-
-
 def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None = None) -> Any:
     """The display app for these flags (imports pygame: only called to show a display)."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -262,7 +251,7 @@ def _show(args: argparse.Namespace) -> int:
             "no screen to show the display on (no X, Wayland or console): run it on the "
             "head node's screen, or save a frame with --screenshot out.png"
         )
-    stop = _stop_event()
+    stop = stop_on_signals()
     feed.start()
     try:
         if args.screenshot is not None:
@@ -298,7 +287,7 @@ def run_head(args: argparse.Namespace) -> int:
         coordinator = Coordinator(
             db_path=db, settings=settings, lease_seconds=args.lease, double_check=args.double_check
         )
-        stop = _stop_event()
+        stop = stop_on_signals()
         coordinator.start()
         log.info("coordinator: jobs in %s, broker %s:%d", db, settings.host, settings.port)
         try:
@@ -323,7 +312,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from head.demo import DemoCluster, text_view
     from head.summary import live_printer
 
-    stop = _stop_event()
+    stop = stop_on_signals()
     show = live_printer(sys.stdout.isatty(), sys.stdout.write)
     with DemoCluster(
         nodes=args.nodes, interval=args.interval, port=args.port or None, frames=not args.text

@@ -2,13 +2,13 @@
 
 import argparse
 import logging
-import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 from piswarm.flags import add_broker_flags, real, whole
 from piswarm.fleet import MAX_SIM_NODES, MAX_WORKERS
+from piswarm.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,6 @@ round trip took 25 ms median and 50 ms p90 here with both cores sieving, as long
 block takes; one queued block would leave no margin."""
 
 
-def _stop_on_signals(stop: threading.Event, wake: threading.Event) -> None:
-    def handle(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        stop.set()
-        wake.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
 def run_agent(args: argparse.Namespace) -> int:
     from node_agent.agent import Agent, drive
     from node_agent.config import load_agent_config
@@ -112,9 +102,9 @@ def run_agent(args: argparse.Namespace) -> int:
             "no broker credentials: set [broker] credentials in the config, "
             "PISWARM_CREDENTIALS, or --credentials (files come from 'piswarm broker users')"
         )
-    stop, wake = threading.Event(), threading.Event()
+    wake = threading.Event()
     with PidLock(config.lock_dir, config.node_id):
-        _stop_on_signals(stop, wake)
+        stop = stop_on_signals(wake)
         sensors = HostSensors(thermal_root=config.thermal_root, vcgencmd=config.vcgencmd)
         sensors.start()
         workers, runner, life = None, None, None
@@ -189,8 +179,8 @@ def run_sim(args: argparse.Namespace) -> int:
         creds = Credentials.load(paths.credentials_file(users_dir, node_id))
         return BrokerSettings(host=base.host, port=base.port, credentials=creds)
 
-    stop, wake = threading.Event(), threading.Event()
-    _stop_on_signals(stop, wake)
+    wake = threading.Event()
+    stop = stop_on_signals(wake)
     workers = Workers(args.workers) if args.workers else None
     agents = build_fleet(
         node_ids,
