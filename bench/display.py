@@ -25,7 +25,8 @@ import psutil
 from broker.runner import BrokerProcess
 from broker.users import UserStore
 from head.cluster import ClusterModel
-from head.display.app import DisplayApp, DisplayOptions
+from head.config import DisplayOptions
+from head.display.app import DisplayApp
 from head.display.cluster_scene import ClusterScene
 from head.feed import ClusterFeed
 from piswarm.fleet import sim_node_ids

@@ -9,9 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from head.settings import default_db, settings_as
+from head.config import (
+    PALETTES,
+    DisplayOptions,
+    HeadFile,
+    broker_settings,
+    display_options,
+    load_head_config,
+)
 from piswarm.flags import add_broker_flags, directory, new_file, real, whole
 from piswarm.fleet import MAX_SIM_NODES
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 from piswarm.signals import stop_on_signals
 
@@ -19,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``1280x720`` as (width, height), within what a display may be."""
     try:
         w, h = (int(part) for part in text.lower().split("x"))
     except ValueError:
@@ -29,39 +38,42 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | None) -> None:
+    """The kiosk's flags. None of them has a default here: a flag not given leaves the
+    say to the head's file (``[display]``, see head/config.py), then the defaults."""
     view = parser.add_argument_group("display")
     view.add_argument(
         "--windowed",
         type=_size,
         metavar="WxH",
-        default=_size(windowed_default) if windowed_default else None,
         help="a window of this size instead of fullscreen"
         + (f" (default {windowed_default})" if windowed_default else ""),
     )
-    view.add_argument("--kiosk", action="store_true", help="fullscreen, no mouse, rotate scenes")
     view.add_argument(
-        "--rotate",
-        type=real(1, 86_400, unit=" s"),
-        default=20.0,
-        help="seconds per scene in kiosk (default 20)",
+        "--kiosk", action="store_true", default=None, help="fullscreen, no mouse, rotate scenes"
+    )
+    view.add_argument(
+        "--rotate", type=real(1, 86_400, unit=" s"), help="seconds per scene in kiosk (default 20)"
     )
     view.add_argument(
         "--palette",
-        choices=["classic", "cividis"],
-        default="classic",
-        help="temperature colours; cividis is colour-blind safe",
+        choices=PALETTES,
+        help="temperature colours; cividis is colour-blind safe (default classic)",
     )
     view.add_argument("--layout", type=Path, help="room layout TOML (see head/display/layout.py)")
+    view.add_argument("--rows", type=whole(0, 100), help="grid rows (default: fit the fleet)")
+    view.add_argument("--columns", type=whole(0, 100), help="grid columns")
+    view.add_argument("--fps", type=whole(1, 240), help="frame rate cap (default 60)")
     view.add_argument(
-        "--rows", type=whole(0, 100), default=0, help="grid rows (default: fit the fleet)"
+        "--screenshot-dir", type=directory, help="where the S key saves PNGs (default: here)"
     )
-    view.add_argument("--columns", type=whole(0, 100), default=0, help="grid columns")
-    view.add_argument("--fps", type=whole(1, 240), default=60, help="frame rate cap (default 60)")
-    view.add_argument(
-        "--screenshot-dir",
-        type=directory,
-        default=Path(),
-        help="where the S key saves PNGs (default: here)",
+
+
+def _config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="the head's settings (default $PISWARM_HEAD_CONFIG or ~/.config/piswarm/head.toml)",
     )
 
 
@@ -88,6 +100,7 @@ def register(sub: Any) -> None:
     display = sub.add_parser("display", help="the pygame kiosk display of the cluster")
     add_broker_flags(display)
     display.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
+    _config_flag(display)
     _display_flags(display, windowed_default=None)
     display.add_argument(
         "--screenshot",
@@ -106,22 +119,22 @@ def register(sub: Any) -> None:
     head = sub.add_parser("head", help="the head node: the job coordinator and the display")
     add_broker_flags(head)
     head.add_argument("--credentials", type=Path, help="credentials file (default: admin)")
+    _config_flag(head)
     head.add_argument("--no-display", action="store_true", help="run the coordinator alone")
     head.add_argument(
         "--db",
         type=Path,
-        help="job database (default $PISWARM_JOBS_DB or ~/.local/state/piswarm/jobs.sqlite)",
+        help="job database (default $PISWARM_JOBS_DB, [head] db, "
+        "or ~/.local/state/piswarm/jobs.sqlite)",
     )
     head.add_argument(
         "--lease",
         type=real(1, 86_400, unit=" s"),
-        default=60.0,
-        help="seconds a node has for a block, then it is reissued",
+        help="seconds a node has for a block, then it is reissued (default 60)",
     )
     head.add_argument(
         "--double-check",
         type=real(0, 1),
-        default=DEFAULT_DOUBLE_CHECK,
         metavar="FRACTION",
         help="blocks computed again by another node and compared, for jobs "
         f"that do not say (default {DEFAULT_DOUBLE_CHECK:g}; 0: none)",
@@ -156,7 +169,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.health:
         return _print_health(args)
     model = ClusterModel()
-    with Session(settings_as(args, "viewer"), role="status") as session:
+    with Session(broker_settings(vars(args), "viewer"), role="status") as session:
         retained = session.retained(topics.NODE_STATUS_FILTER, topics.NODE_TELEMETRY_FILTER)
         for topic, payload in retained:
             model.apply(topic, payload, time.time())
@@ -187,7 +200,7 @@ def _print_health(args: argparse.Namespace) -> int:
     from piswarm.protocol.health import decode_health
 
     found = []
-    with Session(settings_as(args, "viewer"), role="status") as session:
+    with Session(broker_settings(vars(args), "viewer"), role="status") as session:
         for topic, payload in session.retained(topics.HEALTH_FILTER):
             try:
                 health = decode_health(payload)
@@ -201,49 +214,44 @@ def _print_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_app(args: argparse.Namespace, source: Any, expected: list[str] | None = None) -> Any:
-    """The display app for these flags (imports pygame: only called to show a display)."""
+def _build_app(options: DisplayOptions, source: Any, expected: list[str] | None = None) -> Any:
+    """The display app (imports pygame: only called to show a display)."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     from head.cluster import ClusterModel
-    from head.display.app import DisplayApp, DisplayOptions
+    from head.display.app import DisplayApp
     from head.display.cluster_scene import ClusterScene
     from head.display.layout import Layout
     from head.display.life_scene import LifeScene
     from head.display.primes_scene import PrimesScene
 
-    layout = Layout.load(args.layout) if args.layout else None
-    scene = ClusterScene(layout=layout, rows=args.rows, columns=args.columns)
+    layout = Layout.load(options.layout) if options.layout else None
+    scene = ClusterScene(layout=layout, rows=options.rows, columns=options.columns)
     seats = layout.expected if layout else []
     model = ClusterModel(expected=seats or expected or [])
-    size = None if args.kiosk else args.windowed
-    options = DisplayOptions(
-        size=size,
-        kiosk=args.kiosk,
-        rotate_every=args.rotate,
-        fps=args.fps,
-        palette=args.palette,
-        screenshot_dir=args.screenshot_dir,
-    )
     return DisplayApp(
         model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()], options=options
     )
 
 
-def _show(args: argparse.Namespace) -> int:
+def _show(
+    options: DisplayOptions,
+    settings: BrokerSettings,
+    stop: threading.Event,
+    *,
+    screenshot: Path | None = None,
+    after: float = 3.0,
+) -> int:
     from head.feed import DISPLAY_FILTERS, ClusterFeed
     from piswarm.errors import PiswarmError
     from piswarm.mqtt import unique_client_id
 
-    if args.screenshot is not None:
+    if screenshot is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
-        if args.windowed is None and not args.kiosk:
-            args.windowed = (1920, 1080)
+        options = options.for_screenshot()
     feed = ClusterFeed(
-        settings=settings_as(args, "viewer"),
-        client_id=unique_client_id("display"),
-        filters=DISPLAY_FILTERS,
+        settings=settings, client_id=unique_client_id("display"), filters=DISPLAY_FILTERS
     )
-    app = _build_app(args, feed)
+    app = _build_app(options, feed)
     from head.display.app import screen_driver
 
     if screen_driver() is None:
@@ -251,12 +259,11 @@ def _show(args: argparse.Namespace) -> int:
             "no screen to show the display on (no X, Wayland or console): run it on the "
             "head node's screen, or save a frame with --screenshot out.png"
         )
-    stop = stop_on_signals()
     feed.start()
     try:
-        if args.screenshot is not None:
-            app.run(stop=stop, duration=args.after, screenshot=args.screenshot)
-            print(f"saved {args.screenshot}")
+        if screenshot is not None:
+            app.run(stop=stop, duration=after, screenshot=screenshot)
+            print(f"saved {screenshot}")
         else:
             app.run(stop=stop)
     finally:
@@ -265,39 +272,43 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def run_display(args: argparse.Namespace) -> int:
-    return _show(args)
+    flags = vars(args)
+    file = HeadFile.find(args.config, os.environ)
+    options = display_options(flags, file=file)
+    settings = broker_settings(flags, "viewer", file=file)
+    return _show(options, settings, stop_on_signals(), screenshot=args.screenshot, after=args.after)
 
 
 def run_head(args: argparse.Namespace) -> int:
     from head.coordinator import Coordinator
-    from piswarm.errors import ConfigError, PiswarmError
+    from piswarm.errors import PiswarmError
     from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
 
-    db = (args.db or default_db()).expanduser()
+    file = HeadFile.find(args.config, os.environ)
+    config = load_head_config(vars(args), file=file)
+    db, settings = config.db, config.broker
     db.parent.mkdir(parents=True, exist_ok=True)
-    settings = settings_as(args, "admin")
-    if settings.credentials is None:
-        raise ConfigError(
-            "the coordinator needs the admin's broker credentials: run "
-            "'piswarm broker users init', or pass --credentials"
-        )
     keep_heap_memory()  # each result's buffers are the size of the last one's
     with PidLock(db.parent, db.stem, role="coordinator"):
         coordinator = Coordinator(
-            db_path=db, settings=settings, lease_seconds=args.lease, double_check=args.double_check
+            db_path=db,
+            settings=settings,
+            lease_seconds=config.lease_seconds,
+            double_check=config.double_check,
         )
         stop = stop_on_signals()
         coordinator.start()
         log.info("coordinator: jobs in %s, broker %s:%d", db, settings.host, settings.port)
         try:
-            if args.no_display:
+            if config.display is None:
                 coordinator.run(stop)
             else:
                 worker = threading.Thread(target=coordinator.run, args=(stop,), name="coordinator")
                 worker.start()
                 try:
-                    _show(args)
+                    viewer = broker_settings(vars(args), "viewer", file=file)
+                    _show(config.display, viewer, stop)
                 finally:
                     stop.set()
                     worker.join()
@@ -320,7 +331,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(cluster.watch_hint(), flush=True)
         app = None
         if not args.text:
-            app = _build_app(args, cluster.feed, expected=cluster.node_ids)
+            options = display_options(vars(args), default_size=(1280, 720))
+            app = _build_app(options, cluster.feed, expected=cluster.node_ids)
             from head.display.app import screen_driver
 
             if screen_driver() is None:

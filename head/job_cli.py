@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from head.settings import default_db, settings_as
+from head.config import broker_settings, jobs_db
 from piswarm.durations import duration
 from piswarm.flags import add_broker_flags, readable, real, span, text, whole
 from piswarm.protocol import jobs
@@ -190,8 +190,8 @@ def register(sub: Any) -> None:
 
 
 def admin_settings(args: argparse.Namespace) -> Any:
-
-    return settings_as(args, "admin")
+    """The broker, logged in as the admin (or as ``--credentials``)."""
+    return broker_settings(vars(args), "admin")
 
 
 def board_size(text: str) -> tuple[int, int]:
@@ -408,7 +408,7 @@ def _store(args: argparse.Namespace) -> Iterator[Any]:
     from head.jobstore import JobStore
     from piswarm.errors import PiswarmError
 
-    path = args.db or default_db()
+    path = jobs_db(args.db)
     if not path.exists():
         raise PiswarmError(f"no job database at {path} (run this on the head node, or --db)")
     store = JobStore(path).open(readonly=True)
@@ -441,7 +441,7 @@ def _life_board(args: argparse.Namespace) -> Any:
     from head.lifestore import LifeStore
     from piswarm.errors import PiswarmError
 
-    path = args.db or default_db()
+    path = jobs_db(args.db)
     if not path.exists():
         raise PiswarmError(f"no job database at {path} (run this on the head node, or --db)")
     store = LifeStore(path).open(readonly=True)
@@ -516,7 +516,7 @@ def run_export(args: argparse.Namespace) -> int:
         return run_export_life(args)
     if args.format == "rle":
         raise ConfigError(f"job {args.job} is a prime search: export it as txt or bin")
-    args.format = args.format or "txt"
+    fmt = args.format or "txt"
     with _store(args) as store:
         progress = store.progress(args.job)
         if progress.blocks_done < progress.blocks_total:
@@ -527,10 +527,10 @@ def run_export(args: argparse.Namespace) -> int:
             )
         if args.output is not None:
             with args.output.open("wb") as out:
-                count = _write_primes(store, args.job, args.format, out)
+                count = _write_primes(store, args.job, fmt, out)
         else:
             try:
-                count = _write_primes(store, args.job, args.format, sys.stdout.buffer)
+                count = _write_primes(store, args.job, fmt, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             except BrokenPipeError:
                 raise  # '| head': piswarm.cli ends quietly

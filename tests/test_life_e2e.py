@@ -10,8 +10,9 @@ import pygame
 import pytest
 
 from head.cluster import ClusterModel
+from head.config import DisplayOptions
 from head.display import colors
-from head.display.app import DisplayApp, DisplayOptions
+from head.display.app import DisplayApp
 from head.display.colors import node_color
 from head.display.life_scene import TINT, LifeScene
 from head.feed import DISPLAY_FILTERS

@@ -21,6 +21,7 @@ from typing import Protocol
 import pygame
 
 from head.cluster import ClusterModel
+from head.config import DisplayOptions
 from head.display.scene import Frame, Link, Scene
 from head.display.text import TextCache
 from head.feed import Message
@@ -86,16 +87,6 @@ class Source(Protocol):
     dropped: int  # messages it had no room for
 
     def drain(self, limit: int = ...) -> list[Message]: ...
-
-
-@dataclass(frozen=True)
-class DisplayOptions:
-    size: tuple[int, int] | None = None  # None: fullscreen at the screen's size
-    kiosk: bool = False
-    rotate_every: float = 20.0
-    fps: int = 60
-    palette: str = "classic"
-    screenshot_dir: Path = Path()
 
 
 @dataclass

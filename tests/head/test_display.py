@@ -12,8 +12,9 @@ import pygame
 import pytest
 
 from head.cluster import ClusterModel
+from head.config import DisplayOptions
 from head.display import colors
-from head.display.app import DisplayApp, DisplayOptions
+from head.display.app import DisplayApp
 from head.display.cluster_scene import HEADER_SHARE, ClusterScene
 from head.display.layout import Geometry, Layout
 from head.feed import DEFAULT_FILTERS, ClusterFeed

@@ -4,8 +4,9 @@ import pygame
 import pytest
 
 from head.cluster import ClusterModel
+from head.config import DisplayOptions
 from head.display import colors
-from head.display.app import DisplayApp, DisplayOptions
+from head.display.app import DisplayApp
 from head.display.cluster_scene import ClusterScene
 from head.display.colors import node_color
 from head.display.primes_scene import BAR, PENDING, PrimesScene, grid_shape
