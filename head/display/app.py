@@ -38,6 +38,8 @@ HEADLESS_DRIVERS = frozenset({"offscreen", "dummy"})
 CONSOLE_DRIVERS = ("kmsdrm", "rpi")
 """SDL's drivers for a screen without a desktop session (a Pi kiosk on the console)."""
 
+DRAW_ERROR_LOG_EVERY = 10.0  # seconds: a scene that fails every frame is logged this often
+
 
 def screen_driver() -> str | None:
     """The SDL video driver a window would get here, or None when there is no screen.
@@ -133,6 +135,8 @@ class DisplayApp:
         self.link = Link("connecting", clock())
         self.stats = RunStats()
         self.errors = 0  # messages that raised past their model (see apply)
+        self.draw_errors = 0  # frames a scene failed to draw (see _draw)
+        self._draw_error_logged = -DRAW_ERROR_LOG_EVERY
         self.text = TextCache()
         self._screen: pygame.Surface | None = None
         self._full = True
@@ -219,6 +223,25 @@ class DisplayApp:
             self.errors += 1
             log.exception("failed to show a message on %s (%d so far)", topic, self.errors)
 
+    def _draw(self, screen: pygame.Surface) -> None:
+        """Let the scene draw this frame. A scene that raises is logged (once every
+        :data:`DRAW_ERROR_LOG_EVERY` seconds, not 60 times a second) and counted, and the
+        next frame is drawn whole: one bug must not blank or stop the kiosk."""
+        try:
+            dirty = self.scene.draw(screen, self.frame(), self._full)
+        except Exception:  # boundary: the kiosk runs unattended all day
+            self.draw_errors += 1
+            self._full = True
+            if self.ticks() - self._draw_error_logged >= DRAW_ERROR_LOG_EVERY:
+                self._draw_error_logged = self.ticks()
+                log.exception(
+                    "scene %s failed to draw (%d frames so far)", self.scene.name, self.draw_errors
+                )
+            return
+        self._full = False
+        if dirty:
+            pygame.display.update(dirty)
+
     def _update_link(self) -> None:
         connected = self.source.connected.is_set()
         problem = self.source.refused
@@ -264,6 +287,7 @@ class DisplayApp:
             self.jobs,
             self.life,
             self.ignored(),
+            self.ticks(),
         )
 
     def run(
@@ -309,10 +333,7 @@ class DisplayApp:
                     self.apply(topic, payload, at)
                 self._update_link()
                 self._rotate()
-                dirty = self.scene.draw(self._screen, self.frame(), self._full)
-                self._full = False
-                if dirty:
-                    pygame.display.update(dirty)
+                self._draw(self._screen)
                 self.stats.frames += 1
                 elapsed = self.ticks() - started
                 if duration is not None and elapsed >= duration:

@@ -109,10 +109,10 @@ class ClusterScene:
         if self.fixed_layout is None:
             # Follow the fleet as it appears (retained messages arrive in a burst at start),
             # but re-arrange the room at most once a second.
-            due = time.monotonic() - self._laid_out_at >= RELAYOUT_EVERY
+            due = frame.ticks - self._laid_out_at >= RELAYOUT_EVERY
             if ids != self._known and (due or not self._known):
                 self.layout = Layout.from_nodes(ids, self.rows, self.columns)
-                self._laid_out_at = time.monotonic()
+                self._laid_out_at = frame.ticks
                 self._known = ids
                 relayout = True
             ids = self._known
@@ -161,7 +161,7 @@ class ClusterScene:
             surface.fill(colors.BACKGROUND)
             dirty.append(surface.get_rect())
             self._draw_legend(surface, frame)
-        tick = time.monotonic()
+        tick = frame.ticks
         if full or tick - self._header_at >= HEADER_EVERY:
             self._header_at = tick
             header = self._draw_header(surface, frame, full)

@@ -134,9 +134,9 @@ class LifeScene:
         only_frames = (
             self._drawn is not None and key[0] == self._drawn[0] and key[2:] == self._drawn[2:]
         )
-        if not full and only_frames and frame.now - self._drawn_at < 1 / MAX_REDRAWS_PER_S:
+        if not full and only_frames and frame.ticks - self._drawn_at < 1 / MAX_REDRAWS_PER_S:
             return []  # a new frame, but the board was drawn a moment ago: next time
-        self._drawn, self._drawn_at = key, frame.now
+        self._drawn, self._drawn_at = key, frame.ticks
         surface.fill(colors.BACKGROUND)
         if status is None:
             self._draw_idle(surface, frame)

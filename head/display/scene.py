@@ -33,6 +33,7 @@ class Frame:
     jobs: JobsModel = field(default_factory=JobsModel)
     life: LifeFrames = field(default_factory=LifeFrames)
     ignored: int = 0  # bad messages this display met (see DisplayApp.ignored)
+    ticks: float = 0.0  # the app's monotonic clock: what paces redraws (never the wall clock)
 
 
 class Scene(Protocol):

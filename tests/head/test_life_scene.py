@@ -271,14 +271,43 @@ def test_redraws_are_limited_to_fifteen_a_second(screen):
     jobs = jobs_with(life_status(strips=1, nodes=("pi-01",)))
     frames.apply(*frame_message(cells, 0, 40, strip=0, strips=1, gen=1), 0.0)
     scene = LifeScene()
+    # Paced by the app's monotonic ticks, not the wall clock (which may jump).
     context = Frame(
-        ClusterModel(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(), jobs, frames
+        ClusterModel(),
+        10.0,
+        10.0,
+        Link("connected", 0.0),
+        "classic",
+        TextCache(),
+        jobs,
+        frames,
+        ticks=500.0,
     )
     assert scene.draw(screen, context, True)
     frames.apply(*frame_message(cells, 0, 40, strip=0, strips=1, gen=2), 0.0)
     assert scene.draw(screen, context, False) == []  # 0 s later: not yet
+    wall_jumped = Frame(
+        ClusterModel(),
+        99.0,
+        99.0,
+        Link("connected", 0.0),
+        "classic",
+        TextCache(),
+        jobs,
+        frames,
+        ticks=500.0,
+    )
+    assert scene.draw(screen, wall_jumped, False) == []  # the wall clock moved, time did not
     later = Frame(
-        ClusterModel(), 10.1, 10.1, Link("connected", 0.0), "classic", TextCache(), jobs, frames
+        ClusterModel(),
+        10.1,
+        10.1,
+        Link("connected", 0.0),
+        "classic",
+        TextCache(),
+        jobs,
+        frames,
+        ticks=500.1,
     )
     assert scene.draw(screen, later, False)
     assert scene.draw(screen, later, False) == []  # nothing new
