@@ -198,8 +198,6 @@ class Agent:
         if self._next_due is None:
             return now + self.interval
         runner_due = float("inf")
-        if self.life is not None:
-            self.life.tick()
         if self.runner is not None:
             online = self._client is not None and self.connected.is_set()
             runner_due = self.runner.tick(now, self._publish_for_runner if online else None)
@@ -232,7 +230,7 @@ class Agent:
             + (runner.stats.rejected if runner else 0)
             + (life.refused if life else 0),
             dropped=stats.telemetry_dropped + (runner.stats.assigns_dropped if runner else 0),
-            errors=stats.callback_errors,
+            errors=stats.callback_errors + (life.errors if life else 0),
         )
 
     def _publish_health(self, now: float) -> None:
