@@ -74,7 +74,7 @@ def main() -> int:
         viewer = Credentials.load(store.credentials_path("viewer"))
         feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=broker.port, credentials=viewer),
-            client_id="bench-display",
+            role="bench-display",
         ).start()
         model = ClusterModel(expected=ids)
         app = DisplayApp(

@@ -348,7 +348,6 @@ def run_fleet_verb(args: argparse.Namespace) -> int:
 
 
 def run_broker(args: argparse.Namespace) -> int:
-    import threading
 
     from broker.config import BrokerConfig
     from broker.users import ADMIN_USER, UserStore
@@ -357,16 +356,9 @@ def run_broker(args: argparse.Namespace) -> int:
     from deploy.ssh import Session
     from deploy.trust import KnownHosts
     from piswarm import paths
+    from piswarm.client import MqttClient, MqttError
     from piswarm.errors import ConfigError, PiswarmError
-    from piswarm.mqtt import (
-        BrokerSettings,
-        Credentials,
-        connect_async,
-        end_loop,
-        guarded,
-        new_client,
-        unique_client_id,
-    )
+    from piswarm.mqtt import BrokerSettings, Credentials
 
     try:
         (host,) = parse_line(args.host)
@@ -404,30 +396,17 @@ def run_broker(args: argparse.Namespace) -> int:
         raise PiswarmError(exc.reason) from None
     # The proof: log in as the admin over MQTT.
     admin = Credentials.load(users.credentials_path(ADMIN_USER))
-    connected, refused = threading.Event(), []
-    client = new_client(
-        unique_client_id("deploy-check"),
+    check = MqttClient(
         BrokerSettings(host=host.address, port=args.port, credentials=admin),
+        role="deploy-check",
     )
-
-    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            refused.append(str(reason))
-        else:
-            connected.set()
-
-    client.on_connect = guarded("on_connect")(on_connect)
-    connect_async(client, BrokerSettings(host=host.address, port=args.port, credentials=admin))
     try:
-        ok = connected.wait(10)
-    finally:
-        client.disconnect()
-        end_loop(client)
-    if not ok:
+        check.connect(10.0)
+    except MqttError as exc:
         raise PiswarmError(
-            f"Mosquitto on {host.address}:{args.port} does not accept the admin "
-            f"({refused[0] if refused else 'no answer'})"
-        )
+            f"Mosquitto on {host.address}:{args.port} does not accept the admin: {exc}"
+        ) from None
+    check.stop()
     changed = ", ".join(answer["changed"]) or "nothing changed"
     print(
         f"{host.address}: Mosquitto on port {args.port} with {len(listed)} users ({changed}); "

@@ -8,21 +8,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
 
 from piswarm import protocol
-from piswarm.mqtt import (
-    BrokerSettings,
-    connect_async,
-    end_loop,
-    guarded,
-    new_client,
-    reason_text,
-    unique_client_id,
-)
+from piswarm.client import Message, MqttClient
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -42,40 +31,33 @@ class StatusWatcher:
         self.watched = frozenset(nodes)
         self.clock = clock
         self.versions: dict[str, str | None] = {}
-        self.connected = threading.Event()
-        self.refused: str | None = None
         self._changed = threading.Condition()
-        self._client: mqtt.Client | None = None
+        self.mqtt = MqttClient(
+            settings,
+            role="deploy",
+            subscriptions=[(topics.NODE_STATUS_FILTER, 1)],
+            handler=self._on_message,
+            name="deploy watcher",
+        )
+        self.connected = self.mqtt.connected
+
+    @property
+    def refused(self) -> str | None:
+        return self.mqtt.refused
 
     def __enter__(self) -> "StatusWatcher":
-        client = new_client(unique_client_id("deploy"), self.settings)
-        client.on_connect = guarded("on_connect")(self._on_connect)
-        client.on_message = guarded("on_message")(self._on_message)
-        self._client = client
-        connect_async(client, self.settings)
+        self.mqtt.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            end_loop(self._client)
+        self.mqtt.stop()
 
-    def _on_connect(
-        self, client: mqtt.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
-    ) -> None:
-        if reason.is_failure:
-            self.refused = reason_text(reason)
-            log.error("broker refused the deploy watcher: %s", self.refused)
-            return
-        client.subscribe(topics.NODE_STATUS_FILTER, qos=1)
-        self.connected.set()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         try:
             node, _leaf = topics.parse_node_topic(msg.topic)
             if node not in self.watched or not msg.payload:
                 return
-            status = protocol.decode_status(bytes(msg.payload))
+            status = protocol.decode_status(msg.payload)
         except protocol.ProtocolError as exc:
             log.debug("ignored status on %s: %s", msg.topic, exc)
             return

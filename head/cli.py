@@ -243,14 +243,11 @@ def _show(
 ) -> int:
     from head.feed import DISPLAY_FILTERS, ClusterFeed
     from piswarm.errors import PiswarmError
-    from piswarm.mqtt import unique_client_id
 
     if screenshot is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
         options = options.for_screenshot()
-    feed = ClusterFeed(
-        settings=settings, client_id=unique_client_id("display"), filters=DISPLAY_FILTERS
-    )
+    feed = ClusterFeed(settings=settings, role="display", filters=DISPLAY_FILTERS)
     app = _build_app(options, feed)
     from head.display.app import screen_driver
 

@@ -10,16 +10,12 @@ its own. A bad message is logged and counted at this boundary, never more.
 """
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
+from typing import Literal
 
 from head.janitor import SWEEP_EVERY_S, Janitor
 from head.jobstore import JobStore
@@ -27,16 +23,9 @@ from head.life_jobs import LifeJobs
 from head.lifestore import LifeStore
 from head.prime_jobs import DEFAULT_CHECKERS, PrimeJobs, PrimeStats
 from piswarm import __version__, protocol
-from piswarm.inbox import DEFAULT_MAX_BYTES, Inbox
-from piswarm.mqtt import (
-    BrokerSettings,
-    connect_async,
-    end_loop,
-    guarded,
-    new_client,
-    reason_text,
-    unique_client_id,
-)
+from piswarm.client import Message, MqttClient, Will
+from piswarm.inbox import DEFAULT_MAX_BYTES
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, jobs, life, topics, work
 from piswarm.protocol.health import Health, HealthClock
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
@@ -56,15 +45,23 @@ right after a job ended may have come back with that job's status from before.""
 
 @dataclass
 class CoordinatorStats:
-    """The router's counters (prime work has its own: ``Coordinator.prime_stats``);
-    written by the coordinator thread only, except ``dropped`` and ``callback_errors``,
-    from paho's thread."""
+    """The router's counters (prime work has its own: ``Coordinator.prime_stats``; its
+    MQTT client its own: ``Coordinator.mqtt.stats``), written by the coordinator thread."""
 
     requests_rejected: int = 0
     malformed: int = 0
     errors: int = 0
-    dropped: int = 0
-    callback_errors: int = 0
+
+
+SUBSCRIPTIONS = [
+    (topics.JOBS_SUBMIT_FILTER, 1),
+    (topics.JOBS_CANCEL, 1),
+    (topics.NODE_STATUS_FILTER, 1),
+    (topics.NODE_WORK_REQUEST_FILTER, 1),
+    (topics.NODE_RESULT_FILTER, 1),
+    (topics.LIFE_CHECKPOINT_FILTER, 1),
+    (topics.LIFE_PROGRESS_FILTER, 0),
+]
 
 
 class Coordinator:
@@ -80,7 +77,6 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         queue_size: int = 10_000,
         inbox_bytes: int = DEFAULT_MAX_BYTES,
-        client_id: str | None = None,
         stall_seconds: float = 30.0,
         sweep_every: float = SWEEP_EVERY_S,
         checkers: int = DEFAULT_CHECKERS,
@@ -91,7 +87,6 @@ class Coordinator:
         self.lease_seconds = lease_seconds
         self.status_interval = status_interval
         self.clock = clock
-        self.client_id = client_id or unique_client_id("coordinator")
         self.stall_seconds = stall_seconds
         self.checkers = checkers
         self.double_check = double_check
@@ -100,12 +95,23 @@ class Coordinator:
         self.stats = CoordinatorStats()
         self.prime_stats = PrimeStats()  # kept across runs of the loop
         self.janitor = Janitor(settings, every=sweep_every)
-        self.inbox: Inbox[tuple[str, bytes]] = Inbox(maxsize=queue_size, max_bytes=inbox_bytes)
-        self.connected = threading.Event()
+        self.mqtt = MqttClient(
+            settings,
+            role="coordinator",
+            subscriptions=SUBSCRIPTIONS,
+            inbox=queue_size,
+            inbox_bytes=inbox_bytes,
+            will=self._status("offline"),
+            on_connect=self._on_connect,
+            clock=clock,
+            name="coordinator",
+        )
+        self.client_id = self.mqtt.client_id
+        self.inbox = self.mqtt.inbox
+        self.connected = self.mqtt.connected
         self._reconnected = threading.Event()  # set by paho's thread, handled by run()
         self.ready = threading.Event()  # the store is open and running jobs are resumed
         self.fatal: str | None = None
-        self._client: mqtt.Client | None = None
         self._started = 0.0  # when run() began
         self._next_tick = 0.0
         self._next_status = 0.0
@@ -114,36 +120,17 @@ class Coordinator:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        client = new_client(self.client_id, self.settings)
-        will = work.CoordinatorStatus(state="offline", ts=self.clock(), version=__version__)
-        client.will_set(topics.JOBS_COORDINATOR, protocol.encode(will), qos=1, retain=True)
-        client.on_connect = guarded("on_connect", self._count_callback_error)(self._on_connect)
-        client.on_disconnect = guarded("on_disconnect", self._count_callback_error)(
-            self._on_disconnect
-        )
-        client.on_message = guarded("on_message", self._count_callback_error)(self._on_message)
-        self._client = client
-        connect_async(client, self.settings)
+        self.mqtt.start()
         self.janitor.start()
 
     def close(self, timeout: float = 3.0) -> None:
         """Publish the retained ``offline`` and disconnect cleanly."""
         self.janitor.close()
-        client, self._client = self._client, None
-        if client is None:
-            return
-        if self.connected.is_set():
-            goodbye = work.CoordinatorStatus(state="offline", ts=self.clock(), version=__version__)
-            info = client.publish(
-                topics.JOBS_COORDINATOR, protocol.encode(goodbye), qos=1, retain=True
-            )
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("coordinator offline status not confirmed: %s", exc)
-        client.disconnect()
-        end_loop(client)
-        self.connected.clear()
+        self.mqtt.stop(goodbye=self._status("offline"), timeout=timeout)
+
+    def _status(self, state: Literal["online", "offline"]) -> Will:
+        status = work.CoordinatorStatus(state=state, ts=self.clock(), version=__version__)
+        return Will(topics.JOBS_COORDINATOR, protocol.encode(status))
 
     def run(self, stop: threading.Event) -> None:
         """Handle messages and keep time until ``stop`` is set (or another coordinator
@@ -173,18 +160,11 @@ class Coordinator:
             self.life.resume()
             self.ready.set()
             while not stop.is_set() and self.fatal is None:
-                try:  # results being checked: come back for them soon
-                    first = self.inbox.get(timeout=0.005 if self.primes.checking else 0.1)
-                except queue.Empty:
-                    first = None
+                # Results being checked: come back for them soon.
+                first = self.mqtt.get(0.005 if self.primes.checking else 0.1)
                 if first is not None:
-                    batch = [first]
-                    for _ in range(1000):  # what else has arrived, before the timers
-                        try:
-                            batch.append(self.inbox.get_nowait())
-                        except queue.Empty:
-                            break
-                    self._handle_batch(batch)
+                    # What else has arrived, before the timers.
+                    self._handle_batch([first, *self.mqtt.drain(1000)])
                 self._guarded("storing results", self.primes.flush)
                 self._tick()
         finally:
@@ -207,7 +187,7 @@ class Coordinator:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _handle_batch(self, batch: list[tuple[str, bytes]]) -> None:
+    def _handle_batch(self, batch: list[Message]) -> None:
         """What has arrived together, in passes, each in arrival order:
 
         1. submits, cancels, work requests and Life; then the wants are served, all in
@@ -219,7 +199,7 @@ class Coordinator:
         """
         results: list[tuple[str, bytes, topics.Route]] = []
         statuses: list[tuple[str, bytes, topics.Route]] = []
-        for topic, payload in batch:
+        for topic, payload, _at, _retained in batch:
             route = topics.coordinator_route(topic)
             if route in ("result", "summaries"):
                 results.append((topic, payload, route))
@@ -293,8 +273,8 @@ class Coordinator:
             started=self._started,
             malformed=stats.malformed,
             refused=stats.requests_rejected + rejected + self.janitor.removed,
-            dropped=stats.dropped,
-            errors=stats.errors + stats.callback_errors + self.janitor.errors,
+            dropped=self.mqtt.stats.dropped,
+            errors=stats.errors + self.mqtt.stats.callback_errors + self.janitor.errors,
         )
 
     def _publish_health(self, now: float) -> None:
@@ -407,55 +387,16 @@ class Coordinator:
             self._life().node_offline(node)
             self._prime().node_offline(node)
 
-    # -- MQTT (paho's thread, except _publish) ----------------------------------------------
+    # -- MQTT ----------------------------------------------------------------------------
 
     def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
-        client = self._client
-        if client is None:
-            return
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.warning("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+        self.mqtt.publish(topic, payload, qos=qos, retain=retain)
 
-    def _count_callback_error(self) -> None:
-        self.stats.callback_errors += 1
-
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the coordinator: %s", reason_text(reason))
-            return
-        client.subscribe(
-            [
-                (topics.JOBS_SUBMIT_FILTER, 1),
-                (topics.JOBS_CANCEL, 1),
-                (topics.NODE_STATUS_FILTER, 1),
-                (topics.NODE_WORK_REQUEST_FILTER, 1),
-                (topics.NODE_RESULT_FILTER, 1),
-                (topics.LIFE_CHECKPOINT_FILTER, 1),
-                (topics.LIFE_PROGRESS_FILTER, 0),
-            ]
+    def _on_connect(self) -> None:
+        """paho's thread, after the subscriptions went out on the same connection: nodes
+        that answer 'online' with requests and resent results find us listening."""
+        self.mqtt.publish(
+            topics.JOBS_COORDINATOR, self._status("online").payload, qos=1, retain=True
         )
-        # After the SUBSCRIBE on the same connection: nodes that answer 'online' with
-        # requests and resent results find us listening.
-        online = work.CoordinatorStatus(state="online", ts=self.clock(), version=__version__)
-        client.publish(topics.JOBS_COORDINATOR, protocol.encode(online), qos=1, retain=True)
         self._reconnected.set()
-        self.connected.set()
         log.info("coordinator online at %s:%d", self.settings.host, self.settings.port)
-
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        self.connected.clear()
-        if self._client is not None:  # whatever the reason (0x8E too): paho reconnects
-            log.warning("coordinator disconnected (%s); reconnecting", reason_text(reason))
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self.inbox.put_nowait((msg.topic, bytes(msg.payload)))
-        except queue.Full:
-            self.stats.dropped += 1
-            if self.stats.dropped in (1, 10, 100) or self.stats.dropped % 1000 == 0:
-                log.warning("coordinator inbox full: %d messages dropped", self.stats.dropped)

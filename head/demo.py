@@ -35,7 +35,7 @@ from node_agent.runner import Workers
 from node_agent.sim import build_fleet, run_fleet
 from piswarm.errors import PiswarmError
 from piswarm.fleet import sim_node_ids
-from piswarm.mqtt import BrokerSettings, Credentials, unique_client_id
+from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.life import LifeRequest
@@ -153,7 +153,7 @@ class DemoCluster:
         viewer = Credentials.load(self.viewer_credentials)
         self.feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=port, credentials=viewer),
-            client_id=unique_client_id("demo-view"),
+            role="demo-view",
             filters=DISPLAY_FILTERS if self.frames else DEFAULT_FILTERS,
         ).start()
         if self.workers is not None:
@@ -253,7 +253,7 @@ def text_view(
     jobs = JobsModel()
     deadline = None if duration is None else time.monotonic() + duration
     while not stop.is_set():
-        for topic, payload, at in cluster.feed.drain():
+        for topic, payload, at, _retained in cluster.feed.drain():
             if topic.startswith(topics.JOBS_PREFIX):
                 jobs.apply(topic, payload, at)
             elif not topics.is_life_strip_topic(topic):  # frames are for the display

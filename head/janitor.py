@@ -20,20 +20,9 @@ never kept: a sweep costs the janitor no memory however much it finds.
 
 import logging
 import threading
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
-
-from piswarm.mqtt import (
-    BrokerSettings,
-    connect_async,
-    end_loop,
-    guarded,
-    new_client,
-    reason_text,
-    unique_client_id,
-)
+from piswarm.client import Message, MqttClient
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import topics
 from piswarm.protocol.retained import retained_limit
 
@@ -50,25 +39,30 @@ class Janitor:
     def __init__(self, settings: BrokerSettings, *, every: float = SWEEP_EVERY_S) -> None:
         self.settings = settings
         self.every = every
-        self.client_id = unique_client_id("janitor")
-        self.sync_topic = topics.cli_sync(self.client_id)
         self.sweeps = 0  # finished
         self.removed = 0  # retained messages removed
         self.removed_bytes = 0
-        self.errors = 0  # callback errors
         self.swept = threading.Event()  # set at the end of each sweep (tests wait on it)
-        self._client: mqtt.Client | None = None
-        self._sweeping = False  # paho's thread only
+        self.mqtt = MqttClient(
+            settings,
+            role="janitor",
+            handler=self._on_message,
+            on_connect=self.sweep_now,  # a sweep at every connect: the broker may have restarted
+            name="janitor",
+        )
+        self.client_id = self.mqtt.client_id
+        self.sync_topic = topics.cli_sync(self.client_id)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def errors(self) -> int:
+        """Callbacks that raised."""
+        return self.mqtt.stats.callback_errors
+
     def start(self) -> None:
-        client = new_client(self.client_id, self.settings)
-        client.on_connect = guarded("on_connect", self._count_error)(self._on_connect)
-        client.on_message = guarded("on_message", self._count_error)(self._on_message)
-        self._client = client
-        connect_async(client, self.settings)
+        self.mqtt.start()
         self._thread = threading.Thread(target=self._timer, name="janitor", daemon=True)
         self._thread.start()
 
@@ -77,10 +71,7 @@ class Janitor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
-        client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
-            end_loop(client)
+        self.mqtt.stop()
 
     def sweep_now(self) -> None:
         """Start a sweep at once (it ends when the marker is back)."""
@@ -90,38 +81,26 @@ class Janitor:
         while not self._stop.is_set():
             self._wake.wait(self.every)
             self._wake.clear()
-            client = self._client
-            if client is None or self._stop.is_set():
+            if not self.mqtt.running or self._stop.is_set():
                 return
-            self._begin(client)
+            self._begin()
 
-    def _begin(self, client: mqtt.Client) -> None:
+    def _begin(self) -> None:
         """Subscribe to everything, then send the marker: retained messages come first."""
         self.swept.clear()
-        client.subscribe(topics.ALL_FILTER, 0)  # the marker's topic is under it too
-        client.publish(self.sync_topic, _READ, qos=0)
+        self.mqtt.subscribe(topics.ALL_FILTER, qos=0)  # the marker's topic is under it too
+        self.mqtt.publish(self.sync_topic, _READ, qos=0)
 
-    def _count_error(self) -> None:
-        self.errors += 1
-
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the janitor: %s", reason_text(reason))
-            return
-        self._wake.set()  # a sweep at every connect: the broker may have restarted
-
-    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         if msg.topic == self.sync_topic:
             if msg.payload == _READ:
                 # Every retained message is in, and the removals (QoS 1, which paho sends
                 # in order, holding back what its in-flight window cannot take) are on their
                 # way: a second marker behind them comes back once the broker has handled
                 # them all.
-                client.publish(self.sync_topic, _REMOVED, qos=1)  # queued behind them
+                self.mqtt.publish(self.sync_topic, _REMOVED, qos=1)  # queued behind them
                 return
-            client.unsubscribe(topics.ALL_FILTER)
+            self.mqtt.unsubscribe(topics.ALL_FILTER)
             self.sweeps += 1
             self.swept.set()
             return
@@ -131,7 +110,7 @@ class Janitor:
         size = len(msg.payload)
         if limit is not None and size <= limit:
             return
-        client.publish(msg.topic, b"", qos=1, retain=True)
+        self.mqtt.publish(msg.topic, b"", qos=1, retain=True)
         self.removed += 1
         self.removed_bytes += size
         why = "the protocol retains nothing there" if limit is None else f"over {limit} bytes"

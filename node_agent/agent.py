@@ -18,34 +18,22 @@ import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
 
 from node_agent.identity import Identity
 from node_agent.life_runner import LifeRunner
 from node_agent.runner import WorkRunner
 from node_agent.sensors import Sensors
 from piswarm import __version__, protocol
-from piswarm.mqtt import (
-    BrokerSettings,
-    connect_async,
-    end_loop,
-    guarded,
-    new_client,
-    reason_text,
-    unique_client_id,
-)
+from piswarm.client import Message, MqttClient, Will
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import topics
 from piswarm.protocol.health import Health, HealthClock
 
 log = logging.getLogger(__name__)
-
-_PENDING_LIMIT = 1000  # QoS 1 publishes remembered for refusal messages
 
 
 def instance_token(now: float) -> str:
@@ -56,15 +44,13 @@ def instance_token(now: float) -> str:
 
 @dataclass
 class AgentStats:
-    """Counters an operator (or a test) can read; approximate across threads."""
+    """Counters an operator (or a test) can read; approximate across threads. The MQTT
+    client keeps its own (connects, refused publishes, callback errors): ``Agent.mqtt``."""
 
     telemetry_sent: int = 0
     telemetry_dropped: int = 0  # due while disconnected
     periods_missed: int = 0  # the driver was late by whole periods
-    publish_refused: int = 0  # the broker answered with a failure reason code
     malformed: int = 0  # bad commands received
-    callback_errors: int = 0
-    connects: int = 0
 
 
 class Agent:
@@ -102,41 +88,36 @@ class Agent:
             runner.wake = wake
         self.stats = AgentStats()
         self.instance = instance_token(wall_clock())
-        self.client_id = ""  # unguessable, made at start()
         self.seq = 0
-        self.connected = threading.Event()
         self.fatal: str | None = None  # set when the agent must stop (e.g. replaced)
-        self._client: mqtt.Client | None = None
-        self._stopping: mqtt.Client | None = None
-        self._goodbye: mqtt.MQTTMessageInfo | None = None
         self._next_due: float | None = None
         self._send_now = False
-        self._pending: OrderedDict[int, str] = OrderedDict()
-        self._lock = threading.Lock()
         self._status_topic = topics.node_status(node_id)
         self._telemetry_topic = topics.node_telemetry(node_id)
         self._cmd_topic = topics.node_cmd(node_id)
         self._health_topic = topics.health(node_id)
         self._health = HealthClock()
         self.started = wall_clock()
+        will = protocol.NodeOffline(node=self.node_id, ts=self.started, reason="lost")
+        self.mqtt = MqttClient(
+            settings,
+            role=self.node_id,
+            subscriptions=self._subscriptions,
+            handler=self._on_message,
+            will=Will(self._status_topic, protocol.encode(will)),
+            on_connect=self._on_connect,
+            clock=wall_clock,
+            name=self.node_id,
+        )
+        self.client_id = self.mqtt.client_id  # unguessable
+        self.connected = self.mqtt.connected
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, first_due: float | None = None) -> None:
-        """Register the will and start connecting (retries until the broker answers)."""
-        self.client_id = unique_client_id(self.node_id)
-        client = new_client(self.client_id, self.settings)
-        will = protocol.NodeOffline(node=self.node_id, ts=self.wall_clock(), reason="lost")
-        client.will_set(self._status_topic, protocol.encode(will), qos=1, retain=True)
-        count_error = self._count_callback_error
-        client.on_connect = guarded("on_connect", count_error)(self._on_connect)
-        client.on_disconnect = guarded("on_disconnect", count_error)(self._on_disconnect)
-        client.on_publish = guarded("on_publish", count_error)(self._on_publish)
-        client.on_subscribe = guarded("on_subscribe", count_error)(self._on_subscribe)
-        client.on_message = guarded("on_message", count_error)(self._on_message)
-        self._client = client
+        """Start connecting, the will registered (retries until the broker answers)."""
         self._next_due = first_due if first_due is not None else self.clock()
-        connect_async(client, self.settings)
+        self.mqtt.start()
 
     def stop(self, timeout: float = 3.0) -> None:
         """Publish retained ``offline``, disconnect cleanly and stop the network thread."""
@@ -151,44 +132,27 @@ class Agent:
 
     def begin_stop(self) -> None:
         """Pass 1: publish the retained ``offline`` goodbye (no waiting)."""
-        client = self._client
-        if client is None:
+        if not self.mqtt.running:
             return
-        self._stopping, self._client = client, None
         if self.runner is not None:
             self.runner.release()
         if self.life is not None:
             self.life.stop()
-        if self.connected.is_set() and self.fatal is None:
+        goodbye = None
+        if self.fatal is None:  # a replaced agent leaves the status to its successor
             offline = protocol.NodeOffline(
                 node=self.node_id, ts=self.wall_clock(), reason="shutdown"
             )
-            self._goodbye = client.publish(
-                self._status_topic, protocol.encode(offline), qos=1, retain=True
-            )
+            goodbye = Will(self._status_topic, protocol.encode(offline))
+        self.mqtt.begin_stop(goodbye)
 
     def end_session(self, deadline: float) -> None:
         """Pass 2: wait (until ``deadline``, monotonic) for the goodbye, then disconnect."""
-        client, goodbye, self._goodbye = self._stopping, self._goodbye, None
-        if client is None:
-            return
-        if goodbye is not None and self.connected.is_set():
-            try:
-                goodbye.wait_for_publish(max(0.0, deadline - time.monotonic()))
-                confirmed = goodbye.is_published()
-            except (RuntimeError, ValueError) as exc:  # paho: not connected / not queued
-                log.warning("%s: offline status not confirmed: %s", self.node_id, exc)
-            else:
-                if not confirmed:
-                    log.warning("%s: offline status not confirmed before shutdown", self.node_id)
-        client.disconnect()
+        self.mqtt.end_session(deadline)
 
     def finish_stop(self) -> None:
         """Pass 3: wait for the network thread to end."""
-        client, self._stopping = self._stopping, None
-        if client is not None:
-            end_loop(client)
-        self.connected.clear()
+        self.mqtt.finish_stop()
 
     # -- the driver's side ----------------------------------------------------------------
 
@@ -199,7 +163,7 @@ class Agent:
             return now + self.interval
         runner_due = float("inf")
         if self.runner is not None:
-            online = self._client is not None and self.connected.is_set()
+            online = self.mqtt.running and self.connected.is_set()
             runner_due = self.runner.tick(now, self._publish_for_runner if online else None)
         if self._send_now:
             self._send_now = False
@@ -226,20 +190,20 @@ class Agent:
             malformed=stats.malformed
             + (runner.stats.malformed if runner else 0)
             + (life.malformed if life else 0),
-            refused=stats.publish_refused
+            refused=self.mqtt.stats.publish_refused
+            + self.mqtt.stats.subscribe_refused
             + (runner.stats.rejected if runner else 0)
             + (life.refused if life else 0),
             dropped=stats.telemetry_dropped + (runner.stats.assigns_dropped if runner else 0),
-            errors=stats.callback_errors + (life.errors if life else 0),
+            errors=self.mqtt.stats.callback_errors + (life.errors if life else 0),
         )
 
     def _publish_health(self, now: float) -> None:
-        client = self._client
-        if client is None or not self.connected.is_set():
+        if not self.mqtt.running or not self.connected.is_set():
             return
         health = self.health()
         if self._health.due(now, health.counters()):
-            client.publish(self._health_topic, protocol.encode(health), qos=0, retain=True)
+            self.mqtt.publish(self._health_topic, protocol.encode(health), qos=0, retain=True)
 
     def _publish_for_runner(self, topic: str, payload: bytes, qos: int) -> None:
         self.publish(topic, payload, qos=qos)
@@ -262,29 +226,23 @@ class Agent:
         )
 
     def publish_telemetry(self) -> None:
-        client = self._client
         message = self.telemetry()
         self.seq += 1
-        if client is None or not self.connected.is_set():
+        if not self.connected.is_set():
             self.stats.telemetry_dropped += 1
             return
-        info = client.publish(self._telemetry_topic, protocol.encode(message), qos=0)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        info = self.mqtt.publish(self._telemetry_topic, protocol.encode(message), qos=0)
+        if info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS:
             self.stats.telemetry_sent += 1
         else:
             self.stats.telemetry_dropped += 1
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
-        """Publish on behalf of the node; a QoS 1 refusal by the broker is logged."""
-        client = self._client
-        if client is None:
-            raise RuntimeError("agent not started")
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        if qos > 0:
-            with self._lock:
-                self._pending[info.mid] = topic
-                while len(self._pending) > _PENDING_LIMIT:
-                    self._pending.popitem(last=False)
+        """Publish on behalf of the node; a QoS 1 refusal by the broker is logged and
+        counted by the client."""
+        info = self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+        if info is None:
+            raise RuntimeError("agent not started, or stopped")
         return info.mid
 
     @property
@@ -297,10 +255,7 @@ class Agent:
         self._send_now = True
         self.wake()
 
-    # -- paho callbacks (network thread; all wrapped by ``guarded``) ------------------------
-
-    def _count_callback_error(self) -> None:
-        self.stats.callback_errors += 1
+    # -- paho's thread (every callback guarded and counted by the client) -----------------
 
     def birth(self) -> protocol.NodeOnline:
         return protocol.NodeOnline(
@@ -319,68 +274,30 @@ class Agent:
             instance=self.instance,
         )
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("%s: broker refused the connection: %s", self.node_id, reason_text(reason))
-            return
-        self.stats.connects += 1
-        if self.stats.connects > 1:
-            log.info(
-                "%s: reconnected to %s:%d", self.node_id, self.settings.host, self.settings.port
-            )
+    def _subscriptions(self) -> list[tuple[str, int]]:
         extra = [] if self.runner is None else self.runner.subscriptions()
         extra += [] if self.life is None else self.life.subscriptions()
-        client.subscribe([(self._cmd_topic, 1), (self._status_topic, 1), *extra])
+        return [(self._cmd_topic, 1), (self._status_topic, 1), *extra]
+
+    def _on_connect(self) -> None:
+        """After the subscriptions went out: the birth, then work and telemetry."""
         self.publish(self._status_topic, protocol.encode(self.birth()), qos=1, retain=True)
-        self.connected.set()
         if self.runner is not None:
             self.runner.on_connect()
         self.request_telemetry()
 
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        self.connected.clear()
-        if self._client is not None:  # whatever the reason (0x8E too): paho reconnects
-            log.warning("%s: disconnected (%s); reconnecting", self.node_id, reason_text(reason))
-
-    def _on_publish(
-        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
-    ) -> None:
-        with self._lock:
-            topic = self._pending.pop(mid, "?")
-        if reason.is_failure:
-            self.stats.publish_refused += 1
-            log.warning(
-                "%s: broker refused publish to %s: %s", self.node_id, topic, reason_text(reason)
-            )
-
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _mid: int,
-        reasons: Sequence[ReasonCode],
-        _props: Any,
-    ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("%s: subscription refused: %s", self.node_id, reason_text(reason))
-
-    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         if self.life is not None and self.life.handles(msg.topic):
-            self.life.on_message(msg.topic, bytes(msg.payload))
+            self.life.on_message(msg.topic, msg.payload)
             return
         if self.runner is not None and self.runner.handles(msg.topic):
-            self.runner.on_message(msg.topic, bytes(msg.payload))
+            self.runner.on_message(msg.topic, msg.payload)
             return
         if msg.topic == self._status_topic:
-            self._on_own_status(bytes(msg.payload))
+            self._on_own_status(msg.payload)
             return
         try:
-            command = protocol.decode_command(bytes(msg.payload))
+            command = protocol.decode_command(msg.payload)
         except protocol.ProtocolError as exc:
             self.stats.malformed += 1
             log.warning("%s: ignored bad command %r: %s", self.node_id, msg.payload[:200], exc)

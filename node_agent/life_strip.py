@@ -28,12 +28,12 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from piswarm import protocol
+from piswarm.client import Message, MqttClient
 from piswarm.heap import keep_heap_memory
 from piswarm.life import (
     advance,
@@ -43,7 +43,7 @@ from piswarm.life import (
     pool,
     population,
 )
-from piswarm.mqtt import BrokerSettings, end_loop, new_client, unique_client_id
+from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,6 @@ class StripStats:
     wants_sent: int = 0
     wants_answered: int = 0
     conflicts: int = 0  # two different halos for one generation from one neighbour
-    reconnects: int = 0
     rows_moved: int = 0
     waits: deque[float] = field(default_factory=lambda: deque(maxlen=WAITS_KEPT))
 
@@ -118,8 +117,15 @@ class StripRun:
         self.linger = linger
         self.stats = StripStats()
         self.stop_reason: str | None = None
-        self._client: mqtt.Client | None = None
-        self._subscribed = False
+        self.mqtt = MqttClient(
+            settings,
+            role=f"{node_id}-strip",
+            subscriptions=self.subscriptions,
+            handler=self._on_message,
+            threaded=False,  # looped from the compute loop: halos go out when ready
+            ticks=clock,
+            name=f"strip {assign.strip} of {assign.job}",
+        )
         # (strip, side, gen) -> the halo's header and rows
         self._received: dict[tuple[int, str, int], tuple[life.Halo, np.ndarray]] = {}
         self._sent: dict[tuple[str, int], bytes] = {}
@@ -163,15 +169,11 @@ class StripRun:
 
     def run(self) -> str:
         """Compute to the last generation; returns ``done``, ``stopped`` or ``failed``."""
-        client = new_client(unique_client_id(f"{self.node_id}-strip"), self.settings)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
+        self.mqtt.start()
         try:
-            client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
-            if not self._until(lambda: self._subscribed, self.max_silence):
+            if not self._until(self.mqtt.subscribed.is_set, self.max_silence):
                 return self._finish("failed")
+            self._check_login()  # a refusal stops the run below
             self._progress(force=True)
             self._pace_mark = (self.clock(), self.gen)  # due times count from here
             while self.gen < self.a.gens and self.stop_reason is None:
@@ -184,8 +186,7 @@ class StripRun:
             self._linger()
             return self._finish("done")
         finally:
-            client.disconnect()
-            end_loop(client)
+            self.mqtt.stop(timeout=0.0)
 
     def _round(self) -> bool:
         k = life.round_depth(self.a.halo, self.a.pace, self.a.gens - self.gen)
@@ -472,42 +473,24 @@ class StripRun:
         return True
 
     def _loop(self, timeout: float) -> None:
-        client = self._client
-        if client is None:
-            return
-        rc = client.loop(timeout)
-        if rc in (mqtt.MQTT_ERR_CONN_LOST, mqtt.MQTT_ERR_NO_CONN):
-            time.sleep(0.5)  # back-off while the broker is away
-            try:
-                client.reconnect()
-                self.stats.reconnects += 1
-            except OSError as exc:
-                log.warning("strip %d: reconnect failed: %s", self.a.strip, exc)
+        """The network's turn, from the compute loop (the client reconnects, backing off,
+        when the broker is away)."""
+        self.mqtt.loop(timeout)
+        self._check_login()
+
+    def _check_login(self) -> None:
+        if self.mqtt.refused is not None and self.stop_reason is None:
+            self.stop_reason = "refused by the broker"
+        elif self.mqtt.stats.subscribe_refused and self.stop_reason is None:
+            self.stop_reason = "subscription refused"
 
     def _publish(self, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo | None:
-        client = self._client
-        if client is None:
-            return None
-        return client.publish(topic, payload, qos=qos)
+        return self.mqtt.publish(topic, payload, qos=qos)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("strip %d: broker refused the connection: %s", self.a.strip, reason)
-            self.stop_reason = "refused by the broker"
-            return
-        self._subscribed = False
-        client.subscribe(self.subscriptions())
-
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-        if any(r.is_failure for r in reasons):
-            log.error("strip %d: a subscription was refused", self.a.strip)
-            self.stop_reason = "subscription refused"
-        self._subscribed = True
-
-    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        # Called from client.loop() on this very thread; still, nothing may escape.
+    def _on_message(self, msg: Message) -> None:
+        # Called from the client's loop() on this very thread; a bad message is counted.
         try:
-            self._handle(msg.topic, bytes(msg.payload))
+            self._handle(msg.topic, msg.payload)
         except ProtocolError as exc:
             self.stats.malformed += 1
             log.warning("strip %d: ignored bad message on %s: %s", self.a.strip, msg.topic, exc)

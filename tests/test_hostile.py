@@ -222,7 +222,7 @@ def test_a_session_taken_over_is_survived(broker, users):
         intruder.username_pw_set(creds.username, creds.password)
         intruder.connect("127.0.0.1", broker.port)
         intruder.loop_start()
-        until(lambda: agent.stats.connects >= 2, "the agent connecting again")
+        until(lambda: agent.mqtt.stats.connects >= 2, "the agent connecting again")
         intruder.disconnect()
         end_loop(intruder)
         assert agent.fatal is None

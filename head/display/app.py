@@ -24,9 +24,9 @@ from head.cluster import ClusterModel
 from head.config import DisplayOptions
 from head.display.scene import Frame, Link, Scene
 from head.display.text import TextCache
-from head.feed import Message
 from head.jobs_view import JobsModel
 from head.life_view import LifeFrames
+from piswarm.client import Message
 from piswarm.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,14 @@ class Source(Protocol):
     """Where messages come from (``head.feed.ClusterFeed``)."""
 
     connected: threading.Event
-    refused: str | None
-    dropped: int  # messages it had no room for
+
+    @property
+    def refused(self) -> str | None:
+        """Why the broker refused us, if it did."""
+
+    @property
+    def dropped(self) -> int:
+        """Messages it had no room for."""
 
     def drain(self, limit: int = ...) -> list[Message]: ...
 
@@ -329,8 +335,8 @@ class DisplayApp:
                     running = self._handle(event) and running
                 if stop is not None and stop.is_set():
                     running = False
-                for topic, payload, at in self.source.drain(5000):
-                    self.apply(topic, payload, at)
+                for message in self.source.drain(5000):
+                    self.apply(message.topic, message.payload, message.at)
                 self._update_link()
                 self._rotate()
                 self._draw(self._screen)

@@ -116,7 +116,7 @@ def test_agent_logs_not_authorized_instead_of_failing_silently(
             rec.wait_for(lambda m: m.topic == "piswarm/nodes/node-b/pong")
     finally:
         agent.stop()
-    assert agent.stats.publish_refused == 2
+    assert agent.mqtt.stats.publish_refused == 2
     refusals = [r.getMessage() for r in caplog.records]
     assert (
         "node-b: broker refused publish to piswarm/nodes/node-a/status: Not authorized" in refusals

@@ -403,7 +403,7 @@ def test_a_flood_of_large_messages_holds_no_more_than_the_inbox_bound(coordinato
     evil = node("node-b")
     for block in range(12):
         evil.client.publish(topics.node_result("node-b", "p1-x", block), bytes(4 * 1024**2), qos=0)
-    until(lambda: running.stats.dropped >= 8, "the inbox refusing the flood")
+    until(lambda: running.coordinator.mqtt.stats.dropped >= 8, "the inbox refusing the flood")
     assert running.coordinator.inbox.bytes <= 16 * 1024 * 1024
     running.resume()  # and the coordinator goes on with the four it kept
     until(lambda: running.prime_stats.results_rejected == 4, "the coordinator answering the four")

@@ -32,9 +32,7 @@ def viewer_feed(broker, users, filters=DEFAULT_FILTERS):
     settings = BrokerSettings(
         host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
     )
-    feed = ClusterFeed(
-        settings=settings, client_id=f"test-display-{time.monotonic_ns()}", filters=filters
-    ).start()
+    feed = ClusterFeed(settings=settings, role="test-display", filters=filters).start()
     assert feed.connected.wait(10)
     return feed
 

@@ -12,6 +12,7 @@ from head.display.app import DisplayApp
 from head.display.cluster_scene import RELAYOUT_EVERY, ClusterScene
 from head.display.scene import Frame, Link
 from head.display.text import TextCache
+from piswarm.client import Message
 from tests.head.test_cluster import birth, telemetry
 
 
@@ -27,7 +28,7 @@ class HandSource:
 
     def drain(self, limit=5000):
         taken, self.queue = self.queue[:limit], self.queue[limit:]
-        return taken
+        return [Message(*item) for item in taken]
 
 
 class PoisonedModel(ClusterModel):

@@ -184,7 +184,7 @@ def test_starting_a_new_epoch_holds_up_neither_paho_nor_the_agents_telemetry(
         assert life.started == 0
         gate.release.set()
         until(lambda: life.running() == [("l1-a", 2, 0)] or life.started == 2)
-        assert agent.stats.callback_errors == 0 and life.errors == 0
+        assert agent.mqtt.stats.callback_errors == 0 and life.errors == 0
     finally:
         gate.release.set()
         stop.set()
