@@ -349,7 +349,7 @@ class Coordinator:
         now = self.clock()
         try:
             request = jobs.decode_cancel(payload)
-            if request.job.startswith("l"):
+            if self._life().store.has(request.job):  # the kind is the store's, not the id's
                 self._life().cancel(request.job, now)
             else:
                 self._prime().cancel(request.job, now)

@@ -453,8 +453,20 @@ def _life_board(args: argparse.Namespace) -> Any:
         store.close()
 
 
-def _is_life(job: str) -> bool:
-    return job.startswith("l")
+def _is_life(args: argparse.Namespace) -> bool:
+    """Whether the job is a Life job: asked of the database, never read from the id."""
+    from head.lifestore import LifeStore
+
+    path = jobs_db(args.db)
+    if not path.exists():
+        return False  # the primes path says there is no database
+    store = LifeStore(path).open(readonly=True)
+    try:
+        return store.has(args.job)
+    except sqlite3.OperationalError:  # a database from before Life jobs
+        return False
+    finally:
+        store.close()
 
 
 def run_export_life(args: argparse.Namespace) -> int:
@@ -512,7 +524,7 @@ def run_verify_life(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from piswarm.errors import ConfigError, PiswarmError
 
-    if _is_life(args.job):
+    if _is_life(args):
         return run_export_life(args)
     if args.format == "rle":
         raise ConfigError(f"job {args.job} is a prime search: export it as txt or bin")
@@ -543,7 +555,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from head.jobstore import KNOWN_PI
 
-    if _is_life(args.job):
+    if _is_life(args):
         return run_verify_life(args)
     recompute = None
     if args.recompute:

@@ -122,6 +122,11 @@ class LifeStore(Store):
         )
         return found
 
+    def has(self, job: str) -> bool:
+        """Whether ``job`` is a Life job of this database (ids say nothing of the kind)."""
+        row = self.db.execute("SELECT 1 FROM life_jobs WHERE id = ?", (job,)).fetchone()
+        return row is not None
+
     def get(self, job: str) -> LifeJob:
         row = self.db.execute(
             "SELECT request, state, epoch, created, finished, error FROM life_jobs WHERE id = ?",

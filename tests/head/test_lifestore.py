@@ -41,3 +41,24 @@ def test_pieces_that_leave_a_gap_are_dropped_and_the_last_board_stays(store):
     assert store.summary(job)[0] == 0  # the board of generation 0 is still the latest
     # Nothing of generation 10 is left over to be counted with later pieces.
     assert store.add_piece(job, epoch, 10, 1, 30, piece(34, 2), 2) is None
+
+
+def test_a_jobs_kind_is_the_stores_not_its_ids_first_letter(tmp_path):
+    from head.jobstore import JobStore
+    from piswarm.protocol.jobs import PrimesRequest
+
+    path = tmp_path / "jobs.sqlite"
+    lives, primes = LifeStore(path).open(), JobStore(path).open()
+    try:
+        life_job, _ = lives.submit(
+            LifeRequest(width=64, height=16, gens=5, density=0.3),
+            initial_board(LifeRequest(width=64, height=16, gens=5, density=0.3)),
+            now=1.0,
+        )
+        prime_job, _ = primes.submit(PrimesRequest(start=1, end=10**5, block_size=10**4), now=1.0)
+        assert lives.has(life_job) and not lives.has(prime_job)
+        # An id is a name: one that merely looks like a Life job's is not one.
+        assert not lives.has("l" + prime_job[1:]) and not lives.has("")
+    finally:
+        lives.close()
+        primes.close()
