@@ -24,11 +24,11 @@ import psutil
 
 from broker.runner import BrokerProcess
 from broker.users import UserStore
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
 from head.display.app import DisplayApp
+from head.display.cluster import ClusterModel
 from head.display.cluster_scene import ClusterScene
-from head.feed import ClusterFeed
+from head.display.feed import ClusterFeed
 from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
 

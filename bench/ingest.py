@@ -37,8 +37,8 @@ import paho.mqtt.client as mqtt
 import psutil
 
 from bench.cluster import Cluster, bench_cluster
+from head.coordinator.prime_jobs import BLOCK_SECONDS
 from head.jobclient import JobClient
-from head.prime_jobs import BLOCK_SECONDS
 from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, connect_async, end_loop, new_client, unique_client_id
 from piswarm.protocol import counts, summary, topics, work

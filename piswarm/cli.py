@@ -1,6 +1,6 @@
 """The ``piswarm`` command: one entry point, a subcommand per role.
 
-Each role registers its own subcommands (``node_agent.cli``, ``broker.cli``, ``head.cli``)
+Each role registers its own subcommands (``node_agent.cli``, ``broker.cli``, ``head.cli.views``)
 and imports its heavy dependencies only when run, so a Pi with just paho-mqtt, psutil and
 numpy can run ``piswarm agent``. Errors are one line on stderr and an exit code:
 0 ok, 1 failed, 2 bad usage or configuration, 3 already running, 130 interrupted.
@@ -54,9 +54,10 @@ def _finish_leaves(sub: "argparse._SubParsersAction[Parser]") -> None:
 
 def build_parser() -> Parser:
     from broker.cli import register as register_broker
+    from demo.cli import register as register_demo
     from deploy.cli import register as register_deploy
-    from head.cli import register as register_head
-    from head.job_cli import register as register_jobs
+    from head.cli.jobs import register as register_jobs
+    from head.cli.views import register as register_head
     from node_agent.cli import register as register_agent
 
     parser = Parser(
@@ -71,6 +72,7 @@ def build_parser() -> Parser:
     register_head(sub)
     register_jobs(sub)
     register_deploy(sub)
+    register_demo(sub)
     _finish_leaves(sub)
     return parser
 

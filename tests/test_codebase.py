@@ -42,18 +42,23 @@ def test_lint_and_types_are_clean(argv):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
-PACKAGES = ("piswarm", "node_agent", "head", "broker", "deploy")
+PACKAGES = ("piswarm", "node_agent", "head", "broker", "deploy", "demo")
 ALLOWED = {
     ("node_agent", "piswarm"),  # every side uses the shared package, and nothing else:
     ("head", "piswarm"),
     ("broker", "piswarm"),
     ("deploy", "piswarm"),
     ("deploy", "broker"),  # deploying a Pi makes its broker user
+    # The demo is the one package that puts every role in one process (and nothing but
+    # the command imports it).
+    ("demo", "piswarm"),
+    ("demo", "head"),
+    ("demo", "node_agent"),
+    ("demo", "broker"),
 }
 COMPOSING = {
-    "piswarm/cli.py": {"node_agent", "head", "broker", "deploy"},  # the one command: each
-    # role registers its subcommands (imported when run)
-    "head/demo.py": {"node_agent", "broker"},  # a broker, the head and a simulated fleet
+    "piswarm/cli.py": {"node_agent", "head", "broker", "deploy", "demo"},  # the one
+    # command: each role registers its subcommands (imported when run)
     "deploy/bundle.py": {"node_agent"},  # packs the agent for the Pis
 }
 

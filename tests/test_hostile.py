@@ -485,7 +485,8 @@ def test_a_list_of_the_right_length_that_is_not_the_primes_is_found_by_verify_re
 def test_the_running_coordinator_sweeps_retained_junk_and_counts_it(
     broker, users, coordinator, recorder
 ):
-    """What head/janitor.py does (tests/head/test_janitor.py), as 'piswarm head' runs it."""
+    """What head/coordinator/janitor.py does (tests/head/test_janitor.py), as 'piswarm head'
+    runs it."""
     evil = recorder("node-c", filters=())
     evil.wait_connected()
     junk = topics.node_telemetry("node-c")

@@ -9,15 +9,15 @@ import sys
 import pygame
 import pytest
 
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
+from head.coordinator.life_board import board_hash, initial_board
+from head.coordinator.lifestore import LifeStore
 from head.display import colors
 from head.display.app import DisplayApp
+from head.display.cluster import ClusterModel
 from head.display.colors import node_color
+from head.display.feed import DISPLAY_FILTERS
 from head.display.life_scene import TINT, LifeScene
-from head.feed import DISPLAY_FILTERS
-from head.life_board import board_hash, initial_board
-from head.lifestore import LifeStore
 from head.patterns import read_pattern
 from piswarm import life
 from piswarm.children import die_with_parent

@@ -17,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from head.jobstore import JobStore
+from head.coordinator.jobstore import JobStore
 from piswarm.protocol import jobs, topics, work
 from piswarm.sieve import small_primes
 from piswarm.sieve_backends import select_backend

@@ -20,12 +20,12 @@ from typing import Protocol
 
 import pygame
 
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
+from head.display.cluster import ClusterModel
+from head.display.jobs_view import JobsModel
+from head.display.life_view import LifeFrames
 from head.display.scene import Frame, Link, Scene
 from head.display.text import TextCache
-from head.jobs_view import JobsModel
-from head.life_view import LifeFrames
 from piswarm.client import Message
 from piswarm.protocol import topics
 
@@ -82,7 +82,7 @@ def _probe() -> str | None:
 
 
 class Source(Protocol):
-    """Where messages come from (``head.feed.ClusterFeed``)."""
+    """Where messages come from (``head.display.feed.ClusterFeed``)."""
 
     connected: threading.Event
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pygame
 
-from head.cluster import NodeState, NodeView
 from head.display import colors
+from head.display.cluster import NodeState, NodeView
 from head.display.colors import RGB
 from head.display.layout import Geometry, Layout, Rect
 from head.display.scene import Frame

@@ -17,9 +17,9 @@ import pygame
 
 from head.display import colors
 from head.display.colors import RGB, node_color
+from head.display.life_view import LifeBoard
 from head.display.scene import Frame
 from head.display.text import format_count
-from head.life_view import LifeBoard
 from piswarm.durations import duration
 from piswarm.protocol.life import LifeStatus
 

@@ -5,10 +5,10 @@ from typing import Literal, Protocol
 
 import pygame
 
-from head.cluster import ClusterModel
+from head.display.cluster import ClusterModel
+from head.display.jobs_view import JobsModel
+from head.display.life_view import LifeFrames
 from head.display.text import TextCache
-from head.jobs_view import JobsModel
-from head.life_view import LifeFrames
 
 
 @dataclass(frozen=True)

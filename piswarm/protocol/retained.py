@@ -3,7 +3,7 @@
 Mosquitto's ACL cannot refuse the retain flag (only a compiled plugin could), and every
 user may publish somewhere: a node to its own leaves, the viewer to its submit topic, any
 client to its own ``piswarm/cli/<client>/sync``. So whatever a user retains anywhere
-else is found by the coordinator's janitor (:mod:`head.janitor`) and removed.
+else is found by the coordinator's janitor (:mod:`head.coordinator.janitor`) and removed.
 """
 
 from piswarm.protocol import topics

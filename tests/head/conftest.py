@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from head.coordinator import Coordinator
+from head.coordinator.router import Coordinator
 from piswarm.mqtt import BrokerSettings, Credentials
 
 

@@ -3,7 +3,7 @@
 import itertools
 import random
 
-from head.cluster import ClusterModel, NodeState
+from head.display.cluster import ClusterModel, NodeState
 from node_agent.sim import SimulatedPi
 from piswarm import protocol
 from piswarm.fleet import sim_node_ids
@@ -131,7 +131,7 @@ def test_simulated_pi_is_plausible():
 
 
 def test_changed_since_names_exactly_the_nodes_that_moved():
-    from head.cluster import CHANGE_LOG
+    from head.display.cluster import CHANGE_LOG
 
     model = ClusterModel()
     for node in ("a", "b", "c"):

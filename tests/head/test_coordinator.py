@@ -150,7 +150,7 @@ def test_bad_requests_get_a_reason_and_store_nothing(
     running = coordinator()
     admin = recorder("admin")
     admin.wait_connected()
-    with caplog.at_level(logging.WARNING, logger="head.coordinator"):
+    with caplog.at_level(logging.WARNING, logger="head.coordinator.router"):
         admin.publish(admin.submit_topic, payload)
         msg = admin.wait_for(lambda m: m.topic == topics.JOBS_REPLIES)
     reply = jobs.decode_reply(msg.payload)

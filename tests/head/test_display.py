@@ -11,13 +11,13 @@ from pathlib import Path
 import pygame
 import pytest
 
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
 from head.display import colors
 from head.display.app import DisplayApp
+from head.display.cluster import ClusterModel
 from head.display.cluster_scene import HEADER_SHARE, ClusterScene
+from head.display.feed import DEFAULT_FILTERS, ClusterFeed
 from head.display.layout import Geometry, Layout
-from head.feed import DEFAULT_FILTERS, ClusterFeed
 from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics

@@ -5,10 +5,10 @@ import threading
 
 import pygame
 
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
 from head.display import colors
 from head.display.app import DisplayApp
+from head.display.cluster import ClusterModel
 from head.display.cluster_scene import RELAYOUT_EVERY, ClusterScene
 from head.display.scene import Frame, Link
 from head.display.text import TextCache

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from head.cluster import ClusterModel, NodeState
 from head.display import colors
+from head.display.cluster import ClusterModel, NodeState
 from head.display.cluster_scene import tile_look
 from head.display.layout import Geometry, Layout
 from head.display.scene import Frame, Link

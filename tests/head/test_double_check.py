@@ -7,7 +7,7 @@ fault switch, through the real broker and coordinator."""
 import numpy as np
 import pytest
 
-from head.jobstore import JobStore, double_checked
+from head.coordinator.jobstore import JobStore, double_checked
 from node_agent.config import FAULT_ENV
 from piswarm.protocol import counts, jobs, summary, topics
 from piswarm.protocol.jobs import PrimesRequest

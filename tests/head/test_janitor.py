@@ -3,7 +3,7 @@ removes the rest. Real broker with the project's ACL, real hostile clients."""
 
 import json
 
-from head.janitor import Janitor
+from head.coordinator.janitor import Janitor
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from tests.conftest import until

@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from head.jobstore import JobStore
+from head.coordinator.jobstore import JobStore
 from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from head.life_board import split_rows
+from head.coordinator.life_board import split_rows
 
 
 @given(height=st.integers(1, 5000), data=st.data())

@@ -6,14 +6,14 @@ import pygame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from head.cluster import ClusterModel
 from head.display import colors
+from head.display.cluster import ClusterModel
 from head.display.colors import node_color
+from head.display.jobs_view import JobsModel
 from head.display.life_scene import UNCLAIMED, LifeScene, View
+from head.display.life_view import LifeFrames
 from head.display.scene import Frame, Link
 from head.display.text import TextCache
-from head.jobs_view import JobsModel
-from head.life_view import LifeFrames
 from piswarm import life, protocol
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from head.life_board import initial_board
-from head.lifestore import LifeStore, Strip
+from head.coordinator.life_board import initial_board
+from head.coordinator.lifestore import LifeStore, Strip
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.life import LifeRequest
 
@@ -44,7 +44,7 @@ def test_pieces_that_leave_a_gap_are_dropped_and_the_last_board_stays(store):
 
 
 def test_a_jobs_kind_is_the_stores_not_its_ids_first_letter(tmp_path):
-    from head.jobstore import JobStore
+    from head.coordinator.jobstore import JobStore
     from piswarm.protocol.jobs import PrimesRequest
 
     path = tmp_path / "jobs.sqlite"

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from head.jobstore import JobStore
-from head.prime_jobs import PrimeJobs
+from head.coordinator.jobstore import JobStore
+from head.coordinator.prime_jobs import PrimeJobs
 from piswarm import protocol
 from piswarm.protocol import counts, jobs, summary, topics, work
 from piswarm.protocol.primes import encode_primes

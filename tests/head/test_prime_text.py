@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from head.prime_text import decimal_lines
+from head.coordinator.prime_text import decimal_lines
 from piswarm.sieve import SegmentedSieve
 
 

@@ -3,16 +3,16 @@
 import pygame
 import pytest
 
-from head.cluster import ClusterModel
 from head.config import DisplayOptions
 from head.display import colors
 from head.display.app import DisplayApp
+from head.display.cluster import ClusterModel
 from head.display.cluster_scene import ClusterScene
 from head.display.colors import node_color
+from head.display.jobs_view import JobsModel
 from head.display.primes_scene import BAR, PENDING, PrimesScene, grid_shape
 from head.display.scene import Frame, Link
 from head.display.text import TextCache
-from head.jobs_view import JobsModel
 from piswarm import protocol
 from piswarm.protocol import jobs, topics
 from tests.head.test_display import run_until, viewer_feed

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from head.jobstore import JobStore
+from head.coordinator.jobstore import JobStore
 from piswarm.protocol import ProtocolError, counts, summary
 from piswarm.protocol.jobs import PrimesRequest
 from piswarm.protocol.primes import encode_primes

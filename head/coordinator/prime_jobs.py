@@ -1,7 +1,7 @@
 """Prime-search jobs on the coordinator: blocks leased to the nodes that want them, results
 checked beside the loop and stored in batches, statuses published.
 
-Owned by the coordinator's thread, like :class:`~head.life_jobs.LifeJobs` beside it; the
+Owned by the coordinator's thread, like :class:`~head.coordinator.life_jobs.LifeJobs` beside it; the
 coordinator routes each message here by its topic. Only the checks of a block's primes (a
 CRC over every prime: milliseconds each, mostly outside the GIL) run in a pool of
 threads, so that a node asking for its next block never waits behind them; a summary is
@@ -38,8 +38,8 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from head.jobstore import Assignment, Checked, Claim, JobStore, Outcome
-from head.tally import JobTally
+from head.coordinator.jobstore import Assignment, Checked, Claim, JobStore, Outcome
+from head.coordinator.tally import JobTally
 from piswarm import protocol
 from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, jobs, summary, topics, work

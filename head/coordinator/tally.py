@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from head.jobstore import JobInfo
+from head.coordinator.jobstore import JobInfo
 from piswarm.protocol.jobs import MAP_CELLS, TOP_CONTRIBUTORS, Contributor, JobMap, JobStatus
 
 RATE_WINDOW = 30.0  # seconds of history behind ``rate`` and ``eta_s``

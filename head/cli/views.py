@@ -1,9 +1,8 @@
-"""``piswarm status``, ``piswarm display``, ``piswarm head`` and ``piswarm demo``."""
+"""``piswarm status``, ``piswarm display`` and ``piswarm head``."""
 
 import argparse
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ from head.config import (
     display_options,
     load_head_config,
 )
+from head.display.kiosk import build_app
 from piswarm.flags import add_broker_flags, directory, new_file, real, whole
-from piswarm.fleet import MAX_SIM_NODES
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
 from piswarm.signals import stop_on_signals
@@ -37,7 +36,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | None) -> None:
+def add_display_flags(parser: argparse.ArgumentParser, *, windowed_default: str | None) -> None:
     """The kiosk's flags. None of them has a default here: a flag not given leaves the
     say to the head's file (``[display]``, see head/config.py), then the defaults."""
     view = parser.add_argument_group("display")
@@ -101,7 +100,7 @@ def register(sub: Any) -> None:
     add_broker_flags(display)
     display.add_argument("--credentials", type=Path, help="credentials file (default: viewer)")
     _config_flag(display)
-    _display_flags(display, windowed_default=None)
+    add_display_flags(display, windowed_default=None)
     display.add_argument(
         "--screenshot",
         type=new_file,
@@ -139,31 +138,14 @@ def register(sub: Any) -> None:
         help="blocks computed again by another node and compared, for jobs "
         f"that do not say (default {DEFAULT_DOUBLE_CHECK:g}; 0: none)",
     )
-    _display_flags(head, windowed_default=None)
+    add_display_flags(head, windowed_default=None)
     head.set_defaults(handler=run_head, screenshot=None, after=3.0)
-
-    demo = sub.add_parser("demo", help="broker + simulated fleet + display on this machine")
-    demo.add_argument(
-        "--nodes", type=whole(1, MAX_SIM_NODES), default=240, help="simulated nodes (default 240)"
-    )
-    demo.add_argument(
-        "--interval", type=real(0.05, 3600, unit=" s"), default=2.0, help="telemetry period (s)"
-    )
-    demo.add_argument(
-        "--port", type=whole(0, 65535), default=0, help="broker port (default: a free one)"
-    )
-    demo.add_argument(
-        "--duration", type=real(0, 10**7, unit=" s"), help="stop after this many seconds"
-    )
-    demo.add_argument("--text", action="store_true", help="a text summary instead of the display")
-    _display_flags(demo, windowed_default="1280x720")
-    demo.set_defaults(handler=run_demo)
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from head.cluster import ClusterModel
+    from head.display.cluster import ClusterModel
+    from head.display.summary import table
     from head.session import Session
-    from head.summary import table
     from piswarm.protocol import ProtocolError, topics
 
     if args.health:
@@ -194,8 +176,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 def _print_health(args: argparse.Namespace) -> int:
     """Every process's retained health counters (none have to be waited for)."""
+    from head.display.summary import health_table
     from head.session import Session
-    from head.summary import health_table
     from piswarm.protocol import ProtocolError, topics
     from piswarm.protocol.health import decode_health
 
@@ -214,25 +196,6 @@ def _print_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_app(options: DisplayOptions, source: Any, expected: list[str] | None = None) -> Any:
-    """The display app (imports pygame: only called to show a display)."""
-    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    from head.cluster import ClusterModel
-    from head.display.app import DisplayApp
-    from head.display.cluster_scene import ClusterScene
-    from head.display.layout import Layout
-    from head.display.life_scene import LifeScene
-    from head.display.primes_scene import PrimesScene
-
-    layout = Layout.load(options.layout) if options.layout else None
-    scene = ClusterScene(layout=layout, rows=options.rows, columns=options.columns)
-    seats = layout.expected if layout else []
-    model = ClusterModel(expected=seats or expected or [])
-    return DisplayApp(
-        model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()], options=options
-    )
-
-
 def _show(
     options: DisplayOptions,
     settings: BrokerSettings,
@@ -241,14 +204,14 @@ def _show(
     screenshot: Path | None = None,
     after: float = 3.0,
 ) -> int:
-    from head.feed import DISPLAY_FILTERS, ClusterFeed
+    from head.display.feed import DISPLAY_FILTERS, ClusterFeed
     from piswarm.errors import PiswarmError
 
     if screenshot is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: no screen needed
         options = options.for_screenshot()
     feed = ClusterFeed(settings=settings, role="display", filters=DISPLAY_FILTERS)
-    app = _build_app(options, feed)
+    app = build_app(options, feed)
     from head.display.app import screen_driver
 
     if screen_driver() is None:
@@ -277,7 +240,7 @@ def run_display(args: argparse.Namespace) -> int:
 
 
 def run_head(args: argparse.Namespace) -> int:
-    from head.coordinator import Coordinator
+    from head.coordinator.router import Coordinator
     from piswarm.errors import PiswarmError
     from piswarm.heap import keep_heap_memory
     from piswarm.lock import PidLock
@@ -313,37 +276,4 @@ def run_head(args: argparse.Namespace) -> int:
             coordinator.close()
         if coordinator.fatal:
             raise PiswarmError(coordinator.fatal)
-    return 0
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from head.demo import DemoCluster, text_view
-    from head.summary import live_printer
-
-    stop = stop_on_signals()
-    show = live_printer(sys.stdout.isatty(), sys.stdout.write)
-    with DemoCluster(
-        nodes=args.nodes, interval=args.interval, port=args.port or None, frames=not args.text
-    ) as cluster:
-        print(cluster.watch_hint(), flush=True)
-        app = None
-        if not args.text:
-            options = display_options(vars(args), default_size=(1280, 720))
-            app = _build_app(options, cluster.feed, expected=cluster.node_ids)
-            from head.display.app import screen_driver
-
-            if screen_driver() is None:
-                print("no screen here for the display: showing a text summary", flush=True)
-                app = None
-        if app is None:
-            text_view(cluster, stop, show, duration=args.duration)
-        else:
-            import pygame
-
-            try:
-                app.run(stop=stop, duration=args.duration)
-            except pygame.error as exc:  # no screen here (ssh, a server)
-                print(f"no screen for the display ({exc}); a text summary instead", flush=True)
-                text_view(cluster, stop, show, duration=args.duration)
-    print("demo stopped: fleet offline, broker stopped")
     return 0

@@ -16,8 +16,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from head.life_board import initial_board, split_rows
-from head.lifestore import Board, LifeStore, Strip
+from head.coordinator.life_board import initial_board, split_rows
+from head.coordinator.lifestore import Board, LifeStore, Strip
 from piswarm import protocol
 from piswarm.life import population
 from piswarm.mqtt import Publish

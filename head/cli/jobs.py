@@ -405,7 +405,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _store(args: argparse.Namespace) -> Iterator[Any]:
-    from head.jobstore import JobStore
+    from head.coordinator.jobstore import JobStore
     from piswarm.errors import PiswarmError
 
     path = jobs_db(args.db)
@@ -424,7 +424,7 @@ def _store(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _write_primes(store: Any, job: str, fmt: str, out: BinaryIO) -> int:
-    from head.prime_text import decimal_lines
+    from head.coordinator.prime_text import decimal_lines
 
     written = 0
     for block in store.export(job):
@@ -438,7 +438,7 @@ def _write_primes(store: Any, job: str, fmt: str, out: BinaryIO) -> int:
 
 def _life_board(args: argparse.Namespace) -> Any:
     """The Life job's record and latest board, from the database read-only."""
-    from head.lifestore import LifeStore
+    from head.coordinator.lifestore import LifeStore
     from piswarm.errors import PiswarmError
 
     path = jobs_db(args.db)
@@ -455,7 +455,7 @@ def _life_board(args: argparse.Namespace) -> Any:
 
 def _is_life(args: argparse.Namespace) -> bool:
     """Whether the job is a Life job: asked of the database, never read from the id."""
-    from head.lifestore import LifeStore
+    from head.coordinator.lifestore import LifeStore
 
     path = jobs_db(args.db)
     if not path.exists():
@@ -502,7 +502,7 @@ def run_export_life(args: argparse.Namespace) -> int:
 
 
 def run_verify_life(args: argparse.Namespace) -> int:
-    from head.life_board import board_hash, initial_board
+    from head.coordinator.life_board import board_hash, initial_board
     from piswarm.life import step
 
     record, board = _life_board(args)
@@ -553,7 +553,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from head.jobstore import KNOWN_PI
+    from head.coordinator.jobstore import KNOWN_PI
 
     if _is_life(args):
         return run_verify_life(args)

@@ -33,7 +33,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from head.db import Store, add_column, request_key
+from head.coordinator.db import Store, add_column, request_key
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.counts import Totals, check_result, check_summary, edge, larger_gap, summarize
 from piswarm.protocol.jobs import DEFAULT_BLOCK, Keep, PrimesRequest

@@ -4,9 +4,10 @@ Threads: paho's network thread only puts ``(topic, payload)`` on a bounded queue
 thread that calls :meth:`Coordinator.run` owns the stores and does everything else, so
 SQLite has one user and a slow commit never stalls the MQTT keepalive. It takes what has
 arrived in batches and routes each message by its topic's shape
-(:func:`~piswarm.protocol.topics.coordinator_route`) to :class:`~head.prime_jobs.PrimeJobs`
-or :class:`~head.life_jobs.LifeJobs`; submits, cancels and the per-submitter quota are
-its own. A bad message is logged and counted at this boundary, never more.
+(:func:`~piswarm.protocol.topics.coordinator_route`) to
+:class:`~head.coordinator.prime_jobs.PrimeJobs` or
+:class:`~head.coordinator.life_jobs.LifeJobs`; submits, cancels and the per-submitter quota
+are its own. A bad message is logged and counted at this boundary, never more.
 """
 
 import logging
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from head.janitor import SWEEP_EVERY_S, Janitor
-from head.jobstore import JobStore
-from head.life_jobs import LifeJobs
-from head.lifestore import LifeStore
-from head.prime_jobs import DEFAULT_CHECKERS, PrimeJobs, PrimeStats
+from head.coordinator.janitor import SWEEP_EVERY_S, Janitor
+from head.coordinator.jobstore import JobStore
+from head.coordinator.life_jobs import LifeJobs
+from head.coordinator.lifestore import LifeStore
+from head.coordinator.prime_jobs import DEFAULT_CHECKERS, PrimeJobs, PrimeStats
 from piswarm import __version__, protocol
 from piswarm.client import Message, MqttClient, Will
 from piswarm.inbox import DEFAULT_MAX_BYTES

@@ -22,14 +22,14 @@ from types import TracebackType
 
 from broker.runner import BrokerProcess
 from broker.users import ADMIN_USER, VIEWER_USER, UserStore
-from head.cluster import ClusterModel
-from head.coordinator import Coordinator
-from head.feed import DEFAULT_FILTERS, DISPLAY_FILTERS, ClusterFeed
-from head.job_cli import describe
+from head.cli.jobs import describe
+from head.coordinator.router import Coordinator
+from head.display.cluster import ClusterModel
+from head.display.feed import DEFAULT_FILTERS, DISPLAY_FILTERS, ClusterFeed
+from head.display.jobs_view import JobsModel
+from head.display.summary import render
 from head.jobclient import JobClient
-from head.jobs_view import JobsModel
 from head.patterns import read_pattern
-from head.summary import render
 from node_agent.agent import Agent
 from node_agent.runner import Workers
 from node_agent.sim import build_fleet, run_fleet

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Callable
 
-from head.cluster import ClusterModel, NodeState, NodeView
+from head.display.cluster import ClusterModel, NodeState, NodeView
 from piswarm.durations import ago
 from piswarm.protocol.health import HEALTH_EVERY_S, Health
 

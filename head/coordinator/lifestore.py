@@ -1,6 +1,6 @@
 """Life jobs in SQLite: the request, each epoch's layout, checkpoint pieces, whole boards.
 
-Owned by the coordinator's thread (like :class:`~head.jobstore.JobStore`, same file). A
+Owned by the coordinator's thread (like :class:`~head.coordinator.jobstore.JobStore`, same file). A
 checkpoint is kept as pieces, one per strip, until every strip of the epoch has sent its
 piece for that generation; then the pieces become one board and the older boards and
 pieces go. So at most one whole board per job (plus the pieces in flight) is stored.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from head.db import Store, request_key
-from head.life_board import board_hash, from_blob, to_blob
+from head.coordinator.db import Store, request_key
+from head.coordinator.life_board import board_hash, from_blob, to_blob
 from piswarm.protocol import ProtocolError, _schema
 from piswarm.protocol.life import LifeRequest, words_for
 

@@ -1,0 +1,25 @@
+"""The kiosk as the commands build it: the cluster, primes and Life scenes over one model."""
+
+import os
+from typing import Any
+
+from head.config import DisplayOptions
+
+
+def build_app(options: DisplayOptions, source: Any, expected: list[str] | None = None) -> Any:
+    """The display app (imports pygame: only called to show a display)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    from head.display.app import DisplayApp
+    from head.display.cluster import ClusterModel
+    from head.display.cluster_scene import ClusterScene
+    from head.display.layout import Layout
+    from head.display.life_scene import LifeScene
+    from head.display.primes_scene import PrimesScene
+
+    layout = Layout.load(options.layout) if options.layout else None
+    scene = ClusterScene(layout=layout, rows=options.rows, columns=options.columns)
+    seats = layout.expected if layout else []
+    model = ClusterModel(expected=seats or expected or [])
+    return DisplayApp(
+        model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()], options=options
+    )
