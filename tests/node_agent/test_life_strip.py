@@ -125,11 +125,11 @@ def test_the_first_halo_is_asked_for_at_once_and_often_later_ones_after_a_second
     clock = StepClock(0.01)
     first = neighbour_strip(clock)
     assert not first._await_halos([(1, "up", 0)], 4)  # nobody answers: gives up at 3 s
-    assert 25 <= first.stats.wants_sent <= 31  # every 0.1 s from the start
+    assert 25 <= first.exchange.stats.wants_sent <= 31  # every 0.1 s from the start
     later = neighbour_strip(clock)
     later.stats.rounds = 5
     assert not later._await_halos([(1, "up", 20)], 4)
-    assert 2 <= later.stats.wants_sent <= 3  # once a second
+    assert 2 <= later.exchange.stats.wants_sent <= 3  # once a second
 
 
 @pytest.mark.parametrize(
