@@ -64,7 +64,7 @@ def render_acl(users: Iterable[User]) -> str:
         "# A topic not granted here is denied: nodes publishing outside their subtree",
         "# get PUBACK 0x87 'Not authorized' (MQTT v5).",
         "",
-        "# Every client may echo a marker to itself (docs/topics.md: piswarm/cli/...).",
+        "# Every client may echo a marker to itself (docs/topics.md: a command's marker).",
         f"pattern readwrite {grants.CLI_SYNC_PATTERN}",
         "",
     ]

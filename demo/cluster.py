@@ -212,7 +212,7 @@ class DemoCluster:
         return (
             f"broker on 127.0.0.1:{port} with {len(self.node_ids)} simulated nodes; watch the "
             f"raw messages: mosquitto_sub -p {port} -u viewer -P <password in "
-            f"{self.viewer_credentials}> -v -t 'piswarm/#'"
+            f"{self.viewer_credentials}> -v -t '{topics.ALL_FILTER}'"
         )
 
     def __exit__(

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,66 @@ def test_the_agent_reads_the_environment_only_where_its_config_is_loaded():
         if any(word in path.read_text() for word in ("os.environ", "getenv("))
     ]
     assert readers == ["config.py"]
+
+
+def _strings(path: Path) -> list[str]:
+    """Every string constant in ``path``, f-strings' literal parts included."""
+    return [
+        node.value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+TOPIC = re.compile(r"(?<![\w./~-])piswarm/(?:nodes|jobs|cli|health|#)|/results/")
+OUTSIDE_PROTOCOL = [p for p in SOURCES if "protocol" not in p.relative_to(ROOT).parts]
+
+
+def test_only_the_protocol_package_spells_a_topic():
+    """Topics are a public API built and parsed in piswarm/protocol/ alone: a topic typed
+    anywhere else drifts from the documented tree (the ACL and the coordinator's routing
+    once did). Docstrings may mention topics; code may not spell them."""
+    spelled = []
+    for path in OUTSIDE_PROTOCOL:
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and TOPIC.search(node.value)
+            ):
+                spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:60]!r}")
+    assert not spelled, spelled
+
+
+def test_no_module_reaches_into_the_protocols_private_parts():
+    private = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in OUTSIDE_PROTOCOL
+        for name in imports_of(path)
+        if any(part.startswith("_") for part in name.split(".")[2:3])
+        and name.startswith("piswarm.protocol.")
+    ]
+    assert not private, private
+
+
+def test_every_mqtt_connection_is_the_one_client_type():
+    """Seven clients once wired paho by hand, each a little differently; now each is an
+    piswarm.client.MqttClient, and only it (and the helpers it is built from) makes one."""
+    own = {ROOT / "piswarm" / "client.py", ROOT / "piswarm" / "mqtt.py"}
+    hand_made = [
+        str(path.relative_to(ROOT))
+        for path in SOURCES
+        if path not in own
+        and any(call in path.read_text() for call in ("mqtt.Client(", "new_client("))
+    ]
+    assert not hand_made, hand_made

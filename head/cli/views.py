@@ -20,6 +20,7 @@ from head.display.kiosk import build_app
 from piswarm.flags import add_broker_flags, directory, new_file, real, whole
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
+from piswarm.protocol.topics import HEALTH_FILTER
 from piswarm.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def register(sub: Any) -> None:
         "--health",
         action="store_true",
         help="instead: each process's counters of malformed, refused and "
-        "dropped messages and internal errors (piswarm/health/#)",
+        f"dropped messages and internal errors ({HEALTH_FILTER})",
     )
     status.set_defaults(handler=run_status)
 

@@ -14,8 +14,9 @@ import numpy as np
 
 from head.coordinator.db import Store, request_key
 from head.coordinator.life_board import board_hash, from_blob, to_blob
-from piswarm.protocol import ProtocolError, _schema
-from piswarm.protocol.life import LifeRequest, words_for
+from piswarm.protocol import ProtocolError
+from piswarm.protocol.jobs import encode_request
+from piswarm.protocol.life import LifeRequest, decode_request, words_for
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS life_jobs (
@@ -100,7 +101,7 @@ class LifeStore(Store):
         if known is not None:
             return known, False
         job = f"l{time.strftime('%Y%m%d', time.gmtime(now))}-{uuid.uuid4().hex[:6]}"
-        text = _schema.encode(request, max_bytes=1 << 20).decode()
+        text = encode_request(request).decode()
         key = request_key(submitter, request.request_id) if request.request_id else None
         with self.db:
             self.db.execute("BEGIN")
@@ -134,7 +135,7 @@ class LifeStore(Store):
         ).fetchone()
         if row is None:
             raise KeyError(f"no Life job {job!r}")
-        request = _schema.decode(LifeRequest, row[0].encode(), max_bytes=1 << 20)
+        request = decode_request(row[0].encode())
         return LifeJob(job, request, row[1], row[2], row[3], row[4], row[5])
 
     def running(self) -> list[str]:
