@@ -16,6 +16,7 @@ Read once, validated once, then frozen: the commands pass a :class:`HeadConfig` 
     fps = 60
     layout = "~/room.toml"                # the room's seats (head/display/layout.py)
     screenshot_dir = "~/shots"
+    report_every = 60.0                   # seconds between "display: N frames ..." log lines
 
     [broker]
     host = "localhost"
@@ -57,6 +58,7 @@ class DisplayOptions:
     layout: Path | None = None
     rows: int = 0  # 0: fit the fleet
     columns: int = 0
+    report_every: float = 60.0  # seconds between the log lines that say the kiosk is alive
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -71,6 +73,8 @@ class DisplayOptions:
             raise ConfigError(f"display palette {self.palette!r} is not one of {PALETTES}")
         if not (0 <= self.rows <= 100 and 0 <= self.columns <= 100):
             raise ConfigError(f"display rows {self.rows}, columns {self.columns}: each 0-100")
+        if not 1 <= self.report_every <= 86_400:
+            raise ConfigError(f"display report_every {self.report_every} s is not in 1-86400")
 
     def for_screenshot(self) -> "DisplayOptions":
         """The same, rendered off screen: a window not sized is full HD."""
@@ -184,6 +188,7 @@ def display_options(
         layout=layout,
         rows=_int(pick("rows", "rows", 0), "[display] rows"),
         columns=_int(pick("columns", "columns", 0), "[display] columns"),
+        report_every=_float(table.get("report_every", 60.0), "[display] report_every"),
     )
 
 

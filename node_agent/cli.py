@@ -56,6 +56,13 @@ def register(sub: Any) -> None:
         "(default 1; 0: telemetry only)",
     )
     sim.add_argument(
+        "--life-nodes",
+        type=whole(0, MAX_SIM_NODES),
+        default=0,
+        metavar="N",
+        help="the first N nodes also run a Life strip each, in a process of its own (default 0)",
+    )
+    sim.add_argument(
         "--users-dir",
         type=Path,
         help="broker users directory with the nodes' credentials "
@@ -189,6 +196,7 @@ def run_sim(args: argparse.Namespace) -> int:
         seed=args.seed,
         wake=wake.set,
         workers=workers,
+        life_nodes=args.life_nodes,
     )
     try:
         run_fleet(agents, stop, wake)

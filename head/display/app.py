@@ -102,6 +102,7 @@ class RunStats:
     frames: int = 0
     seconds: float = 0.0
     screenshots: int = 0
+    messages: int = 0  # handed to the models
 
     @property
     def fps(self) -> float:
@@ -142,6 +143,7 @@ class DisplayApp:
         self.stats = RunStats()
         self.errors = 0  # messages that raised past their model (see apply)
         self.draw_errors = 0  # frames a scene failed to draw (see _draw)
+        self._report_at = 0.0
         self._draw_error_logged = -DRAW_ERROR_LOG_EVERY
         self.text = TextCache()
         self._screen: pygame.Surface | None = None
@@ -266,6 +268,19 @@ class DisplayApp:
         if self.ticks() - self._scene_since >= self.options.rotate_every:
             self.show_scene((self.scene_index + 1) % len(self.scenes))
 
+    def report(self) -> None:
+        """One log line an operator (or the soak benchmark) reads to know the kiosk is
+        alive: frames drawn, messages shown, and what it could not show."""
+        log.info(
+            "display: %d frames, %d messages, %d ignored (%d dropped), %d draw errors, link %s",
+            self.stats.frames,
+            self.stats.messages,
+            self.ignored(),
+            self.source.dropped,
+            self.draw_errors,
+            self.link.state,
+        )
+
     def ignored(self) -> int:
         """Messages this display met and could not show: malformed ones its models refused,
         ones its feed had no room for, and ones that hit a bug (each is logged, with
@@ -329,6 +344,7 @@ class DisplayApp:
                 on_start(self)
             ticker = pygame.time.Clock()
             started = self.ticks()
+            self._report_at = started + self.options.report_every
             running = True
             while running:
                 for event in pygame.event.get():
@@ -337,10 +353,14 @@ class DisplayApp:
                     running = False
                 for message in self.source.drain(5000):
                     self.apply(message.topic, message.payload, message.at)
+                    self.stats.messages += 1
                 self._update_link()
                 self._rotate()
                 self._draw(self._screen)
                 self.stats.frames += 1
+                if self.ticks() >= self._report_at:
+                    self._report_at = self.ticks() + self.options.report_every
+                    self.report()
                 elapsed = self.ticks() - started
                 if duration is not None and elapsed >= duration:
                     running = False

@@ -143,3 +143,28 @@ def test_the_room_is_rearranged_at_most_once_a_second_of_app_ticks():
         assert scene.tile_rect("pi-c") is not None
     finally:
         pygame.quit()
+
+
+def test_the_kiosk_says_it_is_alive_in_its_log_on_its_own_clock(caplog):
+    caplog.set_level("INFO", logger="head.display.app")
+    hand = [0.0]
+    source = HandSource([(*birth("pi-a"), 100.0), (*telemetry("pi-a", 1), 100.5)])
+    app = DisplayApp(
+        model=ClusterModel(),
+        source=source,
+        scenes=[FlakyScene(fail_on=())],
+        options=DisplayOptions(size=(320, 240), fps=1000, report_every=2.0),
+        ticks=lambda: hand[0],
+    )
+
+    def on_frame(app):
+        hand[0] += 1.0
+        return app.stats.frames < 5
+
+    app.run(on_frame=on_frame)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("display: ")]
+    assert lines == [
+        # ticks 0, 1, 2 (the first report is due at 2), 3, 4 (the next)
+        "display: 3 frames, 2 messages, 0 ignored (0 dropped), 0 draw errors, link connected",
+        "display: 5 frames, 2 messages, 0 ignored (0 dropped), 0 draw errors, link connected",
+    ]

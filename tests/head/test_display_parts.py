@@ -111,3 +111,26 @@ def test_tile_look_for_every_state():
     assert looks["ghost"].background == colors.NEVER_SEEN and looks["ghost"].temp == ""
     # Equal content, equal look: what lets the scene skip redrawing a tile.
     assert tile_look(model.get("live"), frame(model)) == looks["live"]
+
+
+def test_the_text_cache_is_bounded_in_pixel_bytes_least_recently_used_first():
+    import pygame
+
+    from head.display.text import TextCache
+
+    pygame.font.init()
+    try:
+        cache = TextCache(max_bytes=200_000)
+        first = cache.render("12:00:00", 40, (255, 255, 255))
+        assert cache.render("12:00:00", 40, (255, 255, 255)) is first  # cached
+        for second in range(1, 2000):  # a clock: new text every second, all day
+            cache.render(f"12:{second // 60:02d}:{second % 60:02d}", 40, (255, 255, 255))
+            cache.render("12:00:00", 40, (255, 255, 255))  # in use all along: kept
+            assert cache.bytes <= 200_000
+        assert cache.render("12:00:00", 40, (255, 255, 255)) is first
+        assert cache.evicted > 1500 and 2 <= len(cache) < 200
+        # One text larger than the whole bound is still drawn (and held alone).
+        big = cache.render("x" * 400, 120, (255, 255, 255))
+        assert big.get_width() > 0 and len(cache) == 1
+    finally:
+        pygame.font.quit()
