@@ -385,6 +385,17 @@ class JobStore(Store):
         )
         return [r[0] for r in rows]
 
+    def ended_beyond(self, keep: int, since: float, limit: int) -> list[tuple[str, float]]:
+        """Ended jobs older than the ``keep`` that ended last, ended after ``since``:
+        ``(job, finished)``, the oldest first, at most ``limit``."""
+        rows = self.db.execute(
+            "SELECT id, finished FROM (SELECT id, finished FROM jobs WHERE state != 'running' "
+            "ORDER BY finished DESC LIMIT -1 OFFSET ?) WHERE finished > ? "
+            "ORDER BY finished LIMIT ?",
+            (keep, since, limit),
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
     def jobs(self, limit: int = 50) -> list[JobInfo]:
         rows = self.db.execute(_INFO_QUERY + "ORDER BY created DESC LIMIT ?", (limit,))
         return [JobInfo(*row) for row in rows.fetchall()]

@@ -81,6 +81,7 @@ class LifeJobs:
         # nodes that went away too (they come back), at most MAX_NODES of them
         self.speeds: OrderedDict[str, float] = OrderedDict()
         self.running: dict[str, _Running] = {}
+        self._retired_to = 0.0  # jobs that ended up to here are off the broker
         self.stale = 0
         self.repartitions = 0
         self.conflicts = 0  # halo conflicts acted on
@@ -485,6 +486,17 @@ class LifeJobs:
         self.publish(topics.job_life_control(job), protocol.encode(control), qos=1, retain=True)
 
     # -- status -----------------------------------------------------------------------------
+
+    def retire_ended(self, keep: int, batch: int) -> int:
+        """Remove from the broker the retained status and control of ended Life jobs
+        older than the ``keep`` that ended last (their boards stay in the database); at
+        most ``batch`` at a time. Returns how many."""
+        old = self.store.ended_beyond(keep, self._retired_to, batch)
+        for job, finished in old:
+            self.publish(topics.job_status(job), b"", qos=1, retain=True)
+            self.publish(topics.job_life_control(job), b"", qos=1, retain=True)
+            self._retired_to = max(self._retired_to, finished)
+        return len(old)
 
     def republish_ended(self, limit: int) -> None:
         """The last ``limit`` ended jobs' final status, retained again."""

@@ -149,6 +149,17 @@ class LifeStore(Store):
         )
         return [r[0] for r in rows]
 
+    def ended_beyond(self, keep: int, since: float, limit: int) -> list[tuple[str, float]]:
+        """Ended Life jobs older than the ``keep`` that ended last, ended after ``since``:
+        ``(job, finished)``, the oldest first, at most ``limit``."""
+        rows = self.db.execute(
+            "SELECT id, finished FROM (SELECT id, finished FROM life_jobs "
+            "WHERE state != 'running' ORDER BY finished DESC LIMIT -1 OFFSET ?) "
+            "WHERE finished > ? ORDER BY finished LIMIT ?",
+            (keep, since, limit),
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
     def board(self, job: str) -> Board:
         """The latest whole board of ``job``."""
         request = self.get(job).request

@@ -115,6 +115,7 @@ class PrimeJobs:
         self._tallies: dict[str, JobTally] = {}
         self._reconciled: set[str] = set()  # nodes whose leases from before were checked
         self._speeds: OrderedDict[str, tuple[float, int, float]] = OrderedDict()
+        self._retired_to = 0.0  # jobs that ended up to here are off the broker
         """node -> (numbers a second a worker sieves, workers, when it said so)"""
         self._maybe_work = True
         self._acks: dict[tuple[str, str, Outcome], list[int]] = {}
@@ -145,6 +146,17 @@ class PrimeJobs:
         for block, node, count in self.store.contributions(job):
             tally.add(block, node, count, now)
         return tally
+
+    def retire_ended(self, keep: int, batch: int) -> int:
+        """Remove from the broker the retained status and map of ended jobs older than
+        the ``keep`` that ended last (their records stay in the database); at most
+        ``batch`` at a time. Returns how many."""
+        old = self.store.ended_beyond(keep, self._retired_to, batch)
+        for job, finished in old:
+            self._publish(topics.job_status(job), b"", qos=1, retain=True)
+            self._publish(topics.job_map(job), b"", qos=1, retain=True)
+            self._retired_to = max(self._retired_to, finished)
+        return len(old)
 
     def republish_ended(self, limit: int) -> None:
         for job in self.store.ended_jobs(limit):

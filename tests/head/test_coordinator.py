@@ -407,3 +407,43 @@ def test_a_flood_of_large_messages_holds_no_more_than_the_inbox_bound(coordinato
     assert running.coordinator.inbox.bytes <= 16 * 1024 * 1024
     running.resume()  # and the coordinator goes on with the four it kept
     until(lambda: running.prime_stats.results_rejected == 4, "the coordinator answering the four")
+
+
+def test_only_the_latest_ended_jobs_stay_retained_on_the_broker(coordinator, recorder):
+    """A day of jobs once left every job's status and map retained: the broker grew with
+    them. Only the ``keep_ended`` that ended last stay; the database keeps them all."""
+    running = coordinator(keep_ended=2, retire_every=0.2)
+    admin = recorder("admin")
+    ended = []
+    for n in range(4):
+        job = submit(admin, start=1, end=300_000, block_size=100_000, request_id=f"k{n}").job
+        cancel = jobs.CancelRequest(job=job, request_id=f"c{n}")
+        admin.publish(topics.JOBS_CANCEL, protocol.encode(cancel))
+        admin.wait_for(
+            lambda m, n=n: m.topic == topics.JOBS_REPLIES and f'"c{n}"'.encode() in m.payload
+        )
+        ended.append(job)
+
+    def retained_statuses():
+        late = recorder("admin", filters=(topics.JOB_STATUS_FILTER, topics.JOB_MAP_FILTER))
+        late.wait_connected()
+        marker = topics.cli_sync(late.client_id)
+        late.client.subscribe(marker, qos=1)
+        late.publish(marker, b"sync")
+        late.wait_for(lambda m: m.topic == marker)
+        found = {m.topic for m in late.matching(lambda m: m.retain and m.payload)}
+        late.close()
+        return found
+
+    def kept(jobs_kept):
+        want = {topics.job_status(j) for j in jobs_kept} | {topics.job_map(j) for j in jobs_kept}
+        return retained_statuses() == want
+
+    until(lambda: kept(ended[2:]), "the two oldest ended jobs leaving the broker")
+    from head.coordinator.jobstore import JobStore
+
+    store = JobStore(running.coordinator.db_path).open(readonly=True)
+    try:
+        assert store.ended_jobs(10) == ended[::-1]  # the database keeps them all
+    finally:
+        store.close()

@@ -62,3 +62,31 @@ def test_a_jobs_kind_is_the_stores_not_its_ids_first_letter(tmp_path):
     finally:
         lives.close()
         primes.close()
+
+
+def test_ended_jobs_beyond_the_latest_are_found_oldest_first_from_a_watermark(tmp_path):
+    from head.coordinator.jobstore import JobStore
+    from piswarm.protocol.jobs import PrimesRequest
+
+    path = tmp_path / "jobs.sqlite"
+    lives, primes = LifeStore(path).open(), JobStore(path).open()
+    try:
+        request = LifeRequest(width=64, height=16, gens=5, density=0.3)
+        life_jobs, prime_jobs = [], []
+        for n in range(4):
+            job, _ = lives.submit(request, initial_board(request), now=1.0)
+            lives.finish(job, "cancelled", 10.0 * (n + 1))
+            life_jobs.append(job)
+            job, _ = primes.submit(PrimesRequest(start=1, end=10**5, block_size=10**4), now=1.0)
+            primes.cancel(job, 10.0 * (n + 1))
+            prime_jobs.append(job)
+        running, _ = lives.submit(request, initial_board(request), now=50.0)  # not ended
+        for store, made in ((lives, life_jobs), (primes, prime_jobs)):
+            assert store.ended_beyond(2, 0.0, 10) == [(made[0], 10.0), (made[1], 20.0)]
+            assert store.ended_beyond(2, 10.0, 10) == [(made[1], 20.0)]  # past the watermark
+            assert store.ended_beyond(2, 0.0, 1) == [(made[0], 10.0)]
+            assert store.ended_beyond(4, 0.0, 10) == []
+        assert running not in [j for j, _ in lives.ended_beyond(0, 0.0, 10)]
+    finally:
+        lives.close()
+        primes.close()
