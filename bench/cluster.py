@@ -34,14 +34,16 @@ class Cluster:
         return self.root / "jobs.sqlite"
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """``python -m piswarm ARGS`` with its output in ``log``; it dies with this process."""
-    with log.open("wb") as out:
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python -m piswarm ARGS`` with its output added to ``log``; it dies with this
+    process."""
+    with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "piswarm", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
+            env=env,
         )
 
 

@@ -25,7 +25,6 @@ import contextlib
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,10 +34,10 @@ from pathlib import Path
 
 import psutil
 
+from bench.cluster import spawn
 from broker.runner import BrokerProcess
 from broker.users import ADMIN_USER, VIEWER_USER, UserStore
 from head.jobclient import JobClient
-from piswarm.children import die_with_parent
 from piswarm.client import MqttClient
 from piswarm.errors import PiswarmError
 from piswarm.fleet import sim_node_ids
@@ -121,17 +120,6 @@ class Counter:
 
     def _count(self, _message: object) -> None:
         self.count += 1
-
-
-def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "piswarm", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-            env=env,
-        )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

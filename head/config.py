@@ -39,7 +39,7 @@ from piswarm import paths
 from piswarm.errors import ConfigError
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
-from piswarm.tomlfile import config_int, read_toml
+from piswarm.tomlfile import config_float, config_int, read_toml
 
 PALETTES = ("classic", "cividis")
 SCREENSHOT_SIZE = (1920, 1080)  # a headless screenshot with no size asked for
@@ -223,12 +223,10 @@ def _path(value: object) -> Path | None:
 
 
 def _float(value: object, name: str) -> float:
-    if isinstance(value, bool):
+    number = config_float(value, name)
+    if number is None:
         raise ConfigError(f"{name}: {value!r} is not a number")
-    try:
-        return float(str(value))
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
+    return number
 
 
 def _int(value: object, name: str) -> int:

@@ -34,7 +34,7 @@ from piswarm.fleet import MAX_WORKERS
 from piswarm.mqtt import BrokerSettings
 from piswarm.protocol import ProtocolError, topics
 from piswarm.sieve_backends import BackendName
-from piswarm.tomlfile import config_int, read_toml
+from piswarm.tomlfile import config_float, config_int, read_toml
 
 
 def default_workers() -> int:
@@ -79,15 +79,6 @@ class AgentConfig:
             raise ConfigError(f"telemetry_interval {self.telemetry_interval} s is not in 0.05-3600")
 
 
-def _float(value: object, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(str(value))
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
-
-
 def _table(data: Mapping[str, Any], name: str, path: Path | None) -> Mapping[str, Any]:
     table = data.get(name, {})
     if not isinstance(table, dict):
@@ -122,10 +113,12 @@ def load_agent_config(
         port=broker_port,
         credentials_file=credentials_file,
     )
-    interval = telemetry_interval or _float(
+    interval = telemetry_interval or config_float(
         env.get("PISWARM_TELEMETRY_INTERVAL"), "PISWARM_TELEMETRY_INTERVAL"
     )
-    interval = interval or _float(agent.get("telemetry_interval"), "[agent] telemetry_interval")
+    interval = interval or config_float(
+        agent.get("telemetry_interval"), "[agent] telemetry_interval"
+    )
     if workers is None:
         workers = config_int(env.get("PISWARM_WORKERS"), "PISWARM_WORKERS")
     if workers is None:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from node_agent.strip_exchange import HaloExchange, HaloKey
 from node_agent.strip_report import Board, StripReporter, StripStats
@@ -265,9 +266,8 @@ class StripRun:
             self.report.progress(board, force=True)  # with it, and the agent stop us
         if self.report.checkpoint_due(self.gen, k):
             info = self.report.checkpoint(board)
-            is_published = getattr(info, "is_published", None)
-            if self.gen == self.assign.gens and is_published is not None:
-                self._until(is_published, 10.0)
+            if self.gen == self.assign.gens and info is not None:
+                self._until(info.is_published, 10.0)
         self.report.frame(board)
         self.report.progress(board)
         self._loop(0)  # wants and control messages that came in while computing
@@ -314,7 +314,7 @@ class StripRun:
         elif self.mqtt.stats.subscribe_refused and self.stop_reason is None:
             self.stop_reason = "subscription refused"
 
-    def _publish(self, topic: str, payload: bytes, qos: int) -> object:
+    def _publish(self, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo | None:
         return self.mqtt.publish(topic, payload, qos=qos)
 
     def _on_message(self, msg: Message) -> None:

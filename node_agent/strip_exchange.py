@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
 from piswarm import protocol
 from piswarm.protocol import ProtocolError, life, topics
@@ -26,7 +27,7 @@ DIGESTS_KEPT = 4
 early is taken, and the neighbour's real one, arriving when it is due, is compared."""
 
 HaloKey = tuple[int, life.Side, int]  # the sender's strip, its side, the generation
-Publish = Callable[[str, bytes, int], object]
+Publish = Callable[[str, bytes, int], mqtt.MQTTMessageInfo | None]  # topic, payload, QoS
 
 
 @dataclass

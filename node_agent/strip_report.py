@@ -12,16 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import paho.mqtt.client as mqtt
 
-from node_agent.strip_exchange import HaloExchange
+from node_agent.strip_exchange import HaloExchange, Publish
 from piswarm import protocol
 from piswarm.life import pool, population
 from piswarm.protocol import life
 
 WAITS_KEPT = 4096
 PROGRESS_EVERY = 1.0  # seconds between progress reports (more when something happens)
-
-Publish = Callable[[str, bytes, int], object]
 
 
 @dataclass
@@ -121,7 +120,7 @@ class StripReporter:
         every = self.assign.checkpoint_every
         return gen == self.assign.gens or gen // every > (gen - k) // every
 
-    def checkpoint(self, board: Board) -> object:
+    def checkpoint(self, board: Board) -> mqtt.MQTTMessageInfo | None:
         """Publish a checkpoint (QoS 1); what the publish returned, to wait on."""
         raw = board.rows.astype("<u8").tobytes()
         a = self.assign

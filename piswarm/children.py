@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+from piswarm.signals import STOP_SIGNALS
 
 _PR_SET_PDEATHSIG = 1
 

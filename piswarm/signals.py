@@ -13,6 +13,7 @@ import threading
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""What stops a piswarm process cleanly (and what its children leave to it)."""
 
 
 def stop_on_signals(*also: threading.Event) -> threading.Event:

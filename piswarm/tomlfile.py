@@ -31,3 +31,16 @@ def config_int(value: object, name: str) -> int | None:
         return int(str(value))
     except ValueError:
         raise ConfigError(f"{name}: {value!r} is not an integer") from None
+
+
+def config_float(value: object, name: str) -> float | None:
+    """A number setting from TOML or the environment (``None`` when unset); anything
+    else (``true`` included) is a :class:`ConfigError` naming it."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: {value!r} is not a number")
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a number") from None

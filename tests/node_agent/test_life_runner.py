@@ -3,7 +3,6 @@
 import json
 import random
 import threading
-import time
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from piswarm import protocol
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import life as wire
 from piswarm.protocol import topics
-from tests.conftest import telemetry_of
+from tests.conftest import telemetry_of, until
 
 
 class HandClock:
@@ -50,15 +49,6 @@ def assignment(job: str, gens: int, epoch: int = 1) -> bytes:
     return wire.encode_assign(assign, np.zeros((16, 1), dtype="<u8").tobytes())
 
 
-def until(condition, timeout=30.0):
-    """Call ``condition`` (which ticks the runner, as the agent's driver loop does) until it
-    holds: a waiting strip starts only on a tick, so there is no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def make_runner(broker, users, clock):
     node = users.get("node-a")
     settings = BrokerSettings(
@@ -89,10 +79,10 @@ def test_an_assignment_that_finds_the_slot_taken_waits_and_starts_when_it_frees(
         assert runner.waiting() == [("l1-next", 1, 0)]
 
         def next_started():
-            runner.tick()
+            runner.tick()  # as the runner's thread would: nothing signals a strip's exit
             return runner.started == 2
 
-        until(next_started)
+        until(next_started, "the waiting strip starting")
         assert runner.waiting() == [] and runner.refused == 0
     finally:
         runner.stop()
@@ -183,7 +173,10 @@ def test_starting_a_new_epoch_holds_up_neither_paho_nor_the_agents_telemetry(
         admin.wait_for(lambda m: m.topic == topics.node_pong("node-a"))
         assert life.started == 0
         gate.release.set()
-        until(lambda: life.running() == [("l1-a", 2, 0)] or life.started == 2)
+        until(
+            lambda: life.running() == [("l1-a", 2, 0)] or life.started == 2,
+            "the new epoch's strip starting",
+        )
         assert agent.mqtt.stats.callback_errors == 0 and life.errors == 0
     finally:
         gate.release.set()

@@ -8,6 +8,7 @@ import pytest
 from piswarm.client import Message, MqttClient, MqttError, Will
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
+from tests.conftest import until
 from tests.mqtt_helpers import Recorder
 
 
@@ -16,13 +17,6 @@ def settings_for(broker, users, name):
     return BrokerSettings(
         host="127.0.0.1", port=broker.port, credentials=Credentials(user.name, user.password)
     )
-
-
-def until(condition, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_it_subscribes_again_after_the_broker_comes_back(broker, users, recorder):
