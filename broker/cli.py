@@ -25,6 +25,45 @@ def _users_dir_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _bridge_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bridge-to",
+        metavar="HOST[:PORT]",
+        help="a lab's broker: bridge this broker to the head node's (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--bridge-credentials",
+        type=Path,
+        metavar="FILE",
+        help="with --bridge-to: the lab's bridge login, made on the head by "
+        "'piswarm broker users bridge NAME'",
+    )
+
+
+def _bridge(args: argparse.Namespace) -> Any:
+    """The bridge the flags ask for, or None; a one-line error for a bad flag."""
+    from broker.config import Bridge
+    from piswarm.errors import ConfigError
+    from piswarm.mqtt import Credentials
+
+    if args.bridge_to is None:
+        if args.bridge_credentials is not None:
+            raise ConfigError("--bridge-credentials: only with --bridge-to HOST")
+        return None
+    host, colon, port_text = args.bridge_to.rpartition(":")
+    if not colon:
+        host, port_text = args.bridge_to, "1883"
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"--bridge-to {args.bridge_to!r}: give HOST or HOST:PORT")
+    if args.bridge_credentials is None:
+        raise ConfigError(
+            "--bridge-to needs --bridge-credentials FILE (on the head: "
+            "'piswarm broker users bridge NAME')"
+        )
+    creds = Credentials.load(args.bridge_credentials)
+    return Bridge(host=host, port=int(port_text), username=creds.username, password=creds.password)
+
+
 def register(sub: Any) -> None:
     broker = sub.add_parser("broker", help="the Mosquitto broker: users, config, run")
     bsub = broker.add_subparsers(dest="broker_command", metavar="ACTION", required=True)
@@ -46,7 +85,13 @@ def register(sub: Any) -> None:
     _users_dir_flag(remove)
     listing = usub.add_parser("list", help="list users and roles (never passwords)")
     _users_dir_flag(listing)
-    for parser in (init, add, remove, listing):
+    bridge = usub.add_parser(
+        "bridge", help="create the login a lab's broker bridges to this (the head's) broker with"
+    )
+    bridge.add_argument("name", metavar="NAME", help="the lab's bridge user, e.g. lab-a")
+    bridge.add_argument("--rotate", action="store_true", help="a new password")
+    _users_dir_flag(bridge)
+    for parser in (init, add, remove, listing, bridge):
         parser.set_defaults(handler=run_users)
 
     run = bsub.add_parser("run", help="run mosquitto with the piswarm config in the foreground")
@@ -56,6 +101,7 @@ def register(sub: Any) -> None:
     run.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")  # noqa: S104
     run.add_argument("--state-dir", type=Path, help="config, persistence and log directory")
     _users_dir_flag(run)
+    _bridge_flags(run)
     run.set_defaults(handler=run_broker)
 
     config = bsub.add_parser(
@@ -71,6 +117,7 @@ def register(sub: Any) -> None:
     config.add_argument("--state-dir", type=Path, default=Path("/var/lib/mosquitto"))
     config.add_argument("--log-file", type=Path, default=Path("/var/log/mosquitto/mosquitto.log"))
     _users_dir_flag(config)
+    _bridge_flags(config)
     config.set_defaults(handler=print_config)
 
 
@@ -122,6 +169,12 @@ def run_users(args: argparse.Namespace) -> int:
     elif args.users_command == "remove":
         store.remove(args.names)
         print(f"removed {len(args.names)} users (reload a running broker: kill -HUP <pid>)")
+    elif args.users_command == "bridge":
+        user = store.add_bridge(args.name, rotate=args.rotate)
+        print(
+            f"bridge user {user.name}: {store.credentials_path(user.name)} (copy it to the lab's "
+            "broker for --bridge-credentials; reload this broker: kill -HUP <pid>)"
+        )
     else:
         users = store.users()
         for user in users:
@@ -136,6 +189,7 @@ def run_broker(args: argparse.Namespace) -> int:
     from piswarm import paths
 
     find_mosquitto()  # before touching anything on disk
+    bridge = _bridge(args)
     store = _store(args)
     created = store.init()
     state_dir = args.state_dir or paths.state_home() / "broker"
@@ -145,6 +199,7 @@ def run_broker(args: argparse.Namespace) -> int:
         port=args.port or None,
         bind=args.bind,
         die_with_parent=True,
+        bridge=bridge,
     )
     stop = stop_on_signals()
     # SIGHUP reloads users: 'piswarm broker users add' then 'kill -HUP <this pid>'.
@@ -154,7 +209,8 @@ def run_broker(args: argparse.Namespace) -> int:
         print(f"created admin and viewer users in {store.root}/credentials")
     print(
         f"broker listening on {args.bind}:{broker.port} (mosquitto pid {broker.pid}); "
-        f"state in {state_dir}, log {broker.log_path}; Ctrl-C stops it",
+        f"state in {state_dir}, log {broker.log_path}; Ctrl-C stops it"
+        + (f"; bridged to {bridge.host}:{bridge.port} as {bridge.username}" if bridge else ""),
         flush=True,
     )
     try:
@@ -169,6 +225,7 @@ def run_broker(args: argparse.Namespace) -> int:
 def print_config(args: argparse.Namespace) -> int:
     from broker.config import BrokerConfig
 
+    bridge = _bridge(args)
     store = _store(args)
     config = BrokerConfig(
         port=args.port,
@@ -178,6 +235,7 @@ def print_config(args: argparse.Namespace) -> int:
         persistence_dir=args.state_dir,
         log_file=args.log_file,
         drop_in=not args.standalone,
+        bridge=bridge,
     )
     sys.stdout.write(config.render())
     return 0

@@ -4,8 +4,10 @@ Every limit is set on purpose; the comments in the rendered file say why, so an 
 reading ``/etc/mosquitto/conf.d/piswarm.conf`` knows what each line protects against.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from piswarm.protocol import grants
 
 MAX_PACKET_BYTES = 8 * 1024 * 1024
 """Largest MQTT packet accepted. Bulk payloads (prime blocks, Life snapshots) stay below."""
@@ -31,6 +33,47 @@ they reconnect (online status, running jobs' status every second), and a result 
 by its node until the coordinator acknowledges it. The default (30 min) would lose more."""
 
 
+BRIDGE_RESTART = (1, 30)
+"""Seconds a lab's bridge waits before it connects again: from 1, backing off to 30 (with
+jitter, so a head that comes back is not met by every lab at once)."""
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A lab's broker bridged to the head's (docs/scale.md): Mosquitto's own bridge."""
+
+    host: str
+    port: int
+    username: str  # the head broker's ``bridge`` user for this lab
+    password: str = field(repr=False)
+
+    def render(self) -> list[str]:
+        lines = [
+            "",
+            "# The bridge to the head node's broker: this lab's nodes reach the coordinator",
+            "# and the kiosk through it. It logs in as the lab's own bridge user, whom the",
+            "# head's ACL lets write only what nodes write; this broker's ACL has already",
+            "# held each node to its own topics. Keep this file private: it holds that",
+            "# user's password (mode 0640, group mosquitto).",
+            f"connection piswarm-{self.username}",
+            f"address {self.host}:{self.port}",
+            f"remote_clientid piswarm-bridge-{self.username}",
+            f"remote_username {self.username}",
+            f"remote_password {self.password}",
+            "bridge_protocol_version mqttv311",
+            "# A persistent session at both ends: what nodes send while the head is out of",
+            "# reach waits here (max_queued_messages), and what the head sends waits there.",
+            "cleansession false",
+            "local_cleansession false",
+            f"restart_timeout {BRIDGE_RESTART[0]} {BRIDGE_RESTART[1]}",
+            "keepalive_interval 15",
+            "notifications false",
+            "try_private true",
+        ]
+        lines += [f"topic {pattern} {direction} 1" for pattern, direction in grants.bridge_topics()]
+        return lines
+
+
 @dataclass(frozen=True)
 class BrokerConfig:
     """Settings that differ between a test broker, the demo and the head node."""
@@ -46,6 +89,7 @@ class BrokerConfig:
     # A drop-in for Debian's /etc/mosquitto/conf.d leaves out what the packaged
     # mosquitto.conf already sets (mosquitto refuses a second persistence_location).
     drop_in: bool = False
+    bridge: Bridge | None = None  # a lab's broker: its bridge to the head's
 
     def render(self) -> str:
         listener = f"listener {self.port} {self.bind}" if self.bind else f"listener {self.port}"
@@ -88,6 +132,8 @@ class BrokerConfig:
         ]
         if not self.drop_in:
             lines.append(f"log_dest file {self.log_file}" if self.log_file else "log_dest stderr")
+        if self.bridge is not None:
+            lines += self.bridge.render()
         if self.run_as_user:
             lines.insert(2, f"user {self.run_as_user}")
         return "\n".join(lines) + "\n"

@@ -8,22 +8,51 @@ import contextlib
 import getpass
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import psutil
 
-from broker.config import BrokerConfig
+from broker.config import Bridge, BrokerConfig
 from broker.errors import BrokerError, MosquittoNotFound
 from broker.users import UserStore
 from piswarm.children import die_with_parent
 
 log = logging.getLogger(__name__)
+
+
+BROKER_FILES = 65_536
+"""Descriptors the broker may hold: one per client, and a room of thousands of nodes is
+past the 1024 a login session starts with (``ulimit -n``). :class:`BrokerProcess` raises
+its child's soft limit to this (or to the hard limit, if lower); a system broker's is set
+by its service (docs/scale.md)."""
+
+
+def raise_file_limit(wanted: int = BROKER_FILES) -> int:
+    """Raise this process's soft RLIMIT_NOFILE towards ``wanted`` (never past the hard
+    limit, never down); return the soft limit now. Safe in a ``preexec_fn``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def _broker_preexec(tie_to_parent: bool) -> Callable[[], None]:
+    def prepare() -> None:
+        raise_file_limit()
+        if tie_to_parent:
+            die_with_parent()
+
+    return prepare
 
 
 def find_mosquitto(search_path: str | None = None) -> str:
@@ -60,6 +89,13 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+
+
 class BrokerProcess:
     """A mosquitto child process with its own state directory.
 
@@ -77,8 +113,10 @@ class BrokerProcess:
         bind: str = "127.0.0.1",
         die_with_parent: bool = False,
         log_to_file: bool = True,
+        bridge: Bridge | None = None,
     ) -> None:
         self.users = users
+        self.bridge = bridge
         self.state_dir = state_dir
         self.port = port or free_port(bind)
         self.bind = bind
@@ -109,6 +147,7 @@ class BrokerProcess:
             # "mosquitto" user, which cannot read a private users directory.
             run_as_user=getpass.getuser(),
             log_file=self.log_path if self.log_to_file else None,
+            bridge=self.bridge,
         )
 
     def start(self, *, timeout: float = 10.0) -> "BrokerProcess":
@@ -120,7 +159,7 @@ class BrokerProcess:
         if not self.users.passwd_path.exists():
             self.users.init()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.config_path.write_text(self.config().render())
+        _write_private(self.config_path, self.config().render())  # a bridge's password
         log.info("starting %s on %s:%d (%s)", binary, self.bind, self.port, self.config_path)
         # Errors before the config is read (and the root warning) go to stderr: keep them.
         with (self.state_dir / "mosquitto.stderr").open("ab") as stderr:
@@ -129,7 +168,7 @@ class BrokerProcess:
                 stdin=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not the broker
-                preexec_fn=die_with_parent if self.die_with_parent else None,
+                preexec_fn=_broker_preexec(self.die_with_parent),
             )
         self._wait_ready(timeout)
         return self

@@ -8,10 +8,11 @@ The users directory (default ``~/.config/piswarm/broker``, mode 0700) holds::
 
 Roles: ``admin`` (the coordinator and job publishing: read/write ``piswarm/#``), ``viewer``
 (reads everything, submits jobs on ``piswarm/jobs/submit/<its name>`` only: the
-display, ``mosquitto_sub`` and students) and ``node`` (one per Pi, username = node
-id: writes only ``piswarm/nodes/<id>/#``). ``passwd`` and ``acl`` are regenerated from the
-credential files after every change, so the three never disagree. Passwords are generated
-here and never printed.
+display, ``mosquitto_sub`` and students), ``node`` (one per Pi, username = node
+id: writes only ``piswarm/nodes/<id>/#``) and ``bridge`` (a lab's broker bridged to this
+one: writes what nodes write, reads what is written for them). ``passwd`` and ``acl`` are
+regenerated from the credential files after every change, so the three never disagree.
+Passwords are generated here and never printed.
 """
 
 import base64
@@ -31,7 +32,7 @@ from piswarm.protocol import ProtocolError, grants, topics
 
 log = logging.getLogger(__name__)
 
-Role = Literal["admin", "viewer", "node"]
+Role = Literal["admin", "viewer", "node", "bridge"]
 ADMIN_USER = "admin"
 VIEWER_USER = "viewer"
 
@@ -74,6 +75,8 @@ def render_acl(users: Iterable[User]) -> str:
             granted = grants.admin_grants()
         elif user.role == "viewer":
             granted = grants.viewer_grants(user.name)
+        elif user.role == "bridge":
+            granted = grants.bridge_grants()
         else:
             granted = grants.node_grants(user.name)
         lines += [f"topic {access} {topic}" for access, topic in granted]
@@ -149,6 +152,25 @@ class UserStore:
         self._sync()
         return changed
 
+    def add_bridge(self, name: str, *, rotate: bool = False) -> User:
+        """The login a lab's broker bridges to this one with (docs/scale.md); kept (or a
+        new password, with ``rotate``) when it exists."""
+        try:
+            topics.validate_node_id(name)
+        except ProtocolError as exc:
+            raise UserStoreError(str(exc).replace("node id", "bridge name")) from None
+        self.init()
+        path = self.credentials_path(name)
+        if path.exists():
+            user = self._read(path)
+            if user.role != "bridge":
+                raise UserStoreError(f"{name!r} is already a {user.role} user: pick another name")
+            if not rotate:
+                return user
+        user = self._create(name, "bridge")
+        self._sync()
+        return user
+
     def remove(self, names: Iterable[str]) -> None:
         for name in names:
             path = self.credentials_path(name)
@@ -178,8 +200,8 @@ class UserStore:
         name, password, role = data.get("username"), data.get("password"), data.get("role")
         if not isinstance(name, str) or not isinstance(password, str):
             raise UserStoreError(f"{path} lacks username/password")
-        if role not in ("admin", "viewer", "node"):
-            raise UserStoreError(f"{path}: role {role!r} is not admin, viewer or node")
+        if role not in ("admin", "viewer", "node", "bridge"):
+            raise UserStoreError(f"{path}: role {role!r} is not admin, viewer, node or bridge")
         return User(name=name, role=role, password=password)
 
     def _sync(self) -> None:

@@ -47,3 +47,40 @@ def node_grants(node_id: str) -> list[Grant]:
         ("read", f"{topics.NODES_PREFIX}+/life/#"),  # its strips read their neighbours' halos
         ("read", f"{topics.JOBS_PREFIX}#"),
     ]
+
+
+Direction = Literal["out", "in", "both"]
+BridgeTopic = tuple[str, Direction]
+
+
+def bridge_topics() -> list[BridgeTopic]:
+    """What a lab's broker forwards to the head's (``out``) and back (``in``), as
+    mosquitto bridge ``topic`` patterns: everything a node writes goes out, everything
+    written for nodes comes in. Life halos and node statuses go both ways (a strip's
+    neighbour may sit in another lab; an agent sees a second agent with its id in any
+    lab). Job submissions and commands' markers stay on the broker they were sent to:
+    students submit at the head, as the user they are there."""
+    nodes = f"{topics.NODES_PREFIX}+"
+    strip_leaves = f"{nodes}/life/+/+/+/+"  # the leaves of topics.LIFE_LEAVES, and only they
+    return [
+        (topics.NODE_STATUS_FILTER, "both"),
+        (topics.NODE_TELEMETRY_FILTER, "out"),
+        (topics.NODE_PONG_FILTER, "out"),
+        (topics.HEALTH_FILTER, "out"),
+        (topics.NODE_WORK_REQUEST_FILTER, "out"),
+        (topics.NODE_RESULT_FILTER, "out"),
+        (strip_leaves, "both"),
+        (f"{nodes}/cmd", "in"),
+        (f"{nodes}/work/assign", "in"),
+        (f"{nodes}/acks", "in"),
+        (f"{nodes}/life/assign", "in"),
+        (f"{topics.JOBS_PREFIX}#", "in"),
+    ]
+
+
+def bridge_grants() -> list[Grant]:
+    """The head broker's side of a lab's bridge: it writes what nodes write (any node's:
+    the lab's broker has already held each node to its own subtree) and reads what is
+    written for nodes. It cannot submit or cancel jobs, nor write as the coordinator."""
+    access: dict[Direction, Access] = {"out": "write", "in": "read", "both": "readwrite"}
+    return [(access[direction], pattern) for pattern, direction in bridge_topics()]
