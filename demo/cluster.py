@@ -32,7 +32,7 @@ from head.jobclient import JobClient
 from head.patterns import read_pattern
 from node_agent.agent import Agent
 from node_agent.runner import Workers
-from node_agent.sim import build_fleet, run_fleet
+from node_agent.sim_fleet import FleetSpec, SimFleet
 from piswarm.errors import PiswarmError
 from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
@@ -104,6 +104,7 @@ class DemoCluster:
         self.feed: ClusterFeed | None = None
         self._fleet_stop = threading.Event()
         self._wake = threading.Event()
+        self.fleet: SimFleet | None = None
         self._fleet: threading.Thread | None = None
         self.viewer_credentials: Path | None = None
 
@@ -124,10 +125,6 @@ class DemoCluster:
         ).start()
         port = self.broker.port
 
-        def settings_for(node_id: str) -> BrokerSettings:
-            creds = Credentials.load(store.credentials_path(node_id))
-            return BrokerSettings(host="127.0.0.1", port=port, credentials=creds)
-
         admin = Credentials.load(store.credentials_path(ADMIN_USER))
         self.admin = BrokerSettings(host="127.0.0.1", port=port, credentials=admin)
         self.coordinator = Coordinator(db_path=root / "jobs.sqlite", settings=self.admin)
@@ -136,18 +133,17 @@ class DemoCluster:
             target=self.coordinator.run, args=(self._fleet_stop,), name="coordinator"
         )
         self._coordinator_thread.start()
-        agents = build_fleet(
+        spec = FleetSpec(users_dir=store.root, host="127.0.0.1", port=port, interval=self.interval)
+        self.fleet = SimFleet(
             self.node_ids,
-            settings_for,
-            interval=self.interval,
-            wake=self._wake.set,
+            spec,
             workers=self.workers,
             life_nodes=self.life_nodes,
-        )
-        self._life_agents = agents[: self.life_nodes]
-        self._fleet = threading.Thread(
-            target=run_fleet, args=(agents, self._fleet_stop, self._wake), name="sim-fleet"
-        )
+            stop=self._fleet_stop,
+            wake=self._wake,
+        ).start()
+        self._life_agents = self.fleet.agents[: self.life_nodes]
+        self._fleet = threading.Thread(target=self.fleet.run, name="sim-fleet-watch")
         self._fleet.start()
         self.viewer_credentials = store.credentials_path(VIEWER_USER)
         viewer = Credentials.load(self.viewer_credentials)
@@ -226,6 +222,8 @@ class DemoCluster:
         for thread in (self._jobs_thread, self._life_thread, self._fleet, self._coordinator_thread):
             if thread is not None:
                 thread.join()
+        if self.fleet is not None:
+            self.fleet.stop()
         if self.coordinator is not None:
             self.coordinator.close()
         if self.workers is not None:

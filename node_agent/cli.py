@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     add_broker_flags(agent)
     agent.set_defaults(handler=run_agent)
 
-    sim = sub.add_parser("sim", help="run a simulated fleet of Pis in one process")
+    sim = sub.add_parser("sim", help="run a simulated fleet of Pis (250 to a process)")
     sim.add_argument(
         "--nodes", type=whole(1, MAX_SIM_NODES), default=240, help="how many nodes (default 240)"
     )
@@ -52,15 +52,16 @@ def register(sub: Any) -> None:
         type=whole(0, MAX_WORKERS),
         default=1,
         metavar="N",
-        help="sieve processes the fleet shares for real prime-search work "
-        "(default 1; 0: telemetry only)",
+        help="sieve processes for real prime-search work, shared by the nodes of the first "
+        "process (the first 250; default 1; 0: telemetry only)",
     )
     sim.add_argument(
         "--life-nodes",
         type=whole(0, MAX_SIM_NODES),
         default=0,
         metavar="N",
-        help="the first N nodes also run a Life strip each, in a process of its own (default 0)",
+        help="the first N nodes (at most 250) also run a Life strip each, in a process of "
+        "its own (default 0)",
     )
     sim.add_argument(
         "--users-dir",
@@ -165,11 +166,11 @@ def run_agent(args: argparse.Namespace) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     from node_agent.runner import Workers
-    from node_agent.sim import build_fleet, run_fleet
+    from node_agent.sim_fleet import FleetSpec, SimFleet
     from piswarm import paths
     from piswarm.errors import ConfigError
     from piswarm.fleet import sim_node_ids
-    from piswarm.mqtt import BrokerSettings, Credentials
+    from piswarm.mqtt import BrokerSettings
 
     users_dir = args.users_dir or paths.broker_users_dir()
     node_ids = sim_node_ids(args.nodes, args.prefix)
@@ -181,29 +182,25 @@ def run_sim(args: argparse.Namespace) -> int:
             f"--prefix {args.prefix}' and reload the broker"
         )
     base = BrokerSettings.from_sources(host=args.broker_host, port=args.broker_port)
-
-    def settings_for(node_id: str) -> BrokerSettings:
-        creds = Credentials.load(paths.credentials_file(users_dir, node_id))
-        return BrokerSettings(host=base.host, port=base.port, credentials=creds)
-
+    spec = FleetSpec(
+        users_dir=users_dir, host=base.host, port=base.port, interval=args.interval, seed=args.seed
+    )
     wake = threading.Event()
     stop = stop_on_signals(wake)
     workers = Workers(args.workers) if args.workers else None
-    agents = build_fleet(
-        node_ids,
-        settings_for,
-        interval=args.interval,
-        seed=args.seed,
-        wake=wake.set,
-        workers=workers,
-        life_nodes=args.life_nodes,
-    )
     try:
-        run_fleet(agents, stop, wake)
+        fleet = SimFleet(
+            node_ids, spec, workers=workers, life_nodes=args.life_nodes, stop=stop, wake=wake
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--life-nodes {args.life_nodes}: {exc}") from None
+    try:
+        fleet.start()
+        fleet.run()
     finally:
+        fleet.stop()
         if workers is not None:
             workers.shutdown()
-    fatal = [a.fatal for a in agents if a.fatal]
-    if fatal:
-        raise ConfigError(fatal[0])
+    if fleet.fatal:
+        raise ConfigError(fleet.fatal)
     return 0
