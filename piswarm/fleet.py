@@ -8,6 +8,9 @@ MAX_WORKERS = 256
 """The most sieve processes one agent runs."""
 MAX_SIM_NODES = 5000
 """The most nodes one simulated fleet (``piswarm sim``, the demo) holds."""
+MAX_ROOM_NODES = 10_000
+"""The most nodes the head keeps a row for (the kiosk's model, the Life coordinator's
+table): twice the largest room rehearsed. Past it new nodes are counted, not kept."""
 
 
 def sim_node_ids(count: int, prefix: str = "sim") -> list[str]:

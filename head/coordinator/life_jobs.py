@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from head.coordinator.life_board import initial_board, split_rows
 from head.coordinator.lifestore import Board, LifeStore, Strip
 from piswarm import protocol
+from piswarm.fleet import MAX_ROOM_NODES
 from piswarm.life import population
 from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, life, topics
 
 log = logging.getLogger(__name__)
 
-MAX_NODES = 10_000
+MAX_NODES = MAX_ROOM_NODES
 MIN_STRIP_ROWS = 8
 SPEED_SMOOTHING = 0.3  # weight of a new speed report against what a node showed before
 

@@ -5,8 +5,9 @@ queued to the model, let the current scene draw what changed, update only those
 rectangles, and sleep to the frame rate. MQTT callbacks never touch any of this; they
 only fill the feed's bounded queue.
 
-Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q / Esc quit; the
-rest go to the scene showing (the Life scene zooms and pans with them).
+Keys: F fullscreen, 1-9 scene, Space pause rotation, S screenshot, Q quit, Esc quit (unless
+the scene uses it to go back); the rest, and clicks, go to the scene showing (the Life
+scene zooms and pans with them, a crowded room opens a group).
 """
 
 import logging
@@ -195,7 +196,12 @@ class DisplayApp:
             return False
         if event.type == pygame.KEYDOWN:
             key = event.key
-            if key in (pygame.K_q, pygame.K_ESCAPE):
+            if key == pygame.K_q:
+                return False
+            if key == pygame.K_ESCAPE:  # a scene may use it to go back (out of a group)
+                if self.scene.on_key(key):
+                    self._scene_since = self.ticks()
+                    return True
                 return False
             if key == pygame.K_f:
                 self.fullscreen = not self.fullscreen
@@ -211,6 +217,9 @@ class DisplayApp:
             elif pygame.K_1 <= key <= pygame.K_9:
                 self.show_scene(key - pygame.K_1)
             elif self.scene.on_key(key):
+                self._scene_since = self.ticks()  # someone is looking: do not rotate away
+        elif event.type == pygame.MOUSEBUTTONDOWN and event.button == 1:
+            if self.scene.on_click(event.pos):
                 self._scene_since = self.ticks()  # someone is looking: do not rotate away
         elif event.type in (pygame.VIDEORESIZE, pygame.WINDOWEXPOSED):
             self._full = True

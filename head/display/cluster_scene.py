@@ -10,14 +10,16 @@ nothing new costs almost nothing.
 """
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pygame
 
-from head.display import colors
+from head.display import colors, icons
 from head.display.cluster import NodeState, NodeView
 from head.display.colors import RGB
+from head.display.group_grid import GroupGrid
+from head.display.groups import Group, GroupRule, group_nodes
 from head.display.layout import Geometry, Layout, Rect
 from head.display.scene import Frame
 from piswarm.durations import ago
@@ -26,6 +28,9 @@ HEADER_SHARE = 0.085
 LEGEND_SHARE = 0.055
 RELAYOUT_EVERY = 1.0  # seconds: an auto layout follows new nodes at most this often
 REVIEW_EVERY = 1.0  # seconds: time alone changes tiles (stale, "seen 5s ago") this often
+MIN_TILE = (48, 32)
+"""Pixels: a room whose tiles would be smaller is shown in groups (head/display/groups.py).
+At 1920 x 1080 that is past ~700 nodes; the lab's 240 are tiles even at 1280 x 720."""
 HEADER_EVERY = 0.25  # seconds: the header's figures change with every message; 4 Hz is plenty
 
 
@@ -76,11 +81,23 @@ class ClusterScene:
 
     name = "cluster"
 
-    def __init__(self, *, layout: Layout | None = None, rows: int = 0, columns: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        layout: Layout | None = None,
+        rows: int = 0,
+        columns: int = 0,
+        groups: Sequence[GroupRule] = (),
+    ) -> None:
         self.fixed_layout = layout
         self.rows, self.columns = rows, columns
         self.layout = layout or Layout.from_nodes([], rows, columns)
+        self.group_rules = tuple(groups) or (layout.groups if layout else ())
         self.geometry: Geometry | None = None
+        self.grid: GroupGrid | None = None  # the room in groups, when it is crowded
+        self.focus: Group | None = None  # the group shown as tiles, in a crowded room
+        self._planned = False
+        self._replan = False  # a key or a click changed what is shown
         self._size: tuple[int, int] = (0, 0)
         self._looks: dict[str, TileLook] = {}
         self._rects: dict[str, Rect] = {}
@@ -94,16 +111,22 @@ class ClusterScene:
         self._reviewed_at = 0.0
         self._header_at = 0.0
 
+    @property
+    def crowded(self) -> bool:
+        """Whether the room is shown in groups (too many nodes for readable tiles)."""
+        return self.grid is not None
+
     # -- geometry ---------------------------------------------------------------------------
 
     def _plan(self, frame: Frame, size: tuple[int, int], full: bool) -> bool:
         """(Re)compute layout and tile rectangles; True when everything must be redrawn."""
         model = frame.model
         settled = self.fixed_layout is not None or self._known == self._pending
-        if not full and model.members == self._members and size == self._size and settled:
+        unchanged = model.members == self._members and size == self._size and settled
+        if not (full or self._replan) and unchanged:
             return False
         self._members = model.members
-        ids = frozenset(v.node_id for v in model.nodes())
+        ids = frozenset(v.node_id for v in model.views())
         self._pending = ids
         relayout = False
         if self.fixed_layout is None:
@@ -117,27 +140,52 @@ class ClusterScene:
                 relayout = True
             ids = self._known
         overflow = sorted(ids - set(self.layout.seats))
-        if overflow != self._overflow:
-            relayout = True
-        if not (full or relayout or size != self._size or self.geometry is None):
-            return False
         w, h = size
         header, legend = int(h * HEADER_SHARE), int(h * LEGEND_SHARE)
-        self.geometry = Geometry(
-            layout=self.layout,
-            area=(0, header, w, h - header - legend),
-            overflow_rows=1 if overflow else 0,
-        )
+        area = (0, header, w, h - header - legend)
+        crowded = self._too_small(overflow, area)
+        if overflow != self._overflow or crowded != self.crowded:
+            relayout = True
+        if not (full or relayout or self._replan or size != self._size or not self._planned):
+            return False
+        self._planned, self._replan = True, False
         self._overflow = overflow
         self._size = size
-        self._rects = {n: r for n in self.layout.seats if (r := self.geometry.tile_rect(n))}
-        for node_id, rect in zip(
-            overflow, self.geometry.overflow_rects(len(overflow)), strict=False
-        ):
-            self._rects[node_id] = rect
         self._looks.clear()
         self._header = ()
+        self._rects = {}
+        self.geometry = None
+        if not crowded:
+            self.grid = self.focus = None
+            self.geometry = Geometry(
+                layout=self.layout, area=area, overflow_rows=1 if overflow else 0
+            )
+            self._rects = {n: r for n in self.layout.seats if (r := self.geometry.tile_rect(n))}
+            for node_id, rect in zip(
+                overflow, self.geometry.overflow_rects(len(overflow)), strict=False
+            ):
+                self._rects[node_id] = rect
+            return True
+        selected = self.grid.groups[self.grid.selected].name if self.grid else None
+        self.grid = GroupGrid(group_nodes(ids, self.group_rules), area)
+        if selected in self.grid.index_of:
+            self.grid.selected = self.grid.index_of[selected]
+        if self.focus is not None:
+            index = self.grid.index_of.get(self.focus.name)
+            self.focus = None if index is None else self.grid.groups[index]
+        if self.focus is not None:
+            tiles = Layout.from_nodes(self.focus.nodes)
+            self.geometry = Geometry(layout=tiles, area=area, overflow_rows=0)
+            self._rects = {n: r for n in tiles.seats if (r := self.geometry.tile_rect(n))}
         return True
+
+    def _too_small(self, overflow: list[str], area: Rect) -> bool:
+        """Whether tiles for the room would be too small to read (or would not all fit)."""
+        if len(overflow) > self.layout.columns:
+            return True
+        geometry = Geometry(layout=self.layout, area=area, overflow_rows=1 if overflow else 0)
+        width, height = geometry.tile_size
+        return width < MIN_TILE[0] or height < MIN_TILE[1]
 
     def tile_rect(self, node_id: str) -> pygame.Rect | None:
         """Where ``node_id``'s tile is on screen (after a frame was drawn)."""
@@ -151,8 +199,59 @@ class ClusterScene:
 
     # -- drawing ----------------------------------------------------------------------------
 
-    def on_key(self, _key: int) -> bool:
-        return False  # no keys of its own
+    def group_rect(self, name: str) -> pygame.Rect | None:
+        """Where group ``name``'s cell is (a crowded room, after a frame was drawn)."""
+        if self.grid is None or self.focus is not None or name not in self.grid.index_of:
+            return None
+        return self.grid.rects[self.grid.index_of[name]].copy()
+
+    def node_square(self, node_id: str) -> pygame.Rect | None:
+        """Where ``node_id``'s square is in its group's cell (a crowded room)."""
+        if self.grid is None or self.focus is not None:
+            return None
+        return self.grid.node_rect(node_id)
+
+    def open_group(self, index: int | None) -> bool:
+        """Show group ``index`` as tiles (None: the whole room again)."""
+        if self.grid is None:
+            return False
+        self.focus = None if index is None else self.grid.groups[index]
+        self._replan = True
+        return True
+
+    def on_key(self, key: int) -> bool:
+        """In a crowded room: arrows pick a group, Enter opens it, Esc or Backspace
+        goes back to the whole room."""
+        if self.grid is None:
+            return False
+        if self.focus is not None:
+            return key in (pygame.K_ESCAPE, pygame.K_BACKSPACE) and self.open_group(None)
+        moves = {
+            pygame.K_LEFT: (-1, 0),
+            pygame.K_RIGHT: (1, 0),
+            pygame.K_UP: (0, -1),
+            pygame.K_DOWN: (0, 1),
+        }
+        if key in moves:
+            self.grid.move(*moves[key])
+            return True
+        if key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+            return self.open_group(self.grid.selected)
+        return False
+
+    def on_click(self, pos: tuple[int, int]) -> bool:
+        """A click on a group opens it; in a group, a click beside the tiles goes back."""
+        if self.grid is None:
+            return False
+        if self.focus is None:
+            index = self.grid.group_at(pos)
+            if index is None:
+                return False
+            self.grid.selected = index
+            return self.open_group(index)
+        if any(pygame.Rect(rect).collidepoint(pos) for rect in self._rects.values()):
+            return False
+        return self.open_group(None)
 
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         full = self._plan(frame, surface.get_size(), full)
@@ -172,6 +271,11 @@ class ClusterScene:
         review = full or changed is None or tick - self._reviewed_at >= REVIEW_EVERY
         if review:
             self._reviewed_at = tick
+        if self.grid is not None and self.focus is None:
+            self._seen_version = model.version
+            dirty += self.grid.draw(surface, frame, full, changed, review)
+            return [surface.get_rect()] if full else dirty
+        if review:
             candidates: Iterable[str] = self._rects
         else:
             candidates = changed or ()
@@ -199,7 +303,7 @@ class ClusterScene:
             ink = colors.TEXT_DIM
             pygame.draw.rect(surface, colors.PANEL, rect, width=1, border_radius=4)
         if look.state is NodeState.STALE:
-            self._hatch(surface, rect, colors.blend(look.background, colors.BACKGROUND, 0.5))
+            icons.hatch(surface, rect, colors.blend(look.background, colors.BACKGROUND, 0.5))
         small = max(9, int(rect.h * 0.2))
         label = text.render(look.label, text.fit(look.label, small, rect.w - 22), ink)
         surface.blit(label, (rect.x + 5, rect.y + 4))
@@ -218,45 +322,11 @@ class ClusterScene:
             pygame.draw.rect(surface, ink, bar)
         icon_x = rect.right - 11
         if look.throttled:
-            self._warning_icon(surface, (icon_x, rect.y + 11))
+            icons.warning(surface, (icon_x, rect.y + 11))
             icon_x -= 18
         if look.under_voltage:
-            self._bolt_icon(surface, (icon_x, rect.y + 11))
+            icons.bolt(surface, (icon_x, rect.y + 11))
         return rect
-
-    @staticmethod
-    def _hatch(surface: pygame.Surface, rect: pygame.Rect, colour: RGB) -> None:
-        clip = surface.get_clip()
-        surface.set_clip(rect.inflate(-2, -2))
-        for offset in range(-rect.h, rect.w, 9):
-            start = (rect.x + offset, rect.bottom)
-            end = (rect.x + offset + rect.h, rect.y)
-            pygame.draw.line(surface, colour, start, end, 2)
-        surface.set_clip(clip)
-
-    @staticmethod
-    def _warning_icon(surface: pygame.Surface, centre: tuple[int, int]) -> None:
-        """Throttled: a red triangle with '!' on a dark disc (visible on any tile colour)."""
-        x, y = centre
-        pygame.draw.circle(surface, (20, 20, 24), centre, 9)
-        pygame.draw.polygon(surface, colors.ALERT, [(x, y - 6), (x - 6, y + 5), (x + 6, y + 5)])
-        pygame.draw.line(surface, (255, 255, 255), (x, y - 2), (x, y + 1), 2)
-        pygame.draw.line(surface, (255, 255, 255), (x, y + 3), (x, y + 3), 2)
-
-    @staticmethod
-    def _bolt_icon(surface: pygame.Surface, centre: tuple[int, int]) -> None:
-        """Under-voltage: a yellow lightning bolt on a dark disc."""
-        x, y = centre
-        pygame.draw.circle(surface, (20, 20, 24), centre, 9)
-        bolt = [
-            (x + 2, y - 7),
-            (x - 4, y + 1),
-            (x, y + 1),
-            (x - 2, y + 7),
-            (x + 4, y - 1),
-            (x, y - 1),
-        ]
-        pygame.draw.polygon(surface, colors.WARNING, bolt)
 
     def _draw_header(self, surface: pygame.Surface, frame: Frame, full: bool) -> pygame.Rect | None:
         w, h = surface.get_size()
@@ -343,19 +413,31 @@ class ClusterScene:
             swatch.x = x
             pygame.draw.rect(surface, colour, swatch, border_radius=3)
             if label == "stale":
-                self._hatch(surface, swatch, colors.blend(colour, colors.BACKGROUND, 0.5))
+                icons.hatch(surface, swatch, colors.blend(colour, colors.BACKGROUND, 0.5))
             if label == "never seen":
                 pygame.draw.rect(surface, colors.TEXT_DIM, swatch, width=1, border_radius=3)
             surf = text.render(label, size, colors.TEXT_DIM)
             surface.blit(surf, (swatch.right + 8, rect.centery - surf.get_height() // 2))
             x = swatch.right + 8 + surf.get_width() + 24
-        for label, icon in (("throttled", self._warning_icon), ("under-voltage", self._bolt_icon)):
+        for label, icon in (("throttled", icons.warning), ("under-voltage", icons.bolt)):
             icon(surface, (x + 9, rect.centery))
             surf = text.render(label, size, colors.TEXT_DIM)
             surface.blit(surf, (x + 24, rect.centery - surf.get_height() // 2))
             x += 24 + surf.get_width() + 24
-        if self._overflow:
-            note = text.render(
-                f"bottom row: {len(self._overflow)} nodes not in the layout", size, colors.WARNING
+        if self.focus is not None:
+            line, colour = (
+                f"{self.focus.name}: {len(self.focus.nodes)} nodes - Esc: the whole room",
+                colors.TEXT,
             )
-            surface.blit(note, (w - note.get_width() - 16, rect.centery - note.get_height() // 2))
+        elif self.grid is not None:
+            line, colour = (
+                f"{len(self.grid.groups)} groups - arrows + Enter or a click: look inside",
+                colors.TEXT_DIM,
+            )
+        elif self._overflow:
+            line = f"bottom row: {len(self._overflow)} nodes not in the layout"
+            colour = colors.WARNING
+        else:
+            return
+        note = text.render(line, text.fit(line, size, max(40, w - x - 32)), colour)
+        surface.blit(note, (w - note.get_width() - 16, rect.centery - note.get_height() // 2))

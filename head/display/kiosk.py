@@ -17,7 +17,13 @@ def build_app(options: DisplayOptions, source: Any, expected: list[str] | None =
     from head.display.primes_scene import PrimesScene
 
     layout = Layout.load(options.layout) if options.layout else None
-    scene = ClusterScene(layout=layout, rows=options.rows, columns=options.columns)
+    seated = layout if layout is not None and layout.seats else None  # a file may only group
+    scene = ClusterScene(
+        layout=seated,
+        rows=options.rows,
+        columns=options.columns,
+        groups=layout.groups if layout else (),
+    )
     seats = layout.expected if layout else []
     model = ClusterModel(expected=seats or expected or [])
     return DisplayApp(

@@ -12,6 +12,15 @@ Layout file::
     columns = 20
     # seats in reading order (row by row); "" leaves a seat empty
     nodes = ["pi-04-1", "pi-04-2", "pi-04-3", "", "pi-05-1", ...]
+
+    # Groups, for a room with more nodes than fit as tiles (head/display/groups.py):
+    # listed nodes, or a glob. Seats are optional in a file that only groups.
+    [[layout.group]]
+    name = "lab 1, desk 4"
+    nodes = ["pi-04-1", "pi-04-2", "pi-04-3"]
+    [[layout.group]]
+    name = "rack B"
+    match = "rack-b-*"
 """
 
 import math
@@ -19,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from head.display.groups import GroupRule
 from piswarm.errors import ConfigError
 from piswarm.protocol import ProtocolError, topics
 from piswarm.tomlfile import read_toml
@@ -31,6 +41,7 @@ class Layout:
     rows: int
     columns: int
     seats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    groups: tuple[GroupRule, ...] = ()
 
     def __post_init__(self) -> None:
         if not (1 <= self.rows <= 100 and 1 <= self.columns <= 100):
@@ -59,12 +70,14 @@ class Layout:
         return cls.from_seats(rows, columns, ids)
 
     @classmethod
-    def from_seats(cls, rows: int, columns: int, seats: Sequence[str]) -> "Layout":
+    def from_seats(
+        cls, rows: int, columns: int, seats: Sequence[str], groups: Sequence[GroupRule] = ()
+    ) -> "Layout":
         placed: dict[str, tuple[int, int]] = {}
         for index, node_id in enumerate(seats[: rows * columns]):
             if node_id:
                 placed[node_id] = divmod(index, columns)
-        return cls(rows=rows, columns=columns, seats=placed)
+        return cls(rows=rows, columns=columns, seats=placed, groups=tuple(groups))
 
     @classmethod
     def load(cls, path: Path) -> "Layout":
@@ -73,10 +86,13 @@ class Layout:
         if not isinstance(table, dict):
             raise ConfigError(f"layout file {path} needs a [layout] table")
         rows, columns, nodes = table.get("rows"), table.get("columns"), table.get("nodes", [])
-        if not isinstance(rows, int) or not isinstance(columns, int):
-            raise ConfigError(f"layout file {path}: rows and columns must be integers")
         if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
             raise ConfigError(f"layout file {path}: nodes must be a list of node ids")
+        groups = _group_rules(path, table.get("group", []))
+        if rows is None and columns is None and not nodes:
+            rows = columns = 1  # groups only: no seats
+        if not isinstance(rows, int) or not isinstance(columns, int):
+            raise ConfigError(f"layout file {path}: rows and columns must be integers")
         if len(nodes) > rows * columns:
             raise ConfigError(
                 f"layout file {path}: {len(nodes)} seats listed but only {rows}x{columns} exist"
@@ -92,7 +108,34 @@ class Layout:
             if n in seen:
                 raise ConfigError(f"layout file {path}: {n!r} has two seats")
             seen.add(n)
-        return cls.from_seats(rows, columns, nodes)
+        return cls.from_seats(rows, columns, nodes, groups)
+
+
+def _group_rules(path: Path, table: object) -> list[GroupRule]:
+    """The ``[[layout.group]]`` tables of a layout file, checked."""
+    if not isinstance(table, list) or not all(isinstance(t, dict) for t in table):
+        raise ConfigError(f"layout file {path}: [[layout.group]] must be tables")
+    rules: list[GroupRule] = []
+    for i, entry in enumerate(table, 1):
+        name, nodes, match = entry.get("name"), entry.get("nodes", []), entry.get("match")
+        where = f"layout file {path}, group {i}"
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: needs a name")
+        if any(rule.name == name for rule in rules):
+            raise ConfigError(f"{where}: a second group named {name!r}")
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise ConfigError(f"{where}: nodes must be a list of node ids")
+        if match is not None and not isinstance(match, str):
+            raise ConfigError(f"{where}: match must be a glob such as 'pi-04-*'")
+        if not nodes and not match:
+            raise ConfigError(f"{where} ({name}): list its nodes or give a match glob")
+        for n in nodes:
+            try:
+                topics.validate_node_id(n)
+            except ProtocolError as exc:
+                raise ConfigError(f"{where} ({name}): {exc}") from None
+        rules.append(GroupRule(name=name, nodes=frozenset(nodes), match=match))
+    return rules
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@ class LifeScene:
         self._drawn: tuple[object, ...] | None = None
         self._drawn_at = -1e18
 
+    def on_click(self, _pos: tuple[int, int]) -> bool:
+        return False
+
     def on_key(self, key: int) -> bool:
         """Zoom and pan; True when the key was this scene's."""
         if key in ZOOM_IN:

@@ -54,6 +54,9 @@ class PrimesScene:
     def on_key(self, _key: int) -> bool:
         return False  # no keys of its own
 
+    def on_click(self, _pos: tuple[int, int]) -> bool:
+        return False
+
     def draw(self, surface: pygame.Surface, frame: Frame, full: bool) -> list[pygame.Rect]:
         key = (frame.jobs.version, surface.get_size())
         if not full and key == self._drawn:

@@ -46,3 +46,7 @@ class Scene(Protocol):
     def on_key(self, key: int) -> bool:
         """A key the app does not use itself (zoom, pan); True when the scene used it."""
         ...
+
+    def on_click(self, pos: tuple[int, int]) -> bool:
+        """A left click (or a touch) at ``pos``; True when the scene used it."""
+        ...

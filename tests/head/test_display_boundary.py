@@ -93,6 +93,9 @@ class FlakyScene:
     def on_key(self, key):
         return False
 
+    def on_click(self, pos):
+        return False
+
 
 def test_a_scene_that_raises_is_counted_logged_seldom_and_drawn_whole_next(caplog):
     scene = FlakyScene(fail_on={2, 3, 4})
