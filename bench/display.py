@@ -1,12 +1,13 @@
-"""Display benchmark: the kiosk at 1920x1080 while 240 simulated nodes report at 1 Hz.
+"""Display benchmark: the kiosk at 1920x1080 while simulated nodes report at 1 Hz.
 
     ./run bench display [--nodes 240] [--seconds 60] [--fps 60] [--size 1920x1080]
 
 mosquitto and `piswarm sim` run as their own processes; the display runs here, in this
 process's main thread, on the SDL dummy driver (no screen needed). Reports frames per
 second and the CPU used by this process (the display and its MQTT feed) while the fleet
-updates, against the issue's targets (>= 60 fps, <= 25% of one core) and the naive full
-redraw measured on these machines (~110 fps uncapped, i.e. ~9 ms a frame).
+updates, against the issues' targets (240 nodes as tiles: >= 60 fps; thousands, shown in
+groups: >= 30 fps; both <= 25% of one core) and the naive full redraw measured on these
+machines (~110 fps uncapped, i.e. ~9 ms a frame).
 """
 
 import argparse
@@ -32,7 +33,8 @@ from head.display.feed import ClusterFeed
 from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
 
-TARGET_FPS, TARGET_CPU = 60.0, 25.0
+TARGET_CPU = 25.0
+TARGET_FPS_ROOM, TARGET_FPS_THOUSANDS = 60.0, 30.0  # the lab's 240 tiles; a room in groups
 ANCHOR_FULL_REDRAW_FPS = 110.0
 
 
@@ -62,6 +64,8 @@ def main() -> int:
                 str(args.nodes),
                 "--interval",
                 "1",
+                "--workers",
+                "0",
                 "--broker-host",
                 "127.0.0.1",
                 "--broker-port",
@@ -77,10 +81,11 @@ def main() -> int:
             role="bench-display",
         ).start()
         model = ClusterModel(expected=ids)
+        scene = ClusterScene()
         app = DisplayApp(
             model=model,
             source=feed,
-            scenes=[ClusterScene()],
+            scenes=[scene],
             options=DisplayOptions(size=(size[0], size[1]), fps=args.fps),
         )
         me = psutil.Process()
@@ -120,16 +125,21 @@ def main() -> int:
         print(f"the fleet never came fully online ({model.summary(time.time()).live} live)")
         return 1
     seconds = window["end"] - window["start"]
+    target_fps = TARGET_FPS_ROOM if args.nodes <= 240 else TARGET_FPS_THOUSANDS
     fps = (window["frames_end"] - window["frames"]) / seconds
     cpu = (window["cpu_end"] - window["cpu"]) / seconds * 100
     updates = (window["applied_end"] - window["applied"]) / seconds
-    print(f"display: {args.nodes} nodes at 1 Hz, {args.size}, SDL dummy driver, {seconds:.0f} s")
+    shown = f"in {len(scene.grid.groups)} groups" if scene.grid else "as tiles"
+    print(
+        f"display: {args.nodes} nodes at 1 Hz ({shown}), {args.size}, SDL dummy driver, "
+        f"{seconds:.0f} s"
+    )
     print(
         f"  updates      {updates:8.1f} msg/s applied to the model, "
         f"{model.stats.malformed} malformed, {feed.dropped} dropped"
     )
     print(
-        f"  frame rate   {fps:8.1f} fps   {fps / TARGET_FPS:5.2f}x of target {TARGET_FPS:g} "
+        f"  frame rate   {fps:8.1f} fps   {fps / target_fps:5.2f}x of target {target_fps:g} "
         f"(cap {args.fps})"
     )
     print(f"  CPU          {cpu:8.1f} % core {cpu / TARGET_CPU:5.2f}x of target {TARGET_CPU:g}")
@@ -138,7 +148,7 @@ def main() -> int:
         f"  per frame    {budget:8.2f} ms CPU  {budget / (1000 / ANCHOR_FULL_REDRAW_FPS):5.2f}x "
         f"a naive full redraw ({1000 / ANCHOR_FULL_REDRAW_FPS:.1f} ms, ANCHORS.md)"
     )
-    ok = fps >= TARGET_FPS * 0.98 and cpu <= TARGET_CPU
+    ok = fps >= target_fps * 0.98 and cpu <= TARGET_CPU
     print("  verdict      " + ("all targets met" if ok else "TARGET MISSED"))
     return 0 if ok else 1
 

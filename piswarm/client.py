@@ -41,6 +41,7 @@ from piswarm.errors import PiswarmError
 from piswarm.inbox import DEFAULT_MAX_BYTES, Inbox
 from piswarm.mqtt import (
     BrokerSettings,
+    MqttVersion,
     connect_async,
     end_loop,
     guarded,
@@ -115,15 +116,18 @@ class MqttClient:
         ticks: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         name: str | None = None,
+        version: MqttVersion = "5",
     ) -> None:
         """``subscriptions`` (or a function giving them) are made at every connect;
         ``handler`` receives messages on paho's thread instead of the inbox (which then
         stays empty); ``on_connect`` runs on paho's thread after the subscriptions went
-        out; ``on_error`` is called when a callback raised (beside the count)."""
+        out; ``on_error`` is called when a callback raised (beside the count); ``version``
+        "3.1.1" is for a client that only listens (see :func:`~piswarm.mqtt.new_client`)."""
         self.settings = settings
         self.client_id = unique_client_id(role)
         self.name = name or role
         self.threaded = threaded
+        self.version = version
         self.handler = handler
         self.will = will
         self.clock, self.ticks, self.sleep = clock, ticks, sleep
@@ -193,7 +197,7 @@ class MqttClient:
     def _make(self) -> mqtt.Client:
         if self._client is not None:
             raise RuntimeError(f"{self.name}: started twice")
-        client = new_client(self.client_id, self.settings)
+        client = new_client(self.client_id, self.settings, self.version)
         if self.will is not None:
             w = self.will
             client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
@@ -350,13 +354,7 @@ class MqttClient:
 
     def drain(self, limit: int = 100_000) -> list[Message]:
         """Everything in the inbox (up to ``limit``), without waiting."""
-        out: list[Message] = []
-        while len(out) < limit:
-            try:
-                out.append(self.inbox.get_nowait())
-            except queue.Empty:
-                break
-        return out
+        return self.inbox.take(limit)
 
     def messages(self, timeout: float, *, until: float | None = None) -> Iterator[Message]:
         """Messages as they come; ends after ``timeout`` s without one, or at ``until``

@@ -37,6 +37,16 @@ class Inbox(queue.Queue[T]):
             self.unfinished_tasks += 1
             self.not_empty.notify()
 
+    def take(self, limit: int) -> list[T]:
+        """Up to ``limit`` items, oldest first, without waiting: one lock for them all
+        (a kiosk drains thousands a second; one ``get`` each took a lock each)."""
+        with self.not_empty:
+            count = min(limit, self._qsize())
+            taken = [self._get() for _ in range(count)]
+            if count:
+                self.not_full.notify(count)
+        return taken
+
     def _put(self, item: T) -> None:
         super()._put(item)
         self.bytes += len(item[1])

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol
+from typing import Any, Literal, ParamSpec, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -128,12 +128,21 @@ def unique_client_id(role: str) -> str:
     return f"piswarm-{role}-{secrets.token_hex(8)}"
 
 
-def new_client(client_id: str, settings: BrokerSettings) -> mqtt.Client:
-    """A paho client with piswarm's conventions; connect it with :func:`connect_async`."""
+MqttVersion = Literal["5", "3.1.1"]
+
+
+def new_client(client_id: str, settings: BrokerSettings, version: MqttVersion = "5") -> mqtt.Client:
+    """A paho client with piswarm's conventions; connect it with :func:`connect_async`.
+
+    MQTT 5 by default: the broker then says why it refuses a publish (PUBACK 0x87 Not
+    authorized) where 3.1.1 drops it without a word. A client that only listens to a
+    flood of messages may take 3.1.1: paho builds MQTT 5's properties for every message
+    it receives, measured at 35 us a message against 20 us (5,000 telemetry messages a
+    second: 17% of a core against 10%)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=mqtt.MQTTv5,
+        protocol=mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311,
         reconnect_on_failure=True,
     )
     if settings.credentials is not None:

@@ -54,8 +54,10 @@ class NodeView:
 
     @property
     def last_seen(self) -> float | None:
-        times = [t for t in (self.status_at, self.telemetry_at) if t is not None]
-        return max(times) if times else None
+        status_at, telemetry_at = self.status_at, self.telemetry_at
+        if status_at is None or (telemetry_at is not None and telemetry_at > status_at):
+            return telemetry_at
+        return status_at
 
     @property
     def temp_c(self) -> float | None:
@@ -67,12 +69,14 @@ class NodeView:
         return bool(throttle and throttle.active)
 
     def state(self, now: float) -> NodeState:
-        if self.birth is None and self.goodbye is None:
-            return NodeState.NEVER
-        if not self.online:
+        # Called for every node several times a second in a room of thousands: plain.
+        birth = self.birth
+        if birth is None:
+            return NodeState.NEVER if self.goodbye is None else NodeState.OFFLINE
+        if self.goodbye is not None:
             return NodeState.OFFLINE
         last = self.last_seen
-        if last is not None and now - last > STALE_PERIODS * self.interval:
+        if last is not None and now - last > STALE_PERIODS * birth.telemetry_interval:
             return NodeState.STALE
         return NodeState.LIVE
 

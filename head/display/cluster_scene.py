@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pygame
 
 from head.display import colors, icons
-from head.display.cluster import NodeState, NodeView
+from head.display.cluster import ClusterSummary, NodeState, NodeView
 from head.display.colors import RGB
 from head.display.group_grid import GroupGrid
 from head.display.groups import Group, GroupRule, group_nodes
@@ -31,7 +31,8 @@ REVIEW_EVERY = 1.0  # seconds: time alone changes tiles (stale, "seen 5s ago") t
 MIN_TILE = (48, 32)
 """Pixels: a room whose tiles would be smaller is shown in groups (head/display/groups.py).
 At 1920 x 1080 that is past ~700 nodes; the lab's 240 are tiles even at 1280 x 720."""
-HEADER_EVERY = 0.25  # seconds: the header's figures change with every message; 4 Hz is plenty
+HEADER_EVERY = 0.25  # seconds: the header's clock; 4 Hz keeps its seconds on time
+SUMMARY_EVERY = 1.0  # seconds: the header's figures, counted over every node
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,12 @@ class ClusterScene:
         self._laid_out_at = 0.0
         self._known: frozenset[str] = frozenset()
         self._members = -1  # the model's membership count at the last layout
-        self._pending: frozenset[str] = frozenset()  # nodes known, maybe not yet laid out
+        self._settled = False  # every node the model knows is laid out
         self._seen_version = 0  # the model's version at the last frame
         self._reviewed_at = 0.0
         self._header_at = 0.0
+        self._counted: ClusterSummary | None = None
+        self._counted_at = 0.0
 
     @property
     def crowded(self) -> bool:
@@ -121,13 +124,11 @@ class ClusterScene:
     def _plan(self, frame: Frame, size: tuple[int, int], full: bool) -> bool:
         """(Re)compute layout and tile rectangles; True when everything must be redrawn."""
         model = frame.model
-        settled = self.fixed_layout is not None or self._known == self._pending
-        unchanged = model.members == self._members and size == self._size and settled
+        unchanged = model.members == self._members and size == self._size and self._settled
         if not (full or self._replan) and unchanged:
             return False
         self._members = model.members
-        ids = frozenset(v.node_id for v in model.views())
-        self._pending = ids
+        ids = every = frozenset(v.node_id for v in model.views())
         relayout = False
         if self.fixed_layout is None:
             # Follow the fleet as it appears (retained messages arrive in a burst at start),
@@ -139,6 +140,9 @@ class ClusterScene:
                 self._known = ids
                 relayout = True
             ids = self._known
+        # Laid out for every node known (else: look again next frame; comparing the two
+        # sets every frame would cost a pass over thousands of nodes).
+        self._settled = self.fixed_layout is not None or ids == every
         overflow = sorted(ids - set(self.layout.seats))
         w, h = size
         header, legend = int(h * HEADER_SHARE), int(h * LEGEND_SHARE)
@@ -267,14 +271,17 @@ class ClusterScene:
             if header:
                 dirty.append(header)
         model = frame.model
+        if self.grid is not None and self.focus is None:  # the sweep needs no change list
+            review = full or tick - self._reviewed_at >= REVIEW_EVERY
+            if review:
+                self._reviewed_at = tick
+            self._seen_version = model.version
+            dirty += self.grid.draw(surface, frame, full, review)
+            return [surface.get_rect()] if full else dirty
         changed = model.changed_since(self._seen_version)
         review = full or changed is None or tick - self._reviewed_at >= REVIEW_EVERY
         if review:
             self._reviewed_at = tick
-        if self.grid is not None and self.focus is None:
-            self._seen_version = model.version
-            dirty += self.grid.draw(surface, frame, full, changed, review)
-            return [surface.get_rect()] if full else dirty
         if review:
             candidates: Iterable[str] = self._rects
         else:
@@ -328,9 +335,17 @@ class ClusterScene:
             icons.bolt(surface, (icon_x, rect.y + 11))
         return rect
 
+    def _summary(self, frame: Frame, full: bool) -> ClusterSummary:
+        """The room's figures for the header, counted again at most once a second (a
+        count goes over every node: 4 times a second is 12% of a core at 5,000)."""
+        if full or self._counted is None or frame.ticks - self._counted_at >= SUMMARY_EVERY:
+            self._counted = frame.model.summary(frame.view_time)
+            self._counted_at = frame.ticks
+        return self._counted
+
     def _draw_header(self, surface: pygame.Surface, frame: Frame, full: bool) -> pygame.Rect | None:
         w, h = surface.get_size()
-        s = frame.model.summary(frame.view_time)
+        s = self._summary(frame, full)
         link = frame.link
         clock = time.strftime("%H:%M:%S", time.localtime(frame.now))
         hottest = f"{s.hottest[0]}  {s.hottest[1]:.1f}°C" if s.hottest else "-"

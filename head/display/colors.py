@@ -7,6 +7,7 @@ every common colour-vision deficiency.
 """
 
 import colorsys
+import functools
 import zlib
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ WARNING: RGB = (255, 200, 0)
 OK: RGB = (60, 200, 110)
 
 
+@functools.lru_cache(maxsize=4096)  # a room of thousands colours a square per node
 def temp_color(temp_c: float, palette: str = "classic") -> RGB:
     """The colour of ``temp_c`` on ``palette``; clamped below 40 °C and above 80 °C."""
     stops = PALETTES[palette]

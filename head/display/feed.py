@@ -43,6 +43,7 @@ class ClusterFeed:
             inbox=maxsize,
             clock=clock,
             name=f"{role} feed",
+            version="3.1.1",  # it only listens, to thousands of messages a second
         )
         self.connected = self.mqtt.connected
 

@@ -6,13 +6,12 @@ holds a small square per node (its own temperature, grey when offline, dark when
 seen, red-edged when throttled), its name, the average and how many are online. A panel
 on the right names the hottest nodes, and the throttled and offline ones.
 
-Thousands of nodes at 1 Hz change every cell every second, so a frame redraws at most
-:data:`CELLS_PER_FRAME` of the cells that changed (the rest wait for the next frames, a
-few tens of milliseconds), and the panel once a second.
+Thousands of nodes at 1 Hz change every cell every second, so the cells are looked at in
+a sweep, each once a second, a few in every frame (never all in one long frame), and
+redrawn when they look different; the panel once a second.
 """
 
 import math
-from collections import OrderedDict
 
 import pygame
 
@@ -23,8 +22,9 @@ from head.display.groups import Group, GroupLook, Standouts, group_look, standou
 from head.display.layout import Layout, Rect
 from head.display.scene import Frame
 
-CELLS_PER_FRAME = 24
-"""Changed cells redrawn in one frame (240 cells at 1 Hz: ten frames' worth a second)."""
+CELL_EVERY = 1.0
+"""Seconds between two looks at a cell: at 5,000 nodes every cell changes every second,
+and a look goes over each of its nodes."""
 PANEL_SHARE = 0.2  # of the width, for the standouts
 GAP = 6
 PANEL_TOP = 8  # standouts listed per kind
@@ -67,7 +67,10 @@ class GroupGrid:
         self.index_of = {g.name: i for i, g in enumerate(groups)}
         self.selected = 0
         self._looks: dict[int, GroupLook] = {}
-        self._dirty: OrderedDict[int, None] = OrderedDict()  # at most one entry per group
+        self._urgent: list[int] = []  # cells to redraw next frame (the selection moved)
+        self._cursor = 0  # where the sweep goes on
+        self._sweep_due = 0.0  # cells the sweep owes (a fraction carries over)
+        self._swept_at: float | None = None
         self._standouts: Standouts | None = None
         self._squares: dict[int, tuple[int, int, int]] = {}  # group -> square size, per row, top
 
@@ -112,41 +115,37 @@ class GroupGrid:
         new = min(row * self.columns + column, len(self.groups) - 1)
         for i in (self.selected, new):
             self._looks.pop(i, None)
-            self._dirty[i] = None
+            self._urgent.append(i)
         self.selected = new
 
     # -- drawing --------------------------------------------------------------------------
 
     def draw(
-        self,
-        surface: pygame.Surface,
-        frame: Frame,
-        full: bool,
-        changed: set[str] | None,
-        review: bool,
+        self, surface: pygame.Surface, frame: Frame, full: bool, review: bool
     ) -> list[pygame.Rect]:
-        """Redraw what changed: everything when ``full``; on ``review`` (once a second)
-        every cell is looked at again, and the panel."""
-        model = frame.model
-        if full:
+        """Redraw what changed: every cell when ``full``; else the next cells of a sweep
+        that looks at each cell once every :data:`CELL_EVERY` seconds (the share due since
+        the last frame), and the panel on ``review`` (once a second)."""
+        model, count = frame.model, len(self.groups)
+        if full or self._swept_at is None:
             self._looks.clear()
-            self._dirty = OrderedDict.fromkeys(range(len(self.groups)))
-        elif review or changed is None:
-            self._dirty.update(OrderedDict.fromkeys(range(len(self.groups))))
+            visit = list(range(count))
+            self._sweep_due = 0.0
         else:
-            for node in changed:
-                i = self.group_of.get(node)
-                if i is not None:
-                    self._dirty[i] = None
+            self._sweep_due += count * max(0.0, frame.ticks - self._swept_at) / CELL_EVERY
+            due = min(count, int(self._sweep_due))
+            self._sweep_due -= due
+            visit = [(self._cursor + k) % count for k in range(due)]
+            self._cursor = (self._cursor + due) % max(1, count)
+        self._swept_at = frame.ticks
+        visit += [i for i in self._urgent if i not in visit]
+        self._urgent.clear()
         dirty: list[pygame.Rect] = []
-        budget = len(self.groups) if full else CELLS_PER_FRAME
-        while self._dirty and budget > 0:
-            i, _ = self._dirty.popitem(last=False)
+        for i in visit:
             look = group_look(self.groups[i], model, frame.view_time)
             if self._looks.get(i) == look:
                 continue
             self._looks[i] = look
-            budget -= 1
             dirty.append(self._draw_cell(surface, frame, i, look))
         if full or review:
             panel = self._draw_panel(surface, frame, model, full)

@@ -60,6 +60,24 @@ def _limits(meta: Mapping[str, Any]) -> Callable[[str, Any], None] | None:
         return None
 
     def check(name: str, value: Any) -> None:
+        # Fast paths for what every message is made of (a number in range, a plain string
+        # of the allowed ones, a missing optional value); anything else, and every error,
+        # goes the whole way below.
+        kind = type(value)
+        if kind is float or kind is int:
+            if (
+                (lo is None or value >= lo)
+                and (hi is None or value <= hi)
+                and (choices is None or value in choices)
+            ):
+                return
+        elif value is None or (
+            kind is str
+            and pattern is None
+            and (max_len is None or len(value) <= max_len)
+            and (choices is None or value in choices)
+        ):
+            return
         if max_len is not None and isinstance(value, str | tuple) and len(value) > max_len:
             raise ProtocolError(f"field {name!r}: longer than {max_len}")
         for item in value if isinstance(value, tuple) else (value,):
@@ -89,6 +107,8 @@ def _int(name: str, raw: Any) -> int:
 
 
 def _float(name: str, raw: Any) -> float:
+    if type(raw) is float and math.isfinite(raw):  # the common case, first
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ProtocolError(f"field {name!r}: expected a number")
     try:
@@ -103,6 +123,8 @@ def _float(name: str, raw: Any) -> float:
 def _str(name: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ProtocolError(f"field {name!r}: expected a string")
+    if raw.isascii():  # the common case: nothing to check
+        return raw
     try:
         raw.encode("utf-8")  # JSON's \ud800 escapes decode to text that cannot be stored
     except UnicodeEncodeError:
@@ -133,7 +155,10 @@ def _converter(tp: Any) -> Converter:
         def sequence(name: str, raw: Any) -> tuple[Any, ...]:
             if not isinstance(raw, list | tuple):
                 raise ProtocolError(f"field {name!r}: expected a list, got {type(raw).__name__}")
-            return tuple(item(f"{name}[{i}]", v) for i, v in enumerate(raw))
+            try:
+                return tuple([item(name, v) for v in raw])
+            except ProtocolError:  # again, to name the item: "field 'load[2]'"
+                return tuple([item(f"{name}[{i}]", v) for i, v in enumerate(raw)])
 
         return sequence
     if dataclasses.is_dataclass(tp):
@@ -150,12 +175,55 @@ def _converter(tp: Any) -> Converter:
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in a payload class
 
 
+def _fast(tp: Any, meta: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A quick yes for the common case of a plain field: ``raw``, as JSON gave it, needs
+    no conversion and meets the limits. A no sends it the whole way (conversion, checks,
+    the error's words); ``None`` where there is no quick way to tell."""
+    optional = False
+    if get_origin(tp) in (types.UnionType, typing.Union):
+        (tp,) = [a for a in get_args(tp) if a is not type(None)]
+        optional = True
+    max_len, lo, hi = meta.get("max_len"), meta.get("lo"), meta.get("hi")
+    pattern, choices = meta.get("pattern"), meta.get("choices")
+    ok: Callable[[Any], bool]
+    if tp is float and lo is not None and hi is not None and choices is None:
+        # JSON has no NaN or infinity here (load_json refuses them); an int goes the
+        # whole way, to become a float.
+        def ok(raw: Any) -> bool:
+            return type(raw) is float and lo <= raw <= hi
+
+    elif tp is int and choices is None:
+
+        def ok(raw: Any) -> bool:
+            return type(raw) is int and (lo is None or raw >= lo) and (hi is None or raw <= hi)
+
+    elif tp is str:
+        match = pattern.fullmatch if pattern is not None else None
+
+        def ok(raw: Any) -> bool:
+            return (
+                type(raw) is str
+                and raw.isascii()
+                and (max_len is None or len(raw) <= max_len)
+                and (choices is None or raw in choices)
+                and (match is None or match(raw) is not None)
+            )
+
+    else:
+        return None
+    if not optional:
+        return ok
+    plain = ok
+    return lambda raw: raw is None or plain(raw)
+
+
 @dataclass(frozen=True)
 class _Field:
     name: str
     convert: Converter
     check: Callable[[str, Any], None] | None
     required: bool
+    fast: Callable[[Any], bool] | None = None
 
 
 @functools.cache
@@ -168,22 +236,34 @@ def _plan(cls: Any) -> tuple[_Field, ...]:
             convert=_converter(hints[f.name]),
             check=_limits(f.metadata),
             required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            fast=_fast(hints[f.name], f.metadata),
         )
         for f in dataclasses.fields(cls)
     )
 
 
+Step = tuple[str, Callable[[Any], bool] | None, Converter, Callable[[str, Any], None] | None, bool]
+
+
+@functools.cache
+def _steps(cls: Any) -> tuple[Step, ...]:
+    """:func:`_plan` as plain tuples: the loop below runs for every message received."""
+    return tuple((f.name, f.fast, f.convert, f.check, f.required) for f in _plan(cls))
+
+
 def _from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
     kwargs: dict[str, Any] = {}
-    for field in _plan(typing.cast(Any, cls)):
-        if field.name not in data:
-            if field.required:
-                raise ProtocolError(f"missing field {field.name!r}")
+    for name, fast, convert, check, required in _steps(typing.cast(Any, cls)):
+        if name not in data:
+            if required:
+                raise ProtocolError(f"missing field {name!r}")
             continue
-        value = field.convert(field.name, data[field.name])
-        if field.check is not None:
-            field.check(field.name, value)
-        kwargs[field.name] = value
+        value = data[name]
+        if fast is None or not fast(value):
+            value = convert(name, value)
+            if check is not None:
+                check(name, value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
