@@ -67,6 +67,7 @@ class GroupGrid:
         self.index_of = {g.name: i for i, g in enumerate(groups)}
         self.selected = 0
         self._looks: dict[int, GroupLook] = {}
+        self._fitted: dict[int, int] = {}  # each group's name: the size that fits its cell
         self._urgent: list[int] = []  # cells to redraw next frame (the selection moved)
         self._cursor = 0  # where the sweep goes on
         self._sweep_due = 0.0  # cells the sweep owes (a fraction carries over)
@@ -164,7 +165,10 @@ class GroupGrid:
         pygame.draw.rect(surface, background, rect, border_radius=4)
         side, per_row, top = self._square_plan(i)
         label_size = max(9, min(top - rect.y - 4, 18))
-        label = text.render(look.name, text.fit(look.name, label_size, rect.w - 8), ink)
+        fitted = self._fitted.get(i)
+        if fitted is None:  # a name and a cell that do not change: measured once
+            fitted = self._fitted[i] = text.fit(look.name, label_size, rect.w - 8)
+        label = text.render(look.name, fitted, ink)
         surface.blit(label, (rect.x + 4, rect.y + 3))
         online = look.live + look.stale
         figure = f"{look.average:.0f}°C {online}/{look.total}" if look.average else ""
@@ -179,7 +183,7 @@ class GroupGrid:
             )
             if square.bottom > rect.bottom:
                 break
-            pygame.draw.rect(surface, _node_colour(state, temp, frame.palette), square)
+            surface.fill(_node_colour(state, temp, frame.palette), square)
             if throttled:
                 pygame.draw.rect(surface, colors.ALERT, square, width=max(1, side // 4))
         if look.throttled:

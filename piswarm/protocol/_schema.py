@@ -175,46 +175,72 @@ def _converter(tp: Any) -> Converter:
     raise TypeError(f"unsupported field type {tp!r}")  # a bug in a payload class
 
 
-def _fast(tp: Any, meta: Mapping[str, Any]) -> Callable[[Any], bool] | None:
-    """A quick yes for the common case of a plain field: ``raw``, as JSON gave it, needs
-    no conversion and meets the limits. A no sends it the whole way (conversion, checks,
-    the error's words); ``None`` where there is no quick way to tell."""
+SLOW = object()
+"""What a field's quick taker returns when the value must go the whole way."""
+
+Taker = Callable[[Any], Any]
+
+
+def _fast(tp: Any, meta: Mapping[str, Any]) -> Taker | None:
+    """A quick taker for the common case of a field: the value as the payload class holds
+    it when ``raw``, as JSON gave it, is plainly right (a number in range, an allowed
+    string, a list of those), else :data:`SLOW`, and the value goes the whole way
+    (conversion, checks, the error's words). ``None`` where there is no quick way."""
     optional = False
     if get_origin(tp) in (types.UnionType, typing.Union):
         (tp,) = [a for a in get_args(tp) if a is not type(None)]
         optional = True
     max_len, lo, hi = meta.get("max_len"), meta.get("lo"), meta.get("hi")
     pattern, choices = meta.get("pattern"), meta.get("choices")
+    item = get_args(tp)[0] if get_origin(tp) is tuple else tp
     ok: Callable[[Any], bool]
-    if tp is float and lo is not None and hi is not None and choices is None:
+    if item is float and lo is not None and hi is not None and choices is None:
         # JSON has no NaN or infinity here (load_json refuses them); an int goes the
         # whole way, to become a float.
         def ok(raw: Any) -> bool:
             return type(raw) is float and lo <= raw <= hi
 
-    elif tp is int and choices is None:
+    elif item is int and choices is None:
 
         def ok(raw: Any) -> bool:
             return type(raw) is int and (lo is None or raw >= lo) and (hi is None or raw <= hi)
 
-    elif tp is str:
+    elif item is str:
         match = pattern.fullmatch if pattern is not None else None
+        most = None if item is not tp else max_len  # a tuple's max_len is its length
 
         def ok(raw: Any) -> bool:
             return (
                 type(raw) is str
                 and raw.isascii()
-                and (max_len is None or len(raw) <= max_len)
+                and (most is None or len(raw) <= most)
                 and (choices is None or raw in choices)
                 and (match is None or match(raw) is not None)
             )
 
     else:
         return None
+    take: Taker
+    if item is not tp:  # a tuple of them: JSON gives a list
+
+        def take(raw: Any) -> Any:
+            if (
+                type(raw) is list
+                and (max_len is None or len(raw) <= max_len)
+                and all(ok(x) for x in raw)
+            ):
+                return tuple(raw)
+            return SLOW
+
+    else:
+
+        def take(raw: Any) -> Any:
+            return raw if ok(raw) else SLOW
+
     if not optional:
-        return ok
-    plain = ok
-    return lambda raw: raw is None or plain(raw)
+        return take
+    plain = take
+    return lambda raw: None if raw is None else plain(raw)
 
 
 @dataclass(frozen=True)
@@ -223,7 +249,7 @@ class _Field:
     convert: Converter
     check: Callable[[str, Any], None] | None
     required: bool
-    fast: Callable[[Any], bool] | None = None
+    fast: Taker | None = None
 
 
 @functools.cache
@@ -242,7 +268,7 @@ def _plan(cls: Any) -> tuple[_Field, ...]:
     )
 
 
-Step = tuple[str, Callable[[Any], bool] | None, Converter, Callable[[str, Any], None] | None, bool]
+Step = tuple[str, Taker | None, Converter, Callable[[str, Any], None] | None, bool]
 
 
 @functools.cache
@@ -258,9 +284,10 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any]) -> T:
             if required:
                 raise ProtocolError(f"missing field {name!r}")
             continue
-        value = data[name]
-        if fast is None or not fast(value):
-            value = convert(name, value)
+        raw = data[name]
+        value = SLOW if fast is None else fast(raw)
+        if value is SLOW:
+            value = convert(name, raw)
             if check is not None:
                 check(name, value)
         kwargs[name] = value

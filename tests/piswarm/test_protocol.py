@@ -364,3 +364,60 @@ def matches(pattern, topic):
         if i >= len(t) or (level != "+" and level != t[i]):
             return False
     return len(p) == len(t)
+
+
+def _the_whole_way(cls, data):
+    """Decode as the codec did before its quick takers: convert and check every field."""
+    from piswarm.protocol import _schema
+
+    kwargs = {}
+    for field in _schema._plan(cls):
+        if field.name not in data:
+            if field.required:
+                raise ProtocolError(f"missing field {field.name!r}")
+            continue
+        value = field.convert(field.name, data[field.name])
+        if field.check is not None:
+            field.check(field.name, value)
+        kwargs[field.name] = value
+    return cls(**kwargs)
+
+
+FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**60), 2**60),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([48.5, 0.0, -60.0, 200.0, 200.01, 1e11, 1e12, "thermal", "pi-1", "Pi-1"]),
+    st.text(max_size=6),
+    st.lists(st.one_of(st.floats(allow_nan=False), st.integers(), st.text(max_size=3)), max_size=4),
+    st.lists(st.sampled_from(["throttled", "under_voltage", "nope"]), max_size=5),
+)
+
+
+@given(field=st.sampled_from(sorted(set(GOOD_TELEMETRY) - {"v"})), value=FIELD_VALUES)
+def test_the_quick_path_decodes_exactly_as_the_whole_way(field, value):
+    """Telemetry arrives thousands of times a second, so plain fields are taken without
+    converting and re-checking them: with any value in any field, what comes out (a
+    payload, or the refusal's words) is what the whole way gives."""
+    from piswarm.protocol import _schema
+    from piswarm.protocol.nodes import Telemetry, Throttle
+
+    for cls, good, name in (
+        (Telemetry, GOOD_TELEMETRY, field),
+        (
+            Throttle,
+            GOOD_TELEMETRY["throttle"],
+            {"now": "now", "raw": "raw"}.get(field, "since_boot"),
+        ),
+    ):
+        data = json.loads(json.dumps({**good, name: value}))  # as the wire gives it
+        outcomes = []
+        for decode in (_schema.decode_mapping, _the_whole_way):
+            try:
+                outcomes.append(("ok", decode(cls, data)))
+            except ProtocolError as exc:
+                outcomes.append(("refused", str(exc)))
+        assert repr(outcomes[0]) == repr(outcomes[1])  # 1 == 1.0, but not in repr
+        if outcomes[0][0] == "ok":
+            assert type(outcomes[0][1]) is cls
