@@ -27,6 +27,7 @@ the network from its compute loop, looped by its owner (:meth:`loop`).
 
 import logging
 import queue
+import select
 import threading
 import time
 from collections import OrderedDict
@@ -89,6 +90,7 @@ class ClientStats:
     """Counters anyone may read (approximate across threads)."""
 
     connects: int = 0
+    received: int = 0  # messages that arrived (into the inbox, or to the handler)
     callback_errors: int = 0  # callbacks that raised (each logged)
     dropped: int = 0  # messages the inbox had no room for
     publish_refused: int = 0  # publishes the broker answered with a failure reason
@@ -117,17 +119,21 @@ class MqttClient:
         sleep: Callable[[float], None] = time.sleep,
         name: str | None = None,
         version: MqttVersion = "5",
+        connect_timeout: float | None = None,
     ) -> None:
         """``subscriptions`` (or a function giving them) are made at every connect;
         ``handler`` receives messages on paho's thread instead of the inbox (which then
         stays empty); ``on_connect`` runs on paho's thread after the subscriptions went
         out; ``on_error`` is called when a callback raised (beside the count); ``version``
-        "3.1.1" is for a client that only listens (see :func:`~piswarm.mqtt.new_client`)."""
+        "3.1.1" is for a client that only listens (see :func:`~piswarm.mqtt.new_client`);
+        ``connect_timeout`` bounds each TCP connect (paho's default: 5 s), which a looped
+        client waits out in its owner's thread."""
         self.settings = settings
         self.client_id = unique_client_id(role)
         self.name = name or role
         self.threaded = threaded
         self.version = version
+        self.connect_timeout = connect_timeout
         self.handler = handler
         self.will = will
         self.clock, self.ticks, self.sleep = clock, ticks, sleep
@@ -198,6 +204,8 @@ class MqttClient:
         if self._client is not None:
             raise RuntimeError(f"{self.name}: started twice")
         client = new_client(self.client_id, self.settings, self.version)
+        if self.connect_timeout is not None:
+            client.connect_timeout = self.connect_timeout
         if self.will is not None:
             w = self.will
             client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
@@ -368,6 +376,26 @@ class MqttClient:
                 return
             yield message
 
+    def pump(self, limit: int) -> int:
+        """A looped client's turn at the network for an owner that drains its inbox: read
+        what has arrived, up to ``limit`` messages, without waiting for more (paho reads
+        one packet a turn); how many came."""
+        got = 0
+        poller = select.poll()
+        while got < limit:
+            before = self.stats.received
+            self.loop(0)
+            got += self.stats.received - before
+            sock = self._client.socket() if self._client is not None else None
+            if sock is None:
+                break
+            poller.register(sock, select.POLLIN)
+            ready = poller.poll(0)
+            poller.unregister(sock)
+            if not ready:  # nothing more has arrived (a packet not a message, too)
+                break
+        return got
+
     def loop(self, timeout: float) -> None:
         """A looped client's turn at the network: read, write, keep alive, and when the
         broker is gone reconnect, 1 s and then up to 30 s apart (on ``ticks``)."""
@@ -461,6 +489,7 @@ class MqttClient:
             )
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats.received += 1
         message = Message(msg.topic, bytes(msg.payload), self.clock(), bool(msg.retain))
         if self.handler is not None:
             self.handler(message)

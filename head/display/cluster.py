@@ -208,9 +208,10 @@ class ClusterModel:
         for view in self._nodes.values():
             state = view.state(now)
             counts[state] += 1
-            if state is NodeState.LIVE and view.temp_c is not None:
-                temps.append((view.temp_c, view.node_id))
-                throttled += view.throttled
+            if state is NodeState.LIVE:
+                throttled += view.throttled  # with a temperature sensor or without
+                if view.temp_c is not None:
+                    temps.append((view.temp_c, view.node_id))
         hottest = max(temps) if temps else None
         return ClusterSummary(
             total=len(self._nodes),

@@ -339,7 +339,9 @@ class ClusterScene:
         """The room's figures for the header, counted again at most once a second (a
         count goes over every node: 4 times a second is 12% of a core at 5,000)."""
         if full or self._counted is None or frame.ticks - self._counted_at >= SUMMARY_EVERY:
-            self._counted = frame.model.summary(frame.view_time)
+            # A room in groups is counted by its sweep (each group within the last second).
+            grid = self.grid if self.focus is None else None
+            self._counted = grid.summary() if grid else frame.model.summary(frame.view_time)
             self._counted_at = frame.ticks
         return self._counted
 

@@ -8,7 +8,9 @@ on the right names the hottest nodes, and the throttled and offline ones.
 
 Thousands of nodes at 1 Hz change every cell every second, so the cells are looked at in
 a sweep, each once a second, a few in every frame (never all in one long frame), and
-redrawn when they look different; the panel once a second.
+redrawn when they look different; the panel once a second. The header's figures and the
+panel's names come from what the sweep saw of each group (:class:`GroupFacts`), so no
+other pass goes over every node.
 """
 
 import math
@@ -16,9 +18,17 @@ import math
 import pygame
 
 from head.display import colors, icons
-from head.display.cluster import ClusterModel, NodeState
+from head.display.cluster import ClusterSummary, NodeState
 from head.display.colors import RGB
-from head.display.groups import Group, GroupLook, Standouts, group_look, standouts
+from head.display.groups import (
+    Group,
+    GroupFacts,
+    GroupLook,
+    Standouts,
+    group_look,
+    room_standouts,
+    room_summary,
+)
 from head.display.layout import Layout, Rect
 from head.display.scene import Frame
 
@@ -67,6 +77,7 @@ class GroupGrid:
         self.index_of = {g.name: i for i, g in enumerate(groups)}
         self.selected = 0
         self._looks: dict[int, GroupLook] = {}
+        self._facts: dict[int, GroupFacts] = {}  # each group's, as the sweep last saw them
         self._fitted: dict[int, int] = {}  # each group's name: the size that fits its cell
         self._urgent: list[int] = []  # cells to redraw next frame (the selection moved)
         self._cursor = 0  # where the sweep goes on
@@ -106,6 +117,11 @@ class GroupGrid:
         rect = self.rects[i]
         return pygame.Rect(rect.x + 4 + column * (side + 1), top + row * (side + 1), side, side)
 
+    def summary(self) -> ClusterSummary:
+        """The room's figures from the groups' facts, as the sweep last saw them (each
+        group within the last second): no pass over thousands of nodes for the header."""
+        return room_summary(self._facts.values())
+
     def move(self, dx: int, dy: int) -> None:
         """Move the selection (arrow keys); the two cells are redrawn."""
         if not self.groups:
@@ -143,13 +159,13 @@ class GroupGrid:
         self._urgent.clear()
         dirty: list[pygame.Rect] = []
         for i in visit:
-            look = group_look(self.groups[i], model, frame.view_time)
+            look, self._facts[i] = group_look(self.groups[i], model, frame.view_time, top=PANEL_TOP)
             if self._looks.get(i) == look:
                 continue
             self._looks[i] = look
             dirty.append(self._draw_cell(surface, frame, i, look))
         if full or review:
-            panel = self._draw_panel(surface, frame, model, full)
+            panel = self._draw_panel(surface, frame, full)
             if panel is not None:
                 dirty.append(panel)
         return dirty
@@ -171,7 +187,7 @@ class GroupGrid:
         label = text.render(look.name, fitted, ink)
         surface.blit(label, (rect.x + 4, rect.y + 3))
         online = look.live + look.stale
-        figure = f"{look.average:.0f}°C {online}/{look.total}" if look.average else ""
+        figure = f"{look.average}°C {online}/{look.total}" if look.average is not None else ""
         figure = figure or f"{online}/{look.total}"
         if rect.w >= 90 and top - rect.y >= 2 * label_size:
             small = text.render(figure, text.fit(figure, label_size - 2, rect.w - 8), ink)
@@ -200,10 +216,8 @@ class GroupGrid:
             pygame.draw.rect(surface, colors.TEXT, rect.inflate(4, 4), width=2, border_radius=5)
         return rect.inflate(4, 4)
 
-    def _draw_panel(
-        self, surface: pygame.Surface, frame: Frame, model: ClusterModel, full: bool
-    ) -> pygame.Rect | None:
-        found = standouts(model.views(), frame.view_time, top=PANEL_TOP)
+    def _draw_panel(self, surface: pygame.Surface, frame: Frame, full: bool) -> pygame.Rect | None:
+        found = room_standouts(self._facts.values(), top=PANEL_TOP)
         if not full and found == self._standouts:
             return None
         self._standouts = found

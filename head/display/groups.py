@@ -17,11 +17,12 @@ must still be seen one by one (offline, throttled, the hottest).
 """
 
 import fnmatch
+import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from head.display.cluster import ClusterModel, NodeState, NodeView
+from head.display.cluster import ClusterModel, ClusterSummary, NodeState, NodeView
 
 MAX_GROUPS = 400
 """The most groups the automatic rules make: cells stay big enough to see."""
@@ -116,42 +117,8 @@ class GroupLook:
     offline: int
     never: int
     throttled: int
-    average: float | None  # °C over live nodes with a sensor, to 0.1
-    hottest: float | None
+    average: int | None  # °C over live nodes with a sensor, whole: what the cell shows
     nodes: tuple[tuple[NodeState, float | None, bool], ...]  # each node: state, temp, throttled
-
-
-def group_look(group: Group, model: ClusterModel, now: float) -> GroupLook:
-    counts = dict.fromkeys(NodeState, 0)
-    temps: list[float] = []
-    throttled = 0
-    cells: list[tuple[NodeState, float | None, bool]] = []
-    for node_id in group.nodes:
-        view = model.get(node_id)
-        if view is None:
-            cells.append((NodeState.NEVER, None, False))
-            counts[NodeState.NEVER] += 1
-            continue
-        state = view.state(now)
-        counts[state] += 1
-        temp = view.temp_c if state in (NodeState.LIVE, NodeState.STALE) else None
-        hot = state is NodeState.LIVE and view.throttled
-        throttled += hot
-        if state is NodeState.LIVE and temp is not None:
-            temps.append(temp)
-        cells.append((state, None if temp is None else round(temp), hot))
-    return GroupLook(
-        name=group.name,
-        total=len(group.nodes),
-        live=counts[NodeState.LIVE],
-        stale=counts[NodeState.STALE],
-        offline=counts[NodeState.OFFLINE],
-        never=counts[NodeState.NEVER],
-        throttled=throttled,
-        average=round(sum(temps) / len(temps), 1) if temps else None,
-        hottest=max(temps) if temps else None,
-        nodes=tuple(cells),
-    )
 
 
 @dataclass(frozen=True)
@@ -163,6 +130,116 @@ class Standouts:
     offline: tuple[str, ...]
     throttled_total: int
     offline_total: int
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    """What a group's nodes are now, for the header's figures and the standouts' panel:
+    the room's are these of every group, merged (no second pass over thousands of nodes)."""
+
+    total: int
+    live: int
+    stale: int
+    offline: int
+    never: int
+    throttled: int
+    temp_sum: float  # over live nodes with a sensor
+    temp_count: int
+    peak: tuple[float, str] | None  # the largest (temperature, id) of a live node
+    hottest: tuple[tuple[float, str], ...]  # its hottest live nodes, hottest first
+    throttled_ids: tuple[str, ...]  # the first, by id
+    missing_ids: tuple[str, ...]  # offline or stale, the first by id
+
+
+def group_look(
+    group: Group, model: ClusterModel, now: float, *, top: int = 8
+) -> tuple[GroupLook, GroupFacts]:
+    """How a group's cell looks now, and the facts of its nodes (``top`` of each kind
+    by name): one pass over its nodes."""
+    counts = dict.fromkeys(NodeState, 0)
+    temps: list[tuple[float, str]] = []
+    throttled: list[str] = []
+    missing: list[str] = []
+    cells: list[tuple[NodeState, float | None, bool]] = []
+    for node_id in group.nodes:
+        view = model.get(node_id)
+        if view is None:
+            cells.append((NodeState.NEVER, None, False))
+            counts[NodeState.NEVER] += 1
+            continue
+        state = view.state(now)
+        counts[state] += 1
+        temp = view.temp_c if state in (NodeState.LIVE, NodeState.STALE) else None
+        hot = state is NodeState.LIVE and view.throttled
+        if hot:
+            throttled.append(node_id)
+        if state in (NodeState.OFFLINE, NodeState.STALE):
+            missing.append(node_id)
+        if state is NodeState.LIVE and temp is not None:
+            temps.append((temp, node_id))
+        cells.append((state, None if temp is None else round(temp), hot))
+    total = sum(t for t, _ in temps)
+    look = GroupLook(
+        name=group.name,
+        total=len(group.nodes),
+        live=counts[NodeState.LIVE],
+        stale=counts[NodeState.STALE],
+        offline=counts[NodeState.OFFLINE],
+        never=counts[NodeState.NEVER],
+        throttled=len(throttled),
+        average=round(total / len(temps)) if temps else None,
+        nodes=tuple(cells),
+    )
+    facts = GroupFacts(
+        total=len(group.nodes),
+        live=look.live,
+        stale=look.stale,
+        offline=look.offline,
+        never=look.never,
+        throttled=len(throttled),
+        temp_sum=total,
+        temp_count=len(temps),
+        peak=max(temps) if temps else None,
+        hottest=tuple(heapq.nsmallest(top, temps, key=_hottest_first)),
+        throttled_ids=tuple(sorted(throttled)[:top]),
+        missing_ids=tuple(sorted(missing)[:top]),
+    )
+    return look, facts
+
+
+def _hottest_first(entry: tuple[float, str]) -> tuple[float, str]:
+    return -entry[0], entry[1]
+
+
+def room_summary(facts: Iterable[GroupFacts]) -> ClusterSummary:
+    """The room's figures (as :meth:`ClusterModel.summary` counts them), from its groups'."""
+    found = list(facts)
+    peaks = [f.peak for f in found if f.peak is not None]
+    count = sum(f.temp_count for f in found)
+    peak = max(peaks) if peaks else None
+    return ClusterSummary(
+        total=sum(f.total for f in found),
+        live=sum(f.live for f in found),
+        stale=sum(f.stale for f in found),
+        offline=sum(f.offline for f in found),
+        never=sum(f.never for f in found),
+        throttled=sum(f.throttled for f in found),
+        hottest=(peak[1], peak[0]) if peak else None,
+        average_temp=sum(f.temp_sum for f in found) / count if count else None,
+    )
+
+
+def room_standouts(facts: Iterable[GroupFacts], *, top: int = 8) -> Standouts:
+    """The room's standouts (as :func:`standouts` finds them), from its groups'."""
+    found = list(facts)
+    hottest = heapq.nsmallest(top, (h for f in found for h in f.hottest), key=_hottest_first)
+    return Standouts(
+        hottest=tuple((node, temp) for temp, node in hottest),
+        throttled=tuple(sorted(n for f in found for n in f.throttled_ids)[:top]),
+        offline=tuple(sorted(n for f in found for n in f.missing_ids)[:top]),
+        throttled_total=sum(f.throttled for f in found),
+        offline_total=sum(f.offline + f.stale for f in found),
+    )
 
 
 def standouts(views: Iterable[NodeView], now: float, *, top: int = 8) -> Standouts:

@@ -33,7 +33,7 @@ def viewer_feed(broker, users, filters=DEFAULT_FILTERS):
         host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
     )
     feed = ClusterFeed(settings=settings, role="test-display", filters=filters).start()
-    assert feed.connected.wait(10)
+    assert feed.wait_connected(10)
     return feed
 
 

@@ -3,13 +3,24 @@ click or a key into a group. Real frames (SDL dummy driver), pixels checked."""
 
 import pygame
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from head.config import DisplayOptions
 from head.display import colors
 from head.display.app import DisplayApp
 from head.display.cluster import ClusterModel, NodeState
 from head.display.cluster_scene import ClusterScene
-from head.display.groups import MAX_GROUP_NODES, GroupRule, group_nodes, standouts
+from head.display.groups import (
+    MAX_GROUP_NODES,
+    Group,
+    GroupRule,
+    group_look,
+    group_nodes,
+    room_standouts,
+    room_summary,
+    standouts,
+)
 from head.display.layout import Layout
 from head.display.scene import Frame, Link
 from head.display.text import TextCache
@@ -154,10 +165,11 @@ def test_5000_nodes_render_as_groups_with_every_node_a_square(screen):
     throttled = scene.node_square("sim-2500")
     assert colour_at(screen, throttled.topleft) == colors.ALERT
     assert colour_at(screen, scene.node_square("sim-4321").center) == colors.temp_color(80)
-    # A cell's own colour is its group's average temperature (a pixel beside the squares).
+    # A cell's own colour is its group's average temperature, in whole degrees (a pixel
+    # beside the squares).
     group = scene.grid.groups[3]
     cell = scene.group_rect(group.name)
-    average = round(sum(temp_of(ids.index(n)) for n in group.nodes) / len(group.nodes), 1)
+    average = round(sum(temp_of(ids.index(n)) for n in group.nodes) / len(group.nodes))
     assert colour_at(screen, (cell.right - 3, cell.bottom - 3)) == colors.temp_color(average)
     # The panel names the standouts: the hottest first, in its colour.
     panel = pygame.surfarray.pixels3d(screen)[scene.grid.panel.x : scene.grid.panel.right]
@@ -239,3 +251,35 @@ def test_a_click_opens_a_group_as_tiles_and_esc_goes_back_without_quitting():
     assert seen["back"] is True
     assert seen["keyed"] == scene.grid.groups[11].name
     assert NodeState.LIVE is app.model.get(ids[0]).state(NOW)
+
+
+NODE_STATES = st.lists(
+    st.tuples(
+        st.sampled_from(["live", "stale", "offline", "never", "throttled"]),
+        st.sampled_from([45.0, 55.5, 61.2, 61.2, 79.9, None]),
+    ),
+    min_size=1,
+    max_size=120,
+)
+
+
+@given(states=NODE_STATES, size=st.integers(1, 40))
+def test_the_rooms_figures_from_its_groups_are_the_models_own(states, size):
+    """The header and the panel of a room in groups come from what the sweep saw of each
+    group: merged, they are what a pass over every node finds."""
+    model = ClusterModel(expected=[f"n-{i:03d}" for i in range(len(states))])
+    for i, (state, temp) in enumerate(states):
+        node = f"n-{i:03d}"
+        if state == "never":
+            continue
+        model.apply(*birth(node, interval=1.0), received_at=100.0)
+        at = 90.0 if state == "stale" else NOW - 0.5
+        throttle = 0x4 if state == "throttled" else 0
+        model.apply(*telemetry(node, 1, temp=temp, throttle=throttle), received_at=at)
+        if state == "offline":
+            model.apply(*offline(node), received_at=100.5)
+    ids = [v.node_id for v in model.views()]
+    groups = [Group(f"g{k}", tuple(ids[k : k + size])) for k in range(0, len(ids), size)]
+    facts = [group_look(g, model, NOW, top=3)[1] for g in groups]
+    assert room_summary(facts) == model.summary(NOW)
+    assert room_standouts(facts, top=3) == standouts(model.views(), NOW, top=3)
