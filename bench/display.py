@@ -11,7 +11,10 @@ machines (~110 fps uncapped, i.e. ~9 ms a frame).
 """
 
 import argparse
+import json
+import multiprocessing
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -30,12 +33,68 @@ from head.display.app import DisplayApp
 from head.display.cluster import ClusterModel
 from head.display.cluster_scene import ClusterScene
 from head.display.feed import ClusterFeed
+from piswarm import protocol
+from piswarm.client import MqttClient
 from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
+from piswarm.protocol import topics
+from piswarm.protocol.nodes import NodeOnline, Telemetry, Throttle
 
 TARGET_CPU = 25.0
 TARGET_FPS_ROOM, TARGET_FPS_THOUSANDS = 60.0, 30.0  # the lab's 240 tiles; a room in groups
 ANCHOR_FULL_REDRAW_FPS = 110.0
+SETTLE = 5.0  # seconds from the whole fleet online to the window (the kiosk lays it out)
+
+
+def replay(settings: BrokerSettings, ids: list[str]) -> None:
+    """The readings of ``ids`` at 1 Hz each, spread over the second, from one client
+    (the admin login): the kiosk's load without the simulated fleet's CPU beside it.
+    Each node's birth first, retained, as its agent would."""
+    client = MqttClient(settings, role="bench-replay").connect(10.0)
+    for node in ids:
+        birth = NodeOnline(
+            node=node,
+            ts=time.time(),
+            host="replay",
+            version="bench",
+            cores=4,
+            model="replay",
+            telemetry_interval=1.0,
+            simulated=True,
+        )
+        client.publish(topics.node_status(node), protocol.encode(birth), qos=0, retain=True)
+    # Each reading as the protocol encodes it, written by json.dumps (a sixth of encode()'s
+    # cost): the publisher must weigh little beside the kiosk on a small machine.
+    reading = protocol.encode(
+        Telemetry(
+            node=ids[0],
+            seq=0,
+            ts=time.time(),
+            temp_c=50.0,
+            temp_source="simulated",
+            throttle=Throttle.from_raw(0),
+            cpu_percent=20.0,
+            load=(0.5, 0.5, 0.5),
+            mem_percent=20.0,
+            freq_mhz=1500.0,
+            uptime_s=60.0,
+        )
+    )
+    body = json.loads(reading)
+    rng = random.Random(1)
+    temps = {node: rng.uniform(42.0, 75.0) for node in ids}
+    seq = 0
+    while True:
+        started = time.monotonic()
+        for i, node in enumerate(ids):
+            temps[node] = min(90.0, max(30.0, temps[node] + rng.gauss(0.0, 0.15)))
+            body.update(node=node, seq=seq, ts=time.time(), temp_c=round(temps[node], 2))
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            client.publish(topics.node_telemetry(node), payload, qos=0)
+            if i % 50 == 49:
+                time.sleep(max(0.0, started + (i + 1) / len(ids) - time.monotonic()))
+        seq += 1
+        time.sleep(max(0.0, started + 1.0 - time.monotonic()))
 
 
 def main() -> int:
@@ -44,6 +103,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=int, default=60)
     parser.add_argument("--size", default="1920x1080")
+    parser.add_argument(
+        "--fleet",
+        choices=["sim", "replay"],
+        default="sim",
+        help="sim: 'piswarm sim' (its processes share this machine's cores with the "
+        "kiosk); replay: one light process publishing every node's readings",
+    )
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
 
@@ -54,27 +120,34 @@ def main() -> int:
         store.add_nodes(ids)
         broker = BrokerProcess(users=store, state_dir=root / "broker", die_with_parent=True)
         broker.start()
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "piswarm",
-                "sim",
-                "--nodes",
-                str(args.nodes),
-                "--interval",
-                "1",
-                "--workers",
-                "0",
-                "--broker-host",
-                "127.0.0.1",
-                "--broker-port",
-                str(broker.port),
-                "--log-level",
-                "WARNING",
-            ],
-            env={**os.environ, "PISWARM_BROKER_DIR": str(store.root)},
-        )
+        if args.fleet == "sim":
+            sim = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "piswarm",
+                    "sim",
+                    "--nodes",
+                    str(args.nodes),
+                    "--interval",
+                    "1",
+                    "--workers",
+                    "0",
+                    "--broker-host",
+                    "127.0.0.1",
+                    "--broker-port",
+                    str(broker.port),
+                    "--log-level",
+                    "WARNING",
+                ],
+                env={**os.environ, "PISWARM_BROKER_DIR": str(store.root)},
+            )
+        else:
+            admin = Credentials.load(store.credentials_path("admin"))
+            settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
+            spawn = multiprocessing.get_context("spawn")
+            sim = spawn.Process(target=replay, args=(settings, ids), daemon=True)
+            sim.start()
         viewer = Credentials.load(store.credentials_path("viewer"))
         feed = ClusterFeed(
             settings=BrokerSettings(host="127.0.0.1", port=broker.port, credentials=viewer),
@@ -90,12 +163,15 @@ def main() -> int:
         )
         me = psutil.Process()
         window: dict[str, float] = {}
+        began = time.monotonic()
 
         def measure(app: DisplayApp) -> bool:
             now = time.monotonic()
             # Until the window opens, wait for the whole fleet; once it is open, measure
             # nothing but the display (a summary per frame would cost it ~10% of a core).
-            if "start" not in window and model.summary(time.time()).live == args.nodes:
+            if "online" not in window and model.summary(time.time()).live == args.nodes:
+                window["online"] = now  # then settle: the fleet's arrival is not the steady state
+            if "start" not in window and now - window.get("online", now) >= SETTLE:
                 window.update(
                     start=now,
                     frames=app.stats.frames,
@@ -111,14 +187,19 @@ def main() -> int:
                     applied_end=model.stats.applied,
                 )
                 return False
-            return now - window.get("start", now) < args.seconds + 120
+            if "start" not in window:  # still waiting for the whole fleet
+                return now - began < max(60.0, args.nodes / 20) + SETTLE
+            return True
 
         try:
             app.run(on_frame=measure)
         finally:
             feed.stop()
             sim.terminate()
-            sim.wait(30)
+            if isinstance(sim, subprocess.Popen):
+                sim.wait(30)
+            else:
+                sim.join(30)
             broker.stop()
 
     if "end" not in window:
