@@ -382,13 +382,18 @@ class MqttClient:
         one packet a turn); how many came."""
         got = 0
         poller = select.poll()
-        while got < limit:
+        for _turn in range(limit + 16):  # bounded, even when a write cannot go out
+            if got >= limit:
+                break
             before = self.stats.received
             self.loop(0)
             got += self.stats.received - before
-            sock = self._client.socket() if self._client is not None else None
-            if sock is None:
+            client = self._client
+            sock = client.socket() if client is not None else None
+            if client is None or sock is None:
                 break
+            if client.want_write():  # what a callback queued (a subscription): send it
+                continue
             poller.register(sock, select.POLLIN)
             ready = poller.poll(0)
             poller.unregister(sock)

@@ -85,15 +85,17 @@ class ClusterFeed:
         return self
 
     def wait_connected(self, timeout: float) -> bool:
-        """Whether the feed is logged in and subscribed within ``timeout`` seconds (a
-        looped feed reads the network meanwhile; what arrives waits for :meth:`drain`)."""
+        """Whether the feed is logged in and its subscriptions answered (from then on
+        nothing published is missed) within ``timeout`` seconds. A looped feed reads the
+        network meanwhile; what arrives waits for :meth:`drain`."""
+        subscribed = self.mqtt.subscribed
         if not self.looped:
-            return self.connected.wait(timeout)
+            return subscribed.wait(timeout)
         deadline = time.monotonic() + timeout
-        while not self.connected.is_set() and time.monotonic() < deadline:
+        while not subscribed.is_set() and time.monotonic() < deadline:
             if not self.mqtt.pump(self.maxsize - len(self._arrived)):
                 time.sleep(0.01)
-        return self.connected.is_set()
+        return subscribed.is_set()
 
     def stop(self) -> None:
         self.mqtt.stop()

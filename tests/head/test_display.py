@@ -2,9 +2,11 @@
 
 import contextlib
 import itertools
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -411,3 +413,46 @@ def test_kiosk_rotates_scenes_space_pauses_and_the_mouse_is_hidden(feed):
 
     stats = app.run(on_start=pause, on_frame=watch, duration=1.2)
     assert app.paused and seen == [(0, 0, 200)] and stats.seconds >= 1.2
+
+
+def test_a_looped_feed_reads_in_the_drainers_thread_in_order_and_within_its_bound(
+    broker, users, recorder
+):
+    """The views' feed has no network thread: each drain reads what has arrived (the
+    CONNACK and SUBACK too, which are not messages), in order, and never holds more than
+    its bound: what does not fit waits in the socket for the next drain."""
+    threads = set(threading.enumerate())
+    viewer = users.get("viewer")
+    settings = BrokerSettings(
+        host="127.0.0.1", port=broker.port, credentials=Credentials(viewer.name, viewer.password)
+    )
+    feed = ClusterFeed(settings=settings, role="test-looped", maxsize=10).start()
+    try:
+        assert feed.wait_connected(10)
+        assert set(threading.enumerate()) == threads  # no paho thread
+        pub = recorder("node-a", filters=())
+        pub.wait_connected()
+        for seq in range(25):
+            reading = protocol.Telemetry(
+                node="node-a",
+                seq=seq,
+                ts=time.time(),
+                temp_c=50.0,
+                temp_source="thermal",
+                throttle=protocol.Throttle.from_raw(0),
+                cpu_percent=1.0,
+                load=(0.0, 0.0, 0.0),
+                mem_percent=1.0,
+                freq_mhz=None,
+                uptime_s=1.0,
+            )
+            pub.publish(topics.node_telemetry("node-a"), protocol.encode(reading), qos=1)
+        seqs: list[int] = []
+        deadline = time.monotonic() + 20
+        while len(seqs) < 25 and time.monotonic() < deadline:
+            batch = feed.drain(limit=10)
+            assert len(batch) <= 10
+            seqs += [json.loads(m.payload)["seq"] for m in batch if m.topic.endswith("/telemetry")]
+        assert seqs == list(range(25)) and feed.dropped == 0
+    finally:
+        feed.stop()
