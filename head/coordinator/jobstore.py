@@ -220,6 +220,10 @@ _CHECK = (
     "FROM check_results x WHERE x.job = c.job AND x.block = c.block AND x.node = ?1) AND "
 )
 _CHECK_WAITING = _CHECK + "c.state = 'pending' ORDER BY j.created, c.block LIMIT ?2"
+_ANY_CHECK_WAITING = (
+    "SELECT 1 FROM checks c JOIN jobs j ON j.id = c.job WHERE j.state = 'running' AND "
+    "(c.state = 'pending' OR (c.state = 'leased' AND c.lease_until < ?)) LIMIT 1"
+)
 _CHECK_RUN_OUT = (
     _CHECK + "c.state = 'leased' AND c.lease_until < ?3 ORDER BY j.created, c.block LIMIT ?2"
 )
@@ -411,17 +415,21 @@ class JobStore(Store):
     ) -> dict[str, list[Assignment]]:
         """Serve each ``(node, count)`` in turn, all in one commit: blocks given back
         (pending, or leased with the lease run out before ``now``) and then new ones from
-        the jobs' cursors, the oldest job first. A node whose want could not be met in
-        full is the last one served."""
+        the jobs' cursors, the oldest job first. Every node tried is in the answer (with
+        nothing, maybe). A node whose want could not be met in full is the last one
+        served, unless a check is waiting: a check may not go to a node that computed
+        its block, and the next node may take it."""
         until = now + seconds
         served: dict[str, list[Assignment]] = {}
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             for node, count in wants:
                 got = self._take(node, count, now, until)
-                if got:
-                    served[node] = got
-                if len(got) < count:
+                served[node] = got
+                if (
+                    len(got) < count
+                    and self.db.execute(_ANY_CHECK_WAITING, (now,)).fetchone() is None
+                ):
                     break
         return served
 

@@ -280,8 +280,11 @@ class PrimeJobs:
             return
         wants = list(self._wants.items())
         served = self.store.lease_many(wants, self.clock(), self.lease_seconds)
+        unmet = False
         for node, want in wants:
-            got = served.get(node, [])
+            if node not in served:
+                break  # not tried: the pool ran dry before its turn
+            got = served[node]
             by_job: dict[str, list[Assignment]] = {}
             for a in got:
                 by_job.setdefault(a.job, []).append(a)
@@ -301,8 +304,9 @@ class PrimeJobs:
             del self._wants[node]
             if len(got) < want:
                 self._wants[node] = want - len(got)  # to the back of the line
-                self._maybe_work = False
-                return
+                unmet = True
+        if unmet:
+            self._maybe_work = False
 
     def tick(self, now: float) -> None:
         """Once a second: leases that ran out make work again; a check no other node
@@ -408,6 +412,11 @@ class PrimeJobs:
             else:
                 self._duplicate(c.node, c.job, c.block)
             acks.setdefault((c.node, c.job, outcome), []).append(c.block)
+        if any(outcome == "stored" for outcome, _error in outcomes):
+            # A stored result may have made work: a block to double-check, or (two that
+            # disagree) one to compute a third time. The nodes already waiting are served
+            # at once (:meth:`serve`, after this), not at their next ask (30 s later).
+            self._maybe_work = True
         self._send_acks()
         for info in ended:
             log.info(

@@ -179,6 +179,8 @@ class Coordinator:
                     # What else has arrived, before the timers.
                     self._handle_batch([first, *self.mqtt.drain(1000)])
                 self._guarded("storing results", self.primes.flush)
+                # What those results made (a check, a third computation) goes out now.
+                self._guarded("serving work", self._prime().serve)
                 self._tick()
         finally:
             self._guarded("storing the last results", self.primes.close)

@@ -96,6 +96,23 @@ def test_a_lying_node_is_outvoted_named_and_its_result_replaced(store, keep):
     assert store.verify(job, SIEVE.primes) == []  # the stored block is the right one now
 
 
+def test_a_node_that_may_not_check_a_block_does_not_keep_the_next_from_it(store):
+    """Nodes are served in turn; one that computed a block cannot check it, and one
+    served short used to end the round for everyone behind it: the check then waited for
+    a node's next ask (30 s) or a lease to run out (60 s)."""
+    job = job_of_four(store)
+    compute(store, job, "a", 1.0)  # all four blocks; each now waits for a check
+    served = store.lease_many([("a", 3), ("b", 3)], 2.0, 60.0)
+    assert served["a"] == []  # its own blocks
+    assert [(c.block, c.check) for c in served["b"]] == [(0, True), (1, True), (2, True)]
+    # With nothing a node could take, the round still ends at the first served short.
+    for a in served["b"]:
+        assert store.store_result(job, a.block, "b", result(a), 2.5) == "stored"
+    compute(store, job, "b", 3.0)  # the last check
+    assert store.info(job).state == "done"
+    assert store.lease_many([("a", 1), ("b", 1)], 4.0, 60.0) == {"a": []}
+
+
 def test_a_checker_that_lies_is_named_and_the_stored_result_stays(store):
     job = job_of_four(store)
     compute(store, job, "a", 1.0)
