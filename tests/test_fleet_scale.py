@@ -7,11 +7,8 @@ message from the head's side.
 """
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -24,6 +21,7 @@ from piswarm.fleet import sim_node_ids
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from tests.conftest import until
+from tests.node_agent.test_sim import start_sim
 
 ONLINE_WITHIN = 120.0
 """Seconds for 2,000 nodes to come online: each makes its session and logs in (a
@@ -81,37 +79,13 @@ class FleetWatch:
         self.client.stop()
 
 
-def start_sim(broker, users, nodes: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "piswarm",
-            "sim",
-            "--nodes",
-            str(nodes),
-            "--interval",
-            "1",
-            "--workers",
-            "0",
-            "--broker-host",
-            "127.0.0.1",
-            "--broker-port",
-            str(broker.port),
-        ],
-        env={**os.environ, "PISWARM_BROKER_DIR": str(users.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.slow
 def test_2000_simulated_nodes_come_online_and_miss_no_period(broker, users):
     ids = sim_node_ids(2000)
     users.add_nodes(ids)
     broker.reload()
     watch = FleetWatch(broker.port, users.get("viewer"))
-    sim = start_sim(broker, users, len(ids))
+    sim = start_sim(broker, users, len(ids), 1, "--workers", "0")
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.extend(sim.stdout or ()), daemon=True)
     reader.start()

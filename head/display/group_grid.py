@@ -246,23 +246,22 @@ class GroupGrid:
         heading("Hottest", colors.TEXT)
         for node, temp in found.hottest:
             line(node, f"{temp:.1f}°C", colors.temp_color(temp, frame.palette))
-        y += size // 2
-        heading(
-            f"Throttled: {found.throttled_total}",
-            colors.ALERT if found.throttled else colors.TEXT_DIM,
+        kinds = (
+            ("Throttled", found.throttled, found.throttled_total, colors.ALERT, colors.ALERT),
+            (
+                "Offline or stale",
+                found.offline,
+                found.offline_total,
+                colors.WARNING,
+                colors.OFFLINE,
+            ),
         )
-        for node in found.throttled:
-            line(node, "", colors.ALERT)
-        if found.throttled_total > len(found.throttled):
-            heading(f"  + {found.throttled_total - len(found.throttled)} more", colors.TEXT_DIM)
-        y += size // 2
-        heading(
-            f"Offline or stale: {found.offline_total}",
-            colors.WARNING if found.offline else colors.TEXT_DIM,
-        )
-        for node in found.offline:
-            line(node, "", colors.OFFLINE)
-        if found.offline_total > len(found.offline):
-            heading(f"  + {found.offline_total - len(found.offline)} more", colors.TEXT_DIM)
+        for title, named, total, alarm, swatch in kinds:
+            y += size // 2
+            heading(f"{title}: {total}", alarm if named else colors.TEXT_DIM)
+            for node in named:
+                line(node, "", swatch)
+            if total > len(named):
+                heading(f"  + {total - len(named)} more", colors.TEXT_DIM)
         surface.set_clip(clip)
         return panel.copy()

@@ -11,7 +11,8 @@ from piswarm.fleet import sim_node_ids
 from tests.mqtt_helpers import Recorder
 
 
-def start_sim(broker, users, nodes, interval):
+def start_sim(broker, users, nodes, interval, *more):
+    """``piswarm sim`` against the test's broker (``more``: further flags)."""
     env = {**os.environ, "PISWARM_BROKER_DIR": str(users.root)}
     return subprocess.Popen(
         [
@@ -27,6 +28,7 @@ def start_sim(broker, users, nodes, interval):
             "127.0.0.1",
             "--broker-port",
             str(broker.port),
+            *more,
         ],
         env=env,
         stdout=subprocess.PIPE,
