@@ -118,13 +118,19 @@ def test_2000_simulated_nodes_come_online_and_miss_no_period(broker, users):
     # From the head's side, over the 30 s: every node's telemetry numbers run without a
     # gap (a missed period skips a number, a lost message leaves a hole), one a second by
     # the times the node sent them (a busy machine may deliver some late, not fewer).
-    # (The connect storm before it may miss periods on a small machine: the sim counts
-    # them, and they are not the steady state asked for.)
+    holes = 0
     for node in ids:
         inside = [seq for ts, seq in watch.seqs[node] if window_start <= ts <= window_end]
         assert inside == list(range(inside[0], inside[0] + len(inside))), f"{node}: {inside}"
         # 30 periods of 1 s in a 30 s window: 30 +- 1, and +- 1 more for a late tick
         assert len(inside) >= WINDOW - 2, f"{node}: {len(inside)} in {WINDOW:g} s"
+        # Before it, during the connect storm, a node not yet connected (or too slow to
+        # tick) counts the periods it could not send, which leaves holes in its numbers;
+        # how many depends on how fast this machine logs 2,000 nodes in. None after.
+        seen = {seq for _at, seq in watch.seqs[node]}
+        missing = set(range(max(seen) + 1)) - seen
+        assert all(seq < inside[0] for seq in missing), f"{node}: {sorted(missing)}"
+        holes += len(missing)
     every = [seq for node in ids for _at, seq in watch.seqs[node]]
     assert len(every) == sum(len(set(seq for _at, seq in watch.seqs[n])) for n in ids)
     stopped = re.search(
@@ -133,6 +139,9 @@ def test_2000_simulated_nodes_come_online_and_miss_no_period(broker, users):
         log,
     )
     assert stopped, log[-3000:]
-    # Everything sent arrived (no message lost, none twice), and nothing went unsent.
-    assert int(stopped[1]) == len(every) and int(stopped[3]) == 0, stopped[0]
-    print(f"2000 nodes online in {online_after:.1f} s; {stopped[0]}")
+    sent, missed, not_sent = (int(n) for n in stopped.groups())
+    # Everything sent arrived (no message lost, none twice), and every hole is a period the
+    # sim counted as missed or not sent: nothing went missing unaccounted.
+    assert sent == len(every), stopped[0]
+    assert holes == missed + not_sent, (holes, stopped[0])
+    print(f"2000 nodes online in {online_after:.1f} s; {stopped[0]}; {holes} holes")
