@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from head.cli.placement_flags import add_placement_flags, placement_of
 from head.config import broker_settings, jobs_db
 from piswarm.durations import duration
 from piswarm.flags import add_broker_flags, readable, real, span, text, whole
@@ -71,6 +72,9 @@ def register(sub: Any) -> None:
         metavar="FRACTION",
         help="blocks computed again by another node and compared (default: "
         "the coordinator's, 0.03; 0: none)",
+    )
+    add_placement_flags(
+        primes, per_node="blocks a node computes at once, its workers (default: all of them)"
     )
     primes.add_argument("--name", type=label, default="", help="a label for the display")
     primes.add_argument("--wait", action="store_true", help="follow it until it ends")
@@ -141,6 +145,9 @@ def register(sub: Any) -> None:
         default=wire.DEFAULT_CHECKPOINT,
         metavar="C",
         help="generations between checkpoints (default 1000)",
+    )
+    add_placement_flags(
+        life, per_node="strips a node runs at most (default: as many as its agent offers)"
     )
     life.add_argument("--name", type=label, default="", help="a label for the display")
     life.add_argument("--wait", action="store_true", help="follow it until it ends")
@@ -219,7 +226,12 @@ def position(text: str) -> tuple[int, int]:
 
 
 def describe(status: Any) -> str:
-    """One line for a job status."""
+    """One line for a job status (and, on a second, why it waits, when it does)."""
+    waiting = f"\n  {status.waiting}" if status.waiting else ""
+    return _describe(status) + waiting
+
+
+def _describe(status: Any) -> str:
     if status.kind == "life":
         return (
             f"{status.job}  {status.state:<9} life {status.width}x{status.height} "
@@ -257,6 +269,7 @@ def run_primes(args: argparse.Namespace) -> int:
         keep=args.keep,
         double_check=args.double_check,
         request_id=f"cli-{uuid.uuid4().hex[:12]}",
+        placement=placement_of(args),
     )
     encode(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
@@ -327,6 +340,7 @@ def run_life(args: argparse.Namespace) -> int:
         pace=args.pace,
         name=args.name,
         request_id=f"cli-{uuid.uuid4().hex[:12]}",
+        placement=placement_of(args),
     )
     jobs.encode_request(request)  # every limit checked here, before anything connects
     return submit_and_follow(args, request)
@@ -361,6 +375,8 @@ def run_status(args: argparse.Namespace) -> int:
     s = found[0]
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created))
     print(describe(s))
+    if s.placement is not None:
+        print(f"  placed on: {s.placement.describe()}")
     if isinstance(s, LifeStatus):
         print(f"  name: {s.name or '-'}   submitted: {when}   epoch: {s.epoch}")
         print(f"  nodes: {', '.join(s.nodes) or '-'}")

@@ -22,6 +22,7 @@ checked, :meth:`JobStore.store_checked` stores a batch of them in one commit.
 """
 
 import dataclasses
+import functools
 import logging
 import sqlite3
 import time
@@ -34,9 +35,15 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from head.coordinator.db import Store, add_column, request_key
+from head.coordinator.placing import NodeLimits, RoomLimits
 from piswarm.protocol import ProtocolError
 from piswarm.protocol.counts import Totals, check_result, check_summary, edge, larger_gap, summarize
 from piswarm.protocol.jobs import DEFAULT_BLOCK, Keep, PrimesRequest
+from piswarm.protocol.placement import (
+    Placement,
+    decode_placement,
+    encode_placement,
+)
 from piswarm.protocol.primes import decode_primes
 from piswarm.protocol.summary import BlockSummary, encode_summary, is_summary
 
@@ -66,9 +73,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     checks_open INTEGER NOT NULL DEFAULT 0,
     checked INTEGER NOT NULL DEFAULT 0,
     mismatches INTEGER NOT NULL DEFAULT 0,
-    wrong TEXT NOT NULL DEFAULT ''
+    wrong TEXT NOT NULL DEFAULT '',
+    placement TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (state, created);
+CREATE TABLE IF NOT EXISTS members (
+    job TEXT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (job, node)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
     job TEXT NOT NULL REFERENCES jobs(id),
     block INTEGER NOT NULL,
@@ -180,6 +193,11 @@ class JobInfo:
     mismatches: int = 0  # blocks two nodes disagreed on
     wrong: str = ""  # the nodes found wrong, comma-separated
     next_block: int = 0  # the cursor: no block from here on has been leased yet
+    placement_json: str = ""  # where it may run ('': the whole room)
+
+    @property
+    def placement(self) -> Placement | None:
+        return _placement(self.placement_json)
 
     @property
     def blocks_total(self) -> int:
@@ -200,7 +218,7 @@ Progress = JobInfo
 _INFO_QUERY = (
     "SELECT id, name, state, start, end_, block_size, blocks, created, finished, "
     "keep, blocks_done, primes, largest, twins, gap, gap_at, double_check, "
-    "checks_open, checked, mismatches, wrong, next_block FROM jobs "
+    "checks_open, checked, mismatches, wrong, next_block, placement FROM jobs "
 )
 MAX_WRONG = 8
 """Nodes a job remembers as found wrong (the status shows them)."""
@@ -210,23 +228,57 @@ _OPEN = (
     "SELECT j.created, b.block, b.job, b.lo, b.hi, j.keep, b.node FROM blocks b "
     "JOIN jobs j ON j.id = b.job WHERE j.state = 'running' AND "
 )
-_GIVEN_BACK = _OPEN + "b.state = 'pending' ORDER BY j.created, b.block LIMIT ?"
-_RUN_OUT = _OPEN + "b.state = 'leased' AND b.lease_until < ? ORDER BY j.created, b.block LIMIT ?"
+_ROWS_ORDER = " ORDER BY j.created, b.block LIMIT :count"
+_GIVEN_BACK = _OPEN + "b.state = 'pending'"
+_RUN_OUT = _OPEN + "b.state = 'leased' AND b.lease_until < :now"
 _CHECK = (
     "SELECT j.created, c.block, c.job, b.lo, b.hi, j.keep, c.node FROM checks c "
     "JOIN blocks b ON b.job = c.job AND b.block = c.block JOIN jobs j ON j.id = c.job "
     "WHERE j.state = 'running' AND NOT EXISTS (SELECT 1 FROM results r WHERE "
-    "r.job = c.job AND r.block = c.block AND r.node = ?1) AND NOT EXISTS (SELECT 1 "
-    "FROM check_results x WHERE x.job = c.job AND x.block = c.block AND x.node = ?1) AND "
+    "r.job = c.job AND r.block = c.block AND r.node = :node) AND NOT EXISTS (SELECT 1 "
+    "FROM check_results x WHERE x.job = c.job AND x.block = c.block AND x.node = :node) AND "
 )
-_CHECK_WAITING = _CHECK + "c.state = 'pending' ORDER BY j.created, c.block LIMIT ?2"
+_CHECKS_ORDER = " ORDER BY j.created, c.block LIMIT :count"
+_CHECK_WAITING = _CHECK + "c.state = 'pending'"
 _ANY_CHECK_WAITING = (
     "SELECT 1 FROM checks c JOIN jobs j ON j.id = c.job WHERE j.state = 'running' AND "
     "(c.state = 'pending' OR (c.state = 'leased' AND c.lease_until < ?)) LIMIT 1"
 )
-_CHECK_RUN_OUT = (
-    _CHECK + "c.state = 'leased' AND c.lease_until < ?3 ORDER BY j.created, c.block LIMIT ?2"
+_CHECK_RUN_OUT = _CHECK + "c.state = 'leased' AND c.lease_until < :now"
+_CANDIDATES: tuple[tuple[str, str, Literal["row", "check"]], ...] = (
+    (_GIVEN_BACK, _ROWS_ORDER, "row"),
+    (_RUN_OUT, _ROWS_ORDER, "row"),
+    (_CHECK_WAITING, _CHECKS_ORDER, "check"),
+    (_CHECK_RUN_OUT, _CHECKS_ORDER, "check"),
 )
+"""The blocks a node may be leased besides new ones: each query, how its rows are
+ordered and limited (after the jobs closed to the node are left out), their kind."""
+_RUNNING_PLACEMENTS = "SELECT id, placement FROM jobs WHERE state = 'running'"
+_HELD = (
+    "SELECT node, job, COUNT(*) FROM {table} WHERE state = 'leased' AND lease_until >= ? "
+    "AND job IN ({jobs}) GROUP BY node, job"
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _placement(text: str) -> Placement | None:
+    """A stored placement ('' for none)."""
+    return decode_placement(text.encode()) if text else None
+
+
+def _placement_text(placement: Placement | None) -> str:
+    """A placement as stored ('' for the whole room)."""
+    if placement is None or not placement.limited:
+        return ""
+    return encode_placement(placement).decode()
+
+
+def _not_in(jobs: Sequence[str]) -> tuple[str, dict[str, object]]:
+    """A clause leaving ``jobs`` out of a candidate query, and its parameters."""
+    if not jobs:
+        return "", {}
+    names: dict[str, object] = {f"x{i}": job for i, job in enumerate(jobs)}
+    return f" AND j.id NOT IN ({', '.join(':' + n for n in names)})", names
 
 
 def double_checked(job: str, block: int, fraction: float) -> bool:
@@ -289,6 +341,7 @@ class JobStore(Store):
         for column in ("checks_open", "checked", "mismatches"):
             add_column(db, "jobs", column, "INTEGER NOT NULL DEFAULT 0")
         add_column(db, "jobs", "wrong", "TEXT NOT NULL DEFAULT ''")
+        add_column(db, "jobs", "placement", "TEXT NOT NULL DEFAULT ''")
         if not add_column(db, "jobs", "next_block", "INTEGER NOT NULL DEFAULT 0"):
             return
         for column in ("blocks_done", "primes"):
@@ -338,8 +391,9 @@ class JobStore(Store):
         with self.db:
             self.db.execute(
                 "INSERT INTO jobs (id, kind, request_id, name, start, end_, block_size, blocks,"
-                " state, created, finished, submitter, keep, twins, gap, gap_at, double_check)"
-                " VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?, 0, 0, 0, ?)",
+                " state, created, finished, submitter, keep, twins, gap, gap_at, double_check,"
+                " placement) VALUES (?, 'primes', ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?, ?,"
+                " 0, 0, 0, ?, ?)",
                 (
                     job,
                     key,
@@ -352,6 +406,7 @@ class JobStore(Store):
                     submitter,
                     request.keep,
                     fraction,
+                    _placement_text(request.placement),
                 ),
             )
         return job, True
@@ -415,42 +470,111 @@ class JobStore(Store):
     ) -> dict[str, list[Assignment]]:
         """Serve each ``(node, count)`` in turn, all in one commit: blocks given back
         (pending, or leased with the lease run out before ``now``) and then new ones from
-        the jobs' cursors, the oldest job first. Every node tried is in the answer (with
-        nothing, maybe). A node whose want could not be met in full is the last one
-        served, unless a check is waiting: a check may not go to a node that computed
-        its block, and the next node may take it."""
+        the jobs' cursors, the oldest job first, of the jobs whose placement admits the
+        node. Every node tried is in the answer (with nothing, maybe). A node whose want
+        could not be met in full is the last one served, unless a check is waiting or a
+        job is placed: a check may not go to a node that computed its block, a placed job
+        not to a node it does not name, and the next node may take them."""
         until = now + seconds
         served: dict[str, list[Assignment]] = {}
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            room = self._room_limits(now)
             for node, count in wants:
-                got = self._take(node, count, now, until)
+                limits = room.for_node(node)
+                if room.shuts_out(limits):
+                    served[node] = []  # no job it may take part in: nothing to ask SQLite
+                    continue
+                got = self._take(node, count, now, until, limits)
                 served[node] = got
+                joined = room.took(node, [a.job for a in got])
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO members VALUES (?, ?)", [(job, node) for job in joined]
+                )
                 if (
                     len(got) < count
+                    and not room.placements
                     and self.db.execute(_ANY_CHECK_WAITING, (now,)).fetchone() is None
                 ):
                     break
         return served
 
-    def _take(self, node: str, count: int, now: float, until: float) -> list[Assignment]:
+    def _room_limits(self, now: float) -> RoomLimits:
+        """The running jobs that are placed: their placements, members and the leases
+        their nodes hold now (nothing is read past the first query when none is)."""
+        placements: dict[str, Placement] = {}
+        unplaced = False
+        for job, text in self.db.execute(_RUNNING_PLACEMENTS):
+            placement = _placement(text)
+            if placement is not None:
+                placements[job] = placement
+            else:
+                unplaced = True
+        if not placements:
+            return RoomLimits({}, {}, {})
+        counted = [job for job, p in placements.items() if p.count is not None]
+        members: dict[str, list[str]] = {}
+        if counted:
+            marks = ", ".join("?" * len(counted))
+            for job, node in self.db.execute(
+                f"SELECT job, node FROM members WHERE job IN ({marks})",  # noqa: S608 - marks
+                counted,
+            ):
+                members.setdefault(job, []).append(node)
+        capped = [job for job, p in placements.items() if p.per_node is not None]
+        held: dict[tuple[str, str], int] = {}
+        if capped:
+            marks = ", ".join("?" * len(capped))
+            for table in ("blocks", "checks"):
+                query = _HELD.format(table=table, jobs=marks)
+                for node, job, n in self.db.execute(query, (now, *capped)):
+                    held[(node, job)] = held.get((node, job), 0) + n
+        return RoomLimits(placements, members, held, unplaced=unplaced)
+
+    def _take(
+        self, node: str, count: int, now: float, until: float, limits: NodeLimits
+    ) -> list[Assignment]:
+        """Up to ``count`` blocks for ``node`` within ``limits``: a job whose cap cut
+        the choice short is closed and the choice made again for the rest."""
+        got: list[Assignment] = []
+        closed, caps = list(limits.closed), dict(limits.caps)
+        while len(got) < count:
+            taken, full = self._take_once(node, count - len(got), now, until, closed, caps)
+            got += taken
+            if not full:
+                break
+            closed += full
+        return got
+
+    def _take_once(
+        self,
+        node: str,
+        count: int,
+        now: float,
+        until: float,
+        closed: Sequence[str],
+        caps: dict[str, int],
+    ) -> tuple[list[Assignment], list[str]]:
+        """Choose and lease up to ``count`` blocks of the jobs not ``closed``, at most
+        ``caps[job]`` of a job (taken off the caps). Returns them, and the jobs that had
+        more to give than their cap allowed."""
         if count <= 0:
-            return []
+            return [], []
         taken: list[_Candidate] = []
-        queries: list[tuple[str, tuple[object, ...], Literal["row", "check"]]] = [
-            (_GIVEN_BACK, (count,), "row"),
-            (_RUN_OUT, (now, count), "row"),
-            (_CHECK_WAITING, (node, count), "check"),
-            (_CHECK_RUN_OUT, (node, count, now), "check"),
-        ]
-        for query, params, kind in queries:
-            taken += [_Candidate._make((*row, kind)) for row in self.db.execute(query, params)]
+        clause, params = _not_in(closed)
+        params.update(node=node, count=count, now=now)
+        for query, order, kind in _CANDIDATES:
+            rows = self.db.execute(query + clause + order, params)
+            taken += [_Candidate._make((*row, kind)) for row in rows]
         fresh = 0
         for row in self.db.execute(
             _INFO_QUERY + "WHERE state = 'running' AND next_block < blocks ORDER BY created"
         ):
             info = JobInfo(*row)
-            for block in range(info.next_block, min(info.blocks, info.next_block + count - fresh)):
+            if info.job in closed:
+                continue
+            more = min(count - fresh, caps.get(info.job, count))
+            for block in range(info.next_block, min(info.blocks, info.next_block + more)):
                 lo, hi = info.block_range(block)
                 taken.append(
                     _Candidate(info.created, block, info.job, lo, hi, info.keep, None, "new")
@@ -459,7 +583,26 @@ class JobStore(Store):
             if fresh >= count:
                 break
         taken.sort(key=lambda t: (t.created, t.block, t.kind == "check"))
-        taken = taken[:count]
+        chosen: list[_Candidate] = []
+        full: list[str] = []
+        for t in taken:
+            if len(chosen) == count:
+                break
+            cap = caps.get(t.job)
+            if cap is None:
+                chosen.append(t)
+            elif cap > 0:
+                caps[t.job] = cap - 1
+                chosen.append(t)
+            elif t.job not in full:
+                full.append(t.job)
+        self._lease(node, chosen, until)
+        return [
+            Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check") for t in chosen
+        ], full
+
+    def _lease(self, node: str, taken: list[_Candidate], until: float) -> None:
+        """Lease the chosen blocks to ``node`` (rows, checks and new blocks)."""
         self.db.executemany(  # the node of a lease that ran out may still deliver
             "INSERT OR IGNORE INTO leases VALUES (?, ?, ?)",
             [(t.job, t.block, t.holder) for t in taken if t.holder is not None],
@@ -486,9 +629,6 @@ class JobStore(Store):
         self.db.executemany(
             "UPDATE jobs SET next_block = ? WHERE id = ?", [(c, j) for j, c in cursors.items()]
         )
-        return [
-            Assignment(t.job, t.block, t.lo, t.hi, until, t.keep, t.kind == "check") for t in taken
-        ]
 
     def _remember_holders(self, where: str, params: tuple[object, ...]) -> None:
         """Before blocks are taken from their nodes: those nodes may still deliver them."""
@@ -540,10 +680,17 @@ class JobStore(Store):
         return len(orphans)
 
     def release_node(self, node: str) -> int:
-        """A node went offline: its leased blocks are open again. Returns how many."""
+        """A node went offline: its leased blocks are open again, and a job for "any N"
+        nodes may take another in its place. Returns how many blocks."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM members WHERE node = ?", (node,))
             return self._reopen("node = ?", (node,))
+
+    def members(self, job: str) -> list[str]:
+        """The nodes a job for "any N" nodes runs on now."""
+        rows = self.db.execute("SELECT node FROM members WHERE job = ? ORDER BY node", (job,))
+        return [r[0] for r in rows]
 
     # -- results ------------------------------------------------------------------------
 

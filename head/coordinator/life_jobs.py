@@ -23,6 +23,7 @@ from piswarm.fleet import MAX_ROOM_NODES
 from piswarm.life import population
 from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, life, topics
+from piswarm.protocol.placement import Placement
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class _Running:
     owners: dict[int, str] = field(default_factory=dict)  # strip -> the node that runs it
     heard: dict[int, float] = field(default_factory=dict)  # strip -> its last word, when
     benched: set[str] = field(default_factory=set)  # silent nodes, senders of conflicting halos
+    waiting: str | None = None  # why no strip runs (no node free, none the placement names)
 
     @property
     def strips(self) -> int:
@@ -370,17 +372,26 @@ class LifeJobs:
         typical = known[len(known) // 2] if known else 1.0
         return [self.speeds.get(n, typical) for n in nodes]
 
-    def _free_slots(self, job: str) -> dict[str, int]:
+    def _free_slots(self, job: str, placement: Placement | None) -> dict[str, int]:
         """Strips each live node can still take: its slots less other running jobs' strips
-        (none for a node benched from this job)."""
+        (none for a node benched from this job), on the nodes the job's placement names,
+        at most ``per_node`` each, on at most ``count`` nodes (those with the most free
+        slots, the first to come online of equals)."""
         benched = self.running[job].benched if job in self.running else set()
         free = {node: n for node, n in self.nodes.items() if node not in benched}
+        if placement is not None:
+            free = {node: n for node, n in free.items() if placement.admits(node)}
         for other, run in self.running.items():
             if other != job:
                 for node, used in run.slots.items():
                     if node in free:
                         free[node] -= used
-        return {node: n for node, n in free.items() if n > 0}
+        free = {node: n for node, n in free.items() if n > 0}
+        if placement is not None and placement.per_node is not None:
+            free = {node: min(n, placement.per_node) for node, n in free.items()}
+        if placement is not None and placement.count is not None:  # those with most room
+            free = dict(sorted(free.items(), key=lambda kv: -kv[1])[: placement.count])
+        return free
 
     def _layout(self, request: life.LifeRequest, free: dict[str, int]) -> list[Strip]:
         min_rows = max(MIN_STRIP_ROWS, request.halo)
@@ -403,12 +414,15 @@ class LifeJobs:
             return  # the births of live nodes are still arriving
         record = self.store.get(job)
         request = record.request
-        free = self._free_slots(job)
+        free = self._free_slots(job, request.placement)
         if not free:
             if run.strips:
                 self._control(job, record.epoch, "running")
             run.slots = {}
             why = "other Life jobs use every strip slot" if self.nodes else "no node runs strips"
+            placement = request.placement
+            if placement is not None and not any(map(placement.admits, self.nodes)):
+                why = f"no node online that runs strips matches {placement.describe()}"
             if run.benched:
                 why += (
                     f" (none for {', '.join(sorted(run.benched))}: their strips went "
@@ -416,6 +430,7 @@ class LifeJobs:
                 )
             log.info("Life job %s waits: %s", job, why)
             run.needs_epoch = False
+            run.waiting = f"waiting: {why}"[:300]
             return
         board = self.store.board(job)
         layout = self._layout(request, free)
@@ -540,5 +555,7 @@ class LifeJobs:
             finished=record.finished,
             ts=now,
             error=record.error,
+            placement=request.placement,
+            waiting=run.waiting if run is not None and not run.strips else None,
         )
         self.publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)

@@ -44,6 +44,7 @@ from piswarm import protocol
 from piswarm.mqtt import Publish
 from piswarm.protocol import ProtocolError, jobs, summary, topics, work
 from piswarm.protocol.jobs import DEFAULT_DOUBLE_CHECK
+from piswarm.protocol.placement import Placement
 from piswarm.protocol.summary import BlockSummary
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class PrimeJobs:
         self._pool = ThreadPoolExecutor(max(1, checkers), thread_name_prefix="check")
         self._checking: deque[tuple[Claim, Future[Checked]]] = deque()
         self._wants: OrderedDict[str, int] = OrderedDict()
+        self._live: OrderedDict[str, int] = OrderedDict()
+        """node -> workers, of the nodes online (their births): whom a placed job may wait for"""
         self._tallies: dict[str, JobTally] = {}
         self._reconciled: set[str] = set()  # nodes whose leases from before were checked
         self._speeds: OrderedDict[str, tuple[float, int, float]] = OrderedDict()
@@ -227,9 +230,17 @@ class PrimeJobs:
         """Publish a job's status and map (retained); returns its state."""
         info = self.store.info(job)
         status = tally.status(info, self.clock())
+        if info.state == "running" and info.placement is not None:
+            status = dataclasses.replace(status, waiting=self._waiting_for(info.placement))
         self._publish(topics.job_status(job), protocol.encode(status), qos=1, retain=True)
         self._publish(topics.job_map(job), jobs.encode_job_map(tally.job_map()), qos=0, retain=True)
         return info.state
+
+    def _waiting_for(self, placement: Placement) -> str | None:
+        """Why a placed job gets no work done, when no node online may compute it."""
+        if any(workers and placement.admits(node) for node, workers in self._live.items()):
+            return None
+        return f"waiting: no node online with workers matches {placement.describe()}"[:300]
 
     # -- work ------------------------------------------------------------------------------
 
@@ -318,11 +329,19 @@ class PrimeJobs:
         for job in self.store.waive_checks(now - 2 * self.lease_seconds, now):
             self.publish_status(job)
 
+    def node_online(self, node: str, workers: int) -> None:
+        """A node's birth: a placed job that names it no longer waits."""
+        self._live.pop(node, None)
+        if len(self._live) >= MAX_WANTING_NODES:
+            self._live.popitem(last=False)  # the longest online
+        self._live[node] = workers
+
     def node_offline(self, node: str) -> None:
         """A node's goodbye or will: its leases go back to the pool. Its results that
         arrived before are stored first (the broker delivers them before the will)."""
         self.flush(wait=True)
         self._wants.pop(node, None)
+        self._live.pop(node, None)
         released = self.store.release_node(node)
         if released:
             self.stats.leases_released += released

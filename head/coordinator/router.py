@@ -405,6 +405,7 @@ class Coordinator:
             raise ProtocolError(f"a status of {status.node} on {node}'s topic", topic=topic)
         if isinstance(status, protocol.NodeOnline):
             self._life().node_online(node, status.life_strips)
+            self._prime().node_online(node, status.workers)
         if isinstance(status, protocol.NodeOffline):
             self._life().node_offline(node)
             self._prime().node_offline(node)

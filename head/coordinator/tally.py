@@ -110,6 +110,7 @@ class JobTally:
             checked=info.checked,
             mismatches=info.mismatches,
             wrong=info.wrong_nodes,
+            placement=info.placement,
         )
 
     def job_map(self) -> JobMap:

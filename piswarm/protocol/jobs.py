@@ -19,6 +19,7 @@ from typing import Literal
 from piswarm.protocol import _schema, life
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
+from piswarm.protocol.placement import Placement
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MAX_NUMBER = 2**63 - 1  # SQLite integers and the sieves stop here
@@ -73,6 +74,8 @@ class PrimesRequest:
 
     ``request_id`` is the submitter's own tag: the reply carries it, and submitting the
     same id twice (a retry) returns the first job instead of starting a second one.
+
+    ``placement`` keeps the job to part of the room (:class:`Placement`; ``None``: all).
     """
 
     start: int = field(metadata=spec(lo=0, hi=MAX_NUMBER))
@@ -83,6 +86,7 @@ class PrimesRequest:
     request_id: str = field(default="", metadata=_REQUEST_ID)
     keep: Keep = "primes"
     double_check: float | None = field(default=None, metadata=spec(lo=0, hi=1))
+    placement: Placement | None = None
 
     def __post_init__(self) -> None:
         if self.start > self.end:
@@ -180,6 +184,8 @@ class JobStatus:
     wrong: tuple[str, ...] = field(
         default=(), metadata=spec(pattern=NODE_ID_PATTERN.pattern, max_len=TOP_CONTRIBUTORS)
     )
+    placement: Placement | None = None  # as the request named it
+    waiting: str | None = field(default=None, metadata=spec(max_len=300))  # why no node works
 
     @property
     def fraction(self) -> float:

@@ -29,6 +29,7 @@ from typing import Literal, TypeVar
 from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.errors import ProtocolError
+from piswarm.protocol.placement import Placement
 from piswarm.protocol.topics import JOB_ID_PATTERN, NODE_ID_PATTERN
 
 MIN_SIDE = 3
@@ -106,6 +107,7 @@ class LifeRequest:
     pace: float = field(default=0.0, metadata=spec(lo=0, hi=MAX_PACE))
     name: str = field(default="", metadata=spec(max_len=MAX_NAME))
     request_id: str = field(default="", metadata=_REQUEST_ID)
+    placement: Placement | None = None  # where its strips may run (the whole room: None)
 
     def __post_init__(self) -> None:
         if self.width * self.height > MAX_CELLS:
@@ -307,6 +309,8 @@ class LifeStatus:
     finished: float | None = field(metadata=_TS)
     ts: float = field(metadata=_TS)
     error: str | None = field(default=None, metadata=spec(max_len=300))
+    placement: Placement | None = None  # as the request named it
+    waiting: str | None = field(default=None, metadata=spec(max_len=300))  # why no strip runs
     kind: Literal["life"] = "life"
 
     @property

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from piswarm import protocol
-from piswarm.protocol import ProtocolError, _schema, health, jobs, life, summary, work
+from piswarm.protocol import ProtocolError, _schema, health, jobs, life, placement, summary, work
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -111,6 +111,7 @@ def test_a_number_longer_than_python_reads_is_refused_cleanly(kind):
         summary.BlockSummary,
         summary.Summaries,
         work.BlockRange,
+        placement.Placement,
     ],
 )
 def test_every_field_is_documented(cls):
