@@ -241,6 +241,7 @@ class RunnerStats:
     requests_sent: int = 0
     malformed: int = 0
     assigns_dropped: int = 0  # blocks assigned past MAX_WAITING (never asked for)
+    busy_s: float = 0.0  # seconds the workers spent on blocks, all together
 
 
 @dataclass
@@ -462,6 +463,7 @@ class WorkRunner:
             log.exception("%s: block %s/%d failed", self.node_id, assign.job, assign.block)
             return None
         self.stats.blocks_done += 1
+        self.stats.busy_s += seconds
         speed = (assign.hi - assign.lo) / max(seconds, 1e-6)
         self.speed = speed if self.speed is None else 0.7 * self.speed + 0.3 * speed
         result = _Unacked(assign.job, assign.block, payload, now)

@@ -56,6 +56,7 @@ def build_parser() -> Parser:
     from broker.cli import register as register_broker
     from demo.cli import register as register_demo
     from deploy.cli import register as register_deploy
+    from head.cli.experiment import register as register_experiment
     from head.cli.jobs import register as register_jobs
     from head.cli.views import register as register_head
     from node_agent.cli import register as register_agent
@@ -71,6 +72,7 @@ def build_parser() -> Parser:
     register_broker(sub)
     register_head(sub)
     register_jobs(sub)
+    register_experiment(sub)
     register_deploy(sub)
     register_demo(sub)
     _finish_leaves(sub)

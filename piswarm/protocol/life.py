@@ -271,6 +271,8 @@ class Progress:
     rows: int | None = field(default=None, metadata=_SIDE)
     conflict_gen: int | None = field(default=None, metadata=_GEN)
     conflict_node: str | None = field(default=None, metadata=_NODE)
+    busy_s: float | None = field(default=None, metadata=spec(lo=0, hi=1e12))
+    """Seconds this strip has spent computing generations (not waiting for halos)."""
 
 
 @dataclass(frozen=True)

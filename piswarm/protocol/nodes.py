@@ -110,6 +110,9 @@ class Telemetry:
     mem_percent: float = field(metadata=spec(lo=0, hi=100))
     freq_mhz: float | None = field(metadata=spec(lo=0, hi=1e5))
     uptime_s: float = field(metadata=spec(lo=0, hi=1e10))
+    busy_s: float | None = field(default=None, metadata=spec(lo=0, hi=1e12))
+    """Seconds this node's sieve workers have spent on blocks since the agent started,
+    all workers together (None: it runs none). What an experiment counts as busy."""
 
     def __post_init__(self) -> None:
         if len(self.load) != 3:

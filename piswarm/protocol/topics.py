@@ -42,6 +42,16 @@ LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
 LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
 HEALTH_FILTER = f"{ROOT}/health/+"
+EXPERIMENT_STATUS_FILTER = f"{ROOT}/experiments/+/status"
+EXPERIMENT_RUNS_FILTER = f"{ROOT}/experiments/+/runs"
+SYS_COUNTERS = (
+    "$SYS/broker/messages/received",
+    "$SYS/broker/messages/sent",
+    "$SYS/broker/bytes/received",
+    "$SYS/broker/bytes/sent",
+)
+"""Mosquitto's running totals (every ``sys_interval``): what an experiment counts."""
+EXPERIMENT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 COORDINATOR_NAME = "coordinator"
 """The coordinator's name where a node's id would be (a reserved id)."""
 LIFE_LEAVES = frozenset({"up", "down", "want", "checkpoint", "frame", "progress"})
@@ -101,6 +111,22 @@ def job_status(job: str) -> str:
 def job_map(job: str) -> str:
     """Retained block map of a job (which node computed what)."""
     return f"{ROOT}/jobs/{validate_job_id(job)}/map"
+
+
+def validate_experiment(name: str) -> str:
+    if not isinstance(name, str) or not EXPERIMENT_PATTERN.fullmatch(name):
+        raise ProtocolError(f"invalid experiment name {name!r}: use 1-40 of a-z, 0-9 and '-'")
+    return name
+
+
+def experiment_status(name: str) -> str:
+    """Retained: where an experiment stands (the curve so far)."""
+    return f"{ROOT}/experiments/{validate_experiment(name)}/status"
+
+
+def experiment_runs(name: str) -> str:
+    """Each finished run of an experiment."""
+    return f"{ROOT}/experiments/{validate_experiment(name)}/runs"
 
 
 def node_work_request(node_id: str) -> str:

@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from piswarm import protocol
-from piswarm.protocol import ProtocolError, _schema, health, jobs, life, placement, summary, work
+from piswarm.protocol import (
+    ProtocolError,
+    _schema,
+    experiments,
+    health,
+    jobs,
+    life,
+    placement,
+    summary,
+    work,
+)
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "topics.md").read_text()
 DECODERS = {
@@ -40,6 +50,8 @@ DECODERS = {
     "halo": lambda p: _schema.decode(life.Halo, p),
     "checkpoint": lambda p: _schema.decode(life.Checkpoint, p),
     "frame": lambda p: _schema.decode(life.Frame, p),
+    "experiment_run": experiments.decode_run,
+    "experiment_status": experiments.decode_status,
 }
 EXAMPLES = re.findall(r"<!-- example: (\w+) -->\n```json\n(.*?)\n```", DOC, flags=re.S)
 
@@ -112,6 +124,10 @@ def test_a_number_longer_than_python_reads_is_refused_cleanly(kind):
         summary.Summaries,
         work.BlockRange,
         placement.Placement,
+        experiments.ExperimentRun,
+        experiments.ExperimentStatus,
+        experiments.ExperimentPoint,
+        experiments.ExperimentFit,
     ],
 )
 def test_every_field_is_documented(cls):

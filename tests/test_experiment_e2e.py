@@ -1,0 +1,142 @@
+"""Scaling experiments on real agents, with the coordinator as its own process (so the
+experiment measures its CPU as it would on the head)."""
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from head.experiment import fit
+from head.experiment.record import read_nodes, read_runs
+from piswarm.protocol import experiments, jobs, topics
+from piswarm.protocol.placement import Placement
+from tests.conftest import job_flags, piswarm, status_is, until
+
+PI_3E6 = 216_816  # pi(3,000,000)
+
+
+# -- real sweeps ----------------------------------------------------------------------------
+
+
+def sweep(broker, users, out, *extra):
+    command = [sys.executable, "-m", "piswarm", "experiment", "run", "sweep", "--end", "3e6",
+               "--block-size", "1e5", "--out", str(out), "--node-wait", "30",
+               *job_flags(broker, users), *extra]  # fmt: skip
+    return command
+
+
+def room(viewer, agents, nodes, workers=2):
+    made = [agents(n, workers=workers) for n in nodes]
+    for n in nodes:
+        viewer.wait_for(status_is(n, "online"), timeout=30)
+    return made
+
+
+def final_status(viewer, job):
+    msgs = viewer.matching(lambda m: m.topic == topics.job_status(job) and m.payload)
+    return jobs.decode_job_status(msgs[-1].payload)
+
+
+def test_a_sweep_over_three_real_agents_records_every_run_as_its_jobs_say(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    room(viewer, agents, ["node-a", "node-b", "node-c"])
+    out = tmp_path / "sweep"
+    command = sweep(broker, users, out, "--nodes", "1-3", "--workers", "1,2")
+    done = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    runs = read_runs(out)
+    assert sorted((r.nodes, r.workers) for r in runs) == [(n, w) for n in (1, 2, 3) for w in (1, 2)]
+    assert sorted(r.run for r in runs) == list(range(6))
+    for r in runs:
+        status = final_status(viewer, r.job)
+        assert status.state == "done" and r.result == str(status.primes) == str(PI_3E6)
+        assert r.wall_s == pytest.approx(status.finished - status.created, abs=1e-3)
+        assert status.placement == Placement(nodes=r.node_ids, per_node=r.workers)
+        assert {c.node for c in status.top} <= set(r.node_ids) and len(r.node_ids) == r.nodes
+        assert r.busy_s is not None and r.busy_s > 0 and r.busy_max_s >= r.busy_min_s > 0
+        assert r.head_cpu_s is not None and r.broker_cpu_s is not None and r.messages is not None
+        assert r.backends == ("numpy",) and r.versions and r.gap_s >= 0
+    # every node of a run has its own row, busy
+    nodes = read_nodes(out)
+    assert len(nodes) == sum(r.nodes for r in runs) and all(n.busy_s > 0 for n in nodes)
+    # Published as each ended, and the retained status holds the whole curve.
+    published = [experiments.decode_run(m.payload) for m in viewer.matching(
+        lambda m: m.topic == topics.experiment_runs("sweep"))]  # fmt: skip
+    assert sorted(published, key=lambda r: r.run) == sorted(runs, key=lambda r: r.run)
+    retained = viewer.matching(lambda m: m.topic == topics.experiment_status("sweep"))
+    last = experiments.decode_status(retained[-1].payload)
+    assert (last.state, last.runs_done, last.runs_total, len(last.points)) == ("done", 6, 6, 6)
+    # The report's figures are those of the jobs' own statuses.
+    walls = {(r.nodes, r.workers): final_status(viewer, r.job) for r in runs}
+    rows = fit.points((n, w, s.finished - s.created) for (n, w), s in walls.items())
+    text = (out / "report.txt").read_text()
+    assert done.stdout.decode() == text
+    for row in rows.values():
+        for p in row:
+            assert f"{p.nodes:>5} {p.wall_s:>8.2f}" in text and f"{p.speedup:>9.2f}" in text
+    assert (out / "report.png").stat().st_size > 0
+    shown = piswarm("experiment", "show", str(out))
+    assert shown.returncode == 0 and shown.stdout.decode() == text
+
+
+def test_an_experiment_killed_mid_sweep_resumes_without_redoing_finished_runs(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    _a, b = room(viewer, agents, ["node-a", "node-b"], workers=1)
+    b.hold_workers()  # the second run (2 nodes) cannot end while they are held
+    out = tmp_path / "sweep"
+    command = sweep(broker, users, out, "--nodes", "1,2", "--repeats", "2")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def on_the_second_run():
+        msgs = viewer.matching(lambda m: m.topic == topics.experiment_status("sweep"))
+        return msgs and experiments.decode_status(msgs[-1].payload).current_nodes == 2
+
+    try:
+        until(on_the_second_run, "the experiment's second run", 60)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+        first.stderr.close()
+    (done_before,) = read_runs(out)
+    assert (done_before.run, done_before.nodes) == (0, 1)
+    b.release_workers()
+    again = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    assert "resuming: 1 runs on disk, 3 to go" in again.stderr.decode()
+    runs = read_runs(out)
+    assert [r.run for r in runs] == [0, 1, 2, 3] and runs[0] == done_before
+    assert len({r.job for r in runs}) == 4
+
+
+def test_a_weak_scaling_life_sweep_grows_the_board_and_counts_the_strips_busy_time(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    room(viewer, agents, ["node-a", "node-b"], workers=1)
+    out = tmp_path / "life"
+    command = [sys.executable, "-m", "piswarm", "experiment", "run", "soup", "--kind", "life",
+               "--scaling", "weak", "--nodes", "1,2", "--size", "128x64", "--gens", "300",
+               "--out", str(out), *job_flags(broker, users)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    one, two = read_runs(out)
+    assert (one.nodes, two.nodes, two.work) == (1, 2, 128 * 128 * 300)
+    for r in (one, two):
+        msgs = viewer.matching(lambda m, r=r: m.topic == topics.job_status(r.job) and m.payload)
+        status = jobs.decode_any_status(msgs[-1].payload)
+        assert status.state == "done" and r.result == status.hash and len(r.result) == 16
+        assert set(status.nodes) == set(r.node_ids) and status.height == 64 * r.nodes
+        assert r.busy_s is not None and r.busy_s > 0
+    assert "Gustafson's serial fraction" in (out / "report.txt").read_text()
