@@ -23,6 +23,7 @@ import pygame
 
 from head.config import DisplayOptions
 from head.display.cluster import ClusterModel
+from head.display.experiments_view import ExperimentsModel
 from head.display.jobs_view import JobsModel
 from head.display.life_view import LifeFrames
 from head.display.scene import Frame, Link, Scene
@@ -123,6 +124,7 @@ class DisplayApp:
         options: DisplayOptions,
         jobs: JobsModel | None = None,
         life: LifeFrames | None = None,
+        experiments: ExperimentsModel | None = None,
         clock: Callable[[], float] = time.time,
         ticks: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -133,6 +135,7 @@ class DisplayApp:
         self.model = model
         self.jobs = jobs if jobs is not None else JobsModel()
         self.life = life if life is not None else LifeFrames()
+        self.experiments = experiments if experiments is not None else ExperimentsModel()
         self.source = source
         self.scenes = list(scenes)
         self.options = options
@@ -235,6 +238,8 @@ class DisplayApp:
                 self.jobs.apply(topic, payload, at)
             elif topics.is_life_strip_topic(topic):
                 self.life.apply(topic, payload, at)
+            elif topic.startswith(topics.EXPERIMENTS_PREFIX):
+                self.experiments.apply(topic, payload, at)
             else:
                 self.model.apply(topic, payload, at)
         except Exception:  # boundary: one message must not stop the display
@@ -299,6 +304,7 @@ class DisplayApp:
             self.model.stats.malformed
             + self.jobs.malformed
             + self.life.malformed
+            + self.experiments.malformed
             + self.source.dropped
             + self.errors
         )
@@ -319,6 +325,7 @@ class DisplayApp:
             self.life,
             self.ignored(),
             self.ticks(),
+            self.experiments,
         )
 
     def run(

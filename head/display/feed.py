@@ -30,8 +30,8 @@ DEFAULT_FILTERS = (
     topics.JOB_STATUS_FILTER,
     topics.JOB_MAP_FILTER,
 )
-# The display also draws Life boards from the strips' frames.
-DISPLAY_FILTERS = (*DEFAULT_FILTERS, topics.LIFE_FRAME_FILTER)
+# The display also draws Life boards from the strips' frames, and experiments' curves.
+DISPLAY_FILTERS = (*DEFAULT_FILTERS, topics.LIFE_FRAME_FILTER, topics.EXPERIMENT_STATUS_FILTER)
 
 
 class ClusterFeed:

@@ -1,4 +1,5 @@
-"""The kiosk as the commands build it: the cluster, primes and Life scenes over one model."""
+"""The kiosk as the commands build it: the cluster, primes, Life and experiment scenes
+over one model."""
 
 import os
 from typing import Any
@@ -12,6 +13,7 @@ def build_app(options: DisplayOptions, source: Any, expected: list[str] | None =
     from head.display.app import DisplayApp
     from head.display.cluster import ClusterModel
     from head.display.cluster_scene import ClusterScene
+    from head.display.experiment_scene import ExperimentScene
     from head.display.layout import Layout
     from head.display.life_scene import LifeScene
     from head.display.primes_scene import PrimesScene
@@ -27,5 +29,8 @@ def build_app(options: DisplayOptions, source: Any, expected: list[str] | None =
     seats = layout.expected if layout else []
     model = ClusterModel(expected=seats or expected or [])
     return DisplayApp(
-        model=model, source=source, scenes=[scene, PrimesScene(), LifeScene()], options=options
+        model=model,
+        source=source,
+        scenes=[scene, PrimesScene(), LifeScene(), ExperimentScene()],
+        options=options,
     )

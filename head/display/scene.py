@@ -6,6 +6,7 @@ from typing import Literal, Protocol
 import pygame
 
 from head.display.cluster import ClusterModel
+from head.display.experiments_view import ExperimentsModel
 from head.display.jobs_view import JobsModel
 from head.display.life_view import LifeFrames
 from head.display.text import TextCache
@@ -34,6 +35,7 @@ class Frame:
     life: LifeFrames = field(default_factory=LifeFrames)
     ignored: int = 0  # bad messages this display met (see DisplayApp.ignored)
     ticks: float = 0.0  # the app's monotonic clock: what paces redraws (never the wall clock)
+    experiments: ExperimentsModel = field(default_factory=ExperimentsModel)
 
 
 class Scene(Protocol):

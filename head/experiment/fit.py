@@ -106,3 +106,22 @@ def amdahl_speedup(s: float, n: float) -> float:
 
 def gustafson_speedup(s: float, n: float) -> float:
     return n - s * (n - 1.0)
+
+
+def headline(row: Sequence[Point], *, weak: bool) -> str | None:
+    """One sentence a visitor reads, for one worker count's points: the most nodes
+    against the fewest ("40 Pis: 37.2x faster than one")."""
+    if not row:
+        return None
+    base, top = row[0], row[-1]
+    pis = "Pi" if top.nodes == 1 else "Pis"
+    if len(row) < 2:
+        return f"{top.nodes} {pis}: {top.wall_s:.1f} s"
+    if weak:
+        return (
+            f"{top.nodes} Pis did {top.nodes / base.nodes:g}x the work of {base.nodes} in "
+            f"{top.wall_s / base.wall_s:.2f}x the time"
+        )
+    if base.nodes == 1:
+        return f"{top.nodes} {pis}: {top.speedup:.1f}x faster than one"
+    return f"{top.nodes} {pis}: {base.wall_s / top.wall_s:.1f}x faster than {base.nodes}"

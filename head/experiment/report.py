@@ -66,24 +66,12 @@ def _rows(plan: Plan, runs: Sequence[ExperimentRun]) -> dict[int, list[fit.Point
 
 
 def sentence(plan: Plan, runs: Sequence[ExperimentRun]) -> str | None:
-    """The headline a visitor reads: the largest node count against the smallest."""
+    """The headline: the most workers' points (strong), or the fewest's (weak)."""
     rows = _rows(plan, runs)
     if not rows:
         return None
-    row = rows[max(rows)] if plan.scaling == "strong" else rows[min(rows)]
-    top = row[-1]
-    base = row[0]
-    pis = "Pi" if top.nodes == 1 else "Pis"
-    if len(row) < 2:
-        return f"{top.nodes} {pis}: {top.wall_s:.1f} s"
-    if plan.scaling == "weak":
-        return (
-            f"{top.nodes} Pis did {top.nodes // base.nodes}x the work of {base.nodes} in "
-            f"{top.wall_s / base.wall_s:.2f}x the time"
-        )
-    if base.nodes == 1:
-        return f"{top.nodes} {pis}: {top.speedup:.1f}x faster than one"
-    return f"{top.nodes} {pis}: {base.wall_s / top.wall_s:.1f}x faster than {base.nodes}"
+    weak = plan.scaling == "weak"
+    return fit.headline(rows[min(rows) if weak else max(rows)], weak=weak)
 
 
 def summary(plan: Plan, runs: Sequence[ExperimentRun]) -> str:

@@ -42,6 +42,7 @@ LIFE_CHECKPOINT_FILTER = f"{ROOT}/nodes/+/life/+/+/+/checkpoint"
 LIFE_PROGRESS_FILTER = f"{ROOT}/nodes/+/life/+/+/+/progress"
 LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
 HEALTH_FILTER = f"{ROOT}/health/+"
+EXPERIMENTS_PREFIX = f"{ROOT}/experiments/"
 EXPERIMENT_STATUS_FILTER = f"{ROOT}/experiments/+/status"
 EXPERIMENT_RUNS_FILTER = f"{ROOT}/experiments/+/runs"
 SYS_COUNTERS = (
@@ -122,6 +123,14 @@ def validate_experiment(name: str) -> str:
 def experiment_status(name: str) -> str:
     """Retained: where an experiment stands (the curve so far)."""
     return f"{ROOT}/experiments/{validate_experiment(name)}/status"
+
+
+def parse_experiment_status_topic(topic: str) -> str:
+    """The experiment of ``piswarm/experiments/<name>/status``."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[:2] != [ROOT, "experiments"] or parts[3] != "status":
+        raise ProtocolError(f"not an experiment's status topic: {topic!r}")
+    return validate_experiment(parts[2])
 
 
 def experiment_runs(name: str) -> str:
