@@ -95,54 +95,6 @@ def test_the_curve_grows_beside_the_ideal_and_the_runs_nodes_are_lit(screen):
     x4, _ = scene.at(4, 0)
     assert colour(screen, (x4, scene.plot_rect.bottom - 30)) == NOW  # the run under way
     for node in ROOM:
-        birth = protocol.NodeOnline(
-            node=node, ts=1.0, host=node, version="0", cores=4, model="Pi 4", telemetry_interval=1.0
-        )
-        model.apply(topics.node_status(node), protocol.encode(birth), 1.0)
-    return model
-
-
-def draw(screen, status):
-    shown = ExperimentsModel()
-    if status is not None:
-        shown.apply(topics.experiment_status(status.experiment), protocol.encode(status), 0.0)
-    scene = ExperimentScene()
-    frame = Frame(
-        room_model(), 10.0, 10.0, Link("connected", 0.0), "classic", TextCache(), experiments=shown
-    )
-    scene.draw(screen, frame, True)
-    return scene
-
-
-def colour(screen, xy):
-    return tuple(screen.get_at(xy))[:3]
-
-
-def test_the_curve_grows_beside_the_ideal_and_the_runs_nodes_are_lit(screen):
-    status = a_status()
-    scene = draw(screen, status)
-    assert sentence(status) == "2 Pis: 1.9x faster than one"
-    text = scene.sentence_rect
-    bright = sum(
-        1
-        for x in range(text.left, text.right, 2)
-        for y in range(text.top, text.bottom, 2)
-        if sum(colour(screen, (x, y))) > 600
-    )
-    assert bright > 200  # big letters
-    x3, y3 = scene.at(3, 3)
-    assert colour(screen, (x3, y3)) == IDEAL  # the ideal line: 3 Pis, 3x
-    assert colour(screen, scene.at(2, 1.887)) == SERIES[0]  # the measured point
-    mid = scene.at(1.5, (1.0 + 1.887) / 2)
-    assert colour(screen, mid) == SERIES[0]  # ...joined to the one before
-    x4, _ = scene.at(4, 0)
-    assert (
-        colour(
-            screen, (x4 - 1 if x4 == scene.plot_rect.right - 1 else x4, scene.plot_rect.bottom - 10)
-        )
-        == NOW
-    )
-    for node in ROOM:
         expected = LIT if node in status.current_ids else UNLIT
         assert colour(screen, scene.node_rects[node].center) == expected, node
 
