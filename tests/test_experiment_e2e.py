@@ -49,6 +49,7 @@ def test_a_sweep_over_three_real_agents_records_every_run_as_its_jobs_say(
     command = sweep(broker, users, out, "--nodes", "1-3", "--workers", "1,2")
     done = subprocess.run(command, capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert "warming up on 3 nodes (not recorded)" in done.stderr.decode()
     runs = read_runs(out)
     assert sorted((r.nodes, r.workers) for r in runs) == [(n, w) for n in (1, 2, 3) for w in (1, 2)]
     assert sorted(r.run for r in runs) == list(range(6))
@@ -93,7 +94,7 @@ def test_an_experiment_killed_mid_sweep_resumes_without_redoing_finished_runs(
     _a, b = room(viewer, agents, ["node-a", "node-b"], workers=1)
     b.hold_workers()  # the second run (2 nodes) cannot end while they are held
     out = tmp_path / "sweep"
-    command = sweep(broker, users, out, "--nodes", "1,2", "--repeats", "2")
+    command = sweep(broker, users, out, "--nodes", "1,2", "--repeats", "2", "--warmup", "0")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def on_the_second_run():
@@ -140,3 +141,35 @@ def test_a_weak_scaling_life_sweep_grows_the_board_and_counts_the_strips_busy_ti
         assert set(status.nodes) == set(r.node_ids) and status.height == 64 * r.nodes
         assert r.busy_s is not None and r.busy_s > 0
     assert "Gustafson's serial fraction" in (out / "report.txt").read_text()
+
+
+def test_an_experiment_stopped_with_ctrl_c_cancels_its_run_and_says_stopped(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    (a,) = room(viewer, agents, ["node-a"], workers=1)
+    a.hold_workers()  # the first run cannot end
+    out = tmp_path / "sweep"
+    command = sweep(broker, users, out, "--warmup", "0")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+    def status():
+        msgs = viewer.matching(lambda m: m.topic == topics.experiment_status("sweep"))
+        return experiments.decode_status(msgs[-1].payload) if msgs else None
+
+    until(lambda: status() is not None and status().current_nodes == 1, "the first run", 60)
+    job = viewer.wait_for(
+        lambda m: m.topic.startswith("piswarm/jobs/p") and m.topic.endswith("/status"), timeout=30
+    ).topic
+    first.send_signal(signal.SIGINT)
+    assert first.wait(30) == 130
+    assert status().state == "stopped" and status().runs_done == 0
+    cancelled = jobs.decode_job_status(
+        viewer.wait_for(
+            lambda m: m.topic == job and m.payload and b'"cancelled"' in m.payload, timeout=30
+        ).payload
+    )
+    assert cancelled.name == "sweep 1x1"
+    a.release_workers()

@@ -120,6 +120,14 @@ def register(sub: Any) -> None:
         metavar="S",
         help="how long a run waits for enough nodes online (default 60)",
     )
+    run.add_argument(
+        "--warmup",
+        type=whole(0, 10),
+        default=1,
+        metavar="N",
+        help="unrecorded runs first, on all the sweep's nodes: they start their workers, "
+        "and the head learns their speed (default 1)",
+    )
     add_broker_flags(run)
     run.add_argument("--credentials", type=Path, help="credentials file (default: the admin's)")
     run.add_argument(
@@ -131,7 +139,9 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=run_experiment)
 
     show = verbs.add_parser("show", help="redraw a saved experiment's report")
-    show.add_argument("dir", type=Path, metavar="DIR")
+    show.add_argument(
+        "dir", type=Path, metavar="DIR", help="its directory (--out), or a file in it"
+    )
     show.set_defaults(handler=show_experiment)
 
 
@@ -189,6 +199,7 @@ def run_experiment(args: argparse.Namespace) -> int:
             run_timeout=args.run_timeout,
             node_wait=args.node_wait,
             request_timeout=args.timeout,
+            warmups=args.warmup,
             say=say,
         )
         try:
@@ -206,12 +217,13 @@ def show_experiment(args: argparse.Namespace) -> int:
     from head.experiment.record import RecordError, read_plan, read_runs
     from piswarm.errors import ConfigError
 
+    directory = args.dir.parent if args.dir.is_file() else args.dir
     try:
-        plan = read_plan(args.dir)
-        runs = read_runs(args.dir)
+        plan = read_plan(directory)
+        runs = read_runs(directory)
     except (RecordError, OSError) as exc:
         raise ConfigError(str(exc)) from None
-    text, png = report.write(args.dir, plan, runs)
+    text, png = report.write(directory, plan, runs)
     print(report.summary(plan, runs), end="")
     print(f"report: {text} and {png}", file=sys.stderr)
     return 0

@@ -113,6 +113,15 @@ def summary(plan: Plan, runs: Sequence[ExperimentRun]) -> str:
     headline = sentence(plan, runs)
     if headline:
         lines.append(f"In a sentence: {headline}.")
+    answers: dict[int, set[str]] = {}
+    for r in runs:
+        answers.setdefault(r.work, set()).add(r.result)
+    for work, found in sorted(answers.items()):
+        if len(found) > 1:  # the same job, different answers: a node computed wrong
+            lines.append(
+                f"WARNING: runs of the same job ({readable(work)}) gave different answers: "
+                f"{', '.join(sorted(found))} (see each run's job status)"
+            )
     total = sum(r.wall_s + r.gap_s for r in runs)
     gaps = sum(r.gap_s for r in runs)
     if total > 0:

@@ -1,4 +1,6 @@
-"""Scaling experiments: the arithmetic, the plan, the record, the report, and real sweeps."""
+"""Scaling experiments: the arithmetic, the plan, the record, the report, the CLI."""
+
+import dataclasses
 
 import pygame
 import pytest
@@ -11,8 +13,7 @@ from head.experiment.record import NodeRow, Record, RecordError, read_nodes, rea
 from piswarm.protocol import jobs
 from piswarm.protocol.experiments import ExperimentRun
 from piswarm.protocol.placement import Placement
-
-PI_3E6 = 216_816  # pi(3,000,000)
+from tests.conftest import piswarm
 
 # -- the arithmetic -------------------------------------------------------------------------
 
@@ -153,6 +154,26 @@ def test_the_report_renders_headless_with_the_ideal_the_curves_and_the_busy_bars
     for colour in (report.IDEAL, report.SERIES[0], report.SERIES[1], report.BUSY, report.IDLE):
         assert colour in colours, colour
     words = text.read_text()
+    assert "different answers" not in words
+    odd = [*runs[:-1], dataclasses.replace(runs[-1], result="78497")]
+    assert "gave different answers: 78497, 78498" in report.summary(plan, odd)
     # the headline is the most workers' series: 1 node took 10 / 2 * 1.1, 4 nodes 10 / 8 * 1.4
     assert f"4 Pis: {5.5 / 1.75:.1f}x faster than one" in words
     assert "Amdahl's serial fraction" in words and "busy" in words
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "t", "--nodes", "x", "--out", "o"], "argument --nodes: 'x' is not counts"),
+        (["run", "t", "--nodes", "0,2", "--out", "o"], "argument --nodes: '0,2': counts are"),
+        (["run", "Bad", "--out", "o"], "name 'Bad': use 1-40 of a-z"),
+        (["run", "t", "--pick", "PI", "--out", "o"], "argument --pick: 'PI' is not a node id"),
+        (["run", "t"], "the following arguments are required: --out"),
+        (["show", "nowhere"], "nowhere: no plan.json"),
+    ],
+)
+def test_a_bad_experiment_argument_is_one_line_naming_it(tmp_path, args, words):
+    done = piswarm("experiment", *args)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and words in lines[-1], lines

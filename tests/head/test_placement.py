@@ -1,6 +1,7 @@
 """Jobs on a chosen part of the room: the placement on the wire and in the job store."""
 
 import json
+import logging
 import time
 from contextlib import closing
 
@@ -278,14 +279,22 @@ def status_of(rec, job, pred, timeout=15.0):
 
 
 def test_a_prime_job_for_a_node_not_online_waits_saying_so_and_starts_when_it_comes(
-    broker, users, coordinator, recorder
+    broker, users, coordinator, recorder, caplog
 ):
+    caplog.set_level(logging.INFO)
     outsider = hand_prime_node(recorder, "node-a")
     coordinator()
     admin = recorder("admin", filters=("piswarm/jobs/#",))
     job = submit_primes(admin, "placed", {"nodes": ["node-[b-c]"], "per_node": 2})
     ask(outsider, 4)
     waiting = status_of(admin, job, lambda s: s.waiting is not None)
+    ask(outsider, 4)
+    later = status_of(admin, job, lambda s: s.ts > waiting.ts)  # a second later: still waiting
+    assert later.waiting == waiting.waiting
+    # Waiting is a state, not an error: nothing was logged as one while it lasted.
+    assert any(f"job {job} from admin" in r.getMessage() for r in caplog.records)  # heard
+    noisy = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert noisy == [], [r.getMessage() for r in noisy]
     assert waiting.waiting == "waiting: no node online with workers matches node-[b-c]; 2 per node"
     assert waiting.placement == Placement(nodes=("node-[b-c]",), per_node=2)
     shown = piswarm("job", "status", job, *job_flags(broker, users)).stdout.decode()

@@ -25,6 +25,7 @@ TELEMETRY_FIELDS = {
     "mem_percent",
     "freq_mhz",
     "uptime_s",
+    "busy_s",
 }
 
 
