@@ -173,3 +173,24 @@ def test_an_experiment_stopped_with_ctrl_c_cancels_its_run_and_says_stopped(
     )
     assert cancelled.name == "sweep 1x1"
     a.release_workers()
+
+
+def test_a_run_that_lacks_nodes_fails_saying_how_many_and_keeps_the_runs_before(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    room(viewer, agents, ["node-a"], workers=1)
+    out = tmp_path / "sweep"
+    command = sweep(broker, users, out, "--nodes", "1,2", "--node-wait", "1", "--warmup", "0")
+    done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert done.returncode == 1 and last.endswith(
+        "run 1 needs 2 nodes with 1 workers; 1 are online (node-a)"
+    ), last
+    assert [r.nodes for r in read_runs(out)] == [1]
+    msgs = viewer.matching(lambda m: m.topic == topics.experiment_status("sweep"))
+    failed = experiments.decode_status(msgs[-1].payload)
+    assert failed.state == "failed" and "needs 2 nodes" in failed.error and failed.runs_done == 1
+    assert (out / "report.txt").exists()
