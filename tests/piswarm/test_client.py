@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from piswarm.client import Message, MqttClient, MqttError, Will
+from piswarm.client import Message, MqttClient, MqttError, ReadAhead, Will
 from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import topics
 from tests.conftest import until
@@ -211,3 +211,49 @@ def test_messages_stop_at_the_deadline_and_publish_wait_needs_a_running_client(b
         client.publish_wait("piswarm/t", b"x", timeout=10)
         assert [m.payload for m in client.messages(10)][:1] == [b"x"]
         assert list(client.messages(10, until=time.monotonic() - 1)) == []
+
+
+def test_a_pumped_socket_reads_ahead_and_nothing_it_holds_is_left_behind(broker, users, recorder):
+    """pump() reads what the kernel holds in one call and serves paho's small reads from
+    it: paho's own loop must still take every message so held (it asks the socket's
+    pending(), as of an SSL socket), and a reconnect's new socket is read ahead again."""
+    got: list[int] = []
+    client = MqttClient(
+        settings_for(broker, users, "viewer"),
+        role="ahead",
+        subscriptions=[("piswarm/nodes/+/telemetry", 1)],
+        handler=lambda m: got.append(int(m.payload)),
+        threaded=False,
+        version="3.1.1",
+    ).start()
+    pub = recorder("node-a", filters=())
+    try:
+        until(lambda: client.pump(100) >= 0 and client.subscribed.is_set(), "subscribed", 20)
+        assert isinstance(client._client.socket(), ReadAhead)
+        pub.wait_connected()
+        topic = topics.node_telemetry("node-a")
+        filler = b" " * 400  # 500 messages of ~420 bytes: several read-ahead chunks
+        for i in range(500):
+            pub.publish(topic, str(i).encode() + filler, qos=1)
+        until(lambda: client.pump(1) >= 0 and len(got) >= 1, "the first message")
+        # From here only paho's loop: what the read-ahead holds must not wait for the kernel.
+        deadline = time.monotonic() + 20
+        while len(got) < 500 and time.monotonic() < deadline:
+            client.loop(0.05)
+        assert got == list(range(500))
+        broker.stop()
+        until(lambda: client.pump(10) >= 0 and not client.connected.is_set(), "the loss", 20)
+        broker.start()
+        until(
+            lambda: (
+                client.pump(10) >= 0 and client.connected.is_set() and client.subscribed.is_set()
+            ),
+            "back",
+            60,
+        )
+        assert isinstance(client._client.socket(), ReadAhead)  # the new socket, wrapped
+        pub.wait_connected()
+        pub.publish(topic, b"500" + filler, qos=1)
+        until(lambda: client.pump(10) >= 0 and got[-1] == 500, "a message after the restart", 20)
+    finally:
+        client.stop()
