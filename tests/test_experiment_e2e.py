@@ -8,7 +8,11 @@ import sys
 import pytest
 
 from head.experiment import fit
-from head.experiment.record import read_nodes, read_runs
+from head.experiment.lab import Lab
+from head.experiment.plan import Plan
+from head.experiment.record import Record, read_nodes, read_runs
+from head.experiment.runner import ExperimentRunner, LocalProcesses
+from piswarm.mqtt import BrokerSettings, Credentials
 from piswarm.protocol import experiments, jobs, topics
 from piswarm.protocol.placement import Placement
 from tests.conftest import job_flags, piswarm, status_is, until
@@ -20,9 +24,24 @@ PI_3E6 = 216_816  # pi(3,000,000)
 
 
 def sweep(broker, users, out, *extra):
-    command = [sys.executable, "-m", "piswarm", "experiment", "run", "sweep", "--end", "3e6",
-               "--block-size", "1e5", "--out", str(out), "--node-wait", "30",
-               *job_flags(broker, users), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "piswarm",
+        "experiment",
+        "run",
+        "sweep",
+        "--end",
+        "3e6",
+        "--block-size",
+        "1e5",
+        "--out",
+        str(out),
+        "--node-wait",
+        "30",
+        *job_flags(broker, users),
+        *extra,
+    ]
     return command
 
 
@@ -66,8 +85,10 @@ def test_a_sweep_over_three_real_agents_records_every_run_as_its_jobs_say(
     nodes = read_nodes(out)
     assert len(nodes) == sum(r.nodes for r in runs) and all(n.busy_s > 0 for n in nodes)
     # Published as each ended, and the retained status holds the whole curve.
-    published = [experiments.decode_run(m.payload) for m in viewer.matching(
-        lambda m: m.topic == topics.experiment_runs("sweep"))]  # fmt: skip
+    published = [
+        experiments.decode_run(m.payload)
+        for m in viewer.matching(lambda m: m.topic == topics.experiment_runs("sweep"))
+    ]
     assert sorted(published, key=lambda r: r.run) == sorted(runs, key=lambda r: r.run)
     retained = viewer.matching(lambda m: m.topic == topics.experiment_status("sweep"))
     last = experiments.decode_status(retained[-1].payload)
@@ -127,9 +148,27 @@ def test_a_weak_scaling_life_sweep_grows_the_board_and_counts_the_strips_busy_ti
     viewer.wait_connected()
     room(viewer, agents, ["node-a", "node-b"], workers=1)
     out = tmp_path / "life"
-    command = [sys.executable, "-m", "piswarm", "experiment", "run", "soup", "--kind", "life",
-               "--scaling", "weak", "--nodes", "1,2", "--size", "128x64", "--gens", "300",
-               "--out", str(out), *job_flags(broker, users)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "piswarm",
+        "experiment",
+        "run",
+        "soup",
+        "--kind",
+        "life",
+        "--scaling",
+        "weak",
+        "--nodes",
+        "1,2",
+        "--size",
+        "128x64",
+        "--gens",
+        "300",
+        "--out",
+        str(out),
+        *job_flags(broker, users),
+    ]
     done = subprocess.run(command, capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     one, two = read_runs(out)
@@ -194,3 +233,36 @@ def test_a_run_that_lacks_nodes_fails_saying_how_many_and_keeps_the_runs_before(
     failed = experiments.decode_status(msgs[-1].payload)
     assert failed.state == "failed" and "needs 2 nodes" in failed.error and failed.runs_done == 1
     assert (out / "report.txt").exists()
+
+
+def test_a_run_too_large_to_name_takes_any_n_and_records_the_nodes_that_worked(
+    broker, users, agents, coordinator, recorder, tmp_path
+):
+    coordinator()
+    viewer = recorder("viewer")
+    viewer.wait_connected()
+    room(viewer, agents, ["node-a", "node-b", "node-c"], workers=1)
+    plan = Plan(
+        name="many", kind="primes", scaling="strong", nodes=(2,), end=3 * 10**6, block_size=10**5
+    )
+    record = Record(tmp_path / "many", plan)
+    admin = Credentials.load(users.credentials_path("admin"))
+    settings = BrokerSettings(host="127.0.0.1", port=broker.port, credentials=admin)
+    with Lab(settings) as lab:
+        runner = ExperimentRunner(
+            plan,
+            record,
+            lab,
+            local=LocalProcesses("127.0.0.1", broker.port),
+            run_timeout=120,
+            warmups=0,
+            names_bytes=1,  # no id fits: the run asks for "any 2" of the 3
+        )
+        runner.run()
+    (run,) = record.runs
+    status = final_status(viewer, run.job)
+    assert status.placement == Placement(count=2, per_node=1)
+    assert len(run.node_ids) == 2 and set(run.node_ids) <= {"node-a", "node-b", "node-c"}
+    assert {c.node for c in status.top} == set(run.node_ids)
+    assert [n.node for n in read_nodes(tmp_path / "many")] == list(run.node_ids)
+    assert run.busy_min_s > 0 and run.result == str(PI_3E6)

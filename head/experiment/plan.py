@@ -140,9 +140,21 @@ class Run:
     repeat: int
 
 
-def placement_for(node_ids: list[str], workers: int, pick: tuple[str, ...] = ()) -> Placement:
-    """The run's nodes by name (up to 64 of them); past that, "any N" of those the
-    experiment may use (``pick``): a placement names at most ``MAX_PATTERNS``."""
-    if len(node_ids) <= MAX_PATTERNS:
+NAMES_BYTES = 12 * 1024
+"""The most a run's node ids may take in its job request (piswarm's JSON stops at 16 KiB):
+a lab of 240 Pis named ``pi-04-1`` takes 2.4 KiB."""
+
+
+def placement_for(
+    node_ids: list[str],
+    workers: int,
+    pick: tuple[str, ...] = (),
+    *,
+    names_bytes: int = NAMES_BYTES,
+) -> Placement:
+    """The run's nodes by name, while they fit a request (``MAX_PATTERNS`` ids in
+    ``names_bytes``); past that, "any N" of those the experiment may use (``pick``)."""
+    size = sum(len(n) + 3 for n in node_ids)  # "id",
+    if len(node_ids) <= MAX_PATTERNS and size <= names_bytes:
         return Placement(nodes=tuple(node_ids), per_node=workers)
     return Placement(nodes=pick, count=len(node_ids), per_node=workers)

@@ -23,7 +23,7 @@ import psutil
 
 from head.experiment import fit
 from head.experiment.lab import Lab, Window
-from head.experiment.plan import Plan, Run, placement_for
+from head.experiment.plan import NAMES_BYTES, Plan, Run, placement_for
 from head.experiment.record import NodeRow, Record
 from piswarm import protocol
 from piswarm.errors import PiswarmError
@@ -117,8 +117,11 @@ class ExperimentRunner:
         node_wait: float = 60.0,
         request_timeout: float = 10.0,
         warmups: int = 1,
+        names_bytes: int = NAMES_BYTES,
         say: Callable[[str], None] = lambda _line: None,
     ) -> None:
+        """``names_bytes``: how much of a run's request its node ids may take (past it the
+        run asks for "any N"; tests make it small)."""
         self.plan = plan
         self.record = record
         self.lab = lab
@@ -127,6 +130,7 @@ class ExperimentRunner:
         self.node_wait = node_wait
         self.request_timeout = request_timeout
         self.warmups = warmups
+        self.names_bytes = names_bytes
         self.say = say
         self._last_end = time.monotonic()
         self._current: Run | None = None
@@ -170,7 +174,7 @@ class ExperimentRunner:
         if not nodes:
             return  # the first run waits for its nodes, and says so
         rid = f"exp-{plan.name}-warm-{uuid.uuid4().hex[:6]}"[:64]
-        placement = placement_for(nodes, workers, plan.pick)
+        placement = placement_for(nodes, workers, plan.pick, names_bytes=self.names_bytes)
         request = dataclasses.replace(
             plan.request(plan.nodes[0], workers, placement, rid), name=f"{plan.name} warm-up"
         )
@@ -193,15 +197,18 @@ class ExperimentRunner:
         plan, lab = self.plan, self.lab
         life_job = plan.kind == "life"
         nodes = self._nodes_for(run, life_job)
+        placement = placement_for(nodes, run.workers, plan.pick, names_bytes=self.names_bytes)
+        if placement.count is not None:  # "any N": the coordinator picks them, watch all
+            nodes = lab.candidates(plan.pick, life_job=life_job, workers=run.workers)
         if not life_job:  # its busy seconds as they stand now, not a period ago
             lab.ask_telemetry(nodes, TELEMETRY_WAIT_S)
         lab.open_window(nodes)
         cpu0, sys0 = self.local.cpu(), dict(lab.sys)
-        placement = placement_for(nodes, run.workers, plan.pick)
         rid = f"exp-{plan.name}-{run.index}-{uuid.uuid4().hex[:6]}"[:64]
         request = plan.request(run.nodes, run.workers, placement, rid)
         submitted = time.monotonic()
-        self._current, self._current_ids = run, tuple(nodes[: experiments.MAX_LISTED_NODES])
+        named = () if placement.count is not None else tuple(nodes)
+        self._current, self._current_ids = run, named[: experiments.MAX_LISTED_NODES]
         job = self._job = lab.submit_run(request, self.request_timeout)
         started = time.time()
         self._publish_status("running")
@@ -228,7 +235,7 @@ class ExperimentRunner:
         record, node_rows = self._measure(run, job, status, window, nodes, started, submitted)
         record = _with_costs(record, cpu0, cpu1, sys0, sys1)
         self.record.add(record, node_rows)
-        lab.mqtt.publish(topics.experiment_runs(plan.name), protocol.encode(record), qos=1)
+        lab.mqtt.publish(topics.experiment_runs(plan.name), experiments.encode(record), qos=1)
         self._last_end = time.monotonic()
         self._job = None
         lab.mqtt.unsubscribe(topics.job_status(job))
@@ -276,6 +283,10 @@ class ExperimentRunner:
             for node in nodes:
                 before, after = w.busy_at_start.get(node), lab.nodes[node].busy_s
                 busy[node] = None if before is None or after is None else after - before
+        if len(nodes) > run.nodes:  # "any N": the run's nodes are those that worked
+            laid_out = set(status.nodes) if isinstance(status, LifeStatus) else set()
+            nodes = sorted({n for n in nodes if busy.get(n)} | laid_out)
+            busy = {n: busy.get(n) for n in nodes}
         known = [b for b in busy.values() if b is not None]
         seen = [lab.nodes[n] for n in nodes if n in lab.nodes]
         result = (status.hash or "") if isinstance(status, LifeStatus) else str(status.primes)
@@ -356,7 +367,7 @@ class ExperimentRunner:
             error=error,
         )
         self.lab.mqtt.publish(
-            topics.experiment_status(plan.name), protocol.encode(status), qos=1, retain=True
+            topics.experiment_status(plan.name), experiments.encode(status), qos=1, retain=True
         )
 
     def _cancel_leftovers(self) -> None:

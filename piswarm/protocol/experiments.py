@@ -14,9 +14,12 @@ from piswarm.protocol import _schema
 from piswarm.protocol._schema import spec
 from piswarm.protocol.topics import EXPERIMENT_PATTERN, JOB_ID_PATTERN, NODE_ID_PATTERN
 
-MAX_LISTED_NODES = 64
-"""Node ids a run or a status lists (the CSV beside it keeps every node's figures)."""
+MAX_LISTED_NODES = 1000
+"""Node ids a run or a status lists (a lab of 240 Pis whole; the CSV keeps every node's)."""
 MAX_POINTS = 256
+MAX_BYTES = 64 * 1024
+"""An experiment's payloads may be larger than piswarm's other JSON (16 KiB): a status
+holds up to 256 points and 1,000 node ids. Only the admin publishes them."""
 EXPERIMENT_STATES = frozenset({"running", "done", "failed", "stopped"})
 _NAME = spec(pattern=EXPERIMENT_PATTERN.pattern)
 _NODE = spec(pattern=NODE_ID_PATTERN.pattern, max_len=MAX_LISTED_NODES)
@@ -44,7 +47,7 @@ class ExperimentRun:
     started: float = field(metadata=_TS)
     gap_s: float = field(metadata=_SECONDS)  # since the run before ended: the sweep's own cost
     result: str = field(metadata=spec(max_len=64))  # primes found, or the board's hash
-    node_ids: tuple[str, ...] = field(metadata=_NODE)  # up to 64 of the run's nodes
+    node_ids: tuple[str, ...] = field(metadata=_NODE)  # the run's nodes (up to 1,000)
     busy_s: float | None = field(default=None, metadata=_SECONDS)  # all nodes' workers
     busy_min_s: float | None = field(default=None, metadata=_SECONDS)  # the least busy node
     busy_max_s: float | None = field(default=None, metadata=_SECONDS)  # the busiest
@@ -94,14 +97,18 @@ class ExperimentStatus:
     ts: float = field(metadata=_TS)
     current_nodes: int | None = field(default=None, metadata=spec(lo=1, hi=1_000_000))
     current_workers: int | None = field(default=None, metadata=spec(lo=1, hi=1024))
-    current_ids: tuple[str, ...] = field(default=(), metadata=_NODE)
+    current_ids: tuple[str, ...] = field(default=(), metadata=_NODE)  # up to 1,000
     max_nodes: int = field(default=1, metadata=spec(lo=1, hi=1_000_000))  # of the sweep
     error: str | None = field(default=None, metadata=spec(max_len=300))
 
 
+def encode(payload: ExperimentRun | ExperimentStatus) -> bytes:
+    return _schema.encode(payload, max_bytes=MAX_BYTES)
+
+
 def decode_run(payload: bytes) -> ExperimentRun:
-    return _schema.decode(ExperimentRun, payload)
+    return _schema.decode(ExperimentRun, payload, max_bytes=MAX_BYTES)
 
 
 def decode_status(payload: bytes) -> ExperimentStatus:
-    return _schema.decode(ExperimentStatus, payload)
+    return _schema.decode(ExperimentStatus, payload, max_bytes=MAX_BYTES)

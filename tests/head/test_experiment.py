@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from head.display.experiments_view import ExperimentsModel
 from head.experiment import fit, report
 from head.experiment.plan import Plan, PlanError, placement_for
 from head.experiment.record import NodeRow, Record, RecordError, read_nodes, read_runs
-from piswarm.protocol import jobs
+from piswarm.protocol import experiments, jobs, topics
 from piswarm.protocol.experiments import ExperimentRun
 from piswarm.protocol.placement import Placement
 from tests.conftest import piswarm
@@ -67,11 +68,25 @@ def test_speed_up_and_efficiency_are_against_the_smallest_node_count():
 
 
 def test_a_plan_runs_each_repeat_of_the_whole_sweep_in_turn_and_weak_jobs_grow():
-    plan = Plan(name="t", kind="primes", scaling="weak", nodes=(1, 2), workers=(1, 2), repeats=2,
-                end=1_000_000)  # fmt: skip
+    plan = Plan(
+        name="t",
+        kind="primes",
+        scaling="weak",
+        nodes=(1, 2),
+        workers=(1, 2),
+        repeats=2,
+        end=1_000_000,
+    )
     assert [(r.repeat, r.workers, r.nodes) for r in plan.runs()] == [
-        (0, 1, 1), (0, 1, 2), (0, 2, 1), (0, 2, 2), (1, 1, 1), (1, 1, 2), (1, 2, 1), (1, 2, 2),
-    ]  # fmt: skip
+        (0, 1, 1),
+        (0, 1, 2),
+        (0, 2, 1),
+        (0, 2, 2),
+        (1, 1, 1),
+        (1, 1, 2),
+        (1, 2, 1),
+        (1, 2, 2),
+    ]
     req = plan.request(2, 1, Placement(nodes=("a", "b"), per_node=1), "r")
     assert isinstance(req, jobs.PrimesRequest)
     assert (req.start, req.end, req.double_check, req.name) == (1, 2_000_000, 0.0, "t 2x1")
@@ -99,10 +114,51 @@ def test_a_plan_that_cannot_run_says_which_option(fields, words):
         Plan(**{**base, **fields})
 
 
-def test_a_run_names_up_to_64_nodes_and_past_that_takes_any_n_of_those_picked():
-    assert placement_for(["a", "b"], 2) == Placement(nodes=("a", "b"), per_node=2)
-    many = [f"n-{i}" for i in range(65)]
-    assert placement_for(many, 1, ("n-*",)) == Placement(nodes=("n-*",), count=65, per_node=1)
+def test_a_run_names_its_nodes_while_they_fit_a_request_and_past_that_takes_any_n():
+    lab = [f"pi-{d:02d}-{s}" for d in range(1, 81) for s in "123"]  # 240 Pis
+    named = placement_for(lab, 2)
+    assert named == Placement(nodes=tuple(lab), per_node=2)
+    request = Plan(name="t", kind="primes", scaling="strong", nodes=(1, 240)).request(
+        240, 2, named, "r"
+    )
+    assert len(jobs.encode_request(request)) < 16 * 1024  # the room by name fits
+    many = [f"n-{i}" for i in range(1001)]
+    assert placement_for(many, 1, ("n-*",)) == Placement(nodes=("n-*",), count=1001, per_node=1)
+    long = [f"node-with-a-long-name-{i:04d}" for i in range(500)]  # 500, but 15 KB of ids
+    assert placement_for(long, 1).count == 500
+    # and a placement of 240 names is one set lookup, beside its globs
+    mixed = Placement(nodes=(*lab[:200], "sim-0[0-4]?"))
+    assert mixed.admits("pi-05-2") and mixed.admits("sim-042") and not mixed.admits("pi-80-3")
+
+
+def test_a_status_of_a_big_sweep_fits_its_payload_and_the_kiosk_reads_it():
+    points = tuple(
+        experiments.ExperimentPoint(
+            nodes=n, workers=w, wall_s=123.4567, speedup=12.3456, efficiency=0.9876, repeats=3
+        )
+        for w in range(1, 5)
+        for n in range(1, 65)
+    )
+    status = experiments.ExperimentStatus(
+        experiment="room",
+        kind="primes",
+        scaling="strong",
+        state="running",
+        runs_total=768,
+        runs_done=10,
+        points=points,
+        fits=(),
+        ts=1.7e9,
+        current_nodes=1000,
+        current_workers=4,
+        current_ids=tuple(f"pi-{i:04d}" for i in range(1000)),
+        max_nodes=64,
+    )
+    payload = experiments.encode(status)
+    assert 16 * 1024 < len(payload) <= experiments.MAX_BYTES
+    shown = ExperimentsModel()
+    assert shown.apply(topics.experiment_status("room"), payload, 0.0)
+    assert shown.current() == status
 
 
 # -- the record -----------------------------------------------------------------------------
@@ -110,11 +166,23 @@ def test_a_run_names_up_to_64_nodes_and_past_that_takes_any_n_of_those_picked():
 
 def a_run(index, nodes=1, workers=1, wall=10.0, **kw):
     return ExperimentRun(
-        experiment="t", run=index, kind="primes", scaling="strong", nodes=nodes, workers=workers,
-        repeat=0, job=f"p20261205-{index:06x}", work=10**6, wall_s=wall, started=1.7e9,
-        gap_s=0.25, result="78498", node_ids=tuple(f"node-{i}" for i in range(nodes)),
-        busy_s=wall * nodes * workers * 0.9, **kw,
-    )  # fmt: skip
+        experiment="t",
+        run=index,
+        kind="primes",
+        scaling="strong",
+        nodes=nodes,
+        workers=workers,
+        repeat=0,
+        job=f"p20261205-{index:06x}",
+        work=10**6,
+        wall_s=wall,
+        started=1.7e9,
+        gap_s=0.25,
+        result="78498",
+        node_ids=tuple(f"node-{i}" for i in range(nodes)),
+        busy_s=wall * nodes * workers * 0.9,
+        **kw,
+    )
 
 
 def test_runs_are_read_back_as_written_and_a_torn_last_line_is_dropped(tmp_path):
@@ -131,8 +199,10 @@ def test_runs_are_read_back_as_written_and_a_torn_last_line_is_dropped(tmp_path)
         second, [NodeRow(1, "node-0", 4.5, None, True), NodeRow(1, "node-1", 4.4, 60.0, False)]
     )
     assert read_runs(tmp_path) == [first, second]
-    assert read_nodes(tmp_path)[1:] == [NodeRow(1, "node-0", 4.5, None, True),
-                                        NodeRow(1, "node-1", 4.4, 60.0, False)]  # fmt: skip
+    assert read_nodes(tmp_path)[1:] == [
+        NodeRow(1, "node-0", 4.5, None, True),
+        NodeRow(1, "node-1", 4.4, 60.0, False),
+    ]
     other = Plan(name="t", kind="primes", scaling="weak", nodes=(1, 2))
     with pytest.raises(RecordError, match="holds another experiment"):
         Record(tmp_path, other)
@@ -143,8 +213,10 @@ def test_runs_are_read_back_as_written_and_a_torn_last_line_is_dropped(tmp_path)
 
 def test_the_report_renders_headless_with_the_ideal_the_curves_and_the_busy_bars(tmp_path):
     plan = Plan(name="t", kind="primes", scaling="strong", nodes=(1, 2, 4), workers=(1, 2))
-    runs = [a_run(i, n, w, wall=10.0 / (n * w) * (1 + 0.1 * n)) for i, (n, w) in
-            enumerate([(1, 1), (2, 1), (4, 1), (1, 2), (2, 2), (4, 2)])]  # fmt: skip
+    runs = [
+        a_run(i, n, w, wall=10.0 / (n * w) * (1 + 0.1 * n))
+        for i, (n, w) in enumerate([(1, 1), (2, 1), (4, 1), (1, 2), (2, 2), (4, 2)])
+    ]
     text, png = report.write(tmp_path, plan, runs)
     picture = pygame.image.load(str(png))
     assert picture.get_size() == report.SIZE
