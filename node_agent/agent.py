@@ -223,7 +223,7 @@ class Agent:
             mem_percent=round(reading.mem_percent, 1),
             freq_mhz=None if reading.freq_mhz is None else round(reading.freq_mhz, 1),
             uptime_s=round(reading.uptime_s, 1),
-            busy_s=None if self.runner is None else round(self.runner.stats.busy_s, 3),
+            busy_s=None if self.runner is None else round(self.runner.stats.busy_s, 6),
         )
 
     def publish_telemetry(self) -> None:

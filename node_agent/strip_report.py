@@ -110,7 +110,7 @@ class StripReporter:
             rows=board.rows.shape[0],
             conflict_gen=None if conflict is None else conflict[0],
             conflict_node=None if conflict is None else conflict[1],
-            busy_s=round(seconds, 3),
+            busy_s=round(seconds, 6),
         )
         self.publish(self.exchange.topic("progress"), protocol.encode(report), 0)
 

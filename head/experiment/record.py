@@ -163,7 +163,7 @@ def _node_cells(n: NodeRow) -> list[str]:
     return [
         str(n.run),
         n.node,
-        "" if n.busy_s is None else repr(round(n.busy_s, 4)),
+        "" if n.busy_s is None else repr(round(n.busy_s, 6)),
         "" if n.temp_max_c is None else repr(n.temp_max_c),
         "1" if n.throttled else "0",
     ]
