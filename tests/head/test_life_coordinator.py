@@ -11,8 +11,8 @@ from piswarm.protocol import topics
 from tests.conftest import until
 
 
-def hand_node(recorder, node_id="node-a", strips=1):
-    """A node that announces Life slots and records what it is sent."""
+def hand_node(recorder, node_id="node-a", strips=1, workers=0):
+    """A node that announces Life slots (and sieve workers) and records what it is sent."""
     rec = recorder(node_id, filters=(f"piswarm/nodes/{node_id}/#", "piswarm/jobs/#"))
     rec.wait_connected()
     rec.node_id = node_id
@@ -25,6 +25,7 @@ def hand_node(recorder, node_id="node-a", strips=1):
         model="hand",
         telemetry_interval=1.0,
         life_strips=strips,
+        workers=workers,
     )
     rec.publish(topics.node_status(node_id), protocol.encode(birth), retain=True)
     return rec

@@ -241,19 +241,7 @@ def test_room_limits_close_jobs_a_node_may_not_join():
 
 def hand_prime_node(recorder, node_id, workers=1):
     """A node born with sieve workers, that asks for blocks when told to."""
-    rec = hand_node(recorder, node_id, strips=0)
-    birth = protocol.NodeOnline(
-        node=node_id,
-        ts=time.time(),
-        host="bench",
-        version="0",
-        cores=4,
-        model="hand",
-        telemetry_interval=1.0,
-        workers=workers,
-    )
-    rec.publish(topics.node_status(node_id), protocol.encode(birth), retain=True)
-    return rec
+    return hand_node(recorder, node_id, strips=0, workers=workers)
 
 
 def ask(node, want):
