@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from head.cli.jobs import board_size
+from head.cli.jobs import add_coordinator_flags, admin_settings, board_size
 from head.cli.placement_flags import node_patterns
-from head.config import broker_settings
-from piswarm.flags import add_broker_flags, real, whole
+from piswarm.flags import real, whole
 from piswarm.protocol import jobs
 from piswarm.protocol import life as wire
 from piswarm.protocol.placement import MAX_PER_NODE
@@ -128,14 +127,7 @@ def register(sub: Any) -> None:
         help="unrecorded runs first, on all the sweep's nodes: they start their workers, "
         "and the head learns their speed (default 1)",
     )
-    add_broker_flags(run)
-    run.add_argument("--credentials", type=Path, help="credentials file (default: the admin's)")
-    run.add_argument(
-        "--timeout",
-        type=real(0.1, 3600, unit=" s"),
-        default=10.0,
-        help="seconds to wait for the broker and the coordinator (default 10)",
-    )
+    add_coordinator_flags(run)
     run.set_defaults(handler=run_experiment)
 
     show = verbs.add_parser("show", help="redraw a saved experiment's report")
@@ -185,7 +177,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         record = Record(args.out, plan)
     except (RecordError, OSError) as exc:
         raise ConfigError(f"--out: {exc}") from None
-    settings = broker_settings(vars(args), "admin")
+    settings = admin_settings(args)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

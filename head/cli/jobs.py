@@ -31,16 +31,7 @@ def register(sub: Any) -> None:
 
     def mqtt_verb(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = verbs.add_parser(name, help=help_text)
-        add_broker_flags(parser)
-        parser.add_argument(
-            "--credentials", type=Path, help="credentials file (default: the admin's)"
-        )
-        parser.add_argument(
-            "--timeout",
-            type=real(0.1, 3600, unit=" s"),
-            default=10.0,
-            help="seconds to wait for the coordinator (default 10)",
-        )
+        add_coordinator_flags(parser)
         return parser
 
     number = whole(0, jobs.MAX_NUMBER)
@@ -194,6 +185,19 @@ def register(sub: Any) -> None:
         "a node that sent a list of the right length, not the primes)",
     )
     verify.set_defaults(handler=run_verify)
+
+
+def add_coordinator_flags(parser: argparse.ArgumentParser) -> None:
+    """The broker, the admin's login and how long to wait for the coordinator: what a
+    command that talks to the coordinator takes (read by :func:`admin_settings`)."""
+    add_broker_flags(parser)
+    parser.add_argument("--credentials", type=Path, help="credentials file (default: the admin's)")
+    parser.add_argument(
+        "--timeout",
+        type=real(0.1, 3600, unit=" s"),
+        default=10.0,
+        help="seconds to wait for the coordinator (default 10)",
+    )
 
 
 def admin_settings(args: argparse.Namespace) -> Any:

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 from piswarm.errors import ConfigError
 from piswarm.flags import whole
-from piswarm.protocol import ProtocolError
 from piswarm.protocol.placement import (
     MAX_COUNT,
     MAX_PATTERNS,
@@ -62,7 +61,4 @@ def placement_of(args: argparse.Namespace) -> Placement | None:
     unique = tuple(dict.fromkeys(nodes))
     if len(unique) > MAX_PATTERNS:
         raise ConfigError(f"--nodes: {len(unique)} names; at most {MAX_PATTERNS} (use a glob)")
-    try:
-        return Placement(nodes=unique, count=args.any, per_node=args.per_node)
-    except ProtocolError as exc:  # pragma: no cover - the flag types check each part
-        raise ConfigError(f"--nodes: {exc}") from None
+    return Placement(nodes=unique, count=args.any, per_node=args.per_node)  # each part checked

@@ -60,13 +60,18 @@ class Plan:
                 raise PlanError(f"{flag}: at most {MAX_POINTS} counts")
         if not 1 <= self.repeats <= 100:
             raise PlanError("--repeats: 1-100")
-        if len(self.runs()) > MAX_RUNS:
+        if self.total > MAX_RUNS:
             raise PlanError(f"the sweep has more than {MAX_RUNS} runs")
         for n in (self.nodes[0], self.nodes[-1]):  # every request is valid (the largest too)
             try:
                 self.request(n, self.workers[-1], Placement(count=n))
             except (ProtocolError, ValueError) as exc:
                 raise PlanError(f"the job for {n} nodes: {exc}") from None
+
+    @property
+    def total(self) -> int:
+        """How many runs the sweep has."""
+        return len(self.nodes) * len(self.workers) * self.repeats
 
     def runs(self) -> list["Run"]:
         """Every run, in the order they go: each repeat of the whole sweep in turn (a

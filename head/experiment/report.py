@@ -61,6 +61,14 @@ def costs(runs: Sequence[ExperimentRun]) -> Costs:
     )
 
 
+def _by_point(runs: Sequence[ExperimentRun]) -> dict[tuple[int, int], list[ExperimentRun]]:
+    """The runs of each point of the sweep: (workers, nodes) -> its repeats."""
+    by_point: dict[tuple[int, int], list[ExperimentRun]] = {}
+    for r in runs:
+        by_point.setdefault((r.workers, r.nodes), []).append(r)
+    return by_point
+
+
 def _rows(plan: Plan, runs: Sequence[ExperimentRun]) -> dict[int, list[fit.Point]]:
     return fit.points(((r.nodes, r.workers, r.wall_s) for r in runs), weak=plan.scaling == "weak")
 
@@ -82,19 +90,17 @@ def summary(plan: Plan, runs: Sequence[ExperimentRun]) -> str:
         f"{' '.join(map(str, plan.nodes))}, workers per node "
         f"{' '.join(map(str, plan.workers))}, {plan.repeats} repeat(s)",
         "  job: " + _job_words(plan),
-        f"  runs: {len(runs)} of {len(plan.runs())} done",
+        f"  runs: {len(runs)} of {plan.total} done",
         "",
     ]
-    by_point: dict[tuple[int, int], list[ExperimentRun]] = {}
-    for r in runs:
-        by_point.setdefault((r.nodes, r.workers), []).append(r)
+    by_point = _by_point(runs)
     for workers, row in _rows(plan, runs).items():
         lines.append(f"{workers} worker(s) per node:")
         lines.append(
             "  nodes   wall s  +- s  speed-up  efficiency  busy   head CPU  broker CPU  msgs/s"
         )
         for p in row:
-            c = costs(by_point[(p.nodes, workers)])
+            c = costs(by_point[(workers, p.nodes)])
             lines.append(
                 f"  {p.nodes:>5} {p.wall_s:>8.2f} {p.spread_s / 2:>5.2f} {p.speedup:>9.2f}"
                 f" {p.efficiency:>10.0%}  {_pct(c.busy):>5}  {_pct(c.head_cpu):>8}"
@@ -270,9 +276,7 @@ def _time_bars(panel: _Panel, runs: Sequence[ExperimentRun]) -> None:
     import pygame
 
     panel.frame("where the time went: workers busy (green) / idle")
-    by_point: dict[tuple[int, int], list[ExperimentRun]] = {}
-    for r in runs:
-        by_point.setdefault((r.workers, r.nodes), []).append(r)
+    by_point = _by_point(runs)
     keys = sorted(by_point)
     if not keys:
         return

@@ -138,9 +138,10 @@ class ExperimentRunner:
         self._job: str | None = None  # the run under way's job, once submitted
 
     def run(self) -> None:
-        todo = [r for r in self.plan.runs() if r.index not in self.record.done]
-        if len(todo) < len(self.plan.runs()):
-            self.say(f"resuming: {len(self.record.done)} runs on disk, {len(todo)} to go")
+        done, runs = self.record.done, self.plan.runs()
+        todo = [r for r in runs if r.index not in done]
+        if len(todo) < len(runs):
+            self.say(f"resuming: {len(done)} runs on disk, {len(todo)} to go")
         self._cancel_leftovers()
         self._publish_status("running")
         try:
@@ -181,16 +182,26 @@ class ExperimentRunner:
         lab.open_window(nodes)
         job = self._job = lab.submit_run(request, self.request_timeout)
         self.say(f"warming up on {len(nodes)} nodes (not recorded): job {job}")
+        self._wait_end(f"the warm-up job {job}")
+        self._done_with(job)
+
+    def _wait_end(self, what: str) -> None:
+        """Follow the job under way until it is no longer running (``--run-timeout``)."""
+        lab = self.lab
         if not lab.wait(
             lambda: lab.status is not None and lab.status.state != "running",
             self.run_timeout,
-            f"warm-up job {job}",
+            what,
         ):
             raise ExperimentError(
-                f"the warm-up job {job} did not end within {self.run_timeout:g} s"
+                f"{what} did not end within {self.run_timeout:g} s (--run-timeout); it is "
+                "cancelled, and the experiment resumes from there"
             )
+
+    def _done_with(self, job: str) -> None:
+        """The job under way has ended and is accounted for: the time between runs starts."""
         self._job = None
-        lab.mqtt.unsubscribe(topics.job_status(job))
+        self.lab.mqtt.unsubscribe(topics.job_status(job))
         self._last_end = time.monotonic()
 
     def _one(self, run: Run) -> None:
@@ -212,20 +223,11 @@ class ExperimentRunner:
         job = self._job = lab.submit_run(request, self.request_timeout)
         started = time.time()
         self._publish_status("running")
-        total = len(plan.runs())
         self.say(
-            f"run {run.index + 1}/{total}: {run.nodes} nodes x {run.workers} workers "
+            f"run {run.index + 1}/{plan.total}: {run.nodes} nodes x {run.workers} workers "
             f"(repeat {run.repeat + 1}), job {job}"
         )
-        if not lab.wait(
-            lambda: lab.status is not None and lab.status.state != "running",
-            self.run_timeout,
-            f"job {job}",
-        ):
-            raise ExperimentError(
-                f"job {job} of run {run.index} did not end within {self.run_timeout:g} s "
-                "(--run-timeout); it is cancelled, and the experiment resumes from this run"
-            )
+        self._wait_end(f"job {job} of run {run.index}")
         status, window = lab.status, lab.window
         if status is None or window is None or status.state != "done":
             raise ExperimentError(f"job {job} of run {run.index} ended {status and status.state}")
@@ -236,9 +238,7 @@ class ExperimentRunner:
         record = _with_costs(record, cpu0, cpu1, sys0, sys1)
         self.record.add(record, node_rows)
         lab.mqtt.publish(topics.experiment_runs(plan.name), experiments.encode(record), qos=1)
-        self._last_end = time.monotonic()
-        self._job = None
-        lab.mqtt.unsubscribe(topics.job_status(job))
+        self._done_with(job)
         self.say(
             f"  {record.wall_s:.2f} s wall, {record.busy_s or 0:.2f} s busy on the nodes, "
             f"{record.gap_s:.2f} s between runs"
@@ -355,7 +355,7 @@ class ExperimentRunner:
             kind=plan.kind,
             scaling=plan.scaling,
             state=state,
-            runs_total=len(plan.runs()),
+            runs_total=plan.total,
             runs_done=len(self.record.done),
             points=points,
             fits=fits,

@@ -44,7 +44,6 @@ LIFE_FRAME_FILTER = f"{ROOT}/nodes/+/life/+/+/+/frame"
 HEALTH_FILTER = f"{ROOT}/health/+"
 EXPERIMENTS_PREFIX = f"{ROOT}/experiments/"
 EXPERIMENT_STATUS_FILTER = f"{ROOT}/experiments/+/status"
-EXPERIMENT_RUNS_FILTER = f"{ROOT}/experiments/+/runs"
 SYS_COUNTERS = (
     "$SYS/broker/messages/received",
     "$SYS/broker/messages/sent",
